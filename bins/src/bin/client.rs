@@ -1,0 +1,125 @@
+//! copyperf client: drives one workload through one send path for a fixed time on every
+//! thread, then prints both sides' figures as a summary, JSON or CSV.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser, ValueEnum};
+use cli::EnumArg;
+use engine::{export, run_client, Backend, ClientConfig, ClientEvent, Mode, Verify, Workload};
+
+/// Measure what moving bytes through a TCP socket costs on one send path.
+///
+/// Exit codes: 0 success, 1 runtime failure (connect, I/O, peer), 2 bad flags, 3 refused
+/// by the server, 4 data failed verification, 5 kernel feature missing.
+#[derive(Debug, Parser)]
+#[command(
+    name = "client",
+    version,
+    disable_help_flag = true,
+    max_term_width = 100
+)]
+struct Args {
+    /// Server host name or address.
+    #[arg(short = 'h', long, default_value = "127.0.0.1")]
+    host: String,
+    /// Server TCP port.
+    #[arg(short = 'p', long, default_value_t = 8080)]
+    port: u16,
+    /// Message size in bytes, split over 8 fields (suffixes K, M: 4K = 4096).
+    #[arg(short = 's', long, value_name = "BYTES", default_value = "4K", value_parser = cli::size_arg)]
+    size: usize,
+    /// Worker threads (syscall: one connection each; uring: one ring each).
+    #[arg(short = 't', long, value_name = "N", default_value_t = 1)]
+    threads: usize,
+    /// Measured interval in seconds (fractions allowed).
+    #[arg(short = 'd', long, value_name = "SECONDS", default_value = "3", value_parser = cli::seconds_arg)]
+    duration: Duration,
+    /// How bytes reach the kernel.
+    #[arg(long, default_value = "syscall", value_parser = Backend::parser())]
+    backend: Backend,
+    /// Copy mode: two-copy (serialize + send), one-copy (sendmsg iovec), zc (MSG_ZEROCOPY /
+    /// SENDMSG_ZC), zc-fixed (uring SEND_ZC from a registered buffer).
+    #[arg(long, default_value = "two-copy", value_parser = Mode::parser())]
+    mode: Mode,
+    /// echo: wait for each message's echo (round-trip latency); stream: one-way bulk.
+    #[arg(long, default_value = "echo", value_parser = Workload::parser())]
+    workload: Workload,
+    /// Messages in flight per connection.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    depth: usize,
+    /// Connections per ring (uring backend).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    conns: usize,
+    /// Check received data: every byte (full), tags and a few bytes per field (sample), or not.
+    #[arg(long, default_value = "sample", value_parser = Verify::parser())]
+    verify: Verify,
+    /// Output: the seed's summary (human), one JSON record, or CSV header + row.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+    /// Seconds allowed for connecting and the handshake.
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = cli::seconds_arg)]
+    connect_timeout: Duration,
+    /// Seconds the server may stay silent while the client waits on it.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = cli::seconds_arg)]
+    io_timeout: Duration,
+    /// Print help.
+    #[arg(long, action = ArgAction::Help)]
+    help: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+    Csv,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    cli::install_signal_handlers();
+    let config = ClientConfig {
+        host: args.host,
+        port: args.port,
+        backend: args.backend,
+        mode: args.mode,
+        workload: args.workload,
+        size: args.size,
+        threads: args.threads,
+        conns: args.conns,
+        depth: args.depth,
+        duration: args.duration,
+        verify: args.verify,
+        connect_timeout: args.connect_timeout,
+        io_timeout: args.io_timeout,
+    };
+    let human = args.format == Format::Human;
+    if human {
+        println!(
+            "{}",
+            export::client_banner(&config, &format!("{}:{}", config.host, config.port))
+        );
+    }
+    let on_event = |e: ClientEvent| {
+        if let (true, ClientEvent::ThreadStarted { thread }) = (human, e) {
+            println!("[Client {thread}] Thread started");
+        }
+    };
+    let record = match run_client(&config, &on_event) {
+        Ok(r) => r,
+        Err(e) => return cli::fail(&e),
+    };
+    match args.format {
+        Format::Human => println!("{}", export::human(&record)),
+        Format::Json => println!("{}", export::json(&record)),
+        Format::Csv => print!("{}", export::csv(&record)),
+    }
+    if record.summary.verify_errors > 0 {
+        eprintln!(
+            "error: {} received messages failed verification",
+            record.summary.verify_errors
+        );
+        return cli::exit_code(engine::exit::VERIFY);
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,146 @@
+//! copyperf server: serves echo and stream clients on every copy mode, one thread per
+//! client (syscall) or a pool of io_uring workers (uring), and sends each client the
+//! server's own figures at the end of its run.
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{ArgAction, Parser};
+use cli::{EnumArg, STOP};
+use engine::config::{default_workers, format_size};
+use engine::{Backend, Mode, Server, ServerConfig, ServerEvent};
+
+/// Serve copyperf clients: echo or sink their messages, check every one, report back.
+///
+/// Exit codes: 0 stopped cleanly, 1 runtime failure (e.g. address in use), 2 bad flags,
+/// 5 kernel feature missing.
+#[derive(Debug, Parser)]
+#[command(
+    name = "server",
+    version,
+    disable_help_flag = true,
+    max_term_width = 100
+)]
+struct Args {
+    /// TCP port to listen on.
+    #[arg(short = 'p', long, default_value_t = 8080)]
+    port: u16,
+    /// Largest message a client may use, in bytes (suffixes K, M: 64K = 65536).
+    #[arg(short = 's', long = "max-size", value_name = "BYTES", default_value = "1M", value_parser = cli::size_arg)]
+    max_size: usize,
+    /// Most clients connected at once; the next one is refused with the reason.
+    #[arg(
+        short = 't',
+        long = "max-clients",
+        value_name = "N",
+        default_value_t = 64
+    )]
+    max_clients: usize,
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
+    bind: IpAddr,
+    /// How the server moves bytes: a thread per client (syscall) or io_uring workers (uring).
+    #[arg(long, default_value = "syscall", value_parser = Backend::parser())]
+    backend: Backend,
+    /// Serve only this copy mode [default: whatever each client asks for].
+    #[arg(long, value_parser = Mode::parser())]
+    mode: Option<Mode>,
+    /// io_uring worker threads, one ring each (uring backend) [default: one per CPU].
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// Close a connection that stays silent this long, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = cli::seconds_arg)]
+    idle_timeout: Duration,
+    /// Print help.
+    #[arg(long, action = ArgAction::Help)]
+    help: Option<bool>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    cli::install_signal_handlers();
+    if args.workers.is_some() && args.backend != Backend::Uring {
+        eprintln!("error: --workers sizes the uring backend's ring pool; the syscall backend runs a thread per client");
+        return cli::exit_code(engine::exit::USAGE);
+    }
+    let config = ServerConfig {
+        bind: args.bind,
+        port: args.port,
+        backend: args.backend,
+        mode: args.mode,
+        max_size: args.max_size,
+        max_clients: args.max_clients,
+        workers: args.workers.unwrap_or_else(default_workers),
+        idle_timeout: args.idle_timeout,
+    };
+    let server = match Server::bind(config) {
+        Ok(s) => s,
+        Err(e) => return cli::fail(&e),
+    };
+    print_banner(&server);
+    match server.run(&STOP, &log_event) {
+        Ok(()) => {
+            println!("[Server] Stopped.");
+            ExitCode::SUCCESS
+        }
+        Err(e) => cli::fail(&e),
+    }
+}
+
+fn print_banner(server: &Server) {
+    let c = server.config();
+    println!("=====");
+    println!("copyperf server ({} backend)", c.backend);
+    println!("=====");
+    println!("Port: {}", server.local_addr().port());
+    println!(
+        "Max Message Size: {} bytes ({})",
+        c.max_size,
+        format_size(c.max_size)
+    );
+    println!("Max Clients: {}", c.max_clients);
+    match c.mode {
+        Some(m) => println!("Mode: {m} only"),
+        None => println!("Mode: any (each client chooses)"),
+    }
+    if c.backend == Backend::Uring {
+        println!("Workers: {}", c.workers);
+    }
+    println!("=====");
+    println!("[Server] Listening on {}...", server.local_addr());
+}
+
+fn log_event(e: ServerEvent) {
+    match e {
+        ServerEvent::Connected { id, peer, hello } => println!(
+            "[Server] Client {id} connected ({peer}): {} {}, {} bytes, depth {}, {} client",
+            hello.workload, hello.mode, hello.size, hello.depth, hello.backend
+        ),
+        ServerEvent::Disconnected { id, report, .. } => {
+            let s = &report.stats;
+            let mut line = format!(
+                "[Server] Client {id} disconnected. Sent: {} bytes, Received: {} bytes",
+                s.bytes_sent, s.bytes_received
+            );
+            if s.verify_errors > 0 {
+                line += &format!(
+                    ", {} verify errors (first: {})",
+                    s.verify_errors,
+                    s.first_verify_error.as_deref().unwrap_or("?")
+                );
+            }
+            println!("{line}");
+        }
+        ServerEvent::Refused { id, peer, reason } => {
+            println!("[Server] Client {id} ({peer}) refused: {reason}")
+        }
+        ServerEvent::Failed { id, peer, error } => {
+            println!("[Server] Client {id} ({peer}) dropped: {error}")
+        }
+        ServerEvent::AcceptError { error } => println!("[Server] accept failed: {error}"),
+        ServerEvent::Stopping { active } => {
+            println!("[Server] Stopping: closing {active} connection(s)")
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! What the copyperf binaries share: flag parsers for the engine's types, signal setup,
+//! and the way an error ends a process. No measuring logic lives here.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use engine::config::{Backend, Mode, Verify, Workload};
+
+/// A clap parser for one of the engine's named enums, listing its values in `--help`.
+pub trait EnumArg: Sized + Copy + Send + Sync + 'static {
+    const ALL: &'static [Self];
+    fn name(self) -> &'static str;
+
+    fn parser() -> impl TypedValueParser<Value = Self> {
+        PossibleValuesParser::new(Self::ALL.iter().map(|v| v.name())).map(|s| {
+            *Self::ALL
+                .iter()
+                .find(|v| v.name() == s)
+                .expect("a listed value")
+        })
+    }
+}
+
+macro_rules! enum_arg {
+    ($($t:ty),+) => {$(
+        impl EnumArg for $t {
+            const ALL: &'static [Self] = <$t>::ALL;
+            fn name(self) -> &'static str { self.as_str() }
+        }
+    )+};
+}
+enum_arg!(Backend, Mode, Workload, Verify);
+
+/// Sizes with K/M/G suffixes, as `engine::config::parse_size` reads them.
+pub fn size_arg(s: &str) -> Result<usize, String> {
+    engine::config::parse_size(s)
+}
+
+/// Seconds, fractions allowed.
+pub fn seconds_arg(s: &str) -> Result<std::time::Duration, String> {
+    engine::config::parse_seconds(s)
+}
+
+/// Set by SIGINT or SIGTERM.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// SIGINT and SIGTERM set [`STOP`]; SIGPIPE is ignored so a vanished peer is an error
+/// return, not a dead process.
+pub fn install_signal_handlers() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let stop = SigAction::new(
+        SigHandler::Handler(on_stop_signal),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        let _ = sigaction(Signal::SIGINT, &stop);
+        let _ = sigaction(Signal::SIGTERM, &stop);
+        let _ = sigaction(Signal::SIGPIPE, &ignore);
+    }
+}
+
+/// Prints `error: …` and returns the error's documented exit code.
+pub fn fail(e: &engine::Error) -> ExitCode {
+    eprintln!("error: {e}");
+    exit_code(e.exit_code())
+}
+
+pub fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(code.clamp(0, 255) as u8)
+}

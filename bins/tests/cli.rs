@@ -1,0 +1,249 @@
+//! The binaries as a user meets them: flags, help, exit codes, log lines, output formats.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const SERVER: &str = env!("CARGO_BIN_EXE_server");
+const CLIENT: &str = env!("CARGO_BIN_EXE_client");
+
+fn run(bin: &str, args: &[&str]) -> Output {
+    Command::new(bin).args(args).output().expect("binary runs")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A server process on a free port, its stdout lines forwarded to a channel.
+struct ServerProc {
+    child: Child,
+    port: u16,
+    lines: mpsc::Receiver<String>,
+}
+
+impl ServerProc {
+    fn start(extra: &[&str]) -> ServerProc {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new(SERVER)
+            .args(["--bind", "127.0.0.1", "-p", &port.to_string()])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("server starts");
+        let (tx, lines) = mpsc::channel();
+        let out = BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut s = ServerProc { child, port, lines };
+        s.expect("Listening on");
+        s
+    }
+
+    /// The next line containing `needle`, skipping others; panics after 10 s.
+    fn expect(&mut self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(10)) {
+                Ok(l) if l.contains(needle) => return l,
+                Ok(_) => {}
+                Err(e) => panic!("no server line containing {needle:?}: {e}"),
+            }
+        }
+    }
+
+    fn client(&self, args: &[&str]) -> Output {
+        let port = self.port.to_string();
+        let mut all = vec!["-h", "127.0.0.1", "-p", &port, "-d", "0.3"];
+        all.extend_from_slice(args);
+        run(CLIENT, &all)
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn help_lists_every_flag_with_its_default() {
+    let (out, _) = text(&run(CLIENT, &["--help"]));
+    for flag in [
+        "-h, --host",
+        "-p, --port",
+        "-s, --size",
+        "-t, --threads",
+        "-d, --duration",
+        "--backend",
+        "--mode",
+        "--workload",
+        "--depth",
+        "--conns",
+        "--verify",
+        "--format",
+        "--connect-timeout",
+        "--io-timeout",
+        "--help",
+        "--version",
+    ] {
+        assert!(out.contains(flag), "client --help lacks {flag}:\n{out}");
+    }
+    for default in [
+        "[default: 127.0.0.1]",
+        "[default: 4K]",
+        "[default: 3]",
+        "[default: two-copy]",
+        "[default: sample]",
+    ] {
+        assert!(out.contains(default), "client --help lacks {default}");
+    }
+    assert!(out.contains("Exit codes"), "exit codes documented");
+    let (out, _) = text(&run(SERVER, &["--help"]));
+    for flag in [
+        "-p, --port",
+        "-s, --max-size",
+        "-t, --max-clients",
+        "--bind",
+        "--backend",
+        "--mode",
+        "--workers",
+        "--idle-timeout",
+    ] {
+        assert!(out.contains(flag), "server --help lacks {flag}:\n{out}");
+    }
+    assert!(out.contains("[default: 0.0.0.0]") && out.contains("[default: 1M]"));
+}
+
+#[test]
+fn version_prints_the_version() {
+    for bin in [CLIENT, SERVER] {
+        let o = run(bin, &["--version"]);
+        assert!(o.status.success());
+        assert!(text(&o).0.contains(env!("CARGO_PKG_VERSION")));
+    }
+}
+
+#[test]
+fn bad_flags_exit_2_with_one_line() {
+    let o = run(CLIENT, &["--mode", "three-copy"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("two-copy"), "lists the valid modes");
+    let o = run(CLIENT, &["-s", "12"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o)
+            .1
+            .starts_with("error: message size 12 is out of range"),
+        "{}",
+        text(&o).1
+    );
+    let o = run(CLIENT, &["-s", "4X"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(SERVER, &["--workers", "2"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn connection_refused_exits_1() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let o = run(CLIENT, &["-p", &port.to_string(), "-d", "0.1"]);
+    assert_eq!(o.status.code(), Some(1));
+    let (_, err) = text(&o);
+    assert!(
+        err.starts_with("error: could not connect to 127.0.0.1:"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+}
+
+#[test]
+fn address_in_use_exits_1() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let o = run(SERVER, &["--bind", "127.0.0.1", "-p", &port]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("could not bind") && text(&o).1.contains("in use"));
+}
+
+#[test]
+fn server_logs_like_the_seed_and_stops_on_sigterm() {
+    let mut server = ServerProc::start(&["-s", "8K", "-t", "4"]);
+    let o = server.client(&["-t", "2", "-s", "4K"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let (out, _) = text(&o);
+    for line in [
+        "Message Size: 4096 bytes",
+        "Threads: 2",
+        "[Client 0] Thread started",
+        "[Client 1] Completed. Duration:",
+        "SUMMARY",
+        "Throughput:",
+        "Avg Latency:",
+    ] {
+        assert!(out.contains(line), "client output lacks {line:?}:\n{out}");
+    }
+    server.expect("Client 0 connected");
+    let bye = server.expect("disconnected. Sent:");
+    assert!(bye.contains("Received:"), "{bye}");
+
+    let o = server.client(&["-s", "16K"]);
+    assert_eq!(o.status.code(), Some(3), "refused");
+    assert!(text(&o).1.contains("outside what this server takes"));
+
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    server.expect("Stopped.");
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
+fn json_and_csv_carry_the_whole_record() {
+    let server = ServerProc::start(&[]);
+    let o = server.client(&["--format", "json", "--mode", "zc", "--verify", "full"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).expect("stdout is one JSON record");
+    assert_eq!(v["schema_version"], engine::SCHEMA_VERSION);
+    assert_eq!(v["config"]["mode"], "zc");
+    assert_eq!(v["config"]["verify"], "full");
+    let zc = &v["client"]["stats"]["zc"];
+    assert!(zc["sends"].as_u64().unwrap() > 0);
+    assert_eq!(zc["completions"], zc["sends"]);
+    assert!(v["server"]["stats"]["bytes_received"].as_u64().unwrap() > 0);
+
+    let o = server.client(&["--format", "csv", "--workload", "stream"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let mut rd = csv::Reader::from_reader(&o.stdout[..]);
+    let headers = rd.headers().unwrap().clone();
+    let row = rd.records().next().unwrap().unwrap();
+    let cell = |name: &str| {
+        row.get(headers.iter().position(|h| h == name).unwrap())
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(cell("config_workload"), "stream");
+    assert_eq!(
+        cell("latency_p50_us"),
+        "",
+        "stream has no latency: empty, not 0"
+    );
+    assert!(cell("summary_throughput_gbps").parse::<f64>().unwrap() > 0.0);
+}

@@ -1,0 +1,444 @@
+//! The syscall backend: one thread drives one connection with send/sendmsg/recv/recvmsg,
+//! and MSG_ZEROCOPY with its error-queue completions.
+//!
+//! Calls block where blocking cannot deadlock: a send blocks when nothing is due back; a
+//! receive blocks (with MSG_WAITALL, one call per message) when nothing can be sent. When
+//! both directions are live (echo with depth > 1, or an echo server whose client is
+//! still sending), the send goes out with MSG_DONTWAIT and a send that would block falls
+//! back to poll() on both directions, so two peers that each fill the other's buffers
+//! never wait on each other. Socket timeouts (SO_RCVTIMEO/SO_SNDTIMEO) turn a silent peer
+//! into an error.
+
+use std::io;
+use std::mem::{size_of, MaybeUninit};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use crate::backend::sys::{SO_EE_CODE_ZEROCOPY_COPIED, SO_EE_ORIGIN_ZEROCOPY, SO_ZEROCOPY};
+use crate::backend::zerocopy::ZcLedger;
+use crate::config::Mode;
+use crate::error::{kernel_release, Error};
+use crate::message::{Message, FIELDS};
+use crate::workload::Flow;
+
+const EMPTY_IOV: libc::iovec = libc::iovec {
+    iov_base: std::ptr::null_mut(),
+    iov_len: 0,
+};
+
+/// Turns on SO_ZEROCOPY; without it the kernel silently ignores MSG_ZEROCOPY.
+pub fn enable_zerocopy(fd: BorrowedFd<'_>) -> Result<(), Error> {
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket and a c_int-sized option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ZEROCOPY,
+            (&one as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENOPROTOOPT) | Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) => {
+            Err(Error::Unsupported {
+                feature: "SO_ZEROCOPY (MSG_ZEROCOPY on TCP)".into(),
+                kernel: kernel_release(),
+                hint: "MSG_ZEROCOPY on TCP needs Linux 4.14 or later".into(),
+            })
+        }
+        _ => Err(Error::io("setsockopt(SO_ZEROCOPY)", e)),
+    }
+}
+
+/// Sets both socket timeouts: a blocking call that waits longer fails with EAGAIN.
+pub fn set_timeouts(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+        // SAFETY: a valid socket and a timeval-sized option value.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                (&tv as *const libc::timeval).cast(),
+                size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Runs `flow` on the connected socket `fd` until it is done and every buffer is home.
+/// The caller has called `flow.begin` and calls `flow.finish` afterwards.
+pub fn drive(fd: BorrowedFd<'_>, flow: &mut Flow, timeout: Duration) -> Result<(), Error> {
+    let mut conn = Conn {
+        fd: fd.as_raw_fd(),
+        mode: flow.spec().mode,
+        size: flow.size(),
+        timeout,
+        ledger: (flow.spec().mode == Mode::Zc).then(ZcLedger::default),
+        tx: None,
+        rx: None,
+    };
+    let result = conn.run(flow);
+    if let Some(ledger) = &conn.ledger {
+        flow.stats.zc += ledger.stats;
+    }
+    result
+}
+
+/// A message part-way through the kernel, and how many of its bytes have moved.
+type InFlight = Option<(Box<Message>, usize)>;
+
+struct Conn {
+    fd: RawFd,
+    mode: Mode,
+    size: usize,
+    timeout: Duration,
+    ledger: Option<ZcLedger<Box<Message>>>,
+    tx: InFlight,
+    rx: InFlight,
+}
+
+impl Conn {
+    fn run(&mut self, flow: &mut Flow) -> Result<(), Error> {
+        // Reap zero-copy completions once this many buffers wait on the kernel: "every few
+        // sends", so the pool rarely runs dry.
+        let reap_at = (flow.pool_available() / 2).max(1);
+        loop {
+            if let Some(ledger) = &self.ledger {
+                if ledger.held() >= reap_at || flow.pool_available() == 0 {
+                    self.reap(flow)?;
+                }
+            }
+            if self.tx.is_none() {
+                self.tx = flow.next_tx(Instant::now()).map(|m| (m, 0));
+            }
+            if flow.is_done() && self.tx.is_none() {
+                if let Some((m, 0)) = self.rx.take() {
+                    flow.release(m);
+                }
+                break;
+            }
+            let wants_rx = flow.wants_rx();
+            let mut events: libc::c_short = 0;
+            let mut progress = false;
+
+            if self.tx.is_some() {
+                match self.send(flow, wants_rx)? {
+                    Step::Done => continue,
+                    Step::Partial => progress = true,
+                    Step::WouldBlock => events |= libc::POLLOUT,
+                }
+            }
+            if wants_rx {
+                if self.rx.is_none() {
+                    self.rx = flow.rx_buffer().map(|m| (m, 0));
+                }
+                if self.rx.is_some() {
+                    match self.recv(flow)? {
+                        Step::Done | Step::Partial => progress = true,
+                        Step::WouldBlock => events |= libc::POLLIN,
+                    }
+                }
+            }
+            if !progress {
+                self.wait(flow, events)?;
+            }
+        }
+        // Every zero-copy buffer comes home before the flow reports.
+        while self.ledger.as_ref().is_some_and(|l| l.outstanding() > 0) {
+            self.wait(flow, 0)?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, flow: &mut Flow, wants_rx: bool) -> Result<Step, Error> {
+        let (msg, off) = self.tx.as_mut().expect("a message to send");
+        // Blocking is safe only when nothing is due back that the peer may be blocked on.
+        let mut flags = libc::MSG_NOSIGNAL;
+        if wants_rx {
+            flags |= libc::MSG_DONTWAIT;
+        }
+        if self.ledger.is_some() {
+            flags |= libc::MSG_ZEROCOPY;
+        }
+        flow.stats.io.syscalls += 1;
+        match send_some(self.fd, self.mode, msg, *off, flags) {
+            Ok(n) => {
+                *off += n;
+                if let Some(ledger) = &mut self.ledger {
+                    ledger.call_sent();
+                }
+                if *off < self.size {
+                    return Ok(Step::Partial);
+                }
+                let (msg, _) = self.tx.take().expect("checked");
+                flow.sent(&msg);
+                match &mut self.ledger {
+                    Some(ledger) => ledger.hold(msg),
+                    None => flow.release(msg),
+                }
+                Ok(Step::Done)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if flags & libc::MSG_DONTWAIT == 0 {
+                    return Err(self.timed_out("send"));
+                }
+                Ok(Step::WouldBlock)
+            }
+            // Too much memory pinned: reap completions and retry the same send.
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) && self.ledger.is_some() => {
+                if self.reap(flow)? == 0 {
+                    self.wait(flow, 0)?;
+                }
+                Ok(Step::Partial)
+            }
+            Err(e) => Err(Error::io("send", e)),
+        }
+    }
+
+    fn recv(&mut self, flow: &mut Flow) -> Result<Step, Error> {
+        let (msg, off) = self.rx.as_mut().expect("a buffer to receive into");
+        // Block (for the whole message) only when there is nothing to send meanwhile.
+        let block = self.tx.is_none();
+        let flags = if block {
+            libc::MSG_WAITALL
+        } else {
+            libc::MSG_DONTWAIT
+        };
+        flow.stats.io.syscalls += 1;
+        match recv_some(self.fd, self.mode, msg, *off, flags) {
+            Ok(0) => {
+                let (msg, partial) = self.rx.take().expect("checked");
+                flow.release(msg);
+                flow.eof(partial)?;
+                Ok(Step::Done)
+            }
+            Ok(n) => {
+                *off += n;
+                if *off < self.size {
+                    return Ok(Step::Partial);
+                }
+                let (msg, _) = self.rx.take().expect("checked");
+                flow.received(msg, Instant::now())?;
+                Ok(Step::Done)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if block {
+                    return Err(self.timed_out("receive"));
+                }
+                Ok(Step::WouldBlock)
+            }
+            Err(e) => Err(Error::io("receive", e)),
+        }
+    }
+
+    /// Waits until the socket is ready for `events` or, with zero-copy sends outstanding,
+    /// until completions arrive (POLLERR: the error queue is not empty).
+    fn wait(&mut self, flow: &mut Flow, events: libc::c_short) -> Result<(), Error> {
+        let zc_pending = self.ledger.as_ref().is_some_and(|l| l.outstanding() > 0);
+        if events == 0 && !zc_pending {
+            return Err(Error::Peer(
+                "connection stalled: nothing to send, receive or complete".into(),
+            ));
+        }
+        let mut pfd = libc::pollfd {
+            fd: self.fd,
+            events,
+            revents: 0,
+        };
+        let ms = self.timeout.as_millis().min(i32::MAX as u128) as i32;
+        flow.stats.io.syscalls += 1;
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(());
+            }
+            return Err(Error::io("poll", e));
+        }
+        if n == 0 {
+            return Err(self.timed_out(if zc_pending && events == 0 {
+                "zero-copy completions"
+            } else {
+                "socket readiness"
+            }));
+        }
+        if pfd.revents & libc::POLLERR != 0 && self.ledger.is_some() {
+            self.reap(flow)?;
+        }
+        Ok(())
+    }
+
+    /// Reads every completion waiting on the error queue and returns the buffers they free;
+    /// returns how many notifications were read.
+    fn reap(&mut self, flow: &mut Flow) -> Result<usize, Error> {
+        let Some(ledger) = self.ledger.as_mut() else {
+            return Ok(0);
+        };
+        let mut read = 0;
+        loop {
+            flow.stats.io.syscalls += 1;
+            match read_errqueue(self.fd)? {
+                None => break,
+                Some(Notice::Completed { lo, hi, copied }) => {
+                    ledger.complete(lo, hi, copied);
+                    read += 1;
+                }
+                Some(Notice::Error(e)) => {
+                    return Err(Error::io("socket error queue", e));
+                }
+            }
+        }
+        while let Some(m) = ledger.pop_ready() {
+            flow.release(m);
+        }
+        Ok(read)
+    }
+
+    fn timed_out(&self, what: &str) -> Error {
+        Error::Timeout(format!(
+            "peer silent: no {what} progress for {:.1} s",
+            self.timeout.as_secs_f64()
+        ))
+    }
+}
+
+/// What one attempt at a send or receive achieved.
+enum Step {
+    /// The whole message moved (or the stream ended).
+    Done,
+    /// Some bytes moved, or a retry is due.
+    Partial,
+    /// Nothing moved; the socket is not ready.
+    WouldBlock,
+}
+
+fn retry_eintr(mut f: impl FnMut() -> isize) -> io::Result<usize> {
+    loop {
+        let n = f();
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// One send call for message bytes `off..`: send() of the serialized buffer in two-copy,
+/// sendmsg() with the fields' iovec otherwise.
+fn send_some(
+    fd: RawFd,
+    mode: Mode,
+    msg: &mut Message,
+    off: usize,
+    flags: libc::c_int,
+) -> io::Result<usize> {
+    if mode == Mode::TwoCopy {
+        let wire = &msg.wire()[off..];
+        // SAFETY: `wire` is valid for reads of its length for the duration of the call.
+        return retry_eintr(|| unsafe { libc::send(fd, wire.as_ptr().cast(), wire.len(), flags) });
+    }
+    let mut iov = [EMPTY_IOV; FIELDS];
+    let n = msg.iovecs_from(off, &mut iov);
+    // SAFETY: an all-zero msghdr is valid; it is pointed at `iov`, which points into `msg`.
+    let mut hdr: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+    hdr.msg_iov = iov.as_mut_ptr();
+    hdr.msg_iovlen = n;
+    // SAFETY: the iovecs cover live fields of `msg`, borrowed for the call. With
+    // MSG_ZEROCOPY the kernel keeps reading those pages after returning; the caller hands
+    // the buffer to the ledger, which keeps it until the completion arrives.
+    retry_eintr(|| unsafe { libc::sendmsg(fd, &hdr, flags) })
+}
+
+/// One receive call into message bytes `off..`: recv() into the wire buffer in two-copy,
+/// recvmsg() scattering into the fields otherwise.
+fn recv_some(
+    fd: RawFd,
+    mode: Mode,
+    msg: &mut Message,
+    off: usize,
+    flags: libc::c_int,
+) -> io::Result<usize> {
+    if mode == Mode::TwoCopy {
+        let wire = &mut msg.wire_mut()[off..];
+        // SAFETY: `wire` is valid for writes of its length for the duration of the call.
+        return retry_eintr(|| unsafe {
+            libc::recv(fd, wire.as_mut_ptr().cast(), wire.len(), flags)
+        });
+    }
+    let mut iov = [EMPTY_IOV; FIELDS];
+    let n = msg.iovecs_from(off, &mut iov);
+    // SAFETY: as in `send_some`; the kernel writes only within the iovecs during the call.
+    let mut hdr: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+    hdr.msg_iov = iov.as_mut_ptr();
+    hdr.msg_iovlen = n;
+    retry_eintr(|| unsafe { libc::recvmsg(fd, &mut hdr, flags) })
+}
+
+/// One entry from the error queue.
+enum Notice {
+    Completed { lo: u32, hi: u32, copied: bool },
+    Error(io::Error),
+}
+
+/// Reads one entry from the socket's error queue without blocking; `None` when empty.
+fn read_errqueue(fd: RawFd) -> Result<Option<Notice>, Error> {
+    // u64 elements keep the control buffer aligned for cmsghdr.
+    let mut control = [0u64; 16];
+    // SAFETY: an all-zero msghdr is valid; it is pointed at `control` only.
+    let mut hdr: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+    hdr.msg_control = control.as_mut_ptr().cast();
+    hdr.msg_controllen = size_of::<[u64; 16]>();
+    let flags = libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT;
+    // SAFETY: the kernel writes at most msg_controllen bytes into `control`.
+    match retry_eintr(|| unsafe { libc::recvmsg(fd, &mut hdr, flags) }) {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+        Err(e) => return Err(Error::io("reading the error queue", e)),
+    }
+    // SAFETY: walks the control messages the kernel just wrote, within msg_controllen.
+    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&hdr) };
+    while !cmsg.is_null() {
+        // SAFETY: non-null cmsg inside `control`.
+        let c = unsafe { &*cmsg };
+        let is_recverr = (c.cmsg_level == libc::SOL_IP && c.cmsg_type == libc::IP_RECVERR)
+            || (c.cmsg_level == libc::SOL_IPV6 && c.cmsg_type == libc::IPV6_RECVERR);
+        if is_recverr {
+            // SAFETY: IP_RECVERR/IPV6_RECVERR data starts with a sock_extended_err; it may
+            // be unaligned within the buffer, hence read_unaligned.
+            let ee: libc::sock_extended_err =
+                unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast()) };
+            if ee.ee_errno == 0 && ee.ee_origin == SO_EE_ORIGIN_ZEROCOPY {
+                return Ok(Some(Notice::Completed {
+                    lo: ee.ee_info,
+                    hi: ee.ee_data,
+                    copied: ee.ee_code & SO_EE_CODE_ZEROCOPY_COPIED != 0,
+                }));
+            }
+            return Ok(Some(Notice::Error(io::Error::from_raw_os_error(
+                ee.ee_errno as i32,
+            ))));
+        }
+        // SAFETY: advances within the same control buffer.
+        cmsg = unsafe { libc::CMSG_NXTHDR(&hdr, cmsg) };
+    }
+    Err(Error::Peer(
+        "error queue entry without an IP_RECVERR control message".into(),
+    ))
+}

@@ -1,0 +1,86 @@
+//! The engine's typed errors and the exit codes the binaries map them to.
+
+use std::io;
+
+use crate::wire::WireError;
+
+/// Exit codes shared by every binary (documented in README.md).
+pub mod exit {
+    /// The run completed and every check passed.
+    pub const OK: i32 = 0;
+    /// An I/O or protocol failure: bind, connect, a peer that went away or went silent.
+    pub const FAILURE: i32 = 1;
+    /// Bad flags or values: nothing was run.
+    pub const USAGE: i32 = 2;
+    /// The server refused the connection and said why.
+    pub const REFUSED: i32 = 3;
+    /// The run completed but received data failed verification.
+    pub const VERIFY: i32 = 4;
+    /// The kernel lacks a feature the chosen backend or mode needs.
+    pub const UNSUPPORTED: i32 = 5;
+}
+
+/// Everything that can stop a run, each with the context a user needs to act on it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A flag or value out of range; raised before anything runs.
+    #[error("{0}")]
+    Config(String),
+    #[error("could not bind {addr}: {source}")]
+    Bind { addr: String, source: io::Error },
+    #[error("could not connect to {addr}: {source}")]
+    Connect { addr: String, source: io::Error },
+    #[error("server {addr} refused the connection: {reason}")]
+    Refused { addr: String, reason: String },
+    #[error("protocol error: {0}")]
+    Wire(#[from] WireError),
+    #[error("{context}: {source}")]
+    Io { context: String, source: io::Error },
+    /// The peer stayed silent past the timeout.
+    #[error("{0}")]
+    Timeout(String),
+    /// The peer broke the protocol: closed mid-message, sent what was not asked for.
+    #[error("{0}")]
+    Peer(String),
+    /// A kernel feature is missing; names the feature and the running kernel.
+    #[error("{feature} is not supported by the running kernel ({kernel}): {hint}")]
+    Unsupported {
+        feature: String,
+        kernel: String,
+        hint: String,
+    },
+    /// Registered buffers need more locked memory than RLIMIT_MEMLOCK allows.
+    #[error(
+        "registered buffers need {needed} bytes of locked memory but RLIMIT_MEMLOCK allows {limit}; \
+         raise it (ulimit -l {needed_kib}, or memlock in limits.conf) or run with CAP_IPC_LOCK",
+        needed_kib = needed.div_ceil(1024)
+    )]
+    Memlock { needed: u64, limit: u64 },
+}
+
+impl Error {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// The documented process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(_) => exit::USAGE,
+            Error::Refused { .. } => exit::REFUSED,
+            Error::Unsupported { .. } | Error::Memlock { .. } => exit::UNSUPPORTED,
+            _ => exit::FAILURE,
+        }
+    }
+}
+
+/// The running kernel's release, for error messages and records.
+pub fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown kernel".into())
+}

@@ -1,0 +1,290 @@
+//! Pure writers from records to text: the human summary in the seed's shape, JSON, and
+//! CSV. They do no I/O beyond the writer they are given, so they are tested on strings.
+//!
+//! CSV columns are derived from the [`Record`] struct itself: nested fields are joined
+//! with `_` (`latency_p99_us`, `server_stats_zc_copied`), lists are left to JSON, and a
+//! missing value (null in JSON) is an empty cell, never 0.
+
+use std::fmt::Write as _;
+use std::io;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use crate::config::{format_size, ClientConfig, Workload};
+use crate::record::{Record, SideReport, ThreadReport};
+
+const RULE: &str = "=====";
+
+/// The banner a client prints before it starts, as the seed's clients did.
+pub fn client_banner(config: &ClientConfig, server: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{RULE}");
+    let _ = writeln!(
+        s,
+        "copyperf client: {} over {}, {} workload",
+        config.mode, config.backend, config.workload
+    );
+    let _ = writeln!(s, "{RULE}");
+    let _ = writeln!(s, "Server: {server}");
+    let _ = writeln!(s, "Message Size: {} bytes", config.size);
+    let _ = writeln!(s, "Threads: {}", config.threads);
+    if config.conns > 1 {
+        let _ = writeln!(s, "Connections per thread: {}", config.conns);
+    }
+    let _ = writeln!(s, "Depth: {}", config.depth);
+    let _ = writeln!(s, "Duration: {} seconds", config.duration.as_secs_f64());
+    let _ = writeln!(s, "Verify: {}", config.verify);
+    let _ = write!(s, "{RULE}");
+    s
+}
+
+/// `[Client N] Completed. …` — one thread's line.
+pub fn thread_line(t: &ThreadReport) -> String {
+    format!(
+        "[Client {}] Completed. Duration: {:.2} sec, Sent: {} bytes ({} msgs), Received: {} bytes ({} msgs)",
+        t.thread,
+        t.duration_s,
+        t.stats.bytes_sent,
+        t.stats.msgs_sent,
+        t.stats.bytes_received,
+        t.stats.msgs_received
+    )
+}
+
+/// The per-thread lines and the SUMMARY block.
+pub fn human(r: &Record) -> String {
+    let mut s = String::new();
+    for t in &r.threads {
+        let _ = writeln!(s, "{}", thread_line(t));
+    }
+    let m = &r.summary;
+    let _ = writeln!(s, "{RULE}\nSUMMARY\n{RULE}");
+    let _ = writeln!(s, "Active Threads: {}", m.threads);
+    if m.connections != m.threads {
+        let _ = writeln!(s, "Connections: {}", m.connections);
+    }
+    let _ = writeln!(s, "Total Bytes Sent: {}", m.bytes_sent);
+    let _ = writeln!(s, "Total Bytes Received: {}", m.bytes_received);
+    let _ = writeln!(s, "Total Messages: {}", m.messages);
+    let _ = writeln!(s, "Throughput: {:.4} Gbps", m.throughput_gbps);
+    match &r.latency {
+        Some(l) => {
+            let _ = writeln!(s, "Avg Latency: {:.2} µs", l.mean_us);
+            let _ = writeln!(
+                s,
+                "Latency p50/p90/p99/p99.9/max: {:.2} / {:.2} / {:.2} / {:.2} / {:.2} µs",
+                l.p50_us, l.p90_us, l.p99_us, l.p999_us, l.max_us
+            );
+        }
+        None if r.config.workload == Workload::Stream => {
+            let _ = writeln!(s, "Latency: not measured (stream has no round trip)");
+        }
+        None => {
+            let _ = writeln!(s, "Latency: no round trips completed");
+        }
+    }
+    side_lines(&mut s, "Client", &r.client);
+    match &r.server {
+        Some(server) => {
+            let _ = writeln!(
+                s,
+                "Server: received {} bytes ({} msgs), sent {} bytes ({} msgs) in {:.2} s",
+                server.stats.bytes_received,
+                server.stats.msgs_received,
+                server.stats.bytes_sent,
+                server.stats.msgs_sent,
+                server.duration_s
+            );
+            side_lines(&mut s, "Server", server);
+        }
+        None => {
+            let _ = writeln!(s, "Server: sent no figures");
+        }
+    }
+    let _ = writeln!(s, "Verify Errors: {}", m.verify_errors);
+    for (who, side) in [("client", Some(&r.client)), ("server", r.server.as_ref())] {
+        if let Some(e) = side.and_then(|x| x.stats.first_verify_error.as_ref()) {
+            let _ = writeln!(s, "First {who} verify error: {e}");
+        }
+    }
+    let _ = write!(s, "{RULE}");
+    s
+}
+
+fn side_lines(s: &mut String, who: &str, side: &SideReport) {
+    let io = &side.stats.io;
+    let calls = match side.kernel_calls_per_msg {
+        Some(per) if io.enters > 0 => format!(
+            "{who} Calls: {} io_uring_enter ({per:.2} per message), {} SQEs, {} CQEs, {:.2} CQEs per reap",
+            io.enters,
+            io.sqes,
+            io.cqes,
+            side.cqes_per_reap.unwrap_or(0.0)
+        ),
+        Some(per) => format!("{who} Calls: {} syscalls ({per:.2} per message)", io.syscalls),
+        None => format!("{who} Calls: none"),
+    };
+    let _ = writeln!(s, "{calls}");
+    let zc = &side.stats.zc;
+    if zc.sends > 0 {
+        let _ = writeln!(
+            s,
+            "{who} Zero-copy: {} sends, {} completed, {} copied ({})",
+            zc.sends,
+            zc.completions,
+            zc.copied,
+            side.zc_copied_fraction
+                .map_or("n/a".into(), |f| format!("{:.1}% copied", f * 100.0))
+        );
+    }
+}
+
+/// The record as pretty JSON.
+pub fn json(r: &Record) -> String {
+    serde_json::to_string_pretty(r).expect("a Record always serializes")
+}
+
+/// The record as one JSON line (for `.jsonl` files).
+pub fn json_line(r: &Record) -> String {
+    serde_json::to_string(r).expect("a Record always serializes")
+}
+
+/// The CSV columns, derived once from the Record struct.
+pub fn csv_columns() -> &'static [String] {
+    static COLUMNS: OnceLock<Vec<String>> = OnceLock::new();
+    COLUMNS.get_or_init(|| {
+        let v = serde_json::to_value(Record::example()).expect("serializes");
+        let mut cells = Vec::new();
+        flatten(&v, "", &mut cells);
+        cells.into_iter().map(|(k, _)| k).collect()
+    })
+}
+
+/// Writes a header and one row per record.
+pub fn write_csv<W: io::Write>(w: W, records: &[Record]) -> csv::Result<()> {
+    let mut out = csv::Writer::from_writer(w);
+    out.write_record(csv_columns())?;
+    for r in records {
+        out.write_record(csv_row(r))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// The record's cells, in [`csv_columns`] order.
+pub fn csv_row(r: &Record) -> Vec<String> {
+    let v = serde_json::to_value(r).expect("serializes");
+    let mut cells = Vec::new();
+    flatten(&v, "", &mut cells);
+    let map: std::collections::HashMap<_, _> = cells.into_iter().collect();
+    csv_columns()
+        .iter()
+        .map(|c| map.get(c).cloned().unwrap_or_default())
+        .collect()
+}
+
+/// The record as CSV text, header included.
+pub fn csv(r: &Record) -> String {
+    let mut buf = Vec::new();
+    write_csv(&mut buf, std::slice::from_ref(r)).expect("writing to memory");
+    String::from_utf8(buf).expect("CSV of UTF-8 values")
+}
+
+fn flatten(v: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}_{k}")
+                };
+                flatten(v, &key, out);
+            }
+        }
+        Value::Array(_) => {}
+        Value::Null => out.push((prefix.to_owned(), String::new())),
+        Value::String(s) => out.push((prefix.to_owned(), s.clone())),
+        other => out.push((prefix.to_owned(), other.to_string())),
+    }
+}
+
+/// A size as the seed's tables write it: `1 KB`, `64 KB`.
+pub fn size_label(n: usize) -> String {
+    format_size(n).replace('K', " KB").replace('M', " MB")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_summary_keeps_the_seeds_lines() {
+        let text = human(&Record::example());
+        for line in [
+            "[Client 0] Completed. Duration: 1.00 sec, Sent: 4096 bytes (1 msgs), Received: 4096 bytes (1 msgs)",
+            "SUMMARY",
+            "Active Threads: 1",
+            "Total Bytes Sent: 4096",
+            "Total Bytes Received: 4096",
+            "Total Messages: 1",
+            "Throughput: 0.0001 Gbps",
+            "Avg Latency: 20.0",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(text.contains("Latency p50/p90/p99/p99.9/max"));
+        assert!(text.contains("Client Zero-copy: 1 sends, 1 completed, 0 copied (0.0% copied)"));
+    }
+
+    #[test]
+    fn csv_columns_cover_every_scalar_field_and_no_list() {
+        let cols = csv_columns();
+        for c in [
+            "schema_version",
+            "config_mode",
+            "config_duration",
+            "summary_throughput_gbps",
+            "latency_p99_us",
+            "client_stats_zc_copied",
+            "server_stats_io_syscalls",
+            "server_zc_copied_fraction",
+        ] {
+            assert!(cols.iter().any(|x| x == c), "no column {c} in {cols:?}");
+        }
+        assert!(!cols.iter().any(|c| c.starts_with("threads")));
+        // Every Option in the example is filled, so no column hides behind a null.
+        let v = serde_json::to_value(Record::example()).unwrap();
+        let mut cells = Vec::new();
+        flatten(&v, "", &mut cells);
+        assert!(cells.iter().all(|(_, x)| !x.is_empty()), "{cells:?}");
+    }
+
+    #[test]
+    fn missing_values_are_empty_cells_not_zero() {
+        let mut r = Record::example();
+        r.latency = None;
+        r.server = None;
+        let row = csv_row(&r);
+        let cols = csv_columns();
+        let cell = |name: &str| &row[cols.iter().position(|c| c == name).unwrap()];
+        assert_eq!(cell("latency_p50_us"), "");
+        assert_eq!(cell("server_stats_bytes_sent"), "");
+        assert_eq!(cell("config_mode"), "two-copy");
+        let text = csv(&r);
+        let mut rd = csv::Reader::from_reader(text.as_bytes());
+        assert_eq!(rd.headers().unwrap().len(), cols.len());
+        assert_eq!(rd.records().next().unwrap().unwrap().len(), cols.len());
+    }
+
+    #[test]
+    fn json_carries_config_and_schema() {
+        let v: Value = serde_json::from_str(&json(&Record::example())).unwrap();
+        assert_eq!(v["schema_version"], crate::record::SCHEMA_VERSION);
+        assert_eq!(v["config"]["mode"], "two-copy");
+        assert_eq!(v["config"]["size"], 4096);
+        assert!(v["threads"].is_array());
+        assert!(!json_line(&Record::example()).contains('\n'));
+    }
+}

@@ -1,0 +1,30 @@
+//! copyperf's engine: everything that moves or measures bytes.
+//!
+//! The binaries parse flags into a [`ClientConfig`] or [`ServerConfig`], call
+//! [`run_client`] or [`Server::run`], and print the [`Record`] with one of the [`export`]
+//! writers. Everything a second binary could need lives here.
+//!
+//! Inside, a connection's workload ([`workload`]: echo or stream, client or server side)
+//! makes every decision that is not I/O; a backend (syscall or io_uring) moves its
+//! messages; `message` and `pool` own the bytes; `wire` frames the handshake and the
+//! end-of-run report.
+
+mod backend;
+mod client;
+pub mod config;
+mod error;
+pub mod export;
+mod message;
+mod pool;
+mod record;
+mod server;
+mod stats;
+pub mod wire;
+mod workload;
+
+pub use client::{run_client, ClientEvent};
+pub use config::{Backend, ClientConfig, Mode, ServerConfig, Verify, Workload};
+pub use error::{exit, kernel_release, Error};
+pub use record::{Record, SideReport, Summary, ThreadReport, SCHEMA_VERSION};
+pub use server::{Server, ServerEvent};
+pub use stats::{FlowStats, IoStats, LatencySummary, PeerReport, ZeroCopyStats};

@@ -1,0 +1,602 @@
+//! The 8-field message: layout, fill, stamp, (de)serialize, verify.
+//!
+//! A message is the seed's `struct { char *field[8]; }`: eight separately allocated fields
+//! that together hold `size` bytes, the last taking the remainder. Every field opens with
+//! an 8-byte tag derived from the message's sequence number and the field's index; the
+//! rest of every field is a fixed pattern that depends only on the byte's offset in the
+//! message. A receiver therefore catches a lost, repeated or reordered message (tags), a
+//! misplaced chunk (pattern), and a buffer written while the kernel still owned it (tags).
+//!
+//! The pattern is written once when a buffer is created; per message only the eight tags
+//! are written, so filling does not add a pass over the payload to what a mode measures.
+
+use std::fmt;
+use std::ops::Range;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use crate::config::MIN_SIZE;
+
+/// Fields per message, as in the seed.
+pub const FIELDS: usize = 8;
+/// Bytes at the start of every field that hold its tag.
+pub const TAG_LEN: usize = 8;
+
+/// Where each field sits in a message of `size` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    offsets: [usize; FIELDS + 1],
+}
+
+impl Layout {
+    /// Splits `size` bytes into 8 fields of `size / 8`, the last taking the remainder.
+    ///
+    /// # Panics
+    /// If `size` is below [`MIN_SIZE`]; configs are validated before this is reached.
+    pub fn new(size: usize) -> Layout {
+        assert!(
+            size >= MIN_SIZE,
+            "message size {size} below minimum {MIN_SIZE}"
+        );
+        let base = size / FIELDS;
+        let mut offsets = [0; FIELDS + 1];
+        for (k, off) in offsets.iter_mut().enumerate().take(FIELDS) {
+            *off = k * base;
+        }
+        offsets[FIELDS] = size;
+        Layout { offsets }
+    }
+
+    /// Total message size in bytes.
+    pub fn size(&self) -> usize {
+        self.offsets[FIELDS]
+    }
+
+    /// Byte range of field `k` within the serialized message.
+    pub fn field(&self, k: usize) -> Range<usize> {
+        self.offsets[k]..self.offsets[k + 1]
+    }
+
+    /// The field holding message offset `pos`, and the offset within that field.
+    fn locate(&self, pos: usize) -> (usize, usize) {
+        let k = (1..=FIELDS)
+            .find(|&k| pos < self.offsets[k])
+            .unwrap_or(FIELDS)
+            - 1;
+        (k, pos - self.offsets[k])
+    }
+}
+
+/// The tag of field `field` in message `seq`.
+#[inline]
+pub fn tag(seq: u64, field: usize) -> u64 {
+    seq.wrapping_mul(FIELDS as u64).wrapping_add(field as u64)
+}
+
+/// The pattern byte at message offset `pos` (tag bytes aside). Changes every 256 bytes so
+/// a chunk displaced by less than 64 KiB does not match.
+#[inline]
+pub fn pattern_byte(pos: usize) -> u8 {
+    (pos.wrapping_mul(131)
+        .wrapping_add((pos >> 8).wrapping_mul(7))) as u8
+}
+
+/// A message-sized copy of the pattern, built once per size, against which full
+/// verification compares whole fields at memcmp speed.
+#[derive(Debug)]
+pub struct Template {
+    layout: Layout,
+    bytes: Box<[u8]>,
+}
+
+impl Template {
+    pub fn new(layout: Layout) -> Arc<Template> {
+        let bytes = (0..layout.size()).map(pattern_byte).collect();
+        Arc::new(Template { layout, bytes })
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn field(&self, k: usize) -> &[u8] {
+        &self.bytes[self.layout.field(k)]
+    }
+}
+
+/// The first difference a receiver found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mismatch {
+    /// A field's tag names another message or field.
+    Tag {
+        expected_seq: u64,
+        field: usize,
+        found: u64,
+    },
+    /// A payload byte differs from the pattern.
+    Byte {
+        seq: u64,
+        field: usize,
+        offset: usize,
+        expected: u8,
+        found: u8,
+    },
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Mismatch::Tag {
+                expected_seq,
+                field,
+                found,
+            } => {
+                let (seq, fld) = (found / FIELDS as u64, found % FIELDS as u64);
+                write!(
+                    f,
+                    "message {expected_seq}: field {field} is tagged as message {seq} field {fld}"
+                )
+            }
+            Mismatch::Byte {
+                seq,
+                field,
+                offset,
+                expected,
+                found,
+            } => write!(
+                f,
+                "message {seq}: field {field} byte {offset} is {found:#04x}, expected {expected:#04x}"
+            ),
+        }
+    }
+}
+
+#[allow(dead_code)] // TEMP: zc-fixed arrives with the uring backend
+/// Memory that lives outside the Rust heap: page-aligned, for registered (fixed) buffers.
+pub struct Region {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a Region is plain memory with no thread affinity; who may write it is governed by
+// the Messages that hand out its slices, one disjoint slice per Message.
+unsafe impl Send for Region {}
+unsafe impl Sync for Region {}
+
+#[allow(dead_code)] // TEMP: zc-fixed arrives with the uring backend
+impl Region {
+    /// Maps `len` bytes of zeroed, page-aligned anonymous memory.
+    pub fn new(len: usize) -> std::io::Result<Arc<Region>> {
+        // SAFETY: a fresh private anonymous mapping; no existing memory is touched.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(ptr.cast()).expect("mmap returned null");
+        Ok(Arc::new(Region { ptr, len }))
+    }
+
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `new` mapped; every Message holding a slice of it
+        // holds an Arc, so none is left once the last Arc drops.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Where a message's fields live.
+#[allow(dead_code)] // TEMP: zc-fixed arrives with the uring backend
+enum Storage {
+    /// Eight separate heap allocations, as the seed's `char *field[8]`.
+    Heap(Box<[Box<[u8]>; FIELDS]>),
+    /// Eight consecutive slices of a registered region, starting at `offset`, registered
+    /// as fixed buffer `index`.
+    Fixed {
+        region: Arc<Region>,
+        offset: usize,
+        index: u16,
+    },
+}
+
+/// One message buffer. Messages move by `Box` so the kernel-facing iovecs that point into
+/// them keep a stable address while an operation is in flight.
+pub struct Message {
+    layout: Layout,
+    storage: Storage,
+    /// The contiguous wire buffer two-copy serializes into; empty in other modes.
+    wire: Box<[u8]>,
+    seq: u64,
+    slot: u16,
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("size", &self.layout.size())
+            .field("seq", &self.seq)
+            .field("slot", &self.slot)
+            .field("fixed", &self.fixed_index())
+            .finish()
+    }
+}
+
+#[allow(dead_code)] // TEMP: zc-fixed arrives with the uring backend
+impl Message {
+    /// A message whose 8 fields are separate heap allocations, pattern filled. With
+    /// `wire`, it also owns the contiguous buffer two-copy (de)serializes through.
+    pub fn heap(template: &Template, wire: bool, slot: u16) -> Box<Message> {
+        let layout = *template.layout();
+        let fields: [Box<[u8]>; FIELDS] =
+            std::array::from_fn(|k| template.field(k).to_vec().into_boxed_slice());
+        Box::new(Message {
+            layout,
+            storage: Storage::Heap(Box::new(fields)),
+            wire: wire_buffer(&layout, wire),
+            seq: 0,
+            slot,
+        })
+    }
+
+    /// A message whose fields are `layout.size()` consecutive bytes of `region` at `offset`,
+    /// registered as fixed buffer `index`.
+    ///
+    /// # Panics
+    /// If the message does not fit in the region.
+    pub fn fixed(
+        template: &Template,
+        region: Arc<Region>,
+        offset: usize,
+        index: u16,
+        slot: u16,
+    ) -> Box<Message> {
+        let layout = *template.layout();
+        assert!(
+            offset + layout.size() <= region.len(),
+            "message outside its region"
+        );
+        let mut msg = Box::new(Message {
+            layout,
+            storage: Storage::Fixed {
+                region,
+                offset,
+                index,
+            },
+            wire: Box::default(),
+            seq: 0,
+            slot,
+        });
+        for k in 0..FIELDS {
+            msg.field_mut(k).copy_from_slice(template.field(k));
+        }
+        msg
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn size(&self) -> usize {
+        self.layout.size()
+    }
+
+    /// The sequence number last stamped or received.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// This buffer's index in its pool.
+    pub fn slot(&self) -> u16 {
+        self.slot
+    }
+
+    /// The registered buffer index, for fixed messages.
+    pub fn fixed_index(&self) -> Option<u16> {
+        match self.storage {
+            Storage::Fixed { index, .. } => Some(index),
+            Storage::Heap(_) => None,
+        }
+    }
+
+    /// Field `k`.
+    pub fn field(&self, k: usize) -> &[u8] {
+        match &self.storage {
+            Storage::Heap(fields) => &fields[k],
+            Storage::Fixed { region, offset, .. } => {
+                let r = self.layout.field(k);
+                // SAFETY: the range lies inside the region (checked in `fixed`), the region
+                // lives as long as this Message's Arc, and this Message is the only one
+                // handed that range.
+                unsafe {
+                    std::slice::from_raw_parts(region.as_ptr().add(offset + r.start), r.len())
+                }
+            }
+        }
+    }
+
+    /// Field `k`, writable.
+    pub fn field_mut(&mut self, k: usize) -> &mut [u8] {
+        match &mut self.storage {
+            Storage::Heap(fields) => &mut fields[k],
+            Storage::Fixed { region, offset, .. } => {
+                let r = self.layout.field(k);
+                // SAFETY: as in `field`; `&mut self` makes this the only live reference.
+                unsafe {
+                    std::slice::from_raw_parts_mut(region.as_ptr().add(*offset + r.start), r.len())
+                }
+            }
+        }
+    }
+
+    /// For fixed messages, the whole message as one contiguous span.
+    pub fn contiguous_ptr(&self) -> Option<*const u8> {
+        match &self.storage {
+            // SAFETY: in bounds, see `fixed`.
+            Storage::Fixed { region, offset, .. } => Some(unsafe { region.as_ptr().add(*offset) }),
+            Storage::Heap(_) => None,
+        }
+    }
+
+    /// Writes message `seq`'s tags into the 8 fields.
+    pub fn stamp(&mut self, seq: u64) {
+        self.seq = seq;
+        for k in 0..FIELDS {
+            self.field_mut(k)[..TAG_LEN].copy_from_slice(&tag(seq, k).to_le_bytes());
+        }
+    }
+
+    /// Two-copy's user-space copy: gathers the 8 fields into the wire buffer. Runs for
+    /// every message; `black_box` keeps the optimizer from proving it away.
+    pub fn serialize(&mut self) {
+        let Message {
+            layout,
+            storage,
+            wire,
+            ..
+        } = self;
+        if let Storage::Heap(fields) = storage {
+            for (k, field) in fields.iter().enumerate() {
+                wire[layout.field(k)].copy_from_slice(field);
+            }
+        }
+        std::hint::black_box(&mut self.wire);
+    }
+
+    /// Two-copy's receive-side copy: scatters the wire buffer out into the 8 fields.
+    pub fn deserialize(&mut self) {
+        let Message {
+            layout,
+            storage,
+            wire,
+            ..
+        } = self;
+        if let Storage::Heap(fields) = storage {
+            for (k, field) in fields.iter_mut().enumerate() {
+                field.copy_from_slice(&wire[layout.field(k)]);
+            }
+        }
+        std::hint::black_box(&mut self.storage);
+    }
+
+    /// The contiguous wire buffer (two-copy).
+    pub fn wire(&self) -> &[u8] {
+        &self.wire
+    }
+
+    pub fn wire_mut(&mut self) -> &mut [u8] {
+        &mut self.wire
+    }
+
+    /// Checks a received message against message `expected_seq`.
+    pub fn verify(
+        &self,
+        level: crate::config::Verify,
+        expected_seq: u64,
+        template: &Template,
+    ) -> Result<(), Mismatch> {
+        use crate::config::Verify;
+        if level == Verify::Off {
+            return Ok(());
+        }
+        for k in 0..FIELDS {
+            let field = self.field(k);
+            let found = u64::from_le_bytes(field[..TAG_LEN].try_into().expect("tag"));
+            if found != tag(expected_seq, k) {
+                return Err(Mismatch::Tag {
+                    expected_seq,
+                    field: k,
+                    found,
+                });
+            }
+            let want = template.field(k);
+            let bad = match level {
+                Verify::Full => {
+                    if field[TAG_LEN..] == want[TAG_LEN..] {
+                        None
+                    } else {
+                        (TAG_LEN..field.len()).find(|&i| field[i] != want[i])
+                    }
+                }
+                Verify::Sample => [TAG_LEN, field.len() / 2, field.len() - 1]
+                    .into_iter()
+                    .find(|&i| field[i] != want[i]),
+                Verify::Off => None,
+            };
+            if let Some(offset) = bad {
+                return Err(Mismatch::Byte {
+                    seq: expected_seq,
+                    field: k,
+                    offset,
+                    expected: want[offset],
+                    found: field[offset],
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Fills `iov` with the spans that hold message bytes `from..`, in order, and returns
+    /// how many entries it used. Fields already fully covered by `from` are skipped, so a
+    /// short send or receive continues exactly where it stopped.
+    pub fn iovecs_from(&mut self, from: usize, iov: &mut [libc::iovec; FIELDS]) -> usize {
+        if from >= self.size() {
+            return 0;
+        }
+        let (first, skip) = self.layout.locate(from);
+        let mut n = 0;
+        for k in first..FIELDS {
+            let field = self.field_mut(k);
+            let start = if k == first { skip } else { 0 };
+            iov[n] = libc::iovec {
+                iov_base: field[start..].as_mut_ptr().cast(),
+                iov_len: field.len() - start,
+            };
+            n += 1;
+        }
+        n
+    }
+}
+
+fn wire_buffer(layout: &Layout, wire: bool) -> Box<[u8]> {
+    if wire {
+        vec![0; layout.size()].into_boxed_slice()
+    } else {
+        Box::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Verify;
+
+    fn template(size: usize) -> Arc<Template> {
+        Template::new(Layout::new(size))
+    }
+
+    #[test]
+    fn last_field_takes_the_remainder() {
+        let l = Layout::new(1000);
+        assert_eq!(l.field(0), 0..125);
+        assert_eq!(l.field(7), 875..1000);
+        let l = Layout::new(1001);
+        assert_eq!(l.field(7), 875..1001);
+        assert_eq!((0..FIELDS).map(|k| l.field(k).len()).sum::<usize>(), 1001);
+        assert_eq!(l.locate(0), (0, 0));
+        assert_eq!(l.locate(130), (1, 5));
+        assert_eq!(l.locate(1000), (7, 125));
+    }
+
+    #[test]
+    fn a_stamped_message_verifies_and_survives_the_wire() {
+        let t = template(4096);
+        let mut tx = Message::heap(&t, true, 0);
+        tx.stamp(42);
+        tx.serialize();
+        let mut rx = Message::heap(&t, true, 1);
+        rx.wire_mut().copy_from_slice(tx.wire());
+        rx.deserialize();
+        assert_eq!(rx.verify(Verify::Full, 42, &t), Ok(()));
+        assert_eq!(rx.verify(Verify::Sample, 42, &t), Ok(()));
+    }
+
+    #[test]
+    fn wrong_sequence_is_caught_by_the_tag() {
+        let t = template(1024);
+        let mut m = Message::heap(&t, false, 0);
+        m.stamp(7);
+        let err = m.verify(Verify::Sample, 8, &t).unwrap_err();
+        assert_eq!(
+            err,
+            Mismatch::Tag {
+                expected_seq: 8,
+                field: 0,
+                found: tag(7, 0)
+            }
+        );
+        assert!(err.to_string().contains("tagged as message 7"));
+        assert_eq!(m.verify(Verify::Off, 8, &t), Ok(()));
+    }
+
+    #[test]
+    fn a_flipped_byte_is_caught_by_full_but_only_sampled_bytes_by_sample() {
+        let t = template(1024);
+        let mut m = Message::heap(&t, false, 0);
+        m.stamp(1);
+        m.field_mut(3)[20] ^= 0xff;
+        let err = m.verify(Verify::Full, 1, &t).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Mismatch::Byte {
+                    field: 3,
+                    offset: 20,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(m.verify(Verify::Sample, 1, &t), Ok(()));
+        m.field_mut(5)[64] ^= 1; // field length 128: the middle byte is sampled
+        assert!(matches!(
+            m.verify(Verify::Sample, 1, &t),
+            Err(Mismatch::Byte {
+                field: 5,
+                offset: 64,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn iovecs_resume_mid_field() {
+        let t = template(1024);
+        let mut m = Message::heap(&t, false, 0);
+        let mut iov = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; FIELDS];
+        assert_eq!(m.iovecs_from(0, &mut iov), 8);
+        assert_eq!(iov[0].iov_len, 128);
+        assert_eq!(m.iovecs_from(300, &mut iov), 6);
+        assert_eq!(iov[0].iov_len, 84);
+        assert_eq!(iov[0].iov_base as usize, m.field(2)[44..].as_ptr() as usize);
+        assert_eq!(m.iovecs_from(1023, &mut iov), 1);
+        assert_eq!(iov[0].iov_len, 1);
+        assert_eq!(m.iovecs_from(1024, &mut iov), 0);
+    }
+
+    #[test]
+    fn fixed_messages_lay_fields_out_contiguously() {
+        let t = template(512);
+        let region = Region::new(4096).unwrap();
+        let mut m = Message::fixed(&t, region.clone(), 1024, 3, 0);
+        m.stamp(9);
+        assert_eq!(m.fixed_index(), Some(3));
+        assert_eq!(m.verify(Verify::Full, 9, &t), Ok(()));
+        let base = m.contiguous_ptr().unwrap() as usize;
+        assert_eq!(base, region.as_ptr() as usize + 1024);
+        assert_eq!(m.field(1).as_ptr() as usize, base + 64);
+    }
+}

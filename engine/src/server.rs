@@ -1,0 +1,531 @@
+//! The server: accept, handshake, hand each connection to its backend, report.
+//!
+//! The acceptor never talks to a client itself: every accepted socket gets a short-lived
+//! thread for its hello, so a client that never sends one holds up nobody. A client over
+//! `-t` is refused with the reason. Whatever a client does — garbage, a truncated
+//! message, a reset — ends that connection with one log line and nothing else.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::backend;
+use crate::config::{check_depth, Backend, Mode, ServerConfig, Workload, MIN_SIZE};
+use crate::error::Error;
+use crate::message::{Layout, Template};
+use crate::pool::{pool_size, Pool};
+use crate::stats::PeerReport;
+use crate::wire::{self, Accept, Frame, Hello, ReadError, Refuse, RefuseCode, WireError};
+use crate::workload::{Flow, FlowSpec, Role};
+
+/// The longest a connecting client may take to send its hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a refused client gets to read the refusal before the socket closes.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+/// Refusals being delivered at once; past this, extra connections are closed unanswered.
+const MAX_REFUSING: usize = 32;
+/// How often the acceptor looks at the stop flag.
+const ACCEPT_TICK: Duration = Duration::from_millis(100);
+
+/// What a server reports as it runs; the binary turns these into log lines.
+#[derive(Debug)]
+pub enum ServerEvent {
+    /// A client passed the handshake.
+    Connected {
+        id: u64,
+        peer: SocketAddr,
+        hello: Hello,
+    },
+    /// A client finished its run; `report` was sent back to it.
+    Disconnected {
+        id: u64,
+        peer: SocketAddr,
+        report: PeerReport,
+    },
+    /// A client was told no, with this reason.
+    Refused {
+        id: u64,
+        peer: SocketAddr,
+        reason: String,
+    },
+    /// A client broke the protocol or the connection; it was closed.
+    Failed {
+        id: u64,
+        peer: SocketAddr,
+        error: String,
+    },
+    /// Accepting failed for a reason that does not stop the server (e.g. out of fds).
+    AcceptError { error: String },
+    /// The stop flag was seen; `active` connections are being closed.
+    Stopping { active: usize },
+}
+
+/// A bound, not yet serving, server.
+pub struct Server {
+    listener: TcpListener,
+    config: ServerConfig,
+    addr: SocketAddr,
+}
+
+impl Server {
+    /// Validates the configuration and binds the listening socket.
+    pub fn bind(config: ServerConfig) -> Result<Server, Error> {
+        let config = config.validate()?;
+        if config.backend == Backend::Uring {
+            backend::uring::check_kernel(config.mode)?;
+        }
+        let want = SocketAddr::new(config.bind, config.port);
+        let listener = TcpListener::bind(want).map_err(|source| Error::Bind {
+            addr: want.to_string(),
+            source,
+        })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::io("listening socket", e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::io("listening socket", e))?;
+        Ok(Server {
+            listener,
+            config,
+            addr,
+        })
+    }
+
+    /// The address actually bound (the port is real even when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// Serves until `stop` is set, then closes every connection and returns.
+    pub fn run(
+        &self,
+        stop: &AtomicBool,
+        on_event: &(dyn Fn(ServerEvent) + Sync),
+    ) -> Result<(), Error> {
+        let shared = Shared {
+            config: &self.config,
+            on_event,
+            active: AtomicUsize::new(0),
+            refusing: AtomicUsize::new(0),
+            open: Mutex::new(HashMap::new()),
+        };
+        match self.config.backend {
+            Backend::Syscall => {
+                self.accept_loop(stop, &shared, &|accepted| serve_syscall(&shared, accepted))
+            }
+            Backend::Uring => backend::uring::serve(stop, &shared, |dispatch| {
+                self.accept_loop(stop, &shared, dispatch)
+            }),
+        }
+    }
+
+    fn accept_loop(
+        &self,
+        stop: &AtomicBool,
+        shared: &Shared<'_>,
+        dispatch: &(dyn Fn(Accepted<'_>) + Sync),
+    ) -> Result<(), Error> {
+        let next_id = AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            while !stop.load(Ordering::Relaxed) {
+                let Some((stream, peer)) = self.accept_one(shared) else {
+                    continue;
+                };
+                let id = next_id.fetch_add(1, Ordering::Relaxed);
+                if shared.active.load(Ordering::Acquire) >= shared.config.max_clients {
+                    if shared.refusing.fetch_add(1, Ordering::AcqRel) < MAX_REFUSING {
+                        scope.spawn(move || {
+                            let max = shared.config.max_clients;
+                            let reason = format!(
+                                "server is full: {max} clients connected, the most it takes at once (-t {max})"
+                            );
+                            refuse_unread(stream, RefuseCode::Full, &reason);
+                            (shared.on_event)(ServerEvent::Refused { id, peer, reason });
+                            shared.refusing.fetch_sub(1, Ordering::AcqRel);
+                        });
+                    } else {
+                        shared.refusing.fetch_sub(1, Ordering::AcqRel);
+                    }
+                    continue;
+                }
+                let slot = Slot::open(shared, id, &stream);
+                scope.spawn(move || {
+                    let mut stream = stream;
+                    match handshake(&mut stream, shared.config, id) {
+                        Ok(hello) => {
+                            (shared.on_event)(ServerEvent::Connected { id, peer, hello });
+                            dispatch(Accepted {
+                                slot,
+                                stream,
+                                peer,
+                                id,
+                                hello,
+                            });
+                        }
+                        Err(Handshake::Refused(reason)) => {
+                            (shared.on_event)(ServerEvent::Refused { id, peer, reason })
+                        }
+                        Err(Handshake::Failed(error)) => {
+                            (shared.on_event)(ServerEvent::Failed { id, peer, error })
+                        }
+                    }
+                });
+            }
+            let open = shared.open.lock().expect("registry lock");
+            (shared.on_event)(ServerEvent::Stopping { active: open.len() });
+            for &fd in open.values() {
+                // SAFETY: the fd is open: a Slot removes it under this lock before its
+                // socket closes. shutdown only wakes whoever waits on it.
+                unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+            }
+        });
+        Ok(())
+    }
+
+    /// Waits up to one tick for a connection.
+    fn accept_one(&self, shared: &Shared<'_>) -> Option<(TcpStream, SocketAddr)> {
+        let mut pfd = libc::pollfd {
+            fd: self.listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, ACCEPT_TICK.as_millis() as i32) } <= 0 {
+            return None;
+        }
+        match self.listener.accept() {
+            Ok((stream, peer)) => match stream.set_nonblocking(false) {
+                Ok(()) => Some((stream, peer)),
+                Err(e) => {
+                    (shared.on_event)(ServerEvent::AcceptError {
+                        error: e.to_string(),
+                    });
+                    None
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+            Err(e) => {
+                (shared.on_event)(ServerEvent::AcceptError {
+                    error: e.to_string(),
+                });
+                // Out of descriptors and the like: back off instead of spinning.
+                std::thread::sleep(ACCEPT_TICK);
+                None
+            }
+        }
+    }
+}
+
+/// State every connection thread of one server shares.
+pub(crate) struct Shared<'a> {
+    pub config: &'a ServerConfig,
+    pub on_event: &'a (dyn Fn(ServerEvent) + Sync),
+    active: AtomicUsize,
+    refusing: AtomicUsize,
+    /// Sockets to shut down on stop, by connection id.
+    open: Mutex<HashMap<u64, RawFd>>,
+}
+
+/// A connection's place among the `-t` allowed; given back when dropped.
+pub(crate) struct Slot<'a> {
+    shared: &'a Shared<'a>,
+    id: u64,
+}
+
+impl<'a> Slot<'a> {
+    fn open(shared: &'a Shared<'a>, id: u64, stream: &TcpStream) -> Slot<'a> {
+        shared.active.fetch_add(1, Ordering::AcqRel);
+        shared
+            .open
+            .lock()
+            .expect("registry lock")
+            .insert(id, stream.as_raw_fd());
+        Slot { shared, id }
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .open
+            .lock()
+            .expect("registry lock")
+            .remove(&self.id);
+        self.shared.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A client past its handshake. Fields drop in order: the slot (and its registry entry)
+/// goes before the socket closes, so stop never shuts down a reused descriptor.
+pub(crate) struct Accepted<'a> {
+    pub slot: Slot<'a>,
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub id: u64,
+    pub hello: Hello,
+}
+
+enum Handshake {
+    Refused(String),
+    Failed(String),
+}
+
+/// Reads the hello, checks it against this server, and answers accept or refuse.
+fn handshake(stream: &mut TcpStream, config: &ServerConfig, id: u64) -> Result<Hello, Handshake> {
+    let timeout = HELLO_TIMEOUT.min(config.idle_timeout);
+    stream
+        .set_read_timeout(Some(timeout))
+        .and_then(|()| stream.set_write_timeout(Some(timeout)))
+        .map_err(|e| Handshake::Failed(format!("socket setup: {e}")))?;
+    let hello = match wire::read_frame(stream, timeout) {
+        Ok(Frame::Hello(h)) => h,
+        Ok(other) => {
+            return Err(Handshake::Failed(
+                WireError::Unexpected {
+                    expected: "hello",
+                    got: other.name(),
+                }
+                .to_string(),
+            ))
+        }
+        Err(ReadError::Wire(WireError::Version(v))) => {
+            let reason = format!(
+                "protocol version {v} is not spoken here (this server speaks {})",
+                wire::VERSION
+            );
+            refuse(stream, RefuseCode::Version, &reason);
+            return Err(Handshake::Refused(reason));
+        }
+        Err(e) => return Err(Handshake::Failed(format!("bad hello: {e}"))),
+    };
+    if let Err((code, reason)) = check_hello(&hello, config) {
+        refuse(stream, code, &reason);
+        return Err(Handshake::Refused(reason));
+    }
+    let accept = Frame::Accept(Accept {
+        backend: config.backend,
+        connection: id,
+    });
+    wire::write_frame(stream, &accept)
+        .map_err(|e| Handshake::Failed(format!("sending accept: {e}")))?;
+    Ok(hello)
+}
+
+/// Why this server will not serve `hello`, if it will not.
+fn check_hello(h: &Hello, config: &ServerConfig) -> Result<(), (RefuseCode, String)> {
+    let size = h.size as usize;
+    if !(MIN_SIZE..=config.max_size).contains(&size) {
+        return Err((
+            RefuseCode::Size,
+            format!(
+                "message size {size} is outside what this server takes: {MIN_SIZE} to {} bytes (-s)",
+                config.max_size
+            ),
+        ));
+    }
+    check_depth(h.depth as usize, size).map_err(|e| (RefuseCode::Depth, e.to_string()))?;
+    if let Some(mode) = config.mode {
+        if mode != h.mode {
+            return Err((
+                RefuseCode::Mode,
+                format!(
+                    "this server serves {mode} only; the client asked for {}",
+                    h.mode
+                ),
+            ));
+        }
+    }
+    if !h.mode.supported_on(config.backend) {
+        return Err((
+            RefuseCode::Mode,
+            format!(
+                "mode {} needs a uring server; this one runs the {} backend",
+                h.mode, config.backend
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Sends a refusal after the hello was read, and lets the client read it.
+fn refuse(stream: &mut TcpStream, code: RefuseCode, reason: &str) {
+    let frame = Frame::Refuse(Refuse {
+        code,
+        reason: reason.to_owned(),
+    });
+    if wire::write_frame(stream, &frame).is_ok() {
+        linger_close(stream);
+    }
+}
+
+/// Refuses a client whose hello has not been read yet (the server is full).
+fn refuse_unread(mut stream: TcpStream, code: RefuseCode, reason: &str) {
+    let _ = stream.set_read_timeout(Some(REFUSAL_LINGER));
+    let _ = stream.set_write_timeout(Some(REFUSAL_LINGER));
+    // Read the hello first: closing with unread data would send a reset that can destroy
+    // the refusal before the client reads it.
+    let _ = wire::read_frame(&mut stream, REFUSAL_LINGER);
+    refuse(&mut stream, code, reason);
+}
+
+/// Half-closes and waits briefly for the client to close, so nothing unread triggers a
+/// reset that would discard what was just sent.
+fn linger_close(stream: &mut TcpStream) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(REFUSAL_LINGER));
+    let mut sink = [0u8; 1024];
+    let deadline = Instant::now() + REFUSAL_LINGER;
+    while Instant::now() < deadline {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Builds the server side of a connection's workload from its hello.
+pub(crate) fn server_flow(hello: &Hello, pool: impl FnOnce(&Template) -> Pool) -> Flow {
+    let template = Template::new(Layout::new(hello.size as usize));
+    let pool = pool(&template);
+    let spec = FlowSpec {
+        role: Role::Server,
+        workload: hello.workload,
+        mode: hello.mode,
+        verify: hello.verify,
+        depth: hello.depth as usize,
+        duration: Duration::ZERO,
+    };
+    Flow::new(spec, template, pool)
+}
+
+/// Sends the end-of-run report and logs the disconnect.
+pub(crate) fn finish_connection(
+    shared: &Shared<'_>,
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    report: PeerReport,
+) {
+    let id = report.connection;
+    let frame = Frame::Stats(Box::new(report.clone()));
+    match stream.write_all(&frame.encode()) {
+        Ok(()) => {
+            let _ = stream.shutdown(Shutdown::Write);
+            (shared.on_event)(ServerEvent::Disconnected { id, peer, report })
+        }
+        Err(e) => (shared.on_event)(ServerEvent::Failed {
+            id,
+            peer,
+            error: format!("sending the end-of-run stats: {e}"),
+        }),
+    }
+}
+
+/// The syscall backend's thread per client.
+fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
+    let Accepted {
+        slot,
+        mut stream,
+        peer,
+        id,
+        hello,
+    } = accepted;
+    let result = (|| -> Result<PeerReport, Error> {
+        let fd = stream.as_fd();
+        backend::syscall::set_timeouts(fd, shared.config.idle_timeout)
+            .map_err(|e| Error::io("socket timeouts", e))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| Error::io("TCP_NODELAY", e))?;
+        if hello.mode == Mode::Zc && hello.workload == Workload::Echo {
+            backend::syscall::enable_zerocopy(fd)?;
+        }
+        let mut flow = server_flow(&hello, |t| {
+            Pool::heap(t, hello.mode, pool_size(hello.depth as usize))
+        });
+        flow.begin(Instant::now());
+        backend::syscall::drive(fd, &mut flow, shared.config.idle_timeout)?;
+        flow.finish(Instant::now());
+        Ok(PeerReport {
+            backend: Backend::Syscall,
+            connection: id,
+            duration_s: flow.duration().as_secs_f64(),
+            stats: flow.stats,
+        })
+    })();
+    match result {
+        Ok(report) => finish_connection(shared, &mut stream, peer, report),
+        Err(e) => (shared.on_event)(ServerEvent::Failed {
+            id,
+            peer,
+            error: e.to_string(),
+        }),
+    }
+    drop(slot);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Verify;
+
+    fn hello() -> Hello {
+        Hello {
+            workload: Workload::Echo,
+            mode: Mode::OneCopy,
+            verify: Verify::Full,
+            backend: Backend::Syscall,
+            size: 4096,
+            depth: 1,
+            duration_ms: 1000,
+            flow: 0,
+        }
+    }
+
+    #[test]
+    fn hellos_are_checked_against_the_server() {
+        let config = ServerConfig {
+            max_size: 65536,
+            ..Default::default()
+        };
+        assert!(check_hello(&hello(), &config).is_ok());
+        let big = Hello {
+            size: 65537,
+            ..hello()
+        };
+        assert_eq!(check_hello(&big, &config).unwrap_err().0, RefuseCode::Size);
+        let tiny = Hello { size: 8, ..hello() };
+        assert_eq!(check_hello(&tiny, &config).unwrap_err().0, RefuseCode::Size);
+        let deep = Hello {
+            depth: 0,
+            ..hello()
+        };
+        assert_eq!(
+            check_hello(&deep, &config).unwrap_err().0,
+            RefuseCode::Depth
+        );
+        let fixed = Hello {
+            mode: Mode::ZcFixed,
+            ..hello()
+        };
+        let (code, why) = check_hello(&fixed, &config).unwrap_err();
+        assert_eq!(code, RefuseCode::Mode);
+        assert!(why.contains("uring"), "{why}");
+        let only_zc = ServerConfig {
+            mode: Some(Mode::Zc),
+            ..config
+        };
+        assert_eq!(
+            check_hello(&hello(), &only_zc).unwrap_err().0,
+            RefuseCode::Mode
+        );
+    }
+}

@@ -1,0 +1,514 @@
+//! The control frames around a run: hello, accept or refuse, and the server's stats.
+//!
+//! Every frame is a 12-byte header — magic `CPRF`, protocol version (u16 LE), kind (u8),
+//! a zero byte, payload length (u32 LE) — and a payload. The length is checked against
+//! the largest payload its kind may carry before a single payload byte is read, so a peer
+//! cannot make us allocate or wait for more than that. Messages themselves travel between
+//! hello and stats as raw `size`-byte records (see `message`), not as frames.
+
+use std::io::{self, Read, Write};
+use std::time::Duration;
+
+use crate::config::{Backend, Mode, Verify, Workload};
+use crate::stats::PeerReport;
+
+/// Opens every frame.
+pub const MAGIC: [u8; 4] = *b"CPRF";
+/// The protocol version this build speaks.
+pub const VERSION: u16 = 1;
+/// Header bytes before every payload.
+pub const HEADER_LEN: usize = 12;
+/// Hello payload bytes.
+pub const HELLO_LEN: usize = 24;
+/// Accept payload bytes.
+pub const ACCEPT_LEN: usize = 12;
+/// Longest refusal reason, in bytes.
+pub const MAX_REASON: usize = 1024;
+/// Largest stats payload.
+pub const MAX_STATS: usize = 1 << 20;
+
+const KIND_HELLO: u8 = 1;
+const KIND_ACCEPT: u8 = 2;
+const KIND_REFUSE: u8 = 3;
+const KIND_STATS: u8 = 4;
+
+/// What the client asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hello {
+    pub workload: Workload,
+    pub mode: Mode,
+    pub verify: Verify,
+    /// The client's backend; the server logs it, the record keeps it.
+    pub backend: Backend,
+    pub size: u32,
+    pub depth: u32,
+    pub duration_ms: u32,
+    /// The client's index for this connection, for log lines on both sides.
+    pub flow: u32,
+}
+
+/// The server's yes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accept {
+    pub backend: Backend,
+    /// The server's number for this connection, as in its log.
+    pub connection: u64,
+}
+
+/// Why a server said no.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum RefuseCode {
+    /// Already `-t` clients connected.
+    Full = 1,
+    /// Message size beyond the server's `-s`.
+    Size = 2,
+    /// Mode not served by this server or not available on its backend.
+    Mode = 3,
+    /// Depth or pool size beyond the limits.
+    Depth = 4,
+    /// Protocol version not spoken here.
+    Version = 5,
+    /// The server is shutting down.
+    ShuttingDown = 6,
+    /// Anything else.
+    Other = 255,
+}
+
+impl RefuseCode {
+    fn from_u16(v: u16) -> RefuseCode {
+        match v {
+            1 => RefuseCode::Full,
+            2 => RefuseCode::Size,
+            3 => RefuseCode::Mode,
+            4 => RefuseCode::Depth,
+            5 => RefuseCode::Version,
+            6 => RefuseCode::ShuttingDown,
+            _ => RefuseCode::Other,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refuse {
+    pub code: RefuseCode,
+    pub reason: String,
+}
+
+/// One control frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    Hello(Hello),
+    Accept(Accept),
+    Refuse(Refuse),
+    Stats(Box<PeerReport>),
+}
+
+/// Why bytes off the wire are not a frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("truncated frame: need {need} bytes, have {have}")]
+    Truncated { need: usize, have: usize },
+    #[error("not a copyperf peer: frame starts with {0:02x?} instead of \"CPRF\"")]
+    BadMagic([u8; 4]),
+    #[error("peer speaks protocol version {0}, this build speaks {VERSION}")]
+    Version(u16),
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+    #[error("{kind} frame of {len} bytes is over its {max}-byte limit")]
+    TooLong {
+        kind: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error("malformed {kind} frame: {why}")]
+    Malformed { kind: &'static str, why: String },
+    #[error("expected a {expected} frame, got {got}")]
+    Unexpected {
+        expected: &'static str,
+        got: &'static str,
+    },
+}
+
+impl Frame {
+    fn kind(&self) -> u8 {
+        match self {
+            Frame::Hello(_) => KIND_HELLO,
+            Frame::Accept(_) => KIND_ACCEPT,
+            Frame::Refuse(_) => KIND_REFUSE,
+            Frame::Stats(_) => KIND_STATS,
+        }
+    }
+
+    /// The frame kind's name, for messages.
+    pub fn name(&self) -> &'static str {
+        kind_name(self.kind())
+    }
+
+    /// The frame as bytes, header included.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut payload = Vec::new();
+        match self {
+            Frame::Hello(h) => {
+                payload.extend_from_slice(&[
+                    h.workload.code(),
+                    h.mode.code(),
+                    h.verify.code(),
+                    h.backend.code(),
+                ]);
+                for v in [h.size, h.depth, h.duration_ms, h.flow] {
+                    payload.extend_from_slice(&v.to_le_bytes());
+                }
+                payload.extend_from_slice(&[0; 4]);
+            }
+            Frame::Accept(a) => {
+                payload.extend_from_slice(&[a.backend.code(), 0, 0, 0]);
+                payload.extend_from_slice(&a.connection.to_le_bytes());
+            }
+            Frame::Refuse(r) => {
+                payload.extend_from_slice(&(r.code as u16).to_le_bytes());
+                let mut end = r.reason.len().min(MAX_REASON);
+                while !r.reason.is_char_boundary(end) {
+                    end -= 1;
+                }
+                payload.extend_from_slice(&r.reason.as_bytes()[..end]);
+            }
+            Frame::Stats(report) => {
+                payload = serde_json::to_vec(report).expect("a PeerReport always serializes");
+            }
+        }
+        let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&[self.kind(), 0]);
+        out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        out.extend_from_slice(&payload);
+        out
+    }
+
+    /// Decodes one frame from the start of `buf`; returns it and the bytes it took.
+    pub fn decode(buf: &[u8]) -> Result<(Frame, usize), WireError> {
+        let header: &[u8; HEADER_LEN] = buf
+            .get(..HEADER_LEN)
+            .and_then(|h| h.try_into().ok())
+            .ok_or(WireError::Truncated {
+                need: HEADER_LEN,
+                have: buf.len(),
+            })?;
+        let (kind, len) = decode_header(header)?;
+        let total = HEADER_LEN + len;
+        let payload = buf.get(HEADER_LEN..total).ok_or(WireError::Truncated {
+            need: total,
+            have: buf.len(),
+        })?;
+        Ok((decode_payload(kind, payload)?, total))
+    }
+}
+
+fn kind_name(kind: u8) -> &'static str {
+    match kind {
+        KIND_HELLO => "hello",
+        KIND_ACCEPT => "accept",
+        KIND_REFUSE => "refuse",
+        KIND_STATS => "stats",
+        _ => "unknown",
+    }
+}
+
+/// Checks a header and returns the frame kind and payload length, bounded by the kind.
+pub fn decode_header(h: &[u8; HEADER_LEN]) -> Result<(u8, usize), WireError> {
+    let magic: [u8; 4] = h[0..4].try_into().expect("4 bytes");
+    if magic != MAGIC {
+        return Err(WireError::BadMagic(magic));
+    }
+    let version = u16::from_le_bytes([h[4], h[5]]);
+    if version != VERSION {
+        return Err(WireError::Version(version));
+    }
+    let kind = h[6];
+    let len = u32::from_le_bytes(h[8..12].try_into().expect("4 bytes")) as usize;
+    let (min, max) = match kind {
+        KIND_HELLO => (HELLO_LEN, HELLO_LEN),
+        KIND_ACCEPT => (ACCEPT_LEN, ACCEPT_LEN),
+        KIND_REFUSE => (2, 2 + MAX_REASON),
+        KIND_STATS => (2, MAX_STATS),
+        other => return Err(WireError::UnknownKind(other)),
+    };
+    let name = kind_name(kind);
+    if h[7] != 0 {
+        return Err(WireError::Malformed {
+            kind: name,
+            why: format!("reserved header byte is {}", h[7]),
+        });
+    }
+    if len > max {
+        return Err(WireError::TooLong {
+            kind: name,
+            len,
+            max,
+        });
+    }
+    if len < min {
+        return Err(WireError::Malformed {
+            kind: name,
+            why: format!("payload of {len} bytes, expected at least {min}"),
+        });
+    }
+    Ok((kind, len))
+}
+
+fn decode_payload(kind: u8, p: &[u8]) -> Result<Frame, WireError> {
+    let name = kind_name(kind);
+    let bad = |why: String| WireError::Malformed { kind: name, why };
+    let u32_at = |i: usize| u32::from_le_bytes(p[i..i + 4].try_into().expect("4 bytes"));
+    match kind {
+        KIND_HELLO => {
+            let workload = Workload::from_code(p[0])
+                .ok_or_else(|| bad(format!("unknown workload code {}", p[0])))?;
+            let mode =
+                Mode::from_code(p[1]).ok_or_else(|| bad(format!("unknown mode code {}", p[1])))?;
+            let verify = Verify::from_code(p[2])
+                .ok_or_else(|| bad(format!("unknown verify code {}", p[2])))?;
+            let backend = Backend::from_code(p[3])
+                .ok_or_else(|| bad(format!("unknown backend code {}", p[3])))?;
+            if p[20..24] != [0; 4] {
+                return Err(bad("reserved bytes are not zero".into()));
+            }
+            Ok(Frame::Hello(Hello {
+                workload,
+                mode,
+                verify,
+                backend,
+                size: u32_at(4),
+                depth: u32_at(8),
+                duration_ms: u32_at(12),
+                flow: u32_at(16),
+            }))
+        }
+        KIND_ACCEPT => {
+            let backend = Backend::from_code(p[0])
+                .ok_or_else(|| bad(format!("unknown backend code {}", p[0])))?;
+            Ok(Frame::Accept(Accept {
+                backend,
+                connection: u64::from_le_bytes(p[4..12].try_into().expect("8 bytes")),
+            }))
+        }
+        KIND_REFUSE => {
+            let code = RefuseCode::from_u16(u16::from_le_bytes([p[0], p[1]]));
+            let reason = std::str::from_utf8(&p[2..])
+                .map_err(|_| bad("reason is not UTF-8".into()))?
+                .to_owned();
+            Ok(Frame::Refuse(Refuse { code, reason }))
+        }
+        KIND_STATS => serde_json::from_slice(p)
+            .map(|r| Frame::Stats(Box::new(r)))
+            .map_err(|e| bad(e.to_string())),
+        other => Err(WireError::UnknownKind(other)),
+    }
+}
+
+/// How reading a frame off a stream failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0}")]
+    Wire(#[from] WireError),
+    #[error("peer closed the connection before a whole frame arrived")]
+    Closed,
+    #[error("peer sent nothing for {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Io(io::Error),
+}
+
+/// Reads exactly one frame: the header, then a payload no longer than its kind allows.
+/// `timeout` is only used to word the error when the socket's read timeout fires.
+pub fn read_frame(r: &mut impl Read, timeout: Duration) -> Result<Frame, ReadError> {
+    let mut header = [0u8; HEADER_LEN];
+    read_exact(r, &mut header, timeout)?;
+    let (kind, len) = decode_header(&header)?;
+    let mut payload = vec![0u8; len];
+    read_exact(r, &mut payload, timeout)?;
+    Ok(decode_payload(kind, &payload)?)
+}
+
+fn read_exact(r: &mut impl Read, buf: &mut [u8], timeout: Duration) -> Result<(), ReadError> {
+    r.read_exact(buf).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => ReadError::Closed,
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ReadError::Timeout(timeout),
+        _ => ReadError::Io(e),
+    })
+}
+
+/// Writes one frame.
+pub fn write_frame(w: &mut impl Write, frame: &Frame) -> io::Result<()> {
+    w.write_all(&frame.encode())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::FlowStats;
+
+    fn hello() -> Hello {
+        Hello {
+            workload: Workload::Echo,
+            mode: Mode::Zc,
+            verify: Verify::Full,
+            backend: Backend::Uring,
+            size: 65536,
+            depth: 8,
+            duration_ms: 3000,
+            flow: 5,
+        }
+    }
+
+    fn frames() -> Vec<Frame> {
+        let mut stats = FlowStats {
+            bytes_received: 123,
+            ..Default::default()
+        };
+        stats.zc.sends = 4;
+        vec![
+            Frame::Hello(hello()),
+            Frame::Accept(Accept {
+                backend: Backend::Syscall,
+                connection: u64::MAX - 1,
+            }),
+            Frame::Refuse(Refuse {
+                code: RefuseCode::Full,
+                reason: "server is full".into(),
+            }),
+            Frame::Stats(Box::new(PeerReport {
+                backend: Backend::Uring,
+                stats,
+                duration_s: 1.5,
+                ..Default::default()
+            })),
+        ]
+    }
+
+    #[test]
+    fn every_frame_round_trips() {
+        for f in frames() {
+            let bytes = f.encode();
+            let (back, used) = Frame::decode(&bytes).unwrap();
+            assert_eq!(back, f);
+            assert_eq!(used, bytes.len());
+            let mut reader = &bytes[..];
+            assert_eq!(read_frame(&mut reader, Duration::ZERO).unwrap(), f);
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_reported_not_misread() {
+        for f in frames() {
+            let bytes = f.encode();
+            for cut in 0..bytes.len() {
+                assert!(
+                    matches!(
+                        Frame::decode(&bytes[..cut]),
+                        Err(WireError::Truncated { .. })
+                    ),
+                    "{} cut at {cut}",
+                    f.name()
+                );
+                let mut reader = &bytes[..cut];
+                assert!(matches!(
+                    read_frame(&mut reader, Duration::ZERO),
+                    Err(ReadError::Closed)
+                ));
+            }
+        }
+    }
+
+    #[test]
+    fn garbage_is_rejected_by_name() {
+        let err = Frame::decode(b"GET / HTTP/1.1\r\n\r\n").unwrap_err();
+        assert_eq!(err, WireError::BadMagic(*b"GET "));
+        assert!(err.to_string().contains("not a copyperf peer"));
+
+        let mut b = Frame::Hello(hello()).encode();
+        b[4] = 9;
+        assert_eq!(Frame::decode(&b).unwrap_err(), WireError::Version(9));
+
+        let mut b = Frame::Hello(hello()).encode();
+        b[6] = 77;
+        assert_eq!(Frame::decode(&b).unwrap_err(), WireError::UnknownKind(77));
+
+        let mut b = Frame::Hello(hello()).encode();
+        b[HEADER_LEN + 1] = 99; // mode
+        assert!(matches!(
+            Frame::decode(&b),
+            Err(WireError::Malformed { .. })
+        ));
+
+        let mut b = Frame::Hello(hello()).encode();
+        b[7] = 1; // reserved header byte
+        assert!(matches!(
+            Frame::decode(&b),
+            Err(WireError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn oversize_lengths_are_refused_before_reading_the_payload() {
+        for (kind, len) in [
+            (KIND_HELLO, HELLO_LEN + 1),
+            (KIND_ACCEPT, 4096),
+            (KIND_REFUSE, 3 + MAX_REASON),
+            (KIND_STATS, u32::MAX as usize),
+        ] {
+            let mut h = [0u8; HEADER_LEN];
+            h[..4].copy_from_slice(&MAGIC);
+            h[4..6].copy_from_slice(&VERSION.to_le_bytes());
+            h[6] = kind;
+            h[8..12].copy_from_slice(&(len as u32).to_le_bytes());
+            // Only the header is supplied: a reader that trusted the length would report
+            // truncation (or try to allocate 4 GiB) instead.
+            let mut reader = &h[..];
+            assert!(
+                matches!(
+                    read_frame(&mut reader, Duration::ZERO),
+                    Err(ReadError::Wire(WireError::TooLong { .. }))
+                ),
+                "kind {kind} len {len}"
+            );
+        }
+    }
+
+    #[test]
+    fn short_fixed_payloads_are_malformed() {
+        let mut h = Frame::Hello(hello()).encode();
+        h[8..12].copy_from_slice(&4u32.to_le_bytes());
+        h.truncate(HEADER_LEN + 4);
+        assert!(matches!(
+            Frame::decode(&h),
+            Err(WireError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn long_reasons_are_cut_on_a_char_boundary() {
+        let f = Frame::Refuse(Refuse {
+            code: RefuseCode::Other,
+            reason: "é".repeat(MAX_REASON),
+        });
+        let (back, _) = Frame::decode(&f.encode()).unwrap();
+        let Frame::Refuse(r) = back else { panic!() };
+        assert_eq!(r.reason.len(), MAX_REASON);
+    }
+
+    #[test]
+    fn stats_that_are_not_json_are_malformed() {
+        let mut b = Frame::Refuse(Refuse {
+            code: RefuseCode::Other,
+            reason: "{not json".into(),
+        })
+        .encode();
+        b[6] = KIND_STATS;
+        assert!(matches!(
+            Frame::decode(&b),
+            Err(WireError::Malformed { kind: "stats", .. })
+        ));
+    }
+}
