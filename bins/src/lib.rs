@@ -1,6 +1,9 @@
 //! What the copyperf binaries share: flag parsers for the engine's types, signal setup,
 //! and the way an error ends a process. No measuring logic lives here.
 
+pub mod proc;
+pub mod summary;
+
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 

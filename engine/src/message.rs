@@ -151,7 +151,6 @@ impl fmt::Display for Mismatch {
     }
 }
 
-#[allow(dead_code)] // TEMP: zc-fixed arrives with the uring backend
 /// Memory that lives outside the Rust heap: page-aligned, for registered (fixed) buffers.
 pub struct Region {
     ptr: NonNull<u8>,
@@ -163,7 +162,6 @@ pub struct Region {
 unsafe impl Send for Region {}
 unsafe impl Sync for Region {}
 
-#[allow(dead_code)] // TEMP: zc-fixed arrives with the uring backend
 impl Region {
     /// Maps `len` bytes of zeroed, page-aligned anonymous memory.
     pub fn new(len: usize) -> std::io::Result<Arc<Region>> {
@@ -192,10 +190,6 @@ impl Region {
     pub fn len(&self) -> usize {
         self.len
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
 }
 
 impl Drop for Region {
@@ -207,7 +201,6 @@ impl Drop for Region {
 }
 
 /// Where a message's fields live.
-#[allow(dead_code)] // TEMP: zc-fixed arrives with the uring backend
 enum Storage {
     /// Eight separate heap allocations, as the seed's `char *field[8]`.
     Heap(Box<[Box<[u8]>; FIELDS]>),
@@ -242,7 +235,6 @@ impl fmt::Debug for Message {
     }
 }
 
-#[allow(dead_code)] // TEMP: zc-fixed arrives with the uring backend
 impl Message {
     /// A message whose 8 fields are separate heap allocations, pattern filled. With
     /// `wire`, it also owns the contiguous buffer two-copy (de)serializes through.
@@ -293,17 +285,8 @@ impl Message {
         msg
     }
 
-    pub fn layout(&self) -> &Layout {
-        &self.layout
-    }
-
     pub fn size(&self) -> usize {
         self.layout.size()
-    }
-
-    /// The sequence number last stamped or received.
-    pub fn seq(&self) -> u64 {
-        self.seq
     }
 
     /// This buffer's index in its pool.

@@ -18,7 +18,6 @@ pub struct Pool {
     capacity: usize,
 }
 
-#[allow(dead_code)] // TEMP: zc-fixed arrives with the uring backend
 impl Pool {
     /// `count` heap messages for `mode`; two-copy ones carry a wire buffer.
     pub fn heap(template: &Template, mode: Mode, count: usize) -> Pool {
@@ -75,10 +74,6 @@ impl Pool {
 
     pub fn available(&self) -> usize {
         self.free.len()
-    }
-
-    pub fn capacity(&self) -> usize {
-        self.capacity
     }
 
     /// True when every buffer is back: nothing is in flight or held by the kernel.

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Backend, ClientConfig};
-use crate::stats::{FlowStats, Latency, LatencySummary, PeerReport};
+use crate::stats::{FlowStats, Latency, LatencySummary, PeerReport, RingSetup, ThreadSample};
 
 /// Bumped whenever a field changes meaning or goes away (adding one does not).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -67,13 +67,21 @@ pub struct SideReport {
     pub kernel_calls_per_msg: Option<f64>,
     /// Mean completions per reaping wake-up (uring only).
     pub cqes_per_reap: Option<f64>,
+    /// How the rings were set up (uring only).
+    pub uring: Option<RingSetup>,
 }
 
 impl SideReport {
-    pub fn new(backend: Backend, stats: FlowStats, duration: Duration) -> SideReport {
+    pub fn new(
+        backend: Backend,
+        stats: FlowStats,
+        duration: Duration,
+        uring: Option<RingSetup>,
+    ) -> SideReport {
         let msgs = stats.msgs_sent + stats.msgs_received;
         SideReport {
             backend,
+            uring,
             zc_copied_fraction: stats.zc.copied_fraction(),
             kernel_calls_per_msg: (msgs > 0).then(|| stats.io.kernel_calls() as f64 / msgs as f64),
             cqes_per_reap: stats.io.cqes_per_reap(),
@@ -102,6 +110,8 @@ pub struct ThreadResult {
     pub latency: Latency,
     /// The server's report for each of this thread's connections.
     pub server: Vec<PeerReport>,
+    /// This thread's ring setup (uring).
+    pub ring: Option<RingSetup>,
 }
 
 impl Record {
@@ -115,22 +125,37 @@ impl Record {
         let mut client = FlowStats::default();
         let mut latency = Latency::default();
         let mut duration = Duration::ZERO;
-        let mut server: Option<(Backend, FlowStats, f64)> = None;
+        let mut server: Option<(&PeerReport, FlowStats, f64)> = None;
+        let mut server_threads: Vec<ThreadSample> = Vec::new();
         for t in threads {
             client += &t.stats;
             latency += &t.latency;
             duration = duration.max(t.duration);
             for p in &t.server {
-                let (_, stats, secs) =
-                    server.get_or_insert_with(|| (p.backend, FlowStats::default(), 0.0));
+                let (_, stats, secs) = server.get_or_insert_with(|| (p, FlowStats::default(), 0.0));
                 *stats += &p.stats;
                 *secs = secs.max(p.duration_s);
+                if let Some(s) = &p.thread {
+                    match server_threads.iter_mut().find(|x| x.thread == s.thread) {
+                        Some(x) => x.widen(s),
+                        None => server_threads.push(s.clone()),
+                    }
+                }
             }
         }
         let secs = duration.as_secs_f64();
         let per_s = |n: f64| if secs > 0.0 { n / secs } else { 0.0 };
-        let server = server.map(|(backend, stats, secs)| {
-            SideReport::new(backend, stats, Duration::from_secs_f64(secs))
+        let server = server.map(|(first, mut stats, secs)| {
+            // Calls a server thread made for all its connections count once per thread.
+            for s in &server_threads {
+                stats.io += s.delta().io;
+            }
+            SideReport::new(
+                first.backend,
+                stats,
+                Duration::from_secs_f64(secs),
+                first.ring.clone(),
+            )
         });
         let summary = Summary {
             threads: config.threads,
@@ -152,7 +177,12 @@ impl Record {
             server_addr,
             summary,
             latency: latency.summary(),
-            client: SideReport::new(config.backend, client, duration),
+            client: SideReport::new(
+                config.backend,
+                client,
+                duration,
+                threads.iter().find_map(|t| t.ring.clone()),
+            ),
             server,
             threads: threads
                 .iter()
@@ -194,10 +224,19 @@ impl Record {
             server: vec![PeerReport {
                 stats,
                 duration_s: 1.0,
+                ring: Some(example_ring()),
                 ..Default::default()
             }],
+            ring: Some(example_ring()),
         };
         Record::new(config, "127.0.0.1:8080".into(), UNIX_EPOCH, &[thread])
+    }
+}
+
+fn example_ring() -> RingSetup {
+    RingSetup {
+        flags: "single_issuer+defer_taskrun".into(),
+        ..Default::default()
     }
 }
 

@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::backend;
@@ -44,7 +44,7 @@ pub enum ServerEvent {
     Disconnected {
         id: u64,
         peer: SocketAddr,
-        report: PeerReport,
+        report: Box<PeerReport>,
     },
     /// A client was told no, with this reason.
     Refused {
@@ -128,11 +128,11 @@ impl Server {
         }
     }
 
-    fn accept_loop(
+    fn accept_loop<'s>(
         &self,
         stop: &AtomicBool,
-        shared: &Shared<'_>,
-        dispatch: &(dyn Fn(Accepted<'_>) + Sync),
+        shared: &'s Shared<'s>,
+        dispatch: &(dyn Fn(Accepted<'s>) + Sync),
     ) -> Result<(), Error> {
         let next_id = AtomicU64::new(0);
         std::thread::scope(|scope| {
@@ -353,6 +353,15 @@ fn check_hello(h: &Hello, config: &ServerConfig) -> Result<(), (RefuseCode, Stri
             ),
         ));
     }
+    if config.backend == Backend::Uring {
+        backend::uring::check_kernel(Some(h.mode))
+            .map_err(|e| (RefuseCode::Mode, e.to_string()))?;
+        if h.mode == Mode::ZcFixed {
+            let needed = pool_size(h.depth as usize) as u64 * size as u64;
+            backend::uring::check_memlock(needed)
+                .map_err(|e| (RefuseCode::Other, e.to_string()))?;
+        }
+    }
     Ok(())
 }
 
@@ -393,9 +402,7 @@ fn linger_close(stream: &mut TcpStream) {
 }
 
 /// Builds the server side of a connection's workload from its hello.
-pub(crate) fn server_flow(hello: &Hello, pool: impl FnOnce(&Template) -> Pool) -> Flow {
-    let template = Template::new(Layout::new(hello.size as usize));
-    let pool = pool(&template);
+pub(crate) fn server_flow(hello: &Hello, template: Arc<Template>, pool: Pool) -> Flow {
     let spec = FlowSpec {
         role: Role::Server,
         workload: hello.workload,
@@ -415,7 +422,8 @@ pub(crate) fn finish_connection(
     report: PeerReport,
 ) {
     let id = report.connection;
-    let frame = Frame::Stats(Box::new(report.clone()));
+    let report = Box::new(report);
+    let frame = Frame::Stats(report.clone());
     match stream.write_all(&frame.encode()) {
         Ok(()) => {
             let _ = stream.shutdown(Shutdown::Write);
@@ -448,9 +456,9 @@ fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
         if hello.mode == Mode::Zc && hello.workload == Workload::Echo {
             backend::syscall::enable_zerocopy(fd)?;
         }
-        let mut flow = server_flow(&hello, |t| {
-            Pool::heap(t, hello.mode, pool_size(hello.depth as usize))
-        });
+        let template = Template::new(Layout::new(hello.size as usize));
+        let pool = Pool::heap(&template, hello.mode, pool_size(hello.depth as usize));
+        let mut flow = server_flow(&hello, template, pool);
         flow.begin(Instant::now());
         backend::syscall::drive(fd, &mut flow, shared.config.idle_timeout)?;
         flow.finish(Instant::now());
@@ -459,6 +467,8 @@ fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
             connection: id,
             duration_s: flow.duration().as_secs_f64(),
             stats: flow.stats,
+            ring: None,
+            thread: None,
         })
     })();
     match result {

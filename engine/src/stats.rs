@@ -64,6 +64,19 @@ impl IoStats {
     }
 }
 
+impl IoStats {
+    /// What happened between two cumulative readings.
+    pub fn since(&self, earlier: &IoStats) -> IoStats {
+        IoStats {
+            syscalls: self.syscalls.saturating_sub(earlier.syscalls),
+            enters: self.enters.saturating_sub(earlier.enters),
+            sqes: self.sqes.saturating_sub(earlier.sqes),
+            cqes: self.cqes.saturating_sub(earlier.cqes),
+            reaps: self.reaps.saturating_sub(earlier.reaps),
+        }
+    }
+}
+
 impl AddAssign for IoStats {
     fn add_assign(&mut self, o: Self) {
         self.syscalls += o.syscalls;
@@ -168,15 +181,85 @@ pub struct LatencySummary {
     pub max_us: f64,
 }
 
+/// How an io_uring side set its rings up: what the kernel took.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingSetup {
+    /// Setup flags the ring was created with, joined by `+` (e.g. `single_issuer+defer_taskrun+submit_all`).
+    pub flags: String,
+    /// The ring fd is registered (io_uring_enter skips the fd lookup).
+    pub registered_ring: bool,
+    /// Sockets are registered as fixed files.
+    pub fixed_files: bool,
+    /// Message buffers are registered (zc-fixed).
+    pub fixed_buffers: bool,
+}
+
+/// A thread's cumulative figures read when one connection began and when it ended.
+///
+/// A server thread may serve several of a run's connections (a uring worker serves many);
+/// its figures belong to the run once, from the earliest start to the latest end, which the
+/// client works out from these samples.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ThreadSample {
+    /// Names the thread uniquely within the server (`worker 2`, `conn 17`).
+    pub thread: String,
+    pub start: ThreadTotals,
+    pub end: ThreadTotals,
+}
+
+/// Cumulative per-thread figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ThreadTotals {
+    /// Calls made by the thread as a whole (a ring's enters and reaps are shared by all
+    /// its connections).
+    pub io: IoStats,
+}
+
+impl ThreadTotals {
+    fn zip(&self, o: &ThreadTotals, f: fn(u64, u64) -> u64) -> ThreadTotals {
+        let (a, b) = (&self.io, &o.io);
+        ThreadTotals {
+            io: IoStats {
+                syscalls: f(a.syscalls, b.syscalls),
+                enters: f(a.enters, b.enters),
+                sqes: f(a.sqes, b.sqes),
+                cqes: f(a.cqes, b.cqes),
+                reaps: f(a.reaps, b.reaps),
+            },
+        }
+    }
+}
+
+impl ThreadSample {
+    /// Widens this sample of a thread to also cover `other`, a sample of the same thread:
+    /// cumulative figures only grow, so the earliest start is the smallest reading and the
+    /// latest end the largest.
+    pub fn widen(&mut self, other: &ThreadSample) {
+        debug_assert_eq!(self.thread, other.thread);
+        self.start = self.start.zip(&other.start, u64::min);
+        self.end = self.end.zip(&other.end, u64::max);
+    }
+
+    /// What the thread did within the sample.
+    pub fn delta(&self) -> ThreadTotals {
+        self.end.zip(&self.start, u64::saturating_sub)
+    }
+}
+
 /// What the server measured on one connection, sent back in the stats frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerReport {
     pub backend: Backend,
     /// The server's number for the connection.
     pub connection: u64,
+    /// Counts for this connection alone.
     pub stats: FlowStats,
     /// From the first byte received to the end of the stream.
     pub duration_s: f64,
+    /// The serving ring's setup (uring).
+    pub ring: Option<RingSetup>,
+    /// The serving thread's figures around this connection.
+    pub thread: Option<ThreadSample>,
 }
 
 impl Default for PeerReport {
@@ -186,6 +269,8 @@ impl Default for PeerReport {
             connection: 0,
             stats: FlowStats::default(),
             duration_s: 0.0,
+            ring: None,
+            thread: None,
         }
     }
 }
@@ -252,6 +337,29 @@ mod tests {
         assert!((s.p50_us - 51.0).abs() < 0.1, "{s:?}");
         assert!((s.max_us - 10_000.0).abs() < 10.0, "{s:?}");
         assert!(s.p999_us >= s.p99_us && s.p99_us >= s.p90_us && s.p90_us >= s.p50_us);
+    }
+
+    #[test]
+    fn thread_samples_widen_to_the_whole_run() {
+        let sample = |thread: &str, start: u64, end: u64| ThreadSample {
+            thread: thread.into(),
+            start: ThreadTotals {
+                io: IoStats {
+                    enters: start,
+                    ..Default::default()
+                },
+            },
+            end: ThreadTotals {
+                io: IoStats {
+                    enters: end,
+                    ..Default::default()
+                },
+            },
+        };
+        // Two connections on one worker overlap: 10..50 and 20..70 is 60 enters, not 90.
+        let mut a = sample("worker 0", 10, 50);
+        a.widen(&sample("worker 0", 20, 70));
+        assert_eq!(a.delta().io.enters, 60);
     }
 
     #[test]

@@ -218,7 +218,6 @@ impl Flow {
     }
 
     /// Every buffer is back in the pool.
-    #[allow(dead_code)] // TEMP: used by the uring backend
     pub fn pool_home(&self) -> bool {
         self.pool.all_home()
     }

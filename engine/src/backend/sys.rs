@@ -7,9 +7,7 @@ pub const SO_ZEROCOPY: libc::c_int = 60;
 pub const SO_EE_ORIGIN_ZEROCOPY: u8 = 5;
 /// `sock_extended_err.ee_code` bit: the kernel copied the data after all.
 pub const SO_EE_CODE_ZEROCOPY_COPIED: u8 = 1;
-#[allow(dead_code)] // TEMP: used by the uring backend
 /// io_uring zero-copy send flag: report in the notification whether data was copied.
 pub const IORING_SEND_ZC_REPORT_USAGE: u16 = 8;
-#[allow(dead_code)] // TEMP: used by the uring backend
 /// Bit 31 of a notification CQE's `res` under REPORT_USAGE: the kernel copied after all.
 pub const IORING_NOTIF_USAGE_ZC_COPIED: u32 = 1 << 31;

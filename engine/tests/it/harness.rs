@@ -42,9 +42,11 @@ impl TestServer {
         }
     }
 
-    /// A syscall server with a short idle timeout.
-    pub fn syscall() -> TestServer {
+    /// A server on `backend` (uring: 2 workers) with a short idle timeout.
+    pub fn with_backend(backend: Backend) -> TestServer {
         Self::start(ServerConfig {
+            backend,
+            workers: 2,
             idle_timeout: Duration::from_secs(2),
             ..Default::default()
         })

@@ -68,9 +68,8 @@ fn still_serves(server: &TestServer) {
     assert_clean_run(&record, "good client after hostile ones");
 }
 
-#[test]
-fn garbage_hello_is_dropped_with_a_reason() {
-    let server = TestServer::syscall();
+fn garbage_hello_is_dropped_with_a_reason(backend: Backend) {
+    let server = TestServer::with_backend(backend);
     let mut s = connect(&server);
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let line = server.wait_for("failed 0", WAIT);
@@ -83,9 +82,8 @@ fn garbage_hello_is_dropped_with_a_reason() {
     still_serves(&server);
 }
 
-#[test]
-fn oversize_frame_length_is_refused_before_reading() {
-    let server = TestServer::syscall();
+fn oversize_frame_length_is_refused_before_reading(backend: Backend) {
+    let server = TestServer::with_backend(backend);
     let mut s = connect(&server);
     let mut h = [0u8; HEADER_LEN];
     h[..4].copy_from_slice(&MAGIC);
@@ -98,18 +96,16 @@ fn oversize_frame_length_is_refused_before_reading() {
     still_serves(&server);
 }
 
-#[test]
-fn silent_client_times_out() {
-    let server = TestServer::syscall(); // idle timeout 2 s bounds the hello wait
+fn silent_client_times_out(backend: Backend) {
+    let server = TestServer::with_backend(backend); // idle timeout 2 s bounds the hello wait
     let _silent = connect(&server);
     let line = server.wait_for("failed 0", WAIT);
     assert!(line.contains("sent nothing"), "{line}");
     still_serves(&server);
 }
 
-#[test]
-fn truncated_message_is_reported_and_dropped() {
-    let server = TestServer::syscall();
+fn truncated_message_is_reported_and_dropped(backend: Backend) {
+    let server = TestServer::with_backend(backend);
     let mut s = handshaken(&server, 4096);
     s.write_all(&[0u8; 1000]).unwrap();
     s.shutdown(Shutdown::Write).unwrap();
@@ -125,9 +121,8 @@ fn truncated_message_is_reported_and_dropped() {
     still_serves(&server);
 }
 
-#[test]
-fn garbage_payload_is_counted_as_verify_errors() {
-    let server = TestServer::syscall();
+fn garbage_payload_is_counted_as_verify_errors(backend: Backend) {
+    let server = TestServer::with_backend(backend);
     let mut s = handshaken(&server, 4096);
     s.write_all(&[0xa5u8; 4096 * 3]).unwrap();
     s.shutdown(Shutdown::Write).unwrap();
@@ -146,11 +141,10 @@ fn garbage_payload_is_counted_as_verify_errors() {
     still_serves(&server);
 }
 
-#[test]
-fn reset_mid_run_is_dropped_and_others_are_undisturbed() {
-    let server = TestServer::syscall();
+fn reset_mid_run_is_dropped_and_others_are_undisturbed(backend: Backend) {
+    let server = TestServer::with_backend(backend);
     let good = {
-        let mut config = server.client(Backend::Syscall, Mode::TwoCopy, Workload::Echo);
+        let mut config = server.client(backend, Mode::TwoCopy, Workload::Echo);
         config.duration = Duration::from_millis(1500);
         std::thread::spawn(move || run_client(&config, &|_| {}))
     };
@@ -171,9 +165,10 @@ fn reset_mid_run_is_dropped_and_others_are_undisturbed() {
     assert_clean_run(&record, "good client beside hostile ones");
 }
 
-#[test]
-fn clients_beyond_max_are_refused_with_the_reason() {
+fn clients_beyond_max_are_refused_with_the_reason(backend: Backend) {
     let server = TestServer::start(ServerConfig {
+        backend,
+        workers: 2,
         max_clients: 1,
         idle_timeout: Duration::from_secs(5),
         ..Default::default()
@@ -195,3 +190,25 @@ fn clients_beyond_max_are_refused_with_the_reason() {
     server.wait_for("disconnected 0", WAIT);
     still_serves(&server);
 }
+
+/// Each case above, against each server engine.
+macro_rules! against_both {
+    ($($case:ident),+ $(,)?) => {
+        mod syscall_server {
+            $(#[test] fn $case() { super::$case(engine::Backend::Syscall) })+
+        }
+        mod uring_server {
+            $(#[test] fn $case() { super::$case(engine::Backend::Uring) })+
+        }
+    };
+}
+
+against_both!(
+    garbage_hello_is_dropped_with_a_reason,
+    oversize_frame_length_is_refused_before_reading,
+    silent_client_times_out,
+    truncated_message_is_reported_and_dropped,
+    garbage_payload_is_counted_as_verify_errors,
+    reset_mid_run_is_dropped_and_others_are_undisturbed,
+    clients_beyond_max_are_refused_with_the_reason,
+);

@@ -6,8 +6,14 @@ use engine::{run_client, Backend, Mode, Workload};
 use crate::harness::{assert_clean_run, assert_zc_loopback, TestServer};
 
 fn run_case(backend: Backend, mode: Mode, workload: Workload, depth: usize) {
-    let case = format!("{backend} {mode} {workload} depth {depth}");
-    let server = TestServer::syscall();
+    run_pair(backend, backend, mode, workload, depth);
+}
+
+/// A `client` engine against a `server` engine.
+fn run_pair(client: Backend, server: Backend, mode: Mode, workload: Workload, depth: usize) {
+    let backend = client;
+    let case = format!("{client} client, {server} server: {mode} {workload} depth {depth}");
+    let server = TestServer::with_backend(server);
     let mut config = server.client(backend, mode, workload);
     config.depth = depth;
     config.threads = 2;
@@ -15,11 +21,28 @@ fn run_case(backend: Backend, mode: Mode, workload: Workload, depth: usize) {
     let record = run_client(&config, &|_| {}).unwrap_or_else(|e| panic!("{case}: {e}"));
     assert_clean_run(&record, &case);
     assert_eq!(record.threads.len(), 2, "{case}");
+    let io = &record.client.stats.io;
+    match backend {
+        Backend::Syscall => assert!(io.syscalls > 0 && io.enters == 0, "{case}: {io:?}"),
+        Backend::Uring => {
+            assert!(io.enters > 0 && io.syscalls == 0, "{case}: {io:?}");
+            assert!(
+                io.sqes >= record.client.stats.msgs_sent,
+                "{case}: an SQE per send"
+            );
+            assert!(io.cqes >= io.sqes, "{case}: every SQE completes");
+            assert!(record.client.cqes_per_reap.unwrap() >= 1.0, "{case}");
+            let setup = record.client.uring.as_ref().expect("ring setup recorded");
+            assert!(!setup.flags.is_empty(), "{case}");
+            assert_eq!(setup.fixed_buffers, mode == Mode::ZcFixed, "{case}");
+        }
+    }
+    let server_io = &record.server.as_ref().unwrap().stats.io;
     assert!(
-        record.client.stats.io.syscalls > 0,
-        "{case}: syscalls counted"
+        server_io.kernel_calls() > 0,
+        "{case}: server calls counted: {server_io:?}"
     );
-    if mode == Mode::Zc {
+    if mode.is_zero_copy() {
         assert_zc_loopback(&record.client, &case);
         if workload == Workload::Echo {
             assert_zc_loopback(record.server.as_ref().unwrap(), &format!("{case} (server)"));
@@ -51,15 +74,74 @@ matrix! {
     syscall_zc_echo_d4: Syscall Zc Echo 4;
     syscall_zc_stream_d1: Syscall Zc Stream 1;
     syscall_zc_stream_d4: Syscall Zc Stream 4;
+    uring_two_copy_echo_d1: Uring TwoCopy Echo 1;
+    uring_two_copy_echo_d8: Uring TwoCopy Echo 8;
+    uring_two_copy_stream_d1: Uring TwoCopy Stream 1;
+    uring_two_copy_stream_d8: Uring TwoCopy Stream 8;
+    uring_one_copy_echo_d1: Uring OneCopy Echo 1;
+    uring_one_copy_echo_d8: Uring OneCopy Echo 8;
+    uring_one_copy_stream_d1: Uring OneCopy Stream 1;
+    uring_one_copy_stream_d8: Uring OneCopy Stream 8;
+    uring_zc_echo_d1: Uring Zc Echo 1;
+    uring_zc_echo_d8: Uring Zc Echo 8;
+    uring_zc_stream_d1: Uring Zc Stream 1;
+    uring_zc_stream_d8: Uring Zc Stream 8;
+    uring_zc_fixed_echo_d1: Uring ZcFixed Echo 1;
+    uring_zc_fixed_echo_d8: Uring ZcFixed Echo 8;
+    uring_zc_fixed_stream_d1: Uring ZcFixed Stream 1;
+    uring_zc_fixed_stream_d8: Uring ZcFixed Stream 8;
+}
+
+/// The engines speak the same wire: each client engine against the other server engine.
+#[test]
+fn engines_interoperate() {
+    for mode in [Mode::TwoCopy, Mode::OneCopy, Mode::Zc] {
+        for workload in [Workload::Echo, Workload::Stream] {
+            run_pair(Backend::Uring, Backend::Syscall, mode, workload, 4);
+            run_pair(Backend::Syscall, Backend::Uring, mode, workload, 4);
+        }
+    }
+}
+
+/// A uring server's workers each serve many connections: 8 clients on 2 rings, and a
+/// uring client with several connections per ring.
+#[test]
+fn many_connections_share_few_rings() {
+    let server = TestServer::with_backend(Backend::Uring);
+    let mut config = server.client(Backend::Uring, Mode::OneCopy, Workload::Echo);
+    config.threads = 2;
+    config.conns = 4;
+    config.depth = 2;
+    let record = run_client(&config, &|_| {}).expect("8 connections on 2 + 2 rings");
+    assert_clean_run(&record, "2 threads x 4 conns");
+    assert_eq!(record.summary.connections, 8);
+    assert_eq!(
+        record.threads.iter().map(|t| t.connections).sum::<usize>(),
+        8
+    );
+    assert!(
+        server
+            .events()
+            .iter()
+            .filter(|e| e.starts_with("disconnected"))
+            .count()
+            == 8
+    );
 }
 
 /// Large messages with deep pipelines on both directions must not deadlock: each side
 /// fills the other's socket buffers.
 #[test]
 fn deep_echo_of_large_messages_does_not_deadlock() {
-    let server = TestServer::syscall();
-    for mode in [Mode::TwoCopy, Mode::OneCopy, Mode::Zc] {
-        let mut config = server.client(Backend::Syscall, mode, Workload::Echo);
+    for (backend, mode) in [
+        (Backend::Syscall, Mode::TwoCopy),
+        (Backend::Syscall, Mode::OneCopy),
+        (Backend::Syscall, Mode::Zc),
+        (Backend::Uring, Mode::TwoCopy),
+        (Backend::Uring, Mode::ZcFixed),
+    ] {
+        let server = TestServer::with_backend(backend);
+        let mut config = server.client(backend, mode, Workload::Echo);
         config.size = 1 << 20;
         config.depth = 16;
         let record = run_client(&config, &|_| {}).unwrap_or_else(|e| panic!("{mode}: {e}"));

@@ -1,0 +1,435 @@
+//! One connection on a ring: turns what its [`Flow`] wants into SQEs and its CQEs back
+//! into flow events.
+//!
+//! - Sends go out as linked chains (`IOSQE_IO_LINK`) of up to `depth` messages with
+//!   MSG_WAITALL, so they reach the socket whole and in order, one enter per chain; the
+//!   next chain starts when the last one has completed.
+//! - One receive at a time, MSG_WAITALL for the rest of the message: normally one CQE
+//!   per message; a short one (end of stream, signal) continues with the remainder.
+//! - Zero-copy sends post a result CQE (with MORE when a notification follows) and later
+//!   the notification (NOTIF). The buffer goes back to the pool only on the notification,
+//!   or on the result when no notification will come (an error without MORE).
+//!
+//! A buffer handed to the kernel is moved into `in_kernel[slot]` and moved out by the CQE
+//! that ends the kernel's use of it; nothing else can reach it in between.
+
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+use io_uring::{cqueue, opcode, squeue, types};
+
+use super::{Cqe, Ring};
+use crate::backend::sys::{IORING_NOTIF_USAGE_ZC_COPIED, IORING_SEND_ZC_REPORT_USAGE};
+use crate::config::Mode;
+use crate::error::Error;
+use crate::message::{Message, FIELDS};
+use crate::workload::Flow;
+
+const OP_SEND: u64 = 1;
+const OP_RECV: u64 = 2;
+
+/// user_data: connection index (32 bits) | op (8 bits) | buffer slot (16 bits).
+pub(crate) fn user_data(conn: u32, op: u64, slot: u16) -> u64 {
+    (u64::from(conn) << 32) | (op << 16) | u64::from(slot)
+}
+
+pub(crate) fn decode(user_data: u64) -> (u32, u64, u16) {
+    (
+        (user_data >> 32) as u32,
+        (user_data >> 16) & 0xff,
+        user_data as u16,
+    )
+}
+
+/// A msghdr and its iovec, at a stable address while a SENDMSG/RECVMSG uses them.
+struct MsgArgs {
+    hdr: libc::msghdr,
+    iov: [libc::iovec; FIELDS],
+}
+
+impl MsgArgs {
+    fn new() -> MsgArgs {
+        MsgArgs {
+            // SAFETY: an all-zero msghdr is a valid empty one.
+            hdr: unsafe { std::mem::zeroed() },
+            iov: [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; FIELDS],
+        }
+    }
+
+    /// Points the header at the message's bytes `from..` and returns it.
+    fn fill(&mut self, msg: &mut Message, from: usize) -> *mut libc::msghdr {
+        let n = msg.iovecs_from(from, &mut self.iov);
+        self.hdr.msg_iov = self.iov.as_mut_ptr();
+        self.hdr.msg_iovlen = n;
+        &mut self.hdr
+    }
+}
+
+/// Runs `$body` with `$fd` bound to the connection's fixed file or raw fd.
+macro_rules! on_fd {
+    ($conn:expr, |$fd:ident| $body:expr) => {
+        match $conn.file {
+            Some(slot) => {
+                let $fd = types::Fixed(slot);
+                $body
+            }
+            None => {
+                let $fd = types::Fd($conn.fd);
+                $body
+            }
+        }
+    };
+}
+
+/// One connection's ring-side state.
+pub(crate) struct UConn<X> {
+    pub flow: Flow,
+    pub fd: RawFd,
+    pub file: Option<u32>,
+    mode: Mode,
+    depth: usize,
+    size: usize,
+    /// Buffers the kernel holds, by pool slot.
+    in_kernel: Vec<Option<Box<Message>>>,
+    held: usize,
+    /// Argument structs by pool slot; boxed so their address never changes.
+    args: Box<[MsgArgs]>,
+    /// The receive in flight: its slot and the bytes already in.
+    rx: Option<(u16, usize)>,
+    /// Sends whose result has not arrived.
+    tx_inflight: usize,
+    /// Scratch for building a chain; boxed messages keep their addresses.
+    #[allow(clippy::vec_box)]
+    chain: Vec<Box<Message>>,
+    error: Option<Error>,
+    shut: bool,
+    last_progress: Instant,
+    /// When the flow finished.
+    pub done_at: Option<Instant>,
+    /// Registered buffer range (first index, count), for zc-fixed.
+    pub fixed_range: Option<(u16, u32)>,
+    pub extra: X,
+}
+
+impl<X> UConn<X> {
+    pub fn new(flow: Flow, fd: RawFd, file: Option<u32>, pool_len: usize, extra: X) -> UConn<X> {
+        let spec = *flow.spec();
+        UConn {
+            size: flow.size(),
+            flow,
+            fd,
+            file,
+            mode: spec.mode,
+            depth: spec.depth,
+            in_kernel: (0..pool_len).map(|_| None).collect(),
+            held: 0,
+            args: (0..pool_len).map(|_| MsgArgs::new()).collect(),
+            rx: None,
+            tx_inflight: 0,
+            chain: Vec::with_capacity(spec.depth),
+            error: None,
+            shut: false,
+            last_progress: Instant::now(),
+            done_at: None,
+            fixed_range: None,
+            extra,
+        }
+    }
+
+    /// Issues whatever the flow wants now: a chain of sends when none is in flight, a
+    /// receive when none is in flight and one is due.
+    pub fn pump(&mut self, ring: &mut Ring<'_>, index: u32, now: Instant) -> Result<(), Error> {
+        if self.error.is_some() {
+            return Ok(());
+        }
+        if self.tx_inflight == 0 {
+            let mut chain = std::mem::take(&mut self.chain);
+            while chain.len() < self.depth {
+                match self.flow.next_tx(now) {
+                    Some(m) => chain.push(m),
+                    None => break,
+                }
+            }
+            let n = chain.len();
+            for (i, mut msg) in chain.drain(..).enumerate() {
+                let slot = msg.slot();
+                let mut entry = self
+                    .send_entry(&mut msg)
+                    .user_data(user_data(index, OP_SEND, slot));
+                if i + 1 < n {
+                    entry = entry.flags(squeue::Flags::IO_LINK);
+                }
+                self.hand_over(msg);
+                ring.push(&entry)?;
+            }
+            self.chain = chain;
+            self.tx_inflight = n;
+        }
+        if self.rx.is_none() && self.flow.wants_rx() {
+            if let Some(msg) = self.flow.rx_buffer() {
+                self.post_recv(ring, index, msg, 0)?;
+            }
+        }
+        self.check_done(now);
+        Ok(())
+    }
+
+    fn hand_over(&mut self, msg: Box<Message>) {
+        let slot = msg.slot() as usize;
+        debug_assert!(
+            self.in_kernel[slot].is_none(),
+            "slot {slot} handed over twice"
+        );
+        self.in_kernel[slot] = Some(msg);
+        self.held += 1;
+    }
+
+    fn take_back(&mut self, slot: u16) -> Box<Message> {
+        self.held -= 1;
+        self.in_kernel[slot as usize]
+            .take()
+            .expect("a completion for a buffer the kernel holds")
+    }
+
+    fn send_entry(&mut self, msg: &mut Message) -> squeue::Entry {
+        let flags = libc::MSG_WAITALL | libc::MSG_NOSIGNAL;
+        let len = self.size as u32;
+        match self.mode {
+            Mode::TwoCopy => {
+                let buf = msg.wire().as_ptr();
+                on_fd!(self, |fd| opcode::Send::new(fd, buf, len)
+                    .flags(flags)
+                    .build())
+            }
+            Mode::OneCopy => {
+                let hdr = self.args[msg.slot() as usize].fill(msg, 0);
+                on_fd!(self, |fd| opcode::SendMsg::new(fd, hdr)
+                    .flags(flags as u32)
+                    .build())
+            }
+            Mode::Zc => {
+                let hdr = self.args[msg.slot() as usize].fill(msg, 0);
+                on_fd!(self, |fd| opcode::SendMsgZc::new(fd, hdr)
+                    .flags(flags as u32)
+                    .ioprio(IORING_SEND_ZC_REPORT_USAGE)
+                    .build())
+            }
+            Mode::ZcFixed => {
+                let buf = msg
+                    .contiguous_ptr()
+                    .expect("zc-fixed messages are contiguous");
+                let index = msg.fixed_index().expect("zc-fixed messages are registered");
+                on_fd!(self, |fd| opcode::SendZc::new(fd, buf, len)
+                    .buf_index(Some(index))
+                    .flags(flags)
+                    .zc_flags(IORING_SEND_ZC_REPORT_USAGE)
+                    .build())
+            }
+        }
+    }
+
+    fn post_recv(
+        &mut self,
+        ring: &mut Ring<'_>,
+        index: u32,
+        mut msg: Box<Message>,
+        from: usize,
+    ) -> Result<(), Error> {
+        let slot = msg.slot();
+        let entry = if self.mode == Mode::TwoCopy {
+            let buf = msg.wire_mut()[from..].as_mut_ptr();
+            let len = (self.size - from) as u32;
+            on_fd!(self, |fd| opcode::Recv::new(fd, buf, len)
+                .flags(libc::MSG_WAITALL)
+                .build())
+        } else {
+            let hdr = self.args[slot as usize].fill(&mut msg, from);
+            on_fd!(self, |fd| opcode::RecvMsg::new(fd, hdr)
+                .flags(libc::MSG_WAITALL as u32)
+                .build())
+        };
+        self.rx = Some((slot, from));
+        self.hand_over(msg);
+        ring.push(&entry.user_data(user_data(index, OP_RECV, slot)))
+    }
+
+    /// Handles one completion for this connection; may queue a follow-up receive.
+    pub fn complete(&mut self, ring: &mut Ring<'_>, index: u32, cqe: Cqe, now: Instant) {
+        self.last_progress = now;
+        let (_, op, slot) = decode(cqe.user_data);
+        let result = match op {
+            OP_SEND => self.send_done(slot, cqe),
+            _ => self.recv_done(ring, index, slot, cqe.res, now),
+        };
+        if let Err(e) = result {
+            self.fail(e);
+        }
+        self.check_done(now);
+    }
+
+    fn send_done(&mut self, slot: u16, cqe: Cqe) -> Result<(), Error> {
+        if cqueue::notif(cqe.flags) {
+            // The kernel is done with the pages: only now may the buffer be reused.
+            self.flow.stats.zc.completions += 1;
+            if (cqe.res as u32) & IORING_NOTIF_USAGE_ZC_COPIED != 0 {
+                self.flow.stats.zc.copied += 1;
+            }
+            let msg = self.take_back(slot);
+            self.flow.release(msg);
+            return Ok(());
+        }
+        self.tx_inflight -= 1;
+        let more = cqueue::more(cqe.flags);
+        if more {
+            self.flow.stats.zc.sends += 1;
+        }
+        let outcome = if cqe.res < 0 {
+            Err(send_error(cqe.res))
+        } else if cqe.res as usize != self.size {
+            Err(Error::Peer(format!(
+                "short send: {} of {} bytes",
+                cqe.res, self.size
+            )))
+        } else {
+            Ok(())
+        };
+        if outcome.is_ok() {
+            let msg = self.in_kernel[slot as usize].as_deref().expect("held");
+            self.flow.sent(msg);
+        }
+        if !more {
+            // No notification follows: the buffer is free now.
+            let msg = self.take_back(slot);
+            self.flow.release(msg);
+        }
+        outcome
+    }
+
+    fn recv_done(
+        &mut self,
+        ring: &mut Ring<'_>,
+        index: u32,
+        slot: u16,
+        res: i32,
+        now: Instant,
+    ) -> Result<(), Error> {
+        let (_, from) = self.rx.take().expect("a receive in flight");
+        let msg = self.take_back(slot);
+        if res < 0 {
+            self.flow.release(msg);
+            return Err(Error::io(
+                "receive",
+                std::io::Error::from_raw_os_error(-res),
+            ));
+        }
+        if res == 0 {
+            self.flow.release(msg);
+            return self.flow.eof(from);
+        }
+        let got = from + res as usize;
+        if got < self.size {
+            if self.error.is_some() {
+                self.flow.release(msg);
+                return Ok(());
+            }
+            return self.post_recv(ring, index, msg, got);
+        }
+        self.flow.received(msg, now)
+    }
+
+    /// Records the first error and shuts the socket so everything in flight completes.
+    pub fn fail(&mut self, e: Error) {
+        if self.error.is_none() {
+            self.error = Some(e);
+        }
+        if !self.shut {
+            self.shut = true;
+            // SAFETY: the fd stays open for as long as this connection exists.
+            unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
+        }
+    }
+
+    fn check_done(&mut self, now: Instant) {
+        if self.done_at.is_none()
+            && self.error.is_none()
+            && self.held == 0
+            && self.flow.is_done()
+            && self.flow.pool_home()
+        {
+            self.done_at = Some(now);
+            self.flow.finish(now);
+        }
+    }
+
+    /// Nothing of this connection is left in the kernel and it either finished or failed.
+    pub fn is_finished(&self) -> bool {
+        self.held == 0 && (self.done_at.is_some() || self.error.is_some())
+    }
+
+    /// Fails the connection if it has waited on the kernel longer than `timeout`.
+    pub fn check_timeout(&mut self, now: Instant, timeout: Duration) {
+        if self.held > 0 && self.error.is_none() && now - self.last_progress > timeout {
+            self.fail(Error::Timeout(format!(
+                "peer silent: no progress for {:.1} s",
+                timeout.as_secs_f64()
+            )));
+        }
+    }
+
+    /// Completions that must arrive before this connection can do anything new: a
+    /// pending receive may finish any time (1); a chain of sends only frees the way for
+    /// the next chain once all its results are in.
+    pub fn completions_needed(&self) -> usize {
+        if self.rx.is_some() || self.tx_inflight == 0 {
+            1
+        } else {
+            self.tx_inflight
+        }
+    }
+
+    /// Buffers still with the kernel, e.g. after a failure.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    pub fn take_error(&mut self) -> Option<Error> {
+        self.error.take()
+    }
+
+    pub fn has_error(&self) -> bool {
+        self.error.is_some()
+    }
+
+    /// Gives up on buffers the kernel never returned: they are leaked, not freed, so a
+    /// late write can never land in reused memory.
+    pub fn abandon(&mut self) {
+        for m in self.in_kernel.iter_mut().filter_map(Option::take) {
+            std::mem::forget(m);
+        }
+        self.held = 0;
+    }
+}
+
+fn send_error(res: i32) -> Error {
+    let e = std::io::Error::from_raw_os_error(-res);
+    if -res == libc::ECANCELED {
+        Error::Peer("send canceled after an earlier send in its chain failed".into())
+    } else {
+        Error::io("send", e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_data_round_trips() {
+        let ud = user_data(0xdead_beef, OP_RECV, 0xffff);
+        assert_eq!(decode(ud), (0xdead_beef, OP_RECV, 0xffff));
+        assert_eq!(decode(user_data(0, OP_SEND, 3)), (0, OP_SEND, 3));
+    }
+}

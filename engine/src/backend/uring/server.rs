@@ -1,0 +1,334 @@
+//! The uring server: a fixed pool of worker threads, one ring each, every ring serving
+//! many connections. The acceptor's handshake threads hand each accepted connection to a
+//! worker (round-robin) through a channel and wake it through an eventfd that the worker
+//! keeps a READ posted on.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::{Duration, Instant};
+
+use io_uring::{opcode, types};
+
+use super::client::fixed_pool;
+use super::conn::{decode, UConn};
+use super::{ring_sizes, Cqe, Ring, MAX_FIXED_BUFFERS};
+use crate::config::{Backend, Mode};
+use crate::error::Error;
+use crate::message::{Layout, Template};
+use crate::pool::{pool_size, Pool};
+use crate::server::{finish_connection, server_flow, Accepted, ServerEvent, Shared};
+use crate::stats::{IoStats, PeerReport, ThreadSample, ThreadTotals};
+
+/// How long one wait in the kernel may last before stop and timeouts are checked.
+const TICK: Duration = Duration::from_millis(100);
+/// user_data of the eventfd read that wakes a worker for new connections.
+const WAKE: u64 = u64::MAX;
+
+/// Starts the workers, runs `accept` with a dispatcher that feeds them, and returns once
+/// `accept` has returned (on stop) and every worker has closed its connections.
+pub(crate) fn serve<'s>(
+    stop: &AtomicBool,
+    shared: &'s Shared<'s>,
+    accept: impl FnOnce(&(dyn Fn(Accepted<'s>) + Sync)) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let workers = shared.config.workers;
+    let halt = AtomicBool::new(false);
+    let mut wakers = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        // SAFETY: eventfd has no memory preconditions; the result is checked.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(Error::io("eventfd", std::io::Error::last_os_error()));
+        }
+        // SAFETY: a fresh descriptor that nothing else owns.
+        wakers.push(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+    std::thread::scope(|scope| {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let mut inboxes = Vec::with_capacity(workers);
+        for (id, waker) in wakers.iter().enumerate() {
+            let (tx, rx) = mpsc::channel::<Accepted<'s>>();
+            inboxes.push(tx);
+            let (ready, halt, efd) = (ready_tx.clone(), &halt, waker.as_raw_fd());
+            scope.spawn(move || {
+                let stopping = || stop.load(Ordering::Relaxed) || halt.load(Ordering::Relaxed);
+                worker(id, shared, rx, efd, &stopping, ready)
+            });
+        }
+        drop(ready_tx);
+        // Every ring must be up before the first client is accepted.
+        for _ in 0..workers {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    halt.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+                Err(_) => {
+                    halt.store(true, Ordering::Relaxed);
+                    return Err(Error::Peer("a uring worker exited during setup".into()));
+                }
+            }
+        }
+        let next = AtomicUsize::new(0);
+        let dispatch = |acc: Accepted<'s>| {
+            let w = next.fetch_add(1, Ordering::Relaxed) % workers;
+            if let Err(mpsc::SendError(acc)) = inboxes[w].send(acc) {
+                (shared.on_event)(ServerEvent::Failed {
+                    id: acc.id,
+                    peer: acc.peer,
+                    error: "its uring worker has stopped".into(),
+                });
+                return;
+            }
+            wake(wakers[w].as_raw_fd());
+        };
+        let result = accept(&dispatch);
+        halt.store(true, Ordering::Relaxed);
+        result
+    })
+}
+
+fn wake(efd: RawFd) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live u64 to an eventfd.
+    unsafe { libc::write(efd, (&one as *const u64).cast(), 8) };
+}
+
+/// What a worker keeps beside each connection.
+struct Served<'s> {
+    accepted: Accepted<'s>,
+    /// The ring's counts when the connection joined.
+    io_start: IoStats,
+}
+
+fn worker<'s>(
+    id: usize,
+    shared: &'s Shared<'s>,
+    inbox: Receiver<Accepted<'s>>,
+    efd: RawFd,
+    stopping: &dyn Fn() -> bool,
+    ready: Sender<Result<(), Error>>,
+) {
+    let config = shared.config;
+    let fixed_capable = matches!(config.mode, None | Some(Mode::ZcFixed));
+    let (sq, cq) = ring_sizes(512);
+    let mut uring = match super::build_ring(sq, cq) {
+        Ok((ring, flags)) => (ring, flags),
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let buffers = if fixed_capable { MAX_FIXED_BUFFERS } else { 0 };
+    let flags = std::mem::take(&mut uring.1);
+    let mut ring = match Ring::new(&mut uring.0, flags, config.max_clients as u32, buffers) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    // The eventfd read's target lives as long as the process: the read may still be
+    // posted when the ring goes away.
+    let wake_buf: &'static mut u64 = Box::leak(Box::new(0));
+    let mut w = Worker {
+        id,
+        shared,
+        conns: Vec::new(),
+        free: Vec::new(),
+        wake_buf,
+        efd,
+    };
+    let armed = w.arm_wake(&mut ring);
+    let _ = ready.send(armed.map(|_| ()));
+    w.run(&mut ring, &inbox, stopping);
+}
+
+struct Worker<'s> {
+    id: usize,
+    shared: &'s Shared<'s>,
+    conns: Vec<Option<UConn<Served<'s>>>>,
+    free: Vec<u32>,
+    wake_buf: &'static mut u64,
+    efd: RawFd,
+}
+
+impl<'s> Worker<'s> {
+    fn arm_wake(&mut self, ring: &mut Ring<'_>) -> Result<(), Error> {
+        let buf = (self.wake_buf as *mut u64).cast::<u8>();
+        let read = opcode::Read::new(types::Fd(self.efd), buf, 8)
+            .build()
+            .user_data(WAKE);
+        ring.push(&read)
+    }
+
+    fn run(
+        &mut self,
+        ring: &mut Ring<'_>,
+        inbox: &Receiver<Accepted<'s>>,
+        stopping: &dyn Fn() -> bool,
+    ) {
+        let mut cqes: Vec<Cqe> = Vec::with_capacity(256);
+        let mut dirty: Vec<u32> = Vec::new();
+        let mut stop_seen: Option<Instant> = None;
+        loop {
+            if let Err(e) = ring.submit_and_wait(1, TICK) {
+                self.fail_all(e.to_string());
+            }
+            ring.reap(&mut cqes);
+            let now = Instant::now();
+            let mut woken = false;
+            for cqe in &cqes {
+                if cqe.user_data == WAKE {
+                    woken = true;
+                    continue;
+                }
+                let (index, _, _) = decode(cqe.user_data);
+                if let Some(c) = self.conns[index as usize].as_mut() {
+                    c.complete(ring, index, *cqe, now);
+                    if !dirty.contains(&index) {
+                        dirty.push(index);
+                    }
+                }
+            }
+            if woken {
+                while let Ok(acc) = inbox.try_recv() {
+                    if let Some(index) = self.add(ring, acc, now) {
+                        dirty.push(index);
+                    }
+                }
+                if let Err(e) = self.arm_wake(ring) {
+                    self.fail_all(e.to_string());
+                }
+            }
+            for index in dirty.drain(..) {
+                if let Some(c) = self.conns[index as usize].as_mut() {
+                    if let Err(e) = c.pump(ring, index, now) {
+                        c.fail(e);
+                    }
+                }
+            }
+            if cqes.is_empty() {
+                let timeout = self.shared.config.idle_timeout;
+                for c in self.conns.iter_mut().flatten() {
+                    c.check_timeout(now, timeout);
+                }
+            }
+            if stopping() {
+                let since = *stop_seen.get_or_insert(now);
+                self.fail_all("server stopping".into());
+                if now - since > self.shared.config.idle_timeout {
+                    // Buffers the kernel never returned are leaked, not freed.
+                    self.conns.iter_mut().flatten().for_each(UConn::abandon);
+                }
+            }
+            self.retire_finished(ring);
+            if stop_seen.is_some() && self.conns.iter().all(Option::is_none) {
+                // Connections handed over while stopping are closed unserved.
+                while let Ok(acc) = inbox.try_recv() {
+                    self.report_failure(&acc, "server stopping".into());
+                }
+                return;
+            }
+        }
+    }
+
+    fn fail_all(&mut self, why: String) {
+        for c in self.conns.iter_mut().flatten() {
+            if !c.has_error() && c.done_at.is_none() {
+                c.fail(Error::Peer(why.clone()));
+            }
+        }
+    }
+
+    /// Takes a connection over: its pool (registered for zc-fixed), its fixed file, its
+    /// flow. Returns its index, or `None` when it could not be set up (logged).
+    fn add(&mut self, ring: &mut Ring<'_>, acc: Accepted<'s>, now: Instant) -> Option<u32> {
+        let hello = acc.hello;
+        let per_conn = pool_size(hello.depth as usize);
+        let template = Template::new(Layout::new(hello.size as usize));
+        let (pool, range) = if hello.mode == Mode::ZcFixed {
+            match fixed_pool(ring, &template, per_conn) {
+                Ok((pool, first)) => (pool, Some((first, per_conn as u32))),
+                Err(e) => {
+                    self.report_failure(&acc, e.to_string());
+                    return None;
+                }
+            }
+        } else {
+            (Pool::heap(&template, hello.mode, per_conn), None)
+        };
+        if let Err(e) = acc.stream.set_nodelay(true) {
+            self.report_failure(&acc, format!("TCP_NODELAY: {e}"));
+            return None;
+        }
+        let fd = acc.stream.as_raw_fd();
+        let file = ring.add_file(fd);
+        let flow = server_flow(&hello, template, pool);
+        let served = Served {
+            accepted: acc,
+            io_start: ring.io,
+        };
+        let mut conn = UConn::new(flow, fd, file, per_conn, served);
+        conn.fixed_range = range;
+        conn.flow.begin(now);
+        let index = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            (self.conns.len() - 1) as u32
+        });
+        self.conns[index as usize] = Some(conn);
+        Some(index)
+    }
+
+    fn report_failure(&self, acc: &Accepted<'s>, error: String) {
+        (self.shared.on_event)(ServerEvent::Failed {
+            id: acc.id,
+            peer: acc.peer,
+            error,
+        });
+    }
+
+    /// Reports and drops every connection with nothing left in the kernel.
+    fn retire_finished(&mut self, ring: &mut Ring<'_>) {
+        for index in 0..self.conns.len() {
+            if !self.conns[index].as_ref().is_some_and(UConn::is_finished) {
+                continue;
+            }
+            let mut c = self.conns[index].take().expect("checked");
+            self.free.push(index as u32);
+            if let Some(slot) = c.file {
+                ring.remove_file(slot);
+            }
+            if let Some((first, n)) = c.fixed_range {
+                ring.remove_buffers(first, n);
+            }
+            match c.take_error() {
+                Some(e) => self.report_failure(&c.extra.accepted, e.to_string()),
+                None => {
+                    let Served {
+                        mut accepted,
+                        io_start,
+                    } = c.extra;
+                    let report = PeerReport {
+                        backend: Backend::Uring,
+                        connection: accepted.id,
+                        duration_s: c.flow.duration().as_secs_f64(),
+                        stats: c.flow.stats,
+                        ring: Some(ring.setup.clone()),
+                        thread: Some(ThreadSample {
+                            thread: format!("worker {}", self.id),
+                            start: ThreadTotals { io: io_start },
+                            end: ThreadTotals { io: ring.io },
+                        }),
+                    };
+                    // Never block the worker on one client: a client that does not read
+                    // loses its report, not everybody's progress.
+                    let _ = accepted.stream.set_nonblocking(true);
+                    finish_connection(self.shared, &mut accepted.stream, accepted.peer, report);
+                }
+            }
+        }
+    }
+}
