@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use engine::config::{Backend, Mode, Verify, Workload};
+use engine::config::{Backend, Mode, UringRecv, Verify, Workload};
 
 /// A clap parser for one of the engine's named enums, listing its values in `--help`.
 pub trait EnumArg: Sized + Copy + Send + Sync + 'static {
@@ -33,7 +33,7 @@ macro_rules! enum_arg {
         }
     )+};
 }
-enum_arg!(Backend, Mode, Workload, Verify);
+enum_arg!(Backend, Mode, Workload, Verify, UringRecv);
 
 /// Sizes with K/M/G suffixes, as `engine::config::parse_size` reads them.
 pub fn size_arg(s: &str) -> Result<usize, String> {

@@ -247,3 +247,50 @@ fn json_and_csv_carry_the_whole_record() {
     );
     assert!(cell("summary_throughput_gbps").parse::<f64>().unwrap() > 0.0);
 }
+
+/// Registered buffers beyond RLIMIT_MEMLOCK (without CAP_IPC_LOCK) are an error that says
+/// how much is needed: run the client with a 64 KiB limit and the capability dropped.
+#[test]
+fn memlock_shortfall_says_how_much_is_needed() {
+    let have = |tool: &str| Command::new(tool).arg("--version").output().is_ok();
+    if !(have("prlimit") && have("setpriv")) {
+        eprintln!("SKIPPED memlock_shortfall_says_how_much_is_needed: needs prlimit and setpriv (util-linux)");
+        return;
+    }
+    let server = ServerProc::start(&["--backend", "uring"]);
+    let port = server.port.to_string();
+    let o = Command::new("prlimit")
+        .args([
+            "--memlock=65536",
+            "setpriv",
+            "--bounding-set",
+            "-ipc_lock",
+            "--inh-caps",
+            "-ipc_lock",
+        ])
+        .arg(CLIENT)
+        .args([
+            "-p",
+            &port,
+            "--backend",
+            "uring",
+            "--mode",
+            "zc-fixed",
+            "-s",
+            "64K",
+            "-d",
+            "0.2",
+        ])
+        .output()
+        .expect("prlimit runs");
+    let (_, err) = text(&o);
+    if err.contains("setpriv:") || err.contains("prlimit:") {
+        eprintln!("SKIPPED memlock_shortfall_says_how_much_is_needed: cannot drop CAP_IPC_LOCK here: {err}");
+        return;
+    }
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("need 196608 bytes of locked memory") && err.contains("allows 65536"),
+        "{err}"
+    );
+}

@@ -23,7 +23,7 @@ pub mod wire;
 mod workload;
 
 pub use client::{run_client, ClientEvent};
-pub use config::{Backend, ClientConfig, Mode, ServerConfig, Verify, Workload};
+pub use config::{Backend, ClientConfig, Mode, ServerConfig, UringRecv, Verify, Workload};
 pub use error::{exit, kernel_release, Error};
 pub use record::{Record, SideReport, Summary, ThreadReport, SCHEMA_VERSION};
 pub use server::{Server, ServerEvent};

@@ -236,6 +236,7 @@ impl Record {
 fn example_ring() -> RingSetup {
     RingSetup {
         flags: "single_issuer+defer_taskrun".into(),
+        recv: "single".into(),
         ..Default::default()
     }
 }

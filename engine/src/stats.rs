@@ -192,6 +192,9 @@ pub struct RingSetup {
     pub fixed_files: bool,
     /// Message buffers are registered (zc-fixed).
     pub fixed_buffers: bool,
+    /// How two-copy messages are received: `single` (RECV per message) or `multishot`
+    /// (provided-buffer ring).
+    pub recv: String,
 }
 
 /// A thread's cumulative figures read when one connection began and when it ended.

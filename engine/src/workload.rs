@@ -158,16 +158,23 @@ impl Flow {
         self.pool.take()
     }
 
-    /// A whole message arrived in `msg` (its wire buffer, in two-copy).
+    /// A whole message arrived in `msg` (in two-copy, in its wire buffer: the copy out into
+    /// the fields happens here).
     pub fn received(&mut self, mut msg: Box<Message>, now: Instant) -> Result<(), Error> {
+        if self.spec.mode == Mode::TwoCopy {
+            msg.deserialize();
+        }
+        self.received_in_fields(msg, now)
+    }
+
+    /// A whole message is in `msg`'s fields already (two-copy from a provided buffer,
+    /// where the backend did the copy out with [`Message::deserialize_from`]).
+    pub fn received_in_fields(&mut self, msg: Box<Message>, now: Instant) -> Result<(), Error> {
         if self.spec.role == Role::Client && self.sent_at.is_empty() {
             self.pool.put(msg);
             return Err(Error::Peer(
                 "server sent data that was not asked for".into(),
             ));
-        }
-        if self.spec.mode == Mode::TwoCopy {
-            msg.deserialize();
         }
         self.first_rx.get_or_insert(now);
         self.stats.bytes_received += msg.size() as u64;

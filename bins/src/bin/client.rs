@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser, ValueEnum};
 use cli::EnumArg;
-use engine::{export, run_client, Backend, ClientConfig, ClientEvent, Mode, Verify, Workload};
+use engine::{
+    export, run_client, Backend, ClientConfig, ClientEvent, Mode, UringRecv, Verify, Workload,
+};
 
 /// Measure what moving bytes through a TCP socket costs on one send path.
 ///
@@ -63,6 +65,10 @@ struct Args {
     /// Seconds the server may stay silent while the client waits on it.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = cli::seconds_arg)]
     io_timeout: Duration,
+    /// How the uring backend receives two-copy messages: a RECV per message (single) or a
+    /// multishot RECV into provided buffers.
+    #[arg(long, value_name = "HOW", default_value = UringRecv::DEFAULT.as_str(), value_parser = UringRecv::parser())]
+    uring_recv: UringRecv,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
@@ -92,6 +98,7 @@ fn main() -> ExitCode {
         verify: args.verify,
         connect_timeout: args.connect_timeout,
         io_timeout: args.io_timeout,
+        uring_recv: args.uring_recv,
     };
     let human = args.format == Format::Human;
     if human {

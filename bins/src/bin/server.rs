@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 use cli::{EnumArg, STOP};
 use engine::config::{default_workers, format_size};
-use engine::{Backend, Mode, Server, ServerConfig, ServerEvent};
+use engine::{Backend, Mode, Server, ServerConfig, ServerEvent, UringRecv};
 
 /// Serve copyperf clients: echo or sink their messages, check every one, report back.
 ///
@@ -52,6 +52,10 @@ struct Args {
     /// Close a connection that stays silent this long, in seconds.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = cli::seconds_arg)]
     idle_timeout: Duration,
+    /// How the uring backend receives two-copy messages: a RECV per message (single) or a
+    /// multishot RECV into provided buffers.
+    #[arg(long, value_name = "HOW", default_value = UringRecv::DEFAULT.as_str(), value_parser = UringRecv::parser())]
+    uring_recv: UringRecv,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
         max_clients: args.max_clients,
         workers: args.workers.unwrap_or_else(default_workers),
         idle_timeout: args.idle_timeout,
+        uring_recv: args.uring_recv,
     };
     let server = match Server::bind(config) {
         Ok(s) => s,

@@ -148,3 +148,47 @@ fn deep_echo_of_large_messages_does_not_deadlock() {
         assert_clean_run(&record, &format!("{mode} 1M depth 16"));
     }
 }
+
+/// Two-copy over uring with multishot receives into provided buffers, on either side or
+/// both, echo and stream, shallow and deep: the same bytes, the same checks.
+#[test]
+fn two_copy_multishot_receive() {
+    use engine::{ServerConfig, UringRecv};
+    for (server_recv, client_recv) in [
+        (UringRecv::Multishot, UringRecv::Multishot),
+        (UringRecv::Single, UringRecv::Multishot),
+        (UringRecv::Multishot, UringRecv::Single),
+    ] {
+        let server = TestServer::start(ServerConfig {
+            backend: Backend::Uring,
+            workers: 2,
+            uring_recv: server_recv,
+            idle_timeout: std::time::Duration::from_secs(2),
+            ..Default::default()
+        });
+        for workload in [Workload::Echo, Workload::Stream] {
+            for (depth, size) in [(1, 4096), (8, 100_000)] {
+                let case = format!(
+                    "server {server_recv}, client {client_recv}: {workload} d{depth} {size}"
+                );
+                let mut config = server.client(Backend::Uring, Mode::TwoCopy, workload);
+                config.uring_recv = client_recv;
+                config.depth = depth;
+                config.size = size;
+                config.threads = 2;
+                let record = run_client(&config, &|_| {}).unwrap_or_else(|e| panic!("{case}: {e}"));
+                assert_clean_run(&record, &case);
+                assert_eq!(
+                    record.client.uring.as_ref().unwrap().recv,
+                    client_recv.as_str(),
+                    "{case}"
+                );
+                assert_eq!(
+                    record.server.as_ref().unwrap().uring.as_ref().unwrap().recv,
+                    server_recv.as_str(),
+                    "{case}"
+                );
+            }
+        }
+    }
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::conn::{decode, UConn};
 use super::{build_ring, ring_sizes, Cqe, Ring, MAX_FIXED_BUFFERS};
 use crate::client::{client_flow, Connection};
-use crate::config::{ClientConfig, Mode};
+use crate::config::{ClientConfig, Mode, UringRecv};
 use crate::error::Error;
 use crate::message::{Region, Template};
 use crate::pool::{pool_size, Pool};
@@ -45,7 +45,8 @@ pub(crate) fn run_client_thread(
         Ok(r) => r,
         Err(e) => return start(Err(e)),
     };
-    let mut ring = match Ring::new(&mut uring, flags, conns.len() as u32, buffers) {
+    let multishot = config.uring_recv == UringRecv::Multishot && config.mode == Mode::TwoCopy;
+    let mut ring = match Ring::new(&mut uring, flags, conns.len() as u32, buffers, multishot) {
         Ok(r) => r,
         Err(e) => return start(Err(e)),
     };
@@ -101,7 +102,8 @@ fn client_conn(
         (Pool::heap(template, config.mode, per_conn), None)
     };
     let flow = client_flow(config, template, pool);
-    let mut c = UConn::new(flow, fd, file, per_conn, ());
+    let multishot = ring.pbuf.is_some();
+    let mut c = UConn::new(flow, fd, file, per_conn, multishot, ());
     c.fixed_range = range;
     Ok(c)
 }
@@ -174,7 +176,7 @@ fn drive(ring: &mut Ring<'_>, conns: &mut [UConn<()>], timeout: Duration) -> Res
             }
             // Failed connections whose buffers the kernel never returns: give up on
             // them after another timeout rather than hang.
-            if conns.iter().any(|c| c.has_error() && c.held() > 0) {
+            if conns.iter().any(|c| c.has_error() && c.held()) {
                 let since = *stuck_since.get_or_insert(now);
                 if now - since > timeout {
                     conns.iter_mut().for_each(UConn::abandon);

@@ -13,6 +13,7 @@
 //! A buffer handed to the kernel is moved into `in_kernel[slot]` and moved out by the CQE
 //! that ends the kernel's use of it; nothing else can reach it in between.
 
+use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,8 @@ use crate::workload::Flow;
 
 const OP_SEND: u64 = 1;
 const OP_RECV: u64 = 2;
+const OP_RECV_MULTI: u64 = 3;
+const OP_CANCEL: u64 = 4;
 
 /// user_data: connection index (32 bits) | op (8 bits) | buffer slot (16 bits).
 pub(crate) fn user_data(conn: u32, op: u64, slot: u16) -> u64 {
@@ -84,6 +87,24 @@ macro_rules! on_fd {
     };
 }
 
+/// A multishot receive into the ring's provided buffers (two-copy): chunks arrive in
+/// buffers the kernel picked and are copied out into messages taken from the pool.
+#[derive(Default)]
+struct Multishot {
+    /// The multishot RECV is posted and has not ended.
+    armed: bool,
+    /// An AsyncCancel for it is in flight.
+    canceling: bool,
+    /// It was canceled on purpose (its -ECANCELED is no error).
+    canceled: bool,
+    /// The peer closed; handled once every chunk is consumed.
+    eof: bool,
+    /// Chunks not yet copied out (buffer id, consumed, length), oldest first.
+    pending: VecDeque<(u16, u32, u32)>,
+    /// The message being assembled and the bytes in it so far.
+    msg: Option<(Box<Message>, usize)>,
+}
+
 /// One connection's ring-side state.
 pub(crate) struct UConn<X> {
     pub flow: Flow,
@@ -99,6 +120,8 @@ pub(crate) struct UConn<X> {
     args: Box<[MsgArgs]>,
     /// The receive in flight: its slot and the bytes already in.
     rx: Option<(u16, usize)>,
+    /// Multishot receive state, when this connection receives that way.
+    multishot: Option<Multishot>,
     /// Sends whose result has not arrived.
     tx_inflight: usize,
     /// Scratch for building a chain; boxed messages keep their addresses.
@@ -115,7 +138,14 @@ pub(crate) struct UConn<X> {
 }
 
 impl<X> UConn<X> {
-    pub fn new(flow: Flow, fd: RawFd, file: Option<u32>, pool_len: usize, extra: X) -> UConn<X> {
+    pub fn new(
+        flow: Flow,
+        fd: RawFd,
+        file: Option<u32>,
+        pool_len: usize,
+        multishot: bool,
+        extra: X,
+    ) -> UConn<X> {
         let spec = *flow.spec();
         UConn {
             size: flow.size(),
@@ -128,6 +158,7 @@ impl<X> UConn<X> {
             held: 0,
             args: (0..pool_len).map(|_| MsgArgs::new()).collect(),
             rx: None,
+            multishot: (multishot && spec.mode == Mode::TwoCopy).then(Multishot::default),
             tx_inflight: 0,
             chain: Vec::with_capacity(spec.depth),
             error: None,
@@ -168,12 +199,116 @@ impl<X> UConn<X> {
             self.chain = chain;
             self.tx_inflight = n;
         }
-        if self.rx.is_none() && self.flow.wants_rx() {
+        if self.multishot.is_some() {
+            self.pump_multishot(ring, index, now)?;
+        } else if self.rx.is_none() && self.flow.wants_rx() {
             if let Some(msg) = self.flow.rx_buffer() {
                 self.post_recv(ring, index, msg, 0)?;
             }
         }
         self.check_done(now);
+        Ok(())
+    }
+
+    /// Copies out what waits in provided buffers, re-arms a multishot receive the kernel
+    /// ended for lack of buffers, and cancels it once nothing more is due.
+    fn pump_multishot(
+        &mut self,
+        ring: &mut Ring<'_>,
+        index: u32,
+        now: Instant,
+    ) -> Result<(), Error> {
+        self.consume_chunks(ring, now)?;
+        let done = self.flow.is_done();
+        let ms = self.multishot.as_mut().expect("multishot connection");
+        if !ms.armed && !ms.eof && ms.pending.is_empty() && !done && self.flow.wants_rx() {
+            let entry = on_fd!(self, |fd| opcode::RecvMulti::new(fd, super::BUF_GROUP)
+                .build());
+            ring.push(&entry.user_data(user_data(index, OP_RECV_MULTI, 0)))?;
+            ms.armed = true;
+        } else if ms.armed && !ms.canceling && done {
+            let target = user_data(index, OP_RECV_MULTI, 0);
+            let entry = opcode::AsyncCancel::new(target).build();
+            ring.push(&entry.user_data(user_data(index, OP_CANCEL, 0)))?;
+            ms.canceling = true;
+            ms.canceled = true;
+        }
+        Ok(())
+    }
+
+    /// Copies pending chunks out into messages, as far as the pool has buffers.
+    fn consume_chunks(&mut self, ring: &mut Ring<'_>, now: Instant) -> Result<(), Error> {
+        let ms = self.multishot.as_mut().expect("multishot connection");
+        let pbuf = ring.pbuf.as_mut().expect("a provided-buffer ring");
+        while let Some(&(bid, off, len)) = ms.pending.front() {
+            if ms.msg.is_none() {
+                match self.flow.rx_buffer() {
+                    Some(m) => ms.msg = Some((m, 0)),
+                    None => break,
+                }
+            }
+            let (msg, have) = ms.msg.as_mut().expect("just set");
+            let chunk = pbuf.chunk(bid, off, len);
+            let n = chunk.len().min(self.size - *have);
+            msg.deserialize_from(*have, &chunk[..n]);
+            *have += n;
+            if off + n as u32 == len {
+                ms.pending.pop_front();
+                pbuf.recycle(bid);
+            } else {
+                ms.pending.front_mut().expect("still there").1 += n as u32;
+            }
+            if *have == self.size {
+                let (msg, _) = ms.msg.take().expect("just filled");
+                self.flow.received_in_fields(msg, now)?;
+            }
+        }
+        if ms.eof && ms.pending.is_empty() {
+            ms.eof = false;
+            let partial = match ms.msg.take() {
+                Some((msg, have)) => {
+                    self.flow.release(msg);
+                    have
+                }
+                None => 0,
+            };
+            self.flow.eof(partial)?;
+        }
+        Ok(())
+    }
+
+    /// A multishot receive or its cancellation completed.
+    fn multishot_done(
+        &mut self,
+        ring: &mut Ring<'_>,
+        op: u64,
+        cqe: Cqe,
+        now: Instant,
+    ) -> Result<(), Error> {
+        let ms = self.multishot.as_mut().expect("multishot connection");
+        if op == OP_CANCEL {
+            ms.canceling = false;
+            return Ok(());
+        }
+        if !cqueue::more(cqe.flags) {
+            ms.armed = false;
+        }
+        match cqe.res {
+            n if n > 0 => {
+                let bid = cqueue::buffer_select(cqe.flags)
+                    .ok_or_else(|| Error::Peer("multishot receive without a buffer".into()))?;
+                ms.pending.push_back((bid, 0, n as u32));
+            }
+            0 => ms.eof = true,
+            // Out of provided buffers: re-armed once chunks are consumed.
+            n if -n == libc::ENOBUFS => {}
+            // Canceled by us once the flow was done.
+            n if -n == libc::ECANCELED && ms.canceled => {}
+            n => return Err(Error::io("receive", std::io::Error::from_raw_os_error(-n))),
+        }
+        if self.error.is_none() {
+            self.consume_chunks(ring, now)?;
+        }
         Ok(())
     }
 
@@ -262,7 +397,8 @@ impl<X> UConn<X> {
         let (_, op, slot) = decode(cqe.user_data);
         let result = match op {
             OP_SEND => self.send_done(slot, cqe),
-            _ => self.recv_done(ring, index, slot, cqe.res, now),
+            OP_RECV => self.recv_done(ring, index, slot, cqe.res, now),
+            _ => self.multishot_done(ring, op, cqe, now),
         };
         if let Err(e) = result {
             self.fail(e);
@@ -352,10 +488,19 @@ impl<X> UConn<X> {
         }
     }
 
+    /// Operations of this connection the kernel still has, buffers or not.
+    fn in_kernel(&self) -> bool {
+        self.held > 0
+            || self
+                .multishot
+                .as_ref()
+                .is_some_and(|m| m.armed || m.canceling)
+    }
+
     fn check_done(&mut self, now: Instant) {
         if self.done_at.is_none()
             && self.error.is_none()
-            && self.held == 0
+            && !self.in_kernel()
             && self.flow.is_done()
             && self.flow.pool_home()
         {
@@ -366,12 +511,12 @@ impl<X> UConn<X> {
 
     /// Nothing of this connection is left in the kernel and it either finished or failed.
     pub fn is_finished(&self) -> bool {
-        self.held == 0 && (self.done_at.is_some() || self.error.is_some())
+        !self.in_kernel() && (self.done_at.is_some() || self.error.is_some())
     }
 
     /// Fails the connection if it has waited on the kernel longer than `timeout`.
     pub fn check_timeout(&mut self, now: Instant, timeout: Duration) {
-        if self.held > 0 && self.error.is_none() && now - self.last_progress > timeout {
+        if self.in_kernel() && self.error.is_none() && now - self.last_progress > timeout {
             self.fail(Error::Timeout(format!(
                 "peer silent: no progress for {:.1} s",
                 timeout.as_secs_f64()
@@ -390,9 +535,9 @@ impl<X> UConn<X> {
         }
     }
 
-    /// Buffers still with the kernel, e.g. after a failure.
-    pub fn held(&self) -> usize {
-        self.held
+    /// Whether the kernel still has something of this connection, e.g. after a failure.
+    pub fn held(&self) -> bool {
+        self.in_kernel()
     }
 
     pub fn take_error(&mut self) -> Option<Error> {
@@ -409,7 +554,12 @@ impl<X> UConn<X> {
         for m in self.in_kernel.iter_mut().filter_map(Option::take) {
             std::mem::forget(m);
         }
+        std::mem::forget(std::mem::take(&mut self.args));
         self.held = 0;
+        if let Some(ms) = self.multishot.as_mut() {
+            ms.armed = false;
+            ms.canceling = false;
+        }
     }
 }
 

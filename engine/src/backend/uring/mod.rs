@@ -14,14 +14,17 @@ mod conn;
 mod server;
 
 use std::io;
+use std::mem::size_of;
 use std::os::fd::RawFd;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring, Submitter};
 
 use crate::config::Mode;
 use crate::error::{kernel_release, Error};
+use crate::message::Region;
 use crate::stats::{IoStats, RingSetup};
 
 pub(crate) use client::run_client_thread;
@@ -229,6 +232,10 @@ fn ring_error(e: io::Error) -> Error {
     }
 }
 
+/// Provided buffers per ring, and their size: 4 MiB a ring.
+const PBUF_ENTRIES: u16 = 128;
+const PBUF_SIZE: u32 = 32 * 1024;
+
 /// Most registered buffers a ring takes (IORING_MAX_REG_BUFFERS).
 pub(crate) const MAX_FIXED_BUFFERS: u32 = 1 << 14;
 
@@ -262,6 +269,95 @@ impl SlotTable {
     }
 }
 
+/// A ring of provided buffers (buffer group 0) that multishot receives fill. The kernel
+/// picks a buffer per completion; copyperf copies the bytes out and gives it back.
+pub(crate) struct BufRing {
+    /// `entries` io_uring_buf entries; the tail lives in entry 0's reserved field.
+    entries_mem: Arc<Region>,
+    bufs: Arc<Region>,
+    entries: u16,
+    buf_size: u32,
+    tail: u16,
+}
+
+/// The buffer group multishot receives use.
+pub(crate) const BUF_GROUP: u16 = 0;
+
+impl BufRing {
+    fn new(submitter: &Submitter<'_>, entries: u16, buf_size: u32) -> Result<BufRing, Error> {
+        let entries_mem = Region::new(entries as usize * size_of::<types::BufRingEntry>())
+            .map_err(|e| Error::io("mapping the provided-buffer ring", e))?;
+        let bufs = Region::new(entries as usize * buf_size as usize)
+            .map_err(|e| Error::io("mapping provided buffers", e))?;
+        // SAFETY: the entry memory stays mapped until the ring is unregistered in Drop.
+        unsafe {
+            submitter.register_buf_ring_with_flags(
+                entries_mem.as_ptr() as u64,
+                entries,
+                BUF_GROUP,
+                0,
+            )
+        }
+        .map_err(|e| Error::Unsupported {
+            feature: "io_uring provided-buffer rings (IORING_REGISTER_PBUF_RING)".into(),
+            kernel: kernel_release(),
+            hint: format!(
+                "registration failed ({e}); it needs Linux 5.19 or later: use --uring-recv single"
+            ),
+        })?;
+        let mut ring = BufRing {
+            entries_mem,
+            bufs,
+            entries,
+            buf_size,
+            tail: 0,
+        };
+        for bid in 0..entries {
+            ring.recycle(bid);
+        }
+        Ok(ring)
+    }
+
+    /// Bytes `off..len` of buffer `bid`, as the kernel filled it.
+    pub fn chunk(&self, bid: u16, off: u32, len: u32) -> &[u8] {
+        assert!(bid < self.entries && len <= self.buf_size && off <= len);
+        // SAFETY: in bounds of the buffer region; the kernel wrote these bytes before
+        // posting the completion, and will not touch the buffer until it is recycled.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.bufs
+                    .as_ptr()
+                    .add(bid as usize * self.buf_size as usize + off as usize),
+                (len - off) as usize,
+            )
+        }
+    }
+
+    /// Gives buffer `bid` back to the kernel.
+    pub fn recycle(&mut self, bid: u16) {
+        let base = self.entries_mem.as_ptr().cast::<types::BufRingEntry>();
+        let index = (self.tail & (self.entries - 1)) as usize;
+        // SAFETY: index < entries; entries the kernel has not been handed (tail onwards)
+        // are ours to write.
+        unsafe {
+            let entry = &mut *base.add(index);
+            entry.set_addr(
+                self.bufs
+                    .as_ptr()
+                    .add(bid as usize * self.buf_size as usize) as u64,
+            );
+            entry.set_len(self.buf_size);
+            entry.set_bid(bid);
+        }
+        self.tail = self.tail.wrapping_add(1);
+        // SAFETY: the tail field of entry 0; a release store publishes the entry above.
+        unsafe {
+            let tail = types::BufRingEntry::tail(base) as *const AtomicU16;
+            (*tail).store(self.tail, Ordering::Release);
+        }
+    }
+}
+
 /// A ring split into its parts for the life of a worker, with what entering it cost.
 pub(crate) struct Ring<'r> {
     submitter: Submitter<'r>,
@@ -269,8 +365,18 @@ pub(crate) struct Ring<'r> {
     cq: cqueue::CompletionQueue<'r>,
     files: Option<SlotTable>,
     buffers: Option<SlotTable>,
+    /// Provided buffers for multishot receives.
+    pub pbuf: Option<BufRing>,
     pub io: IoStats,
     pub setup: RingSetup,
+}
+
+impl Drop for Ring<'_> {
+    fn drop(&mut self) {
+        if self.pbuf.is_some() {
+            let _ = self.submitter.unregister_buf_ring(BUF_GROUP);
+        }
+    }
 }
 
 /// One reaped completion.
@@ -284,14 +390,21 @@ pub(crate) struct Cqe {
 impl<'r> Ring<'r> {
     /// Splits `ring` and registers what makes it fast where the kernel has it: the ring fd
     /// itself, a sparse table of `files` fixed files, and (zc-fixed) `buffers` fixed
-    /// buffers — the last one required, the others recorded as used or not.
+    /// buffers and (`multishot`) a provided-buffer ring — those two required, the others
+    /// recorded as used or not.
     pub fn new(
         ring: &'r mut IoUring,
         flags: String,
         files: u32,
         buffers: u32,
+        multishot: bool,
     ) -> Result<Ring<'r>, Error> {
         let (mut submitter, sq, cq) = ring.split();
+        let pbuf = if multishot {
+            Some(BufRing::new(&submitter, PBUF_ENTRIES, PBUF_SIZE)?)
+        } else {
+            None
+        };
         let registered_ring = submitter.register_ring_fd().is_ok();
         let files = (files > 0 && submitter.register_files_sparse(files).is_ok())
             .then(|| SlotTable::new(files));
@@ -309,7 +422,14 @@ impl<'r> Ring<'r> {
                 registered_ring,
                 fixed_files: files.is_some(),
                 fixed_buffers: buffers.is_some(),
+                recv: if pbuf.is_some() {
+                    "multishot"
+                } else {
+                    "single"
+                }
+                .into(),
             },
+            pbuf,
             submitter,
             sq,
             cq,

@@ -13,7 +13,7 @@ use io_uring::{opcode, types};
 use super::client::fixed_pool;
 use super::conn::{decode, UConn};
 use super::{ring_sizes, Cqe, Ring, MAX_FIXED_BUFFERS};
-use crate::config::{Backend, Mode};
+use crate::config::{Backend, Mode, UringRecv};
 use crate::error::Error;
 use crate::message::{Layout, Template};
 use crate::pool::{pool_size, Pool};
@@ -123,7 +123,10 @@ fn worker<'s>(
     };
     let buffers = if fixed_capable { MAX_FIXED_BUFFERS } else { 0 };
     let flags = std::mem::take(&mut uring.1);
-    let mut ring = match Ring::new(&mut uring.0, flags, config.max_clients as u32, buffers) {
+    let multishot = config.uring_recv == UringRecv::Multishot
+        && matches!(config.mode, None | Some(Mode::TwoCopy));
+    let files = config.max_clients as u32;
+    let mut ring = match Ring::new(&mut uring.0, flags, files, buffers, multishot) {
         Ok(r) => r,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -271,7 +274,8 @@ impl<'s> Worker<'s> {
             accepted: acc,
             io_start: ring.io,
         };
-        let mut conn = UConn::new(flow, fd, file, per_conn, served);
+        let multishot = ring.pbuf.is_some();
+        let mut conn = UConn::new(flow, fd, file, per_conn, multishot, served);
         conn.fixed_range = range;
         conn.flow.begin(now);
         let index = self.free.pop().unwrap_or_else(|| {
