@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use engine::config::{Backend, Mode, UringRecv, Verify, Workload};
+use engine::config::{Backend, CounterScope, Mode, UringRecv, Verify, Workload};
 
 /// A clap parser for one of the engine's named enums, listing its values in `--help`.
 pub trait EnumArg: Sized + Copy + Send + Sync + 'static {
@@ -33,7 +33,7 @@ macro_rules! enum_arg {
         }
     )+};
 }
-enum_arg!(Backend, Mode, Workload, Verify, UringRecv);
+enum_arg!(Backend, Mode, Workload, Verify, UringRecv, CounterScope);
 
 /// Sizes with K/M/G suffixes, as `engine::config::parse_size` reads them.
 pub fn size_arg(s: &str) -> Result<usize, String> {
@@ -43,6 +43,11 @@ pub fn size_arg(s: &str) -> Result<usize, String> {
 /// Seconds, fractions allowed.
 pub fn seconds_arg(s: &str) -> Result<std::time::Duration, String> {
     engine::config::parse_seconds(s)
+}
+
+/// A CPU list: `auto`, `off`, or `0,2-3`.
+pub fn cpus_arg(s: &str) -> Result<engine::placement::CpuSpec, String> {
+    s.parse()
 }
 
 /// Set by SIGINT or SIGTERM.

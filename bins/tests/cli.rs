@@ -294,3 +294,63 @@ fn memlock_shortfall_says_how_much_is_needed() {
         "{err}"
     );
 }
+
+/// Without the right to count (paranoid 2, no CAP_PERFMON/CAP_SYS_ADMIN), per-core
+/// counting falls back to per thread with a notice, every refused counter is named with
+/// the fix, and the run itself succeeds.
+#[test]
+fn refused_counters_name_the_fix_and_the_run_goes_on() {
+    let paranoid =
+        std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid").unwrap_or_default();
+    let have = Command::new("setpriv").arg("--version").output().is_ok();
+    if !have || paranoid.trim().parse::<i32>().unwrap_or(0) < 2 {
+        eprintln!("SKIPPED refused_counters_name_the_fix_and_the_run_goes_on: needs setpriv and perf_event_paranoid >= 2");
+        return;
+    }
+    let server = ServerProc::start(&[]);
+    let port = server.port.to_string();
+    let o = Command::new("setpriv")
+        .args([
+            "--bounding-set",
+            "-perfmon,-sys_admin",
+            "--inh-caps",
+            "-perfmon,-sys_admin",
+        ])
+        .arg(CLIENT)
+        .args([
+            "-p",
+            &port,
+            "-d",
+            "0.3",
+            "--counters",
+            "core",
+            "--format",
+            "json",
+        ])
+        .output()
+        .expect("setpriv runs");
+    let (out, err) = text(&o);
+    if err.contains("setpriv:") {
+        eprintln!("SKIPPED refused_counters_name_the_fix_and_the_run_goes_on: {err}");
+        return;
+    }
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("per-core counting refused") && err.contains("counting per thread instead"),
+        "{err}"
+    );
+    assert!(
+        err.contains("perf_event_paranoid") && err.contains("CAP_PERFMON"),
+        "{err}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["client"]["counter_scope"], "thread");
+    assert!(
+        v["client"]["counters"]["context_switches"].is_null(),
+        "refused, so missing, not 0"
+    );
+    assert!(v["client"]["counters_missing"]
+        .as_str()
+        .unwrap()
+        .contains("task_clock_ns"));
+}

@@ -12,11 +12,13 @@ use std::sync::{Arc, Barrier};
 use std::time::{Instant, SystemTime};
 
 use crate::backend;
-use crate::config::{Backend, ClientConfig, Mode};
+use crate::config::{Backend, ClientConfig, CounterScope, Mode};
+use crate::counters::{CounterSet, Metering};
 use crate::error::Error;
 use crate::message::{Layout, Template};
+use crate::placement::{self, available_cpus, Placement, Side};
 use crate::pool::{pool_size, Pool};
-use crate::record::{Record, ThreadResult};
+use crate::record::{Record, SideCounts, ThreadResult};
 use crate::stats::PeerReport;
 use crate::wire::{self, Frame, Hello, ReadError, WireError};
 use crate::workload::{Flow, FlowSpec, Role};
@@ -24,6 +26,9 @@ use crate::workload::{Flow, FlowSpec, Role};
 /// What a client reports as it runs.
 #[derive(Debug)]
 pub enum ClientEvent {
+    /// Something the user should know that does not stop the run (counters this machine
+    /// lacks, a counting scope that was refused).
+    Notice(String),
     /// Every connection is up; the measured interval is about to start.
     Connected { connections: usize },
     /// A worker thread entered the measured interval.
@@ -45,6 +50,7 @@ pub fn run_client(
         backend::uring::check_kernel(Some(config.mode))?;
     }
     let addr = resolve(&config)?;
+    let plan = placement::plan(&config.cpus, Side::Client, config.threads, available_cpus())?;
     let mut threads: Vec<Vec<Connection>> = Vec::with_capacity(config.threads);
     for t in 0..config.threads {
         let mut conns = Vec::with_capacity(config.conns);
@@ -56,29 +62,76 @@ pub fn run_client(
     on_event(ClientEvent::Connected {
         connections: config.total_connections(),
     });
+    let metering = Metering::new(config.counters, &plan.distinct());
+    for notice in &metering.notices {
+        on_event(ClientEvent::Notice(notice.clone()));
+    }
 
     let template = Template::new(Layout::new(config.size));
-    let barrier = Barrier::new(config.threads);
+    // The workers and this thread, which takes the per-CPU readings around the run.
+    let barrier = Barrier::new(config.threads + 1);
     let abort = AtomicBool::new(false);
     let started = SystemTime::now();
-    let results: Vec<Result<ThreadResult, Error>> = std::thread::scope(|scope| {
+    let (results, core): (Vec<Result<ThreadResult, Error>>, _) = std::thread::scope(|scope| {
         let handles: Vec<_> = threads
             .into_iter()
             .enumerate()
             .map(|(thread, conns)| {
-                let (config, template, barrier, abort) = (&config, &template, &barrier, &abort);
-                scope.spawn(move || {
-                    run_thread(thread, conns, config, template, barrier, abort, on_event)
-                })
+                let ctx = ThreadContext {
+                    thread,
+                    cpu: plan.cpu(thread),
+                    config: &config,
+                    template: &template,
+                    barrier: &barrier,
+                    abort: &abort,
+                    metering: &metering,
+                    on_event,
+                };
+                scope.spawn(move || run_thread(ctx, conns))
             })
             .collect();
-        handles
+        barrier.wait();
+        let core_start = metering.core_reading();
+        let results = handles
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
+            .collect();
+        let core = core_start
+            .zip(metering.core_reading())
+            .map(|(start, end)| end.since(&start));
+        (results, core)
     });
     let results = results.into_iter().collect::<Result<Vec<_>, _>>()?;
-    Ok(Record::new(config, addr.to_string(), started, &results))
+    let counters = match metering.scope {
+        CounterScope::Off => None,
+        CounterScope::Core => core,
+        CounterScope::Thread => results
+            .iter()
+            .map(|t| t.counters.clone().unwrap_or_default())
+            .reduce(|mut a, b| {
+                a.merge(&b);
+                a
+            }),
+    };
+    let client = SideCounts {
+        scope: metering.scope,
+        counters,
+        missing: metering.missing.clone(),
+        placement: results
+            .iter()
+            .map(|t| Placement {
+                thread: format!("client {}", t.thread),
+                cpu: t.cpu,
+            })
+            .collect(),
+    };
+    Ok(Record::new(
+        config,
+        addr.to_string(),
+        started,
+        &results,
+        client,
+    ))
 }
 
 fn resolve(config: &ClientConfig) -> Result<SocketAddr, Error> {
@@ -174,29 +227,50 @@ pub(crate) fn client_flow(config: &ClientConfig, template: &Arc<Template>, pool:
     Flow::new(spec, template.clone(), pool)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_thread(
+/// What one client worker thread needs.
+struct ThreadContext<'a> {
     thread: usize,
-    conns: Vec<Connection>,
-    config: &ClientConfig,
-    template: &Arc<Template>,
-    barrier: &Barrier,
-    abort: &AtomicBool,
-    on_event: &(dyn Fn(ClientEvent) + Sync),
-) -> Result<ThreadResult, Error> {
+    cpu: Option<usize>,
+    config: &'a ClientConfig,
+    template: &'a Arc<Template>,
+    barrier: &'a Barrier,
+    abort: &'a AtomicBool,
+    metering: &'a Metering,
+    on_event: &'a (dyn Fn(ClientEvent) + Sync),
+}
+
+impl ThreadContext<'_> {
+    fn start(&self, ready: Result<(), Error>) -> Result<(), Error> {
+        start(self.barrier, self.abort, self.thread, self.on_event, ready)
+    }
+}
+
+fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadResult, Error> {
+    let config = ctx.config;
     let mut result = ThreadResult {
-        thread,
+        thread: ctx.thread,
         connections: conns.len(),
+        cpu: ctx.cpu,
         ..Default::default()
+    };
+    let pinned = placement::apply(ctx.cpu);
+    // Per-thread counters run from the start line to the end of the flows only.
+    let mut set = ctx.metering.thread_set();
+    let mut before = None;
+    let mut begin_counting = |set: &mut Option<CounterSet>| {
+        if let Some(s) = set.as_mut() {
+            before = Some(s.read());
+            s.enable();
+        }
     };
     let run = match config.backend {
         Backend::Syscall => {
             let conn = conns.first().expect("one connection per syscall thread");
-            let pool = Pool::heap(template, config.mode, pool_size(config.depth));
-            let mut flow = client_flow(config, template, pool);
-            start(barrier, abort, thread, on_event, Ok(()))?;
-            let now = Instant::now();
-            flow.begin(now);
+            let pool = Pool::heap(ctx.template, config.mode, pool_size(config.depth));
+            let mut flow = client_flow(config, ctx.template, pool);
+            ctx.start(pinned)?;
+            begin_counting(&mut set);
+            flow.begin(Instant::now());
             let run = backend::syscall::drive(conn.stream.as_fd(), &mut flow, config.io_timeout);
             flow.finish(Instant::now());
             result.duration = flow.duration();
@@ -205,13 +279,19 @@ fn run_thread(
             run
         }
         Backend::Uring => {
-            backend::uring::run_client_thread(&conns, config, template, &mut result, |ready| {
-                start(barrier, abort, thread, on_event, ready)
+            backend::uring::run_client_thread(&conns, config, ctx.template, &mut result, |ready| {
+                ctx.start(ready.and(pinned))?;
+                begin_counting(&mut set);
+                Ok(())
             })
         }
     };
+    if let (Some(s), Some(before)) = (set.as_mut(), before) {
+        s.disable();
+        result.counters = Some(s.read().since(&before));
+    }
     if let Err(e) = run {
-        abort.store(true, Ordering::Relaxed);
+        ctx.abort.store(true, Ordering::Relaxed);
         return Err(e);
     }
     for conn in &conns {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::placement::CpuSpec;
 
 /// Smallest message: 8 fields of at least 8 bytes, each opening with its sequence tag.
 pub const MIN_SIZE: usize = 64;
@@ -133,6 +134,18 @@ named_enum! {
     }
 }
 
+named_enum! {
+    /// Where kernel counters are counted.
+    CounterScope {
+        /// Per worker thread (perf_event_open on the thread).
+        Thread = "thread" / 1,
+        /// Per CPU the run is pinned to: also catches softirq and kernel work for the sockets.
+        Core = "core" / 2,
+        /// Not at all.
+        Off = "off" / 3,
+    }
+}
+
 impl UringRecv {
     /// The faster of the two on the benchmark (README, "Engines").
     pub const DEFAULT: UringRecv = UringRecv::Single;
@@ -229,6 +242,10 @@ pub struct ClientConfig {
     pub io_timeout: Duration,
     /// How the uring backend receives two-copy messages.
     pub uring_recv: UringRecv,
+    /// Which CPUs the worker threads are pinned to.
+    pub cpus: CpuSpec,
+    /// Where kernel counters are counted.
+    pub counters: CounterScope,
 }
 
 impl Default for ClientConfig {
@@ -248,6 +265,8 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(5),
             io_timeout: Duration::from_secs(10),
             uring_recv: UringRecv::DEFAULT,
+            cpus: CpuSpec::Auto,
+            counters: CounterScope::Thread,
         }
     }
 }
@@ -310,6 +329,10 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// How the uring backend receives two-copy messages.
     pub uring_recv: UringRecv,
+    /// Which CPUs the worker threads are pinned to.
+    pub cpus: CpuSpec,
+    /// Where kernel counters are counted.
+    pub counters: CounterScope,
 }
 
 impl Default for ServerConfig {
@@ -324,6 +347,8 @@ impl Default for ServerConfig {
             workers: default_workers(),
             idle_timeout: Duration::from_secs(10),
             uring_recv: UringRecv::DEFAULT,
+            cpus: CpuSpec::Auto,
+            counters: CounterScope::Thread,
         }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::config::{format_size, ClientConfig, Workload};
+use crate::config::{format_size, ClientConfig, CounterScope, Workload};
 use crate::record::{Record, SideReport, ThreadReport};
 
 const RULE: &str = "=====";
@@ -126,6 +126,7 @@ fn side_lines(s: &mut String, who: &str, side: &SideReport) {
         None => format!("{who} Calls: none"),
     };
     let _ = writeln!(s, "{calls}");
+    counter_lines(s, who, side);
     let zc = &side.stats.zc;
     if zc.sends > 0 {
         let _ = writeln!(
@@ -137,6 +138,68 @@ fn side_lines(s: &mut String, who: &str, side: &SideReport) {
             side.zc_copied_fraction
                 .map_or("n/a".into(), |f| format!("{:.1}% copied", f * 100.0))
         );
+    }
+}
+
+/// The counters block of one side: what was counted, what is missing, what it means per
+/// byte and per message.
+fn counter_lines(s: &mut String, who: &str, side: &SideReport) {
+    let Some(c) = &side.counters else {
+        if side.counter_scope == CounterScope::Off {
+            let _ = writeln!(s, "{who} Counters: off");
+        } else {
+            let _ = writeln!(s, "{who} Counters: none read");
+        }
+        return;
+    };
+    let scope = match side.counter_scope {
+        CounterScope::Core => format!("per CPU {}", side.cpus.as_deref().unwrap_or("(all)")),
+        _ => "per thread".to_owned(),
+    };
+    let mut parts = Vec::new();
+    let mut add = |name: &str, v: Option<u64>, f: &dyn Fn(u64) -> String| {
+        if let Some(v) = v {
+            parts.push(format!("{name} {}", f(v)));
+        }
+    };
+    let count = |v: u64| v.to_string();
+    let ms = |v: u64| format!("{:.1} ms", v as f64 / 1e6);
+    add("task clock", c.task_clock_ns, &ms);
+    add("CPU busy", c.cpu_busy_ns, &ms);
+    add("cycles", c.cycles, &count);
+    add("instructions", c.instructions, &count);
+    add("L1d load misses", c.l1d_load_misses, &count);
+    add("LLC load misses", c.llc_load_misses, &count);
+    add("context switches", c.context_switches, &count);
+    add("migrations", c.cpu_migrations, &count);
+    add("page faults", c.page_faults, &count);
+    if parts.is_empty() {
+        parts.push("none available".into());
+    }
+    let _ = writeln!(s, "{who} Counters ({scope}): {}", parts.join(", "));
+    if let Some(missing) = side.counters_missing.as_deref().filter(|m| !m.is_empty()) {
+        let _ = writeln!(
+            s,
+            "{who} Counters missing on this machine: {}",
+            missing.replace('+', ", ")
+        );
+    }
+    let mut derived = Vec::new();
+    for (name, v) in [
+        ("CPU-ns/byte", side.cpu_ns_per_byte),
+        ("cycles/byte", side.cycles_per_byte),
+        ("instructions/byte", side.instructions_per_byte),
+        ("context switches/msg", side.context_switches_per_msg),
+    ] {
+        if let Some(v) = v {
+            derived.push(format!("{v:.3} {name}"));
+        }
+    }
+    if !derived.is_empty() {
+        let _ = writeln!(s, "{who} Per unit: {}", derived.join(", "));
+    }
+    if let Some(cpus) = &side.cpus {
+        let _ = writeln!(s, "{who} CPUs: {cpus}");
     }
 }
 

@@ -12,9 +12,11 @@
 mod backend;
 mod client;
 pub mod config;
+pub mod counters;
 mod error;
 pub mod export;
 mod message;
+pub mod placement;
 mod pool;
 mod record;
 mod server;
@@ -23,7 +25,9 @@ pub mod wire;
 mod workload;
 
 pub use client::{run_client, ClientEvent};
-pub use config::{Backend, ClientConfig, Mode, ServerConfig, UringRecv, Verify, Workload};
+pub use config::{
+    Backend, ClientConfig, CounterScope, Mode, ServerConfig, UringRecv, Verify, Workload,
+};
 pub use error::{exit, kernel_release, Error};
 pub use record::{Record, SideReport, Summary, ThreadReport, SCHEMA_VERSION};
 pub use server::{Server, ServerEvent};

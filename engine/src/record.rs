@@ -5,8 +5,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Backend, ClientConfig};
-use crate::stats::{FlowStats, Latency, LatencySummary, PeerReport, RingSetup, ThreadSample};
+use crate::config::{Backend, ClientConfig, CounterScope};
+use crate::counters::{Counters, Raw, RawCounts};
+use crate::placement::Placement;
+use crate::stats::{
+    merge_samples, FlowStats, Latency, LatencySummary, PeerReport, RingSetup, Sample, Totals,
+};
 
 /// Bumped whenever a field changes meaning or goes away (adding one does not).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -69,6 +73,34 @@ pub struct SideReport {
     pub cqes_per_reap: Option<f64>,
     /// How the rings were set up (uring only).
     pub uring: Option<RingSetup>,
+    /// Where kernel counters were counted: thread, core or off.
+    pub counter_scope: CounterScope,
+    /// Kernel counters over the measured interval; null when counting was off.
+    pub counters: Option<Counters>,
+    /// Counters this machine could not provide, `+`-joined (empty: none missing); null
+    /// when counting was off.
+    pub counters_missing: Option<String>,
+    /// Cycles per byte moved (sent + received); null without a cycles counter.
+    pub cycles_per_byte: Option<f64>,
+    /// Instructions per byte moved; null without an instructions counter.
+    pub instructions_per_byte: Option<f64>,
+    /// CPU nanoseconds per byte moved: task clock (thread scope) or CPU busy time (core).
+    pub cpu_ns_per_byte: Option<f64>,
+    /// Context switches per message moved.
+    pub context_switches_per_msg: Option<f64>,
+    /// The CPUs this side's threads were pinned to, comma-separated; null when unpinned.
+    pub cpus: Option<String>,
+    /// Where each thread ran.
+    pub placement: Vec<Placement>,
+}
+
+/// What a side counted beyond its flows, and where its threads ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SideCounts {
+    pub scope: CounterScope,
+    pub counters: Option<Counters>,
+    pub missing: Option<String>,
+    pub placement: Vec<Placement>,
 }
 
 impl SideReport {
@@ -77,14 +109,34 @@ impl SideReport {
         stats: FlowStats,
         duration: Duration,
         uring: Option<RingSetup>,
+        counts: SideCounts,
     ) -> SideReport {
-        let msgs = stats.msgs_sent + stats.msgs_received;
+        let msgs = (stats.msgs_sent + stats.msgs_received) as f64;
+        let bytes = (stats.bytes_sent + stats.bytes_received) as f64;
+        let per = |n: Option<u64>, d: f64| n.filter(|_| d > 0.0).map(|n| n as f64 / d);
+        let c = counts.counters.clone().unwrap_or_default();
+        let mut cpus: Vec<usize> = Vec::new();
+        for cpu in counts.placement.iter().filter_map(|p| p.cpu) {
+            if !cpus.contains(&cpu) {
+                cpus.push(cpu);
+            }
+        }
+        cpus.sort_unstable();
         SideReport {
             backend,
             uring,
             zc_copied_fraction: stats.zc.copied_fraction(),
-            kernel_calls_per_msg: (msgs > 0).then(|| stats.io.kernel_calls() as f64 / msgs as f64),
+            kernel_calls_per_msg: per(Some(stats.io.kernel_calls()), msgs),
             cqes_per_reap: stats.io.cqes_per_reap(),
+            counter_scope: counts.scope,
+            cycles_per_byte: per(c.cycles, bytes),
+            instructions_per_byte: per(c.instructions, bytes),
+            cpu_ns_per_byte: per(c.task_clock_ns.or(c.cpu_busy_ns), bytes),
+            context_switches_per_msg: per(c.context_switches, msgs),
+            counters: counts.counters,
+            counters_missing: counts.missing,
+            cpus: (!cpus.is_empty()).then(|| crate::placement::join(&cpus)),
+            placement: counts.placement,
             stats,
             duration_s: duration.as_secs_f64(),
         }
@@ -112,61 +164,44 @@ pub struct ThreadResult {
     pub server: Vec<PeerReport>,
     /// This thread's ring setup (uring).
     pub ring: Option<RingSetup>,
+    /// This thread's counters (thread scope).
+    pub counters: Option<Counters>,
+    /// Where this thread ran.
+    pub cpu: Option<usize>,
 }
 
 impl Record {
-    /// Assembles the record of a finished run.
+    /// Assembles the record of a finished run. `client` holds the client's counters as
+    /// counted (per thread, already merged, or per CPU).
     pub fn new(
         config: ClientConfig,
         server_addr: String,
         started: SystemTime,
         threads: &[ThreadResult],
+        client: SideCounts,
     ) -> Record {
-        let mut client = FlowStats::default();
+        let mut stats = FlowStats::default();
         let mut latency = Latency::default();
         let mut duration = Duration::ZERO;
-        let mut server: Option<(&PeerReport, FlowStats, f64)> = None;
-        let mut server_threads: Vec<ThreadSample> = Vec::new();
         for t in threads {
-            client += &t.stats;
+            stats += &t.stats;
             latency += &t.latency;
             duration = duration.max(t.duration);
-            for p in &t.server {
-                let (_, stats, secs) = server.get_or_insert_with(|| (p, FlowStats::default(), 0.0));
-                *stats += &p.stats;
-                *secs = secs.max(p.duration_s);
-                if let Some(s) = &p.thread {
-                    match server_threads.iter_mut().find(|x| x.thread == s.thread) {
-                        Some(x) => x.widen(s),
-                        None => server_threads.push(s.clone()),
-                    }
-                }
-            }
         }
+        let reports: Vec<&PeerReport> = threads.iter().flat_map(|t| &t.server).collect();
+        let server = server_side(&reports);
         let secs = duration.as_secs_f64();
         let per_s = |n: f64| if secs > 0.0 { n / secs } else { 0.0 };
-        let server = server.map(|(first, mut stats, secs)| {
-            // Calls a server thread made for all its connections count once per thread.
-            for s in &server_threads {
-                stats.io += s.delta().io;
-            }
-            SideReport::new(
-                first.backend,
-                stats,
-                Duration::from_secs_f64(secs),
-                first.ring.clone(),
-            )
-        });
         let summary = Summary {
             threads: config.threads,
             connections: config.total_connections(),
             duration_s: secs,
-            bytes_sent: client.bytes_sent,
-            bytes_received: client.bytes_received,
-            messages: client.msgs_sent,
-            throughput_gbps: per_s((client.bytes_sent + client.bytes_received) as f64 * 8.0) / 1e9,
-            msgs_per_s: per_s(client.msgs_sent as f64),
-            verify_errors: client.verify_errors
+            bytes_sent: stats.bytes_sent,
+            bytes_received: stats.bytes_received,
+            messages: stats.msgs_sent,
+            throughput_gbps: per_s((stats.bytes_sent + stats.bytes_received) as f64 * 8.0) / 1e9,
+            msgs_per_s: per_s(stats.msgs_sent as f64),
+            verify_errors: stats.verify_errors
                 + server.as_ref().map_or(0, |s| s.stats.verify_errors),
         };
         Record {
@@ -179,9 +214,10 @@ impl Record {
             latency: latency.summary(),
             client: SideReport::new(
                 config.backend,
-                client,
+                stats,
                 duration,
                 threads.iter().find_map(|t| t.ring.clone()),
+                client,
             ),
             server,
             threads: threads
@@ -215,6 +251,27 @@ impl Record {
         stats.io.reaps = 1;
         let mut latency = Latency::default();
         latency.record(Duration::from_micros(20));
+        let raw = |count| Raw {
+            count,
+            enabled_ns: count,
+            running_ns: count,
+        };
+        let every = |n| RawCounts {
+            cycles: Some(raw(n)),
+            instructions: Some(raw(n)),
+            l1d_load_misses: Some(raw(n)),
+            llc_load_misses: Some(raw(n)),
+            context_switches: Some(raw(n)),
+            cpu_migrations: Some(raw(n)),
+            page_faults: Some(raw(n)),
+            task_clock_ns: Some(raw(n)),
+            cpu_busy_ns: Some(raw(n)),
+        };
+        let counters = every(4096).since(&every(0));
+        let placement = |thread: &str| Placement {
+            thread: thread.into(),
+            cpu: Some(0),
+        };
         let thread = ThreadResult {
             thread: 0,
             connections: 1,
@@ -225,11 +282,39 @@ impl Record {
                 stats,
                 duration_s: 1.0,
                 ring: Some(example_ring()),
+                samples: vec![Sample {
+                    key: "worker 0".into(),
+                    start: Totals {
+                        counters: Some(every(0)),
+                        ..Default::default()
+                    },
+                    end: Totals {
+                        counters: Some(every(4096)),
+                        ..Default::default()
+                    },
+                }],
+                counter_scope: CounterScope::Thread,
+                counters_missing: Some("none".into()),
+                placement: Some(placement("worker 0")),
                 ..Default::default()
             }],
             ring: Some(example_ring()),
+            counters: Some(counters.clone()),
+            cpu: Some(0),
         };
-        Record::new(config, "127.0.0.1:8080".into(), UNIX_EPOCH, &[thread])
+        let client = SideCounts {
+            scope: CounterScope::Thread,
+            counters: Some(counters),
+            missing: Some("none".into()),
+            placement: vec![placement("client 0")],
+        };
+        Record::new(
+            config,
+            "127.0.0.1:8080".into(),
+            UNIX_EPOCH,
+            &[thread],
+            client,
+        )
     }
 }
 
@@ -239,6 +324,48 @@ fn example_ring() -> RingSetup {
         recv: "single".into(),
         ..Default::default()
     }
+}
+
+/// The server's side from its per-connection reports: counts summed, each thread's calls
+/// and each thread's or CPU's counters taken once over the run.
+fn server_side(reports: &[&PeerReport]) -> Option<SideReport> {
+    let first = reports.first()?;
+    let mut stats = FlowStats::default();
+    let mut secs: f64 = 0.0;
+    let mut placement: Vec<Placement> = Vec::new();
+    for p in reports {
+        stats += &p.stats;
+        secs = secs.max(p.duration_s);
+        if let Some(pl) = &p.placement {
+            if !placement.iter().any(|x| x.thread == pl.thread) {
+                placement.push(pl.clone());
+            }
+        }
+    }
+    let samples = merge_samples(reports.iter().flat_map(|p| &p.samples));
+    let mut counters: Option<Counters> = None;
+    for s in &samples {
+        stats.io += s.io();
+        if let Some(c) = s.counters() {
+            match counters.as_mut() {
+                Some(total) => total.merge(&c),
+                None => counters = Some(c),
+            }
+        }
+    }
+    let counts = SideCounts {
+        scope: first.counter_scope,
+        counters: counters.filter(|_| first.counter_scope != CounterScope::Off),
+        missing: first.counters_missing.clone(),
+        placement,
+    };
+    Some(SideReport::new(
+        first.backend,
+        stats,
+        Duration::from_secs_f64(secs),
+        first.ring.clone(),
+        counts,
+    ))
 }
 
 /// Formats a time as RFC 3339 UTC, to the second.

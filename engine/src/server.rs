@@ -15,10 +15,12 @@ use std::time::{Duration, Instant};
 
 use crate::backend;
 use crate::config::{check_depth, Backend, Mode, ServerConfig, Workload, MIN_SIZE};
+use crate::counters::{CounterSet, Metering, RawCounts, CORE_KEY};
 use crate::error::Error;
 use crate::message::{Layout, Template};
+use crate::placement::{self, available_cpus, Placement, Plan, Side};
 use crate::pool::{pool_size, Pool};
-use crate::stats::PeerReport;
+use crate::stats::{IoStats, PeerReport, Sample, Totals};
 use crate::wire::{self, Accept, Frame, Hello, ReadError, Refuse, RefuseCode, WireError};
 use crate::workload::{Flow, FlowSpec, Role};
 
@@ -62,6 +64,9 @@ pub enum ServerEvent {
     AcceptError { error: String },
     /// The stop flag was seen; `active` connections are being closed.
     Stopping { active: usize },
+    /// Something the user should know that does not stop the server (counters this
+    /// machine lacks, a counting scope that was refused).
+    Notice(String),
 }
 
 /// A bound, not yet serving, server.
@@ -69,6 +74,7 @@ pub struct Server {
     listener: TcpListener,
     config: ServerConfig,
     addr: SocketAddr,
+    plan: Plan,
 }
 
 impl Server {
@@ -78,6 +84,11 @@ impl Server {
         if config.backend == Backend::Uring {
             backend::uring::check_kernel(config.mode)?;
         }
+        let threads = match config.backend {
+            Backend::Syscall => config.max_clients,
+            Backend::Uring => config.workers,
+        };
+        let plan = placement::plan(&config.cpus, Side::Server, threads, available_cpus())?;
         let want = SocketAddr::new(config.bind, config.port);
         let listener = TcpListener::bind(want).map_err(|source| Error::Bind {
             addr: want.to_string(),
@@ -93,6 +104,7 @@ impl Server {
             listener,
             config,
             addr,
+            plan,
         })
     }
 
@@ -105,15 +117,27 @@ impl Server {
         &self.config
     }
 
+    /// The CPUs the server's threads will be pinned to (none: unpinned).
+    pub fn cpus(&self) -> Vec<usize> {
+        self.plan.distinct()
+    }
+
     /// Serves until `stop` is set, then closes every connection and returns.
     pub fn run(
         &self,
         stop: &AtomicBool,
         on_event: &(dyn Fn(ServerEvent) + Sync),
     ) -> Result<(), Error> {
+        let metering = Metering::new(self.config.counters, &self.plan.distinct());
+        for notice in &metering.notices {
+            on_event(ServerEvent::Notice(notice.clone()));
+        }
         let shared = Shared {
             config: &self.config,
             on_event,
+            plan: &self.plan,
+            metering,
+            places: Mutex::new(Vec::new()),
             active: AtomicUsize::new(0),
             refusing: AtomicUsize::new(0),
             open: Mutex::new(HashMap::new()),
@@ -229,6 +253,13 @@ impl Server {
 pub(crate) struct Shared<'a> {
     pub config: &'a ServerConfig,
     pub on_event: &'a (dyn Fn(ServerEvent) + Sync),
+    /// Where the server's threads go.
+    pub plan: &'a Plan,
+    /// How the server counts.
+    pub metering: Metering,
+    /// Thread places in use (syscall): a connection runs on the plan's CPU for the lowest
+    /// free place, so a place freed is reused with its CPU.
+    places: Mutex<Vec<bool>>,
     active: AtomicUsize,
     refusing: AtomicUsize,
     /// Sockets to shut down on stop, by connection id.
@@ -239,6 +270,8 @@ pub(crate) struct Shared<'a> {
 pub(crate) struct Slot<'a> {
     shared: &'a Shared<'a>,
     id: u64,
+    /// The lowest place free when the connection came: its index in the CPU plan.
+    pub place: usize,
 }
 
 impl<'a> Slot<'a> {
@@ -249,12 +282,20 @@ impl<'a> Slot<'a> {
             .lock()
             .expect("registry lock")
             .insert(id, stream.as_raw_fd());
-        Slot { shared, id }
+        let mut places = shared.places.lock().expect("places lock");
+        let place = places.iter().position(|used| !used).unwrap_or(places.len());
+        if place == places.len() {
+            places.push(true);
+        } else {
+            places[place] = true;
+        }
+        Slot { shared, id, place }
     }
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
+        self.shared.places.lock().expect("places lock")[self.place] = false;
         self.shared
             .open
             .lock()
@@ -447,6 +488,8 @@ fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
         hello,
     } = accepted;
     let result = (|| -> Result<PeerReport, Error> {
+        let cpu = shared.plan.cpu(slot.place);
+        placement::apply(cpu)?;
         let fd = stream.as_fd();
         backend::syscall::set_timeouts(fd, shared.config.idle_timeout)
             .map_err(|e| Error::io("socket timeouts", e))?;
@@ -459,16 +502,23 @@ fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
         let template = Template::new(Layout::new(hello.size as usize));
         let pool = Pool::heap(&template, hello.mode, pool_size(hello.depth as usize));
         let mut flow = server_flow(&hello, template, pool);
+        let thread = format!("conn {id}");
+        let mut meter = ConnMeter::start(shared, &thread, None);
         flow.begin(Instant::now());
-        backend::syscall::drive(fd, &mut flow, shared.config.idle_timeout)?;
+        let run = backend::syscall::drive(fd, &mut flow, shared.config.idle_timeout);
         flow.finish(Instant::now());
+        let samples = meter.finish(shared, None);
+        run?;
         Ok(PeerReport {
             backend: Backend::Syscall,
             connection: id,
             duration_s: flow.duration().as_secs_f64(),
             stats: flow.stats,
             ring: None,
-            thread: None,
+            samples,
+            counter_scope: shared.metering.scope,
+            counters_missing: shared.metering.missing.clone(),
+            placement: Some(Placement { thread, cpu }),
         })
     })();
     match result {
@@ -480,6 +530,98 @@ fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
         }),
     }
     drop(slot);
+}
+
+/// What a thread that serves many connections keeps running across them (a uring
+/// worker): its ring's cumulative calls, and its counter set when counting per thread.
+pub(crate) struct Running<'x> {
+    pub io: IoStats,
+    pub set: Option<&'x mut CounterSet>,
+}
+
+/// Readings around one connection: of the serving thread (its own counters, or the
+/// figures of a thread it shares) and of the server's CPUs.
+pub(crate) struct ConnMeter {
+    thread: String,
+    /// A set opened for this connection's own thread (syscall).
+    own: Option<CounterSet>,
+    start: Totals,
+    core_start: Option<RawCounts>,
+}
+
+impl ConnMeter {
+    /// Starts metering a connection served by `thread`: a thread of its own (`running`
+    /// is `None`: a per-thread set is opened and enabled now) or a shared one.
+    pub fn start(shared: &Shared<'_>, thread: &str, running: Option<Running<'_>>) -> ConnMeter {
+        let (own, start) = match running {
+            Some(r) => (
+                None,
+                Totals {
+                    io: r.io,
+                    counters: r.set.map(|s| s.read()),
+                },
+            ),
+            None => {
+                let mut own = shared.metering.thread_set();
+                let counters = own.as_mut().map(|s| {
+                    let r = s.read();
+                    s.enable();
+                    r
+                });
+                (
+                    own,
+                    Totals {
+                        io: IoStats::default(),
+                        counters,
+                    },
+                )
+            }
+        };
+        ConnMeter {
+            thread: thread.to_owned(),
+            own,
+            start,
+            core_start: shared.metering.core_reading(),
+        }
+    }
+
+    /// Ends metering and returns the samples for the connection's report.
+    pub fn finish(&mut self, shared: &Shared<'_>, running: Option<Running<'_>>) -> Vec<Sample> {
+        let end = match running {
+            Some(r) => Totals {
+                io: r.io,
+                counters: r.set.map(|s| s.read()),
+            },
+            None => Totals {
+                io: IoStats::default(),
+                counters: self.own.as_mut().map(|s| {
+                    s.disable();
+                    s.read()
+                }),
+            },
+        };
+        let start = std::mem::take(&mut self.start);
+        let mut samples = Vec::new();
+        if start.counters.is_some() || start.io != end.io {
+            samples.push(Sample {
+                key: self.thread.clone(),
+                start,
+                end,
+            });
+        }
+        if let (Some(a), Some(b)) = (self.core_start.take(), shared.metering.core_reading()) {
+            let totals = |counters| Totals {
+                io: IoStats::default(),
+                counters: Some(counters),
+            };
+            samples.push(Sample {
+                key: CORE_KEY.into(),
+                start: totals(a),
+                end: totals(b),
+            });
+        }
+        samples
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Backend;
+use crate::config::{Backend, CounterScope};
+use crate::counters::{Counters, RawCounts};
+use crate::placement::Placement;
 
 /// Zero-copy accounting, the same on both engines: one "send" is one MSG_ZEROCOPY call that
 /// queued data (syscall) or one SEND_ZC / SENDMSG_ZC request that posted a notification
@@ -197,31 +199,35 @@ pub struct RingSetup {
     pub recv: String,
 }
 
-/// A thread's cumulative figures read when one connection began and when it ended.
+/// Cumulative figures of one server thread or CPU, read when a connection began and when
+/// it ended.
 ///
-/// A server thread may serve several of a run's connections (a uring worker serves many);
-/// its figures belong to the run once, from the earliest start to the latest end, which the
-/// client works out from these samples.
+/// A server thread may serve several of a run's connections (a uring worker serves many),
+/// and a CPU runs whatever is pinned to it; either belongs to the run once, from the
+/// earliest start to the latest end, which the client works out from these samples.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ThreadSample {
-    /// Names the thread uniquely within the server (`worker 2`, `conn 17`).
-    pub thread: String,
-    pub start: ThreadTotals,
-    pub end: ThreadTotals,
+pub struct Sample {
+    /// What was read, unique within the server: `worker 2`, `conn 17`, `cpu 1`.
+    pub key: String,
+    pub start: Totals,
+    pub end: Totals,
 }
 
-/// Cumulative per-thread figures.
+/// Cumulative readings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ThreadTotals {
-    /// Calls made by the thread as a whole (a ring's enters and reaps are shared by all
-    /// its connections).
+pub struct Totals {
+    /// Calls a thread made as a whole (a ring's enters and reaps are shared by all its
+    /// connections); zero where calls are counted per connection instead.
     pub io: IoStats,
+    /// Kernel counters; absent when this sample carries none.
+    pub counters: Option<RawCounts>,
 }
 
-impl ThreadTotals {
-    fn zip(&self, o: &ThreadTotals, f: fn(u64, u64) -> u64) -> ThreadTotals {
+impl Totals {
+    /// Field by field `f` over two readings; counters only where both have them.
+    fn zip(&self, o: &Totals, f: fn(u64, u64) -> u64) -> Totals {
         let (a, b) = (&self.io, &o.io);
-        ThreadTotals {
+        Totals {
             io: IoStats {
                 syscalls: f(a.syscalls, b.syscalls),
                 enters: f(a.enters, b.enters),
@@ -229,24 +235,48 @@ impl ThreadTotals {
                 cqes: f(a.cqes, b.cqes),
                 reaps: f(a.reaps, b.reaps),
             },
+            counters: match (&self.counters, &o.counters) {
+                (Some(x), Some(y)) => Some(x.zip_with(y, f)),
+                _ => None,
+            },
         }
     }
 }
 
-impl ThreadSample {
-    /// Widens this sample of a thread to also cover `other`, a sample of the same thread:
-    /// cumulative figures only grow, so the earliest start is the smallest reading and the
-    /// latest end the largest.
-    pub fn widen(&mut self, other: &ThreadSample) {
-        debug_assert_eq!(self.thread, other.thread);
+impl Sample {
+    /// Widens this sample to also cover `other`, a sample of the same thing: cumulative
+    /// readings only grow, so the earliest start is the smallest reading and the latest
+    /// end the largest.
+    pub fn widen(&mut self, other: &Sample) {
+        debug_assert_eq!(self.key, other.key);
         self.start = self.start.zip(&other.start, u64::min);
         self.end = self.end.zip(&other.end, u64::max);
     }
 
-    /// What the thread did within the sample.
-    pub fn delta(&self) -> ThreadTotals {
-        self.end.zip(&self.start, u64::saturating_sub)
+    /// Calls made within the sample.
+    pub fn io(&self) -> IoStats {
+        self.end.io.since(&self.start.io)
     }
+
+    /// Counts within the sample, if it carries counters.
+    pub fn counters(&self) -> Option<Counters> {
+        match (&self.end.counters, &self.start.counters) {
+            (Some(e), Some(s)) => Some(e.since(s)),
+            _ => None,
+        }
+    }
+}
+
+/// Merges samples by key, widening those of the same thread or CPU.
+pub fn merge_samples<'a>(samples: impl IntoIterator<Item = &'a Sample>) -> Vec<Sample> {
+    let mut out: Vec<Sample> = Vec::new();
+    for s in samples {
+        match out.iter_mut().find(|x| x.key == s.key) {
+            Some(x) => x.widen(s),
+            None => out.push(s.clone()),
+        }
+    }
+    out
 }
 
 /// What the server measured on one connection, sent back in the stats frame.
@@ -261,8 +291,14 @@ pub struct PeerReport {
     pub duration_s: f64,
     /// The serving ring's setup (uring).
     pub ring: Option<RingSetup>,
-    /// The serving thread's figures around this connection.
-    pub thread: Option<ThreadSample>,
+    /// Readings around this connection of the thread and CPUs that served it.
+    pub samples: Vec<Sample>,
+    /// Where the server counted: thread, core or off.
+    pub counter_scope: CounterScope,
+    /// Counters the server could not open, `+`-joined; null when counting was off.
+    pub counters_missing: Option<String>,
+    /// The thread that served the connection, and its CPU.
+    pub placement: Option<Placement>,
 }
 
 impl Default for PeerReport {
@@ -273,7 +309,10 @@ impl Default for PeerReport {
             stats: FlowStats::default(),
             duration_s: 0.0,
             ring: None,
-            thread: None,
+            samples: Vec::new(),
+            counter_scope: CounterScope::Off,
+            counters_missing: None,
+            placement: None,
         }
     }
 }
@@ -343,26 +382,52 @@ mod tests {
     }
 
     #[test]
-    fn thread_samples_widen_to_the_whole_run() {
-        let sample = |thread: &str, start: u64, end: u64| ThreadSample {
-            thread: thread.into(),
-            start: ThreadTotals {
+    fn samples_widen_to_the_whole_run() {
+        use crate::counters::Raw;
+        let sample = |key: &str, start: u64, end: u64| Sample {
+            key: key.into(),
+            start: Totals {
                 io: IoStats {
                     enters: start,
                     ..Default::default()
                 },
+                counters: Some(RawCounts {
+                    context_switches: Some(Raw {
+                        count: start,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
             },
-            end: ThreadTotals {
+            end: Totals {
                 io: IoStats {
                     enters: end,
                     ..Default::default()
                 },
+                counters: Some(RawCounts {
+                    context_switches: Some(Raw {
+                        count: end,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
             },
         };
-        // Two connections on one worker overlap: 10..50 and 20..70 is 60 enters, not 90.
-        let mut a = sample("worker 0", 10, 50);
-        a.widen(&sample("worker 0", 20, 70));
-        assert_eq!(a.delta().io.enters, 60);
+        // Two connections on one worker overlap: 10..50 and 20..70 is 60, not 90.
+        let merged = merge_samples(&[
+            sample("worker 0", 10, 50),
+            sample("worker 0", 20, 70),
+            sample("worker 1", 0, 5),
+        ]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].io().enters, 60);
+        assert_eq!(merged[0].counters().unwrap().context_switches, Some(60));
+        assert_eq!(
+            merged[0].counters().unwrap().cycles,
+            None,
+            "missing stays missing"
+        );
+        assert_eq!(merged[1].io().enters, 5);
     }
 
     #[test]

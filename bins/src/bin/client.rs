@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::{ArgAction, Parser, ValueEnum};
 use cli::EnumArg;
 use engine::{
-    export, run_client, Backend, ClientConfig, ClientEvent, Mode, UringRecv, Verify, Workload,
+    export, placement::CpuSpec, run_client, Backend, ClientConfig, ClientEvent, CounterScope, Mode,
+    UringRecv, Verify, Workload,
 };
 
 /// Measure what moving bytes through a TCP socket costs on one send path.
@@ -69,6 +70,15 @@ struct Args {
     /// multishot RECV into provided buffers.
     #[arg(long, value_name = "HOW", default_value = UringRecv::DEFAULT.as_str(), value_parser = UringRecv::parser())]
     uring_recv: UringRecv,
+    /// CPUs to pin worker threads to: a list such as 0,2-3 (thread i on the i-th), auto
+    /// (spread over the CPUs, the client on the second half when there are twice as many CPUs as
+    /// threads), or off.
+    #[arg(long, value_name = "LIST", default_value = "auto", value_parser = cli::cpus_arg)]
+    cpus: CpuSpec,
+    /// Kernel counters: per worker thread, per pinned CPU (core: also catches softirq
+    /// work), or off.
+    #[arg(long, value_name = "SCOPE", default_value = "thread", value_parser = CounterScope::parser())]
+    counters: CounterScope,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
@@ -99,6 +109,8 @@ fn main() -> ExitCode {
         connect_timeout: args.connect_timeout,
         io_timeout: args.io_timeout,
         uring_recv: args.uring_recv,
+        cpus: args.cpus,
+        counters: args.counters,
     };
     let human = args.format == Format::Human;
     if human {
@@ -107,10 +119,12 @@ fn main() -> ExitCode {
             export::client_banner(&config, &format!("{}:{}", config.host, config.port))
         );
     }
-    let on_event = |e: ClientEvent| {
-        if let (true, ClientEvent::ThreadStarted { thread }) = (human, e) {
-            println!("[Client {thread}] Thread started");
+    let on_event = |e: ClientEvent| match e {
+        ClientEvent::ThreadStarted { thread } if human => {
+            println!("[Client {thread}] Thread started")
         }
+        ClientEvent::Notice(text) => eprintln!("notice: {text}"),
+        _ => {}
     };
     let record = match run_client(&config, &on_event) {
         Ok(r) => r,

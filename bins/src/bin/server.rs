@@ -9,7 +9,8 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 use cli::{EnumArg, STOP};
 use engine::config::{default_workers, format_size};
-use engine::{Backend, Mode, Server, ServerConfig, ServerEvent, UringRecv};
+use engine::placement::CpuSpec;
+use engine::{Backend, CounterScope, Mode, Server, ServerConfig, ServerEvent, UringRecv};
 
 /// Serve copyperf clients: echo or sink their messages, check every one, report back.
 ///
@@ -56,6 +57,15 @@ struct Args {
     /// multishot RECV into provided buffers.
     #[arg(long, value_name = "HOW", default_value = UringRecv::DEFAULT.as_str(), value_parser = UringRecv::parser())]
     uring_recv: UringRecv,
+    /// CPUs to pin worker threads to: a list such as 0,2-3 (thread i on the i-th), auto
+    /// (spread over the CPUs, the server on the first half when there are twice as many CPUs as
+    /// threads), or off.
+    #[arg(long, value_name = "LIST", default_value = "auto", value_parser = cli::cpus_arg)]
+    cpus: CpuSpec,
+    /// Kernel counters: per worker thread, per pinned CPU (core: also catches softirq
+    /// work), or off.
+    #[arg(long, value_name = "SCOPE", default_value = "thread", value_parser = CounterScope::parser())]
+    counters: CounterScope,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
@@ -78,6 +88,8 @@ fn main() -> ExitCode {
         workers: args.workers.unwrap_or_else(default_workers),
         idle_timeout: args.idle_timeout,
         uring_recv: args.uring_recv,
+        cpus: args.cpus,
+        counters: args.counters,
     };
     let server = match Server::bind(config) {
         Ok(s) => s,
@@ -112,6 +124,13 @@ fn print_banner(server: &Server) {
     if c.backend == Backend::Uring {
         println!("Workers: {}", c.workers);
     }
+    let cpus = server.cpus();
+    if cpus.is_empty() {
+        println!("CPUs: not pinned");
+    } else {
+        println!("CPUs: {}", engine::placement::join(&cpus));
+    }
+    println!("Counters: {}", c.counters);
     println!("=====");
     println!("[Server] Listening on {}...", server.local_addr());
 }
@@ -147,5 +166,6 @@ fn log_event(e: ServerEvent) {
         ServerEvent::Stopping { active } => {
             println!("[Server] Stopping: closing {active} connection(s)")
         }
+        ServerEvent::Notice(text) => println!("[Server] notice: {text}"),
     }
 }

@@ -111,6 +111,7 @@ fn describe(e: &ServerEvent) -> String {
         ServerEvent::Failed { id, error, .. } => format!("failed {id}: {error}"),
         ServerEvent::AcceptError { error } => format!("accept error: {error}"),
         ServerEvent::Stopping { active } => format!("stopping {active}"),
+        ServerEvent::Notice(text) => format!("notice: {text}"),
     }
 }
 

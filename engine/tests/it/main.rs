@@ -1,5 +1,6 @@
 //! Integration tests: real servers and clients on 127.0.0.1:0, in one test binary.
 
+mod counters;
 mod errors;
 mod harness;
 mod hostile;

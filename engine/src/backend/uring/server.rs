@@ -14,11 +14,15 @@ use super::client::fixed_pool;
 use super::conn::{decode, UConn};
 use super::{ring_sizes, Cqe, Ring, MAX_FIXED_BUFFERS};
 use crate::config::{Backend, Mode, UringRecv};
+use crate::counters::CounterSet;
 use crate::error::Error;
 use crate::message::{Layout, Template};
+use crate::placement::{self, Placement};
 use crate::pool::{pool_size, Pool};
-use crate::server::{finish_connection, server_flow, Accepted, ServerEvent, Shared};
-use crate::stats::{IoStats, PeerReport, ThreadSample, ThreadTotals};
+use crate::server::{
+    finish_connection, server_flow, Accepted, ConnMeter, Running, ServerEvent, Shared,
+};
+use crate::stats::PeerReport;
 
 /// How long one wait in the kernel may last before stop and timeouts are checked.
 const TICK: Duration = Duration::from_millis(100);
@@ -99,8 +103,8 @@ fn wake(efd: RawFd) {
 /// What a worker keeps beside each connection.
 struct Served<'s> {
     accepted: Accepted<'s>,
-    /// The ring's counts when the connection joined.
-    io_start: IoStats,
+    /// Readings taken when the connection joined.
+    meter: ConnMeter,
 }
 
 fn worker<'s>(
@@ -112,6 +116,17 @@ fn worker<'s>(
     ready: Sender<Result<(), Error>>,
 ) {
     let config = shared.config;
+    let cpu = shared.plan.cpu(id);
+    if let Err(e) = placement::apply(cpu) {
+        let _ = ready.send(Err(e));
+        return;
+    }
+    // Counted per thread, a worker's counters run for its whole life; each connection
+    // reads them when it joins and when it leaves.
+    let mut set = shared.metering.thread_set();
+    if let Some(s) = set.as_mut() {
+        s.enable();
+    }
     let fixed_capable = matches!(config.mode, None | Some(Mode::ZcFixed));
     let (sq, cq) = ring_sizes(512);
     let mut uring = match super::build_ring(sq, cq) {
@@ -143,6 +158,8 @@ fn worker<'s>(
         free: Vec::new(),
         wake_buf,
         efd,
+        set,
+        cpu,
     };
     let armed = w.arm_wake(&mut ring);
     let _ = ready.send(armed.map(|_| ()));
@@ -156,6 +173,9 @@ struct Worker<'s> {
     free: Vec<u32>,
     wake_buf: &'static mut u64,
     efd: RawFd,
+    /// This worker's counters (per-thread scope).
+    set: Option<CounterSet>,
+    cpu: Option<usize>,
 }
 
 impl<'s> Worker<'s> {
@@ -270,9 +290,14 @@ impl<'s> Worker<'s> {
         let fd = acc.stream.as_raw_fd();
         let file = ring.add_file(fd);
         let flow = server_flow(&hello, template, pool);
+        let name = self.name();
+        let running = Running {
+            io: ring.io,
+            set: self.set.as_mut(),
+        };
         let served = Served {
             accepted: acc,
-            io_start: ring.io,
+            meter: ConnMeter::start(self.shared, &name, Some(running)),
         };
         let multishot = ring.pbuf.is_some();
         let mut conn = UConn::new(flow, fd, file, per_conn, multishot, served);
@@ -284,6 +309,10 @@ impl<'s> Worker<'s> {
         });
         self.conns[index as usize] = Some(conn);
         Some(index)
+    }
+
+    fn name(&self) -> String {
+        format!("worker {}", self.id)
     }
 
     fn report_failure(&self, acc: &Accepted<'s>, error: String) {
@@ -313,18 +342,24 @@ impl<'s> Worker<'s> {
                 None => {
                     let Served {
                         mut accepted,
-                        io_start,
+                        mut meter,
                     } = c.extra;
+                    let running = Running {
+                        io: ring.io,
+                        set: self.set.as_mut(),
+                    };
                     let report = PeerReport {
                         backend: Backend::Uring,
                         connection: accepted.id,
                         duration_s: c.flow.duration().as_secs_f64(),
                         stats: c.flow.stats,
                         ring: Some(ring.setup.clone()),
-                        thread: Some(ThreadSample {
-                            thread: format!("worker {}", self.id),
-                            start: ThreadTotals { io: io_start },
-                            end: ThreadTotals { io: ring.io },
+                        samples: meter.finish(self.shared, Some(running)),
+                        counter_scope: self.shared.metering.scope,
+                        counters_missing: self.shared.metering.missing.clone(),
+                        placement: Some(Placement {
+                            thread: self.name(),
+                            cpu: self.cpu,
                         }),
                     };
                     // Never block the worker on one client: a client that does not read
