@@ -2,7 +2,9 @@
 //! and the way an error ends a process. No measuring logic lives here.
 
 pub mod proc;
+pub mod report;
 pub mod summary;
+pub mod sweep;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -129,19 +129,83 @@ impl Drop for ServerProcess {
 /// Runs `client` with `args` plus `--format json` and returns its record. A run whose
 /// data failed verification still returns its record (exit code 4).
 pub fn run_client(bin: &Path, netns: Option<&str>, args: &[String]) -> Result<Record> {
-    let out = command(bin, netns)
+    let never = std::sync::atomic::AtomicBool::new(false);
+    run_client_until(bin, netns, args, &never, Duration::MAX)?
+        .context("client run ended without a record")
+}
+
+/// As [`run_client`], but gives up when `stop` is set (returns `None`, the client killed)
+/// or when the client runs longer than `limit` (an error, the client killed).
+pub fn run_client_until(
+    bin: &Path,
+    netns: Option<&str>,
+    args: &[String],
+    stop: &std::sync::atomic::AtomicBool,
+    limit: Duration,
+) -> Result<Option<Record>> {
+    use std::io::Read;
+    use std::sync::atomic::Ordering;
+    let mut child = command(bin, netns)
         .args(args)
         .args(["--format", "json"])
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .with_context(|| format!("running {}", bin.display()))?;
-    let code = out.status.code();
-    if !out.status.success() && code != Some(engine::exit::VERIFY) {
-        bail!(
-            "client failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if stop.load(Ordering::Relaxed) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "client still running after {:.0} s; killed",
+                limit.as_secs_f64()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = stdout.join().unwrap_or_default();
+    let err = stderr.join().unwrap_or_default();
+    if !status.success() && status.code() != Some(engine::exit::VERIFY) {
+        let err = String::from_utf8_lossy(&err);
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        bail!("client failed ({status}): {}", last.trim());
     }
-    serde_json::from_slice(&out.stdout).context("parsing the client's JSON record")
+    serde_json::from_slice(&out)
+        .map(Some)
+        .context("parsing the client's JSON record")
 }

@@ -31,9 +31,9 @@ pub fn median_range(xs: &[f64], digits: usize) -> String {
     }
 }
 
-/// One line about the machine: CPU model, cores, kernel.
-pub fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+/// The CPU model name from /proc/cpuinfo.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
             s.lines().find_map(|l| {
@@ -41,9 +41,17 @@ pub fn machine() -> String {
                     .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
             })
         })
-        .unwrap_or_else(|| "unknown CPU".into());
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// One line about the machine: CPU model, cores, kernel.
+pub fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cpu}, {cores} cores, Linux {}", engine::kernel_release())
+    format!(
+        "{}, {cores} cores, Linux {}",
+        cpu_model(),
+        engine::kernel_release()
+    )
 }
 
 #[cfg(test)]

@@ -29,6 +29,19 @@ pub use config::{
     Backend, ClientConfig, CounterScope, Mode, ServerConfig, UringRecv, Verify, Workload,
 };
 pub use error::{exit, kernel_release, Error};
-pub use record::{Record, SideReport, Summary, ThreadReport, SCHEMA_VERSION};
+pub use record::{rfc3339, Record, SideReport, Summary, ThreadReport, SCHEMA_VERSION};
 pub use server::{Server, ServerEvent};
 pub use stats::{FlowStats, IoStats, LatencySummary, PeerReport, ZeroCopyStats};
+
+/// Whether this kernel can run `mode` on `backend`; the error names what is missing.
+pub fn check_support(backend: Backend, mode: Mode) -> Result<(), Error> {
+    if !mode.supported_on(backend) {
+        return Err(Error::Config(format!(
+            "mode {mode} is not available on the {backend} backend"
+        )));
+    }
+    match backend {
+        Backend::Uring => backend::uring::check_kernel(Some(mode)),
+        Backend::Syscall => Ok(()),
+    }
+}

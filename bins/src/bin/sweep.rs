@@ -1,0 +1,256 @@
+//! copyperf sweep: runs the engine × mode × size × threads matrix with real server and
+//! client processes and writes one results folder (the seed's CSVs, records, metadata,
+//! plots, report). `scripts/sweep.sh` wraps it with the build and the network namespaces.
+
+use std::io::IsTerminal;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::{bail, Context, Result};
+use clap::{ArgAction, Parser};
+use cli::sweep::{self, Matrix, Network, SweepConfig, SweepEvent};
+use cli::{EnumArg, STOP};
+use engine::config::{parse_size, Backend, CounterScope, Mode, Workload};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Run the copyperf matrix and write a results folder.
+///
+/// Default: engines syscall and uring × modes two-copy, one-copy, zc (+ zc-fixed on uring)
+/// × sizes 1K, 4K, 16K, 64K × threads 1, 2, 4, 8, echo, 3 s per point, threads pinned,
+/// counters per core. Exit codes: 0 done, 1 failure, 2 bad flags, 130 interrupted (the
+/// points measured so far are kept).
+#[derive(Debug, Parser)]
+#[command(
+    name = "sweep",
+    version,
+    disable_help_flag = true,
+    max_term_width = 100
+)]
+struct Args {
+    /// Engines, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "syscall,uring", value_parser = Backend::parser())]
+    engines: Vec<Backend>,
+    /// Copy modes, comma-separated (zc-fixed runs on uring only).
+    #[arg(long, value_delimiter = ',', default_value = "two-copy,one-copy,zc,zc-fixed", value_parser = Mode::parser())]
+    modes: Vec<Mode>,
+    /// Message sizes, comma-separated (K/M suffixes) [default: 1K,4K,16K,64K; --quick: 1K,64K].
+    #[arg(long, value_delimiter = ',', value_parser = cli::size_arg)]
+    sizes: Option<Vec<usize>>,
+    /// Thread counts, comma-separated [default: 1,2,4,8; --quick: 1,4].
+    #[arg(long, value_delimiter = ',')]
+    threads: Option<Vec<usize>>,
+    /// Workload for every point.
+    #[arg(long, default_value = "echo", value_parser = Workload::parser())]
+    workload: Workload,
+    /// Messages in flight per connection.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    depth: usize,
+    /// Seconds per point [default: 3; --quick: 1].
+    #[arg(short = 'd', long, value_name = "SECONDS")]
+    duration: Option<f64>,
+    /// Times the whole matrix is run; files show medians and the spread.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    repeats: usize,
+    /// A short run: 1 s per point, sizes 1K and 64K, threads 1 and 4 (flags still override).
+    #[arg(long)]
+    quick: bool,
+    /// Appended to the results folder's name.
+    #[arg(long)]
+    label: Option<String>,
+    /// Where results folders go.
+    #[arg(long, value_name = "DIR", default_value = "results")]
+    out: PathBuf,
+    /// Kernel counters on both sides: per pinned CPU (core), per thread, or off.
+    #[arg(long, value_name = "SCOPE", default_value = "core", value_parser = CounterScope::parser())]
+    counters: CounterScope,
+    /// The server's address as the client dials it (and the server binds).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    addr: IpAddr,
+    /// Network namespace to run servers in (made by scripts/sweep.sh).
+    #[arg(long, value_name = "NS")]
+    server_netns: Option<String>,
+    /// Network namespace to run clients in.
+    #[arg(long, value_name = "NS")]
+    client_netns: Option<String>,
+    /// One sentence on how the two sides are connected, for meta.json and the report.
+    #[arg(long, value_name = "TEXT")]
+    network_detail: Option<String>,
+    /// TCP port the servers listen on.
+    #[arg(long, default_value_t = 5201)]
+    port: u16,
+    /// Directory holding the server and client binaries [default: next to this one].
+    #[arg(long, value_name = "DIR")]
+    bin_dir: Option<PathBuf>,
+    /// Skip the plots and report.md at the end.
+    #[arg(long)]
+    no_report: bool,
+    /// The command line to record in meta.json [default: this one].
+    #[arg(long, value_name = "TEXT", hide = true)]
+    command_line: Option<String>,
+    /// Print help.
+    #[arg(long, action = ArgAction::Help)]
+    help: Option<bool>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    cli::install_signal_handlers();
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn config(args: Args) -> Result<SweepConfig> {
+    let (dur, sizes, threads) = if args.quick {
+        (1.0, vec![1024, 65536], vec![1, 4])
+    } else {
+        (
+            3.0,
+            ["1K", "4K", "16K", "64K"]
+                .map(|s| parse_size(s).expect("valid"))
+                .to_vec(),
+            vec![1, 2, 4, 8],
+        )
+    };
+    let matrix = Matrix {
+        engines: args.engines,
+        modes: args.modes,
+        sizes: args.sizes.unwrap_or(sizes),
+        threads: args.threads.unwrap_or(threads),
+        workload: args.workload,
+        depth: args.depth,
+        duration_s: args.duration.unwrap_or(dur),
+        repeats: args.repeats,
+    };
+    if matrix.engines.is_empty()
+        || matrix.modes.is_empty()
+        || matrix.sizes.is_empty()
+        || matrix.threads.is_empty()
+    {
+        bail!("the matrix is empty: give at least one engine, mode, size and thread count");
+    }
+    if !matrix.duration_s.is_finite() || matrix.duration_s <= 0.0 || matrix.repeats == 0 {
+        bail!("--duration and --repeats must be positive");
+    }
+    if let Some(t) = matrix
+        .threads
+        .iter()
+        .find(|&&t| t == 0 || t > engine::config::MAX_THREADS)
+    {
+        bail!("thread count {t} is out of range");
+    }
+    if args.server_netns.is_some() != args.client_netns.is_some() {
+        bail!("--server-netns and --client-netns go together");
+    }
+    let kind_detail = match &args.server_netns {
+        Some(_) => "network namespaces",
+        None => "loopback",
+    };
+    let network = Network {
+        detail: args
+            .network_detail
+            .unwrap_or_else(|| format!("{kind_detail}, server at {}", args.addr)),
+        server_netns: args.server_netns,
+        client_netns: args.client_netns,
+        addr: args.addr,
+    };
+    let name = sweep::folder_name(SystemTime::now(), &sweep::hostname(), args.label.as_deref());
+    let bin_dir = args.bin_dir.unwrap_or_else(cli::proc::bin_dir);
+    for bin in ["server", "client"] {
+        if !bin_dir.join(bin).is_file() {
+            bail!(
+                "no {bin} binary in {} (build with cargo build --release)",
+                bin_dir.display()
+            );
+        }
+    }
+    Ok(SweepConfig {
+        matrix,
+        network,
+        counters: args.counters,
+        port: args.port,
+        dir: args.out.join(name),
+        bin_dir,
+        command_line: args
+            .command_line
+            .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" ")),
+    })
+}
+
+fn run(args: Args) -> Result<ExitCode> {
+    let no_report = args.no_report;
+    let config = config(args)?;
+    eprintln!("copyperf sweep → {}", config.dir.display());
+    eprintln!(
+        "network: {}; counters: {}; {} s per point, {} repeat(s)",
+        config.network.detail, config.counters, config.matrix.duration_s, config.matrix.repeats
+    );
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = ProgressBar::new(0);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} points, {elapsed} elapsed, ETA {eta}",
+            )
+            .expect("a valid template"),
+        );
+        b
+    });
+    let print = |line: String| match &bar {
+        Some(b) => b.println(line),
+        None => eprintln!("{line}"),
+    };
+    let on = |e: SweepEvent| match e {
+        SweepEvent::Start { total } => {
+            if let Some(b) = &bar {
+                b.set_length(total as u64);
+            }
+            print(format!("{total} measurements"));
+        }
+        SweepEvent::Point {
+            done,
+            total,
+            point,
+            outcome,
+            eta,
+            ..
+        } => {
+            print(sweep::point_line(done, total, &point, &outcome, eta));
+            if let Some(b) = &bar {
+                b.set_position(done as u64);
+            }
+        }
+        SweepEvent::Notice(text) => print(format!("notice: {text}")),
+    };
+    let outcome = sweep::run(&config, &STOP, &on)?;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    if !no_report && outcome.records > 0 {
+        let written = cli::report::write_report(&config.dir)
+            .with_context(|| format!("writing the report in {}", config.dir.display()))?;
+        eprintln!("report: {} files", written.files.len());
+    }
+    let m = &outcome.meta;
+    eprintln!(
+        "{} of {} measurements in {} ({} failed, {} skipped){}",
+        m.points_done,
+        m.points_total,
+        config.dir.display(),
+        m.failed.len(),
+        m.skipped.len(),
+        if m.interrupted { "; interrupted" } else { "" }
+    );
+    Ok(if m.interrupted {
+        ExitCode::from(130)
+    } else if !m.failed.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

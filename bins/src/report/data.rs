@@ -1,0 +1,305 @@
+//! Records grouped into points: one point is one engine × mode × size × threads of one
+//! workload and depth, and every figure of a point is the median over its repeats.
+
+use std::collections::BTreeMap;
+
+use engine::{Backend, Mode, Record, Workload};
+
+use crate::summary::{median, range};
+
+/// One cell of the matrix within a [`Dataset`] (whose records share workload and depth).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Point {
+    pub engine: Backend,
+    pub mode: Mode,
+    pub size: usize,
+    pub threads: usize,
+}
+
+impl Point {
+    pub fn new(engine: Backend, mode: Mode, size: usize, threads: usize) -> Point {
+        Point {
+            engine,
+            mode,
+            size,
+            threads,
+        }
+    }
+
+    fn key(&self) -> (u8, u8, usize, usize) {
+        (
+            self.engine.code(),
+            self.mode.code(),
+            self.size,
+            self.threads,
+        )
+    }
+}
+
+impl Ord for Point {
+    fn cmp(&self, o: &Point) -> std::cmp::Ordering {
+        self.key().cmp(&o.key())
+    }
+}
+
+impl PartialOrd for Point {
+    fn partial_cmp(&self, o: &Point) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+/// A figure taken from one record; `None` where the record did not measure it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// Gbit/s, the seed's figure.
+    Throughput,
+    /// Mean round-trip time, µs (echo only).
+    LatencyMean,
+    /// Client L1d load misses per byte the client moved.
+    L1dPerByte,
+    /// Client LLC load misses per byte the client moved.
+    LlcPerByte,
+    /// Client cycles per byte.
+    CyclesPerByte,
+    /// Client CPU nanoseconds per byte.
+    CpuNsPerByte,
+    /// Client zero-copy completions the kernel marked copied, 0..1.
+    ZcCopied,
+}
+
+impl Metric {
+    pub fn of(self, r: &Record) -> Option<f64> {
+        let c = &r.client;
+        let bytes = (c.stats.bytes_sent + c.stats.bytes_received) as f64;
+        let per_byte = |n: Option<u64>| n.filter(|_| bytes > 0.0).map(|n| n as f64 / bytes);
+        match self {
+            Metric::Throughput => Some(r.summary.throughput_gbps),
+            Metric::LatencyMean => r.latency.as_ref().map(|l| l.mean_us),
+            Metric::L1dPerByte => per_byte(c.counters.as_ref().and_then(|x| x.l1d_load_misses)),
+            Metric::LlcPerByte => per_byte(c.counters.as_ref().and_then(|x| x.llc_load_misses)),
+            Metric::CyclesPerByte => c.cycles_per_byte,
+            Metric::CpuNsPerByte => c.cpu_ns_per_byte,
+            Metric::ZcCopied => c.zc_copied_fraction,
+        }
+        .filter(|x| x.is_finite())
+    }
+}
+
+/// The records of one workload and depth, grouped into points.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub workload: Workload,
+    pub depth: usize,
+    records: Vec<Record>,
+    points: BTreeMap<Point, Vec<usize>>,
+}
+
+impl Dataset {
+    /// Records that all share `workload` and `depth`.
+    pub fn new(workload: Workload, depth: usize, records: Vec<Record>) -> Dataset {
+        let mut points: BTreeMap<Point, Vec<usize>> = BTreeMap::new();
+        for (i, r) in records.iter().enumerate() {
+            let c = &r.config;
+            points
+                .entry(Point::new(c.backend, c.mode, c.size, c.threads))
+                .or_default()
+                .push(i);
+        }
+        Dataset {
+            workload,
+            depth,
+            records,
+            points,
+        }
+    }
+
+    /// Splits records by workload and depth, the largest group first (ties: `prefer`, then
+    /// echo before stream, then smaller depth).
+    pub fn split(records: Vec<Record>, prefer: Option<(Workload, usize)>) -> Vec<Dataset> {
+        let mut groups: Vec<((Workload, usize), Vec<Record>)> = Vec::new();
+        for r in records {
+            let k = (r.config.workload, r.config.depth);
+            match groups.iter_mut().find(|(g, _)| *g == k) {
+                Some((_, v)) => v.push(r),
+                None => groups.push((k, vec![r])),
+            }
+        }
+        groups.sort_by_key(|((w, d), v)| {
+            (
+                std::cmp::Reverse(v.len()),
+                Some((*w, *d)) != prefer,
+                w.code(),
+                *d,
+            )
+        });
+        groups
+            .into_iter()
+            .map(|((w, d), v)| Dataset::new(w, d, v))
+            .collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    pub fn points(&self) -> impl Iterator<Item = &Point> {
+        self.points.keys()
+    }
+
+    /// Repeats of `p`.
+    pub fn repeats(&self, p: &Point) -> usize {
+        self.points.get(p).map_or(0, Vec::len)
+    }
+
+    /// The records of `p`.
+    pub fn of(&self, p: &Point) -> impl Iterator<Item = &Record> {
+        self.points
+            .get(p)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.records[i])
+    }
+
+    /// `m` of every repeat of `p` that measured it.
+    pub fn values(&self, p: &Point, m: Metric) -> Vec<f64> {
+        self.of(p).filter_map(|r| m.of(r)).collect()
+    }
+
+    /// The median of `m` over the repeats of `p`; `None` where no repeat measured it.
+    pub fn median(&self, p: &Point, m: Metric) -> Option<f64> {
+        median(&self.values(p, m))
+    }
+
+    /// The smallest and largest `m` over the repeats of `p`.
+    pub fn range(&self, p: &Point, m: Metric) -> Option<(f64, f64)> {
+        range(&self.values(p, m))
+    }
+
+    /// Engines present, in the engine's order.
+    pub fn engines(&self) -> Vec<Backend> {
+        let mut v: Vec<Backend> = self.points().map(|p| p.engine).collect();
+        v.sort_by_key(|e| e.code());
+        v.dedup();
+        v
+    }
+
+    /// Modes present on `engine` (all engines: `None`), in the engine's order.
+    pub fn modes(&self, engine: Option<Backend>) -> Vec<Mode> {
+        let mut v: Vec<Mode> = self
+            .points()
+            .filter(|p| engine.map_or(true, |e| p.engine == e))
+            .map(|p| p.mode)
+            .collect();
+        v.sort_by_key(|m| m.code());
+        v.dedup();
+        v
+    }
+
+    /// Sizes present, ascending.
+    pub fn sizes(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = self.points().map(|p| p.size).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Thread counts present, ascending.
+    pub fn threads(&self) -> Vec<usize> {
+        let mut v: Vec<usize> = self.points().map(|p| p.threads).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Sizes at which `engine`/`mode` ran with `threads`, ascending.
+    pub fn sizes_of(&self, engine: Backend, mode: Mode, threads: usize) -> Vec<usize> {
+        self.points()
+            .filter(|p| p.engine == engine && p.mode == mode && p.threads == threads)
+            .map(|p| p.size)
+            .collect()
+    }
+
+    /// The smallest thread count present (the plots' fixed thread count).
+    pub fn min_threads(&self) -> Option<usize> {
+        self.threads().first().copied()
+    }
+
+    /// The size present closest to `target` on a log scale (ties: the smaller).
+    pub fn size_near(&self, target: usize) -> Option<usize> {
+        let dist = |s: usize| ((s as f64).log2() - (target as f64).log2()).abs();
+        self.sizes()
+            .into_iter()
+            .min_by(|a, b| dist(*a).total_cmp(&dist(*b)))
+    }
+
+    /// The names of client counters the records say were missing, in first-seen order;
+    /// `None` when no record counted at all (counting off).
+    pub fn client_counters_missing(&self) -> Option<Vec<String>> {
+        let mut any = false;
+        let mut names: Vec<String> = Vec::new();
+        for r in &self.records {
+            if let Some(m) = &r.client.counters_missing {
+                any = true;
+                for n in m.split('+').map(str::trim) {
+                    if !n.is_empty() && n != "none" && !names.iter().any(|x| x == n) {
+                        names.push(n.to_owned());
+                    }
+                }
+            }
+        }
+        any.then_some(names)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A record of one point with the given throughput; everything else from
+    /// `Record::example()` (every counter present).
+    pub fn record(engine: Backend, mode: Mode, size: usize, threads: usize, gbps: f64) -> Record {
+        let mut r = Record::example();
+        r.config.backend = engine;
+        r.config.mode = mode;
+        r.config.size = size;
+        r.config.threads = threads;
+        r.summary.threads = threads;
+        r.summary.throughput_gbps = gbps;
+        r.client.backend = engine;
+        r
+    }
+
+    #[test]
+    fn repeats_become_one_point_with_a_median() {
+        let recs = vec![
+            record(Backend::Syscall, Mode::TwoCopy, 4096, 1, 1.0),
+            record(Backend::Syscall, Mode::TwoCopy, 4096, 1, 3.0),
+            record(Backend::Syscall, Mode::TwoCopy, 4096, 1, 2.0),
+            record(Backend::Uring, Mode::Zc, 1024, 2, 5.0),
+        ];
+        let d = Dataset::new(Workload::Echo, 1, recs);
+        let p = Point::new(Backend::Syscall, Mode::TwoCopy, 4096, 1);
+        assert_eq!(d.repeats(&p), 3);
+        assert_eq!(d.median(&p, Metric::Throughput), Some(2.0));
+        assert_eq!(d.range(&p, Metric::Throughput), Some((1.0, 3.0)));
+        assert_eq!(d.engines(), vec![Backend::Syscall, Backend::Uring]);
+        assert_eq!(d.sizes(), vec![1024, 4096]);
+        assert_eq!(d.min_threads(), Some(1));
+        assert_eq!(d.size_near(16384), Some(4096));
+    }
+
+    #[test]
+    fn split_puts_the_largest_workload_first() {
+        let mut s = record(Backend::Syscall, Mode::TwoCopy, 4096, 1, 1.0);
+        s.config.workload = Workload::Stream;
+        let e = record(Backend::Syscall, Mode::TwoCopy, 4096, 1, 1.0);
+        let sets = Dataset::split(vec![s.clone(), e, s], None);
+        assert_eq!(sets.len(), 2);
+        assert_eq!(sets[0].workload, Workload::Stream);
+        assert_eq!(sets[0].records().len(), 2);
+    }
+}

@@ -1,0 +1,602 @@
+//! `report.md`: the machine, the matrix, the tables, the plots and the answers to the
+//! study's questions, as one string built from the data (no I/O here).
+
+use std::fmt::Write as _;
+
+use engine::{Backend, Mode, Record, Workload};
+
+use super::analysis::{
+    compare_engines, copied_fraction, copied_note, copied_sentence, crossover_answer, gbps,
+    latency_answer, list, ratio, size, summarize_engines, threads, unexpected,
+};
+use super::data::{Dataset, Metric, Point};
+use super::meta::Meta;
+use super::plots::Figure;
+use crate::summary::median_range;
+
+/// The question headings, in order.
+pub const QUESTIONS: [&str; 6] = [
+    "Q1. At what message size does one-copy outperform two-copy?",
+    "Q2. At what message size does zero-copy outperform two-copy?",
+    "Q3. Where does io_uring beat syscalls, and by how much?",
+    "Q4. Which cache level shows the most reduction in misses?",
+    "Q5. How does thread count move latency?",
+    "Q6. Unexpected result",
+];
+
+/// What the report is written from.
+pub struct Inputs<'a> {
+    /// The results folder's name.
+    pub folder: &'a str,
+    pub meta: &'a Meta,
+    /// Problems reading the folder, shown at the top.
+    pub warnings: &'a [String],
+    /// The records split by workload and depth, the one the plots and answers cover first.
+    pub datasets: &'a [Dataset],
+    pub figures: &'a [Figure],
+}
+
+/// The whole `report.md`.
+pub fn render(inp: &Inputs) -> String {
+    let mut out = String::new();
+    let o = &mut out;
+    let _ = writeln!(o, "# copyperf report: {}\n", inp.folder);
+    let m = inp.meta;
+    if m.interrupted() {
+        let done = match (m.points_done, m.points_total) {
+            (Some(d), Some(t)) => format!("{d} of {t} points were measured"),
+            _ => "not every point was measured".into(),
+        };
+        let _ = writeln!(
+            o,
+            "> **Warning: this run was interrupted** — {done}; everything below covers only the points that finished.\n"
+        );
+    }
+    for w in inp.warnings {
+        let _ = writeln!(o, "> **Note:** {w}\n");
+    }
+    machine(o, inp);
+    matrix(o, inp);
+    tables(o, inp.datasets);
+    plots(o, inp.figures);
+    answers(o, inp);
+    out
+}
+
+const UNKNOWN: &str = "unknown (not in meta.json)";
+
+fn or_unknown(v: Option<String>) -> String {
+    v.filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| UNKNOWN.into())
+}
+
+fn bytes(n: u64) -> String {
+    const GIB: f64 = (1u64 << 30) as f64;
+    if n >= 1 << 30 {
+        format!("{:.1} GiB", n as f64 / GIB)
+    } else {
+        format!("{n} bytes ({})", size(n as usize))
+    }
+}
+
+fn first_record<'a>(inp: &Inputs<'a>) -> Option<&'a Record> {
+    inp.datasets.iter().flat_map(|d| d.records()).next()
+}
+
+fn machine(o: &mut String, inp: &Inputs) {
+    let m = inp.meta;
+    let rec = first_record(inp);
+    let _ = writeln!(o, "## Machine and run\n");
+    let mut row = |k: &str, v: String| {
+        let _ = writeln!(o, "- **{k}:** {v}");
+    };
+    row("Host", or_unknown(m.host.clone()));
+    let cores = m.cores.map(|c| format!(", {c} cores")).unwrap_or_default();
+    row(
+        "CPU",
+        match &m.cpu_model {
+            Some(c) => format!("{c}{cores}"),
+            None if !cores.is_empty() => format!("model unknown{cores}"),
+            None => UNKNOWN.into(),
+        },
+    );
+    row(
+        "Kernel",
+        m.kernel
+            .clone()
+            .or_else(|| rec.map(|r| format!("{} (from the records)", r.kernel)))
+            .unwrap_or_else(|| UNKNOWN.into()),
+    );
+    row("Memory", or_unknown(m.memory_bytes.map(bytes)));
+    row(
+        "optmem_max (zero-copy control memory per socket)",
+        or_unknown(m.optmem_max.map(bytes)),
+    );
+    row(
+        "Locked-memory limit (RLIMIT_MEMLOCK)",
+        match m.memlock_limit_bytes {
+            Some(None) => "unlimited".into(),
+            Some(Some(n)) => bytes(n),
+            None => UNKNOWN.into(),
+        },
+    );
+    let from_records = |v: Option<String>| v.map(|v| format!("{v} (from the records)"));
+    let ring_flags = inp
+        .datasets
+        .iter()
+        .flat_map(|d| d.records())
+        .find_map(|r| r.client.uring.as_ref().map(|u| u.flags.clone()));
+    row(
+        "io_uring setup flags",
+        or_unknown(
+            m.uring_setup_flags
+                .clone()
+                .or_else(|| from_records(ring_flags)),
+        ),
+    );
+    row(
+        "Network",
+        match (&m.network, &m.network_detail) {
+            (Some(n), Some(d)) => format!("{n}: {d}"),
+            (Some(n), None) => n.clone(),
+            (None, Some(d)) => d.clone(),
+            (None, None) => UNKNOWN.into(),
+        },
+    );
+    row(
+        "Counter scope",
+        or_unknown(
+            m.counter_scope
+                .clone()
+                .or_else(|| from_records(rec.map(|r| r.client.counter_scope.to_string()))),
+        ),
+    );
+    let missing: Vec<String> = inp
+        .datasets
+        .iter()
+        .filter_map(Dataset::client_counters_missing)
+        .flatten()
+        .fold(Vec::new(), |mut v, n| {
+            if !v.contains(&n) {
+                v.push(n);
+            }
+            v
+        });
+    if first_record(inp).is_some() {
+        row(
+            "Counters missing on this machine (client)",
+            if missing.is_empty() {
+                "none".into()
+            } else {
+                format!(
+                    "{} (no figures for them anywhere below)",
+                    missing.join(", ")
+                )
+            },
+        );
+    }
+    let version = m
+        .copyperf_version
+        .clone()
+        .or_else(|| rec.map(|r| format!("{} (from the records)", r.copyperf_version)));
+    row(
+        "copyperf",
+        match (version, &m.git_revision) {
+            (Some(v), Some(g)) => format!("{v}, git {g}"),
+            (Some(v), None) => format!("{v}, git revision unknown"),
+            (None, Some(g)) => format!("version unknown, git {g}"),
+            (None, None) => UNKNOWN.into(),
+        },
+    );
+    row(
+        "Command line",
+        m.command_line
+            .as_ref()
+            .map_or(UNKNOWN.into(), |c| format!("`{c}`")),
+    );
+    row(
+        "Started / finished",
+        format!(
+            "{} / {}",
+            m.started_at.as_deref().unwrap_or("unknown"),
+            m.finished_at.as_deref().unwrap_or("unknown")
+        ),
+    );
+    row(
+        "Points done",
+        match (m.points_done, m.points_total) {
+            (Some(d), Some(t)) => format!("{d} of {t}"),
+            (Some(d), None) => format!("{d} (total unknown)"),
+            _ => UNKNOWN.into(),
+        },
+    );
+    row(
+        "Interrupted",
+        match m.interrupted {
+            Some(true) => "**yes**".into(),
+            Some(false) => "no".into(),
+            None => UNKNOWN.into(),
+        },
+    );
+    points_list(
+        o,
+        "Skipped points",
+        m.skipped.as_ref().map(|v| {
+            v.iter()
+                .map(|s| {
+                    (
+                        s.point(),
+                        s.reason.clone().unwrap_or_else(|| "no reason given".into()),
+                    )
+                })
+                .collect()
+        }),
+    );
+    points_list(
+        o,
+        "Failed points",
+        m.failed.as_ref().map(|v| {
+            v.iter()
+                .map(|f| {
+                    (
+                        f.point(),
+                        f.error.clone().unwrap_or_else(|| "no error given".into()),
+                    )
+                })
+                .collect()
+        }),
+    );
+    let _ = writeln!(o);
+}
+
+/// `- **Skipped points:** 2` and a line per point with its reason.
+fn points_list(o: &mut String, key: &str, points: Option<Vec<(String, String)>>) {
+    let count = match &points {
+        None => UNKNOWN.to_owned(),
+        Some(v) if v.is_empty() => "none".into(),
+        Some(v) => v.len().to_string(),
+    };
+    let _ = writeln!(o, "- **{key}:** {count}");
+    for (point, why) in points.unwrap_or_default() {
+        let _ = writeln!(o, "  - {point}: {why}");
+    }
+}
+
+fn matrix(o: &mut String, inp: &Inputs) {
+    let _ = writeln!(o, "## Matrix\n");
+    match &inp.meta.matrix {
+        None => {
+            let _ = writeln!(o, "The matrix asked for is {UNKNOWN}.\n");
+        }
+        Some(x) => {
+            let join = |v: &Option<Vec<String>>| v.as_ref().map(|v| v.join(", "));
+            let nums = |v: &Option<Vec<u64>>, f: fn(u64) -> String| {
+                v.as_ref()
+                    .map(|v| v.iter().map(|n| f(*n)).collect::<Vec<_>>().join(", "))
+            };
+            let _ = writeln!(o, "| parameter | asked for |\n|---|---|");
+            let rows = [
+                ("engines", join(&x.engines)),
+                ("modes", join(&x.modes)),
+                ("sizes", nums(&x.sizes, |n| size(n as usize))),
+                ("threads", nums(&x.threads, |n| n.to_string())),
+                ("workload", x.workload.clone()),
+                ("depth", x.depth.map(|d| d.to_string())),
+                ("duration per run", x.duration_s.map(|d| format!("{d} s"))),
+                ("repeats per point", x.repeats.map(|r| r.to_string())),
+            ];
+            for (k, v) in rows {
+                let _ = writeln!(o, "| {k} | {} |", v.unwrap_or_else(|| "unknown".into()));
+            }
+            let _ = writeln!(o);
+        }
+    }
+    let total: usize = inp.datasets.iter().map(|d| d.records().len()).sum();
+    let points: usize = inp.datasets.iter().map(|d| d.points().count()).sum();
+    let reps: Vec<usize> = inp
+        .datasets
+        .iter()
+        .flat_map(|d| d.points().map(|p| d.repeats(p)))
+        .collect();
+    let reps = match (reps.iter().min(), reps.iter().max()) {
+        (Some(a), Some(b)) if a == b => format!(", {a} per point"),
+        (Some(a), Some(b)) => format!(", {a}–{b} per point"),
+        _ => String::new(),
+    };
+    let _ = writeln!(o, "Measured: {total} runs in {points} points{reps}.");
+    if let Some((first, rest)) = inp.datasets.split_first() {
+        if !rest.is_empty() {
+            let others: Vec<String> = rest
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{} at depth {} ({} runs)",
+                        d.workload,
+                        d.depth,
+                        d.records().len()
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                o,
+                "\nThis folder mixes workloads or depths. The plots and answers cover {} at depth {} ({} runs); the tables also cover {}.",
+                first.workload,
+                first.depth,
+                first.records().len(),
+                list(&others)
+            );
+        }
+    }
+    let _ = writeln!(o);
+}
+
+/// One table per engine and thread count: rows = sizes, columns = modes.
+fn metric_table(
+    o: &mut String,
+    d: &Dataset,
+    engine: Backend,
+    t: usize,
+    m: Metric,
+    digits: usize,
+) -> bool {
+    let modes = d.modes(Some(engine));
+    let sizes: Vec<usize> = d
+        .sizes()
+        .into_iter()
+        .filter(|s| {
+            modes
+                .iter()
+                .any(|md| d.median(&Point::new(engine, *md, *s, t), m).is_some())
+        })
+        .collect();
+    if sizes.is_empty() {
+        return false;
+    }
+    let _ = writeln!(
+        o,
+        "| size | {} |\n|---|{}",
+        modes
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>()
+            .join(" | "),
+        "---|".repeat(modes.len())
+    );
+    for s in sizes {
+        let cells: Vec<String> = modes
+            .iter()
+            .map(|md| {
+                let v = d.values(&Point::new(engine, *md, s, t), m);
+                match v.as_slice() {
+                    [] => "–".into(),
+                    [one] => format!("{one:.digits$}"),
+                    _ => median_range(&v, digits),
+                }
+            })
+            .collect();
+        let _ = writeln!(o, "| {} | {} |", size(s), cells.join(" | "));
+    }
+    let _ = writeln!(o);
+    true
+}
+
+fn tables(o: &mut String, sets: &[Dataset]) {
+    let many = sets.len() > 1;
+    let label = |d: &Dataset| {
+        if many {
+            format!("{}, depth {}, ", d.workload, d.depth)
+        } else {
+            String::new()
+        }
+    };
+    let _ = writeln!(
+        o,
+        "## Throughput (Gbit/s)\n\nMedian over repeats, with [min–max] where a point ran at least twice; – where not measured.\n"
+    );
+    if sets.iter().all(Dataset::is_empty) {
+        let _ = writeln!(o, "No records in this folder.\n");
+    }
+    for d in sets {
+        for e in d.engines() {
+            for t in d.threads() {
+                let mut table = String::new();
+                if metric_table(&mut table, d, e, t, Metric::Throughput, 2) {
+                    let _ = write!(o, "### {}{e}, {}\n\n{table}", label(d), threads(t));
+                }
+            }
+        }
+    }
+    let _ = writeln!(o, "## Mean round-trip latency (µs)\n");
+    for d in sets {
+        if d.workload == Workload::Stream {
+            let _ = writeln!(
+                o,
+                "{}: the stream workload has no round trips, so no latency was measured.\n",
+                if many {
+                    format!("{}, depth {}", d.workload, d.depth)
+                } else {
+                    "This run".into()
+                }
+            );
+            continue;
+        }
+        for e in d.engines() {
+            for t in d.threads() {
+                let mut table = String::new();
+                if metric_table(&mut table, d, e, t, Metric::LatencyMean, 1) {
+                    let _ = write!(
+                        o,
+                        "### {}{e}, {} (latency)\n\n{table}",
+                        label(d),
+                        threads(t)
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn plots(o: &mut String, figures: &[Figure]) {
+    let _ = writeln!(o, "## Plots\n");
+    for f in figures {
+        let _ = writeln!(o, "### {}\n\n![{}](plots/{})\n", f.caption, f.title, f.file);
+    }
+}
+
+fn answers(o: &mut String, inp: &Inputs) {
+    let _ = writeln!(o, "## Answers\n");
+    let Some(d) = inp.datasets.first().filter(|d| !d.is_empty()) else {
+        for q in QUESTIONS {
+            let _ = writeln!(
+                o,
+                "### {q}\n\nNot answerable from this run: the folder holds no records.\n"
+            );
+        }
+        return;
+    };
+    let _ = writeln!(
+        o,
+        "Computed from the {} points at depth {} (medians over repeats, compared at the same size and thread count). \"Outperforms\" means a higher median throughput at that size and at every larger size measured.\n",
+        d.workload, d.depth
+    );
+    let modes = d.modes(None);
+    let has = |m: Mode| modes.contains(&m);
+    let section = |o: &mut String, q: &str, lines: Vec<String>| {
+        let _ = writeln!(o, "### {q}\n\n{}\n", lines.join("\n"));
+    };
+
+    // Q1
+    let q1 = if has(Mode::OneCopy) && has(Mode::TwoCopy) {
+        non_empty(
+            crossover_answer(d, Mode::OneCopy, Mode::TwoCopy),
+            "one-copy and two-copy never ran at the same engine, size and thread count",
+        )
+    } else {
+        vec![not_both("one-copy", "two-copy", &modes)]
+    };
+    section(o, QUESTIONS[0], q1);
+
+    // Q2
+    let mut q2 = Vec::new();
+    if !has(Mode::TwoCopy) || !(has(Mode::Zc) || has(Mode::ZcFixed)) {
+        q2.push(not_both("zc or zc-fixed", "two-copy", &modes));
+    } else {
+        for zc in [Mode::Zc, Mode::ZcFixed] {
+            if has(zc) {
+                q2.extend(crossover_answer(d, zc, Mode::TwoCopy));
+            }
+        }
+        if q2.is_empty() {
+            q2.push("Not answerable from this run: zero-copy and two-copy never ran at the same engine, size and thread count.".into());
+        }
+        q2.push(String::new());
+        q2.push("What the kernel did with the zero-copy sends (client side):".into());
+        q2.push(String::new());
+        for e in d.engines() {
+            for zc in [Mode::Zc, Mode::ZcFixed] {
+                if d.modes(Some(e)).contains(&zc) {
+                    q2.push(format!(
+                        "- {}",
+                        copied_sentence(e, zc, copied_fraction(d, e, zc))
+                    ));
+                }
+            }
+        }
+        let network = inp
+            .meta
+            .network_detail
+            .as_deref()
+            .or(inp.meta.network.as_deref());
+        if let Some(note) = copied_note(d, network) {
+            q2.push(String::new());
+            q2.push(note);
+        }
+    }
+    section(o, QUESTIONS[1], q2);
+
+    // Q3
+    let rows = compare_engines(d);
+    let q3 = match summarize_engines(&rows) {
+        None => {
+            let engines: Vec<String> = d.engines().iter().map(|e| e.to_string()).collect();
+            vec![format!(
+                "Not answerable from this run: no mode ran on both engines at the same size and thread count (engines measured: {}).",
+                list(&engines)
+            )]
+        }
+        Some(s) => {
+            let mut v = vec![s.sentence(), String::new()];
+            for m in Mode::ALL {
+                let mine: Vec<_> = rows
+                    .iter()
+                    .copied()
+                    .filter(|r| r.point.mode == *m)
+                    .collect();
+                if let Some(ms) = summarize_engines(&mine) {
+                    v.push(format!(
+                        "- {m}: uring faster at {} of {}; median {} (from {} to {})",
+                        ms.uring_faster,
+                        ms.comparable,
+                        ratio(ms.median_ratio),
+                        ratio(ms.worst.ratio()),
+                        ratio(ms.best.ratio())
+                    ));
+                }
+            }
+            v.push(String::new());
+            v.push(
+                "| mode | size | threads | syscall Gbit/s | uring Gbit/s | uring / syscall |"
+                    .into(),
+            );
+            v.push("|---|---|---|---|---|---|".into());
+            for r in &rows {
+                v.push(format!(
+                    "| {} | {} | {} | {} | {} | {} |",
+                    r.point.mode,
+                    size(r.point.size),
+                    r.point.threads,
+                    gbps(r.b),
+                    gbps(r.a),
+                    ratio(r.ratio())
+                ));
+            }
+            v
+        }
+    };
+    section(o, QUESTIONS[2], q3);
+
+    // Q4
+    section(o, QUESTIONS[3], super::analysis::cache_answer(d));
+
+    // Q5
+    section(o, QUESTIONS[4], latency_answer(d));
+
+    // Q6
+    let found = unexpected(d);
+    let q6 = if found.is_empty() {
+        vec!["Nothing flagged. The checks: a copy-avoiding mode slower than two-copy at every comparable point; uring slower than syscall at most comparable points; zc-fixed slower than zc at every comparable point; more threads or a larger message moving less; messages failing verification.".into()]
+    } else {
+        found.into_iter().map(|s| format!("- {s}")).collect()
+    };
+    section(o, QUESTIONS[5], q6);
+}
+
+fn non_empty(lines: Vec<String>, why: &str) -> Vec<String> {
+    if lines.is_empty() {
+        vec![format!("Not answerable from this run: {why}.")]
+    } else {
+        lines
+    }
+}
+
+fn not_both(a: &str, b: &str, modes: &[Mode]) -> String {
+    let present: Vec<&str> = modes.iter().map(|m| m.as_str()).collect();
+    format!(
+        "Not answerable from this run: it needs both {a} and {b} (modes measured: {}).",
+        if present.is_empty() {
+            "none".into()
+        } else {
+            list(&present)
+        }
+    )
+}

@@ -1,0 +1,946 @@
+//! The sweep: every point of an engine × mode × size × threads matrix, measured by real
+//! server and client processes (in network namespaces when the script made them), written
+//! to one results folder after every point so an interrupted run keeps what it measured.
+//!
+//! The folder holds the seed's files — `results.csv`, `perfstats.csv`, one CSV per size ×
+//! threads — plus `records.jsonl` (every record, every repeat) and `meta.json` (the
+//! machine, the network, the matrix, what was skipped or failed). The CSV writers here are
+//! pure functions from records to text; their columns are documented in README.md.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result};
+use engine::config::{format_size, Backend, CounterScope, Mode, Workload};
+use engine::Record;
+use serde::{Deserialize, Serialize};
+
+use crate::proc::{run_client_until, ServerProcess};
+use crate::summary::{median, range};
+
+/// Version of the folder layout (files, columns, meta.json fields).
+pub const FOLDER_VERSION: u32 = 1;
+
+/// What to measure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Matrix {
+    pub engines: Vec<Backend>,
+    pub modes: Vec<Mode>,
+    pub sizes: Vec<usize>,
+    pub threads: Vec<usize>,
+    pub workload: Workload,
+    pub depth: usize,
+    pub duration_s: f64,
+    pub repeats: usize,
+}
+
+/// One point of the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Point {
+    pub engine: Backend,
+    pub mode: Mode,
+    pub size: usize,
+    pub threads: usize,
+}
+
+impl std::fmt::Display for Point {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} {} x{}",
+            self.engine,
+            self.mode,
+            format_size(self.size),
+            self.threads
+        )
+    }
+}
+
+impl Matrix {
+    /// The points, size by size and thread count by thread count, both engines next to
+    /// each other so drift over the run touches them alike. Modes an engine lacks
+    /// (zc-fixed on syscall) are left out.
+    pub fn points(&self) -> Vec<Point> {
+        let mut v = Vec::new();
+        for &size in &self.sizes {
+            for &threads in &self.threads {
+                for &engine in &self.engines {
+                    for &mode in &self.modes {
+                        if mode.supported_on(engine) {
+                            v.push(Point {
+                                engine,
+                                mode,
+                                size,
+                                threads,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        v
+    }
+}
+
+/// The point a record measured.
+pub fn point_of(r: &Record) -> Point {
+    Point {
+        engine: r.config.backend,
+        mode: r.config.mode,
+        size: r.config.size,
+        threads: r.config.threads,
+    }
+}
+
+/// Where the two sides run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    pub server_netns: Option<String>,
+    pub client_netns: Option<String>,
+    /// The server's address as the client dials it.
+    pub addr: IpAddr,
+    /// A sentence for meta.json and the report.
+    pub detail: String,
+}
+
+impl Network {
+    pub fn kind(&self) -> &'static str {
+        if self.server_netns.is_some() {
+            "netns"
+        } else {
+            "loopback"
+        }
+    }
+}
+
+/// A point that was not measured, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub engine: Backend,
+    pub mode: Mode,
+    pub size: usize,
+    pub threads: usize,
+    pub reason: String,
+}
+
+/// A point whose measurement failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failed {
+    pub point: String,
+    pub repeat: usize,
+    pub error: String,
+}
+
+/// meta.json: the machine, the network, the matrix, and how far the run got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    pub schema_version: u32,
+    pub copyperf_version: String,
+    pub git_revision: Option<String>,
+    pub command_line: String,
+    pub host: String,
+    pub kernel: String,
+    pub cpu_model: String,
+    pub cores: usize,
+    pub memory_bytes: Option<u64>,
+    pub optmem_max: Option<u64>,
+    /// RLIMIT_MEMLOCK soft limit; null when unlimited.
+    pub memlock_limit_bytes: Option<u64>,
+    /// The ring setup flags the kernel took (from the first uring record).
+    pub uring_setup_flags: Option<String>,
+    /// `netns` or `loopback`.
+    pub network: String,
+    pub network_detail: String,
+    /// The counter scope asked for (the records say what each side got).
+    pub counter_scope: CounterScope,
+    pub matrix: Matrix,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub points_total: usize,
+    pub points_done: usize,
+    pub skipped: Vec<Skipped>,
+    pub failed: Vec<Failed>,
+    pub interrupted: bool,
+}
+
+/// Everything one sweep needs.
+#[derive(Debug, Clone)]
+pub struct SweepConfig {
+    pub matrix: Matrix,
+    pub network: Network,
+    pub counters: CounterScope,
+    pub port: u16,
+    /// The run's own folder (created if missing).
+    pub dir: PathBuf,
+    /// Where the server and client binaries are.
+    pub bin_dir: PathBuf,
+    pub command_line: String,
+}
+
+/// What the sweep reports as it goes.
+pub enum SweepEvent<'a> {
+    /// Measuring is about to start.
+    Start { total: usize },
+    /// One measurement finished (or failed, or was skipped).
+    Point {
+        done: usize,
+        total: usize,
+        point: Point,
+        repeat: usize,
+        outcome: Result<&'a Record, String>,
+        eta: Option<Duration>,
+    },
+    /// A line worth showing (a skipped point, a notice).
+    Notice(String),
+}
+
+/// How a sweep ended.
+pub struct Outcome {
+    pub meta: Meta,
+    pub records: usize,
+}
+
+/// Runs the sweep, rewriting every file after every point. Returns when done or when
+/// `stop` is set (the running client killed, `interrupted` recorded).
+pub fn run(config: &SweepConfig, stop: &AtomicBool, on: &dyn Fn(SweepEvent)) -> Result<Outcome> {
+    std::fs::create_dir_all(&config.dir)
+        .with_context(|| format!("creating {}", config.dir.display()))?;
+    let points = config.matrix.points();
+    let mut meta = new_meta(config, points.len() * config.matrix.repeats);
+    let mut records: Vec<Record> = Vec::new();
+    let mut runnable = Vec::new();
+    for p in &points {
+        match engine::check_support(p.engine, p.mode) {
+            Ok(()) => runnable.push(*p),
+            Err(e) => {
+                on(SweepEvent::Notice(format!("skipping {p}: {e}")));
+                meta.skipped.push(Skipped {
+                    engine: p.engine,
+                    mode: p.mode,
+                    size: p.size,
+                    threads: p.threads,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    let total = runnable.len() * config.matrix.repeats;
+    meta.points_total = total;
+    write_all(&config.dir, &meta, &records, &config.matrix)?;
+    on(SweepEvent::Start { total });
+    let server_bin = config.bin_dir.join("server");
+    let client_bin = config.bin_dir.join("client");
+    let started = Instant::now();
+    let mut done = 0;
+    'outer: for repeat in 0..config.matrix.repeats {
+        for p in &runnable {
+            if stop.load(Ordering::Relaxed) {
+                meta.interrupted = true;
+                break 'outer;
+            }
+            let result = measure(config, *p, &server_bin, &client_bin, stop);
+            if stop.load(Ordering::Relaxed) {
+                meta.interrupted = true;
+                break 'outer;
+            }
+            done += 1;
+            let elapsed = started.elapsed();
+            let eta = (done < total).then(|| elapsed / done as u32 * (total - done) as u32);
+            match result {
+                Ok(record) => {
+                    if meta.uring_setup_flags.is_none() {
+                        meta.uring_setup_flags =
+                            record.client.uring.as_ref().map(|u| u.flags.clone());
+                    }
+                    records.push(record);
+                    meta.points_done = records.len();
+                    on(SweepEvent::Point {
+                        done,
+                        total,
+                        point: *p,
+                        repeat,
+                        outcome: Ok(records.last().expect("just pushed")),
+                        eta,
+                    });
+                }
+                Err(e) => {
+                    let error = format!("{e:#}");
+                    meta.failed.push(Failed {
+                        point: p.to_string(),
+                        repeat,
+                        error: error.clone(),
+                    });
+                    on(SweepEvent::Point {
+                        done,
+                        total,
+                        point: *p,
+                        repeat,
+                        outcome: Err(error),
+                        eta,
+                    });
+                }
+            }
+            write_all(&config.dir, &meta, &records, &config.matrix)?;
+        }
+    }
+    meta.finished_at = Some(engine::rfc3339(SystemTime::now()));
+    write_all(&config.dir, &meta, &records, &config.matrix)?;
+    Ok(Outcome {
+        meta,
+        records: records.len(),
+    })
+}
+
+/// One measurement: a fresh server for the point, the client against it.
+fn measure(
+    config: &SweepConfig,
+    p: Point,
+    server_bin: &Path,
+    client_bin: &Path,
+    stop: &AtomicBool,
+) -> Result<Record> {
+    let m = &config.matrix;
+    let port = config.port.to_string();
+    let threads = p.threads.to_string();
+    let max_size = config
+        .matrix
+        .sizes
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(p.size)
+        .max(p.size);
+    let mut server_args: Vec<String> = vec![
+        "--bind".into(),
+        config.network.addr.to_string(),
+        "-p".into(),
+        port.clone(),
+        "--backend".into(),
+        p.engine.to_string(),
+        "-t".into(),
+        threads.clone(),
+        "-s".into(),
+        max_size.to_string(),
+        "--counters".into(),
+        config.counters.to_string(),
+    ];
+    if p.engine == Backend::Uring {
+        server_args.extend(["--workers".into(), threads.clone()]);
+    }
+    let server = ServerProcess::start(
+        server_bin,
+        config.network.server_netns.as_deref(),
+        &server_args,
+    )?;
+    let client_args: Vec<String> = [
+        "-h",
+        &config.network.addr.to_string(),
+        "-p",
+        &port,
+        "--backend",
+        p.engine.as_str(),
+        "--mode",
+        p.mode.as_str(),
+        "-s",
+        &p.size.to_string(),
+        "-t",
+        &threads,
+        "-d",
+        &m.duration_s.to_string(),
+        "--workload",
+        m.workload.as_str(),
+        "--depth",
+        &m.depth.to_string(),
+        "--counters",
+        config.counters.as_str(),
+    ]
+    .map(String::from)
+    .to_vec();
+    let limit = Duration::from_secs_f64(m.duration_s) + Duration::from_secs(60);
+    let record = run_client_until(
+        client_bin,
+        config.network.client_netns.as_deref(),
+        &client_args,
+        stop,
+        limit,
+    );
+    server.stop()?;
+    record?.context("interrupted")
+}
+
+fn new_meta(config: &SweepConfig, total: usize) -> Meta {
+    Meta {
+        schema_version: FOLDER_VERSION,
+        copyperf_version: env!("CARGO_PKG_VERSION").into(),
+        git_revision: git_revision(),
+        command_line: config.command_line.clone(),
+        host: hostname(),
+        kernel: engine::kernel_release(),
+        cpu_model: crate::summary::cpu_model(),
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        memory_bytes: meminfo_total(),
+        optmem_max: std::fs::read_to_string("/proc/sys/net/core/optmem_max")
+            .ok()
+            .and_then(|s| s.trim().parse().ok()),
+        memlock_limit_bytes: memlock_limit(),
+        uring_setup_flags: None,
+        network: config.network.kind().into(),
+        network_detail: config.network.detail.clone(),
+        counter_scope: config.counters,
+        matrix: config.matrix.clone(),
+        started_at: engine::rfc3339(SystemTime::now()),
+        finished_at: None,
+        points_total: total,
+        points_done: 0,
+        skipped: Vec::new(),
+        failed: Vec::new(),
+        interrupted: false,
+    }
+}
+
+/// This machine's host name.
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "host".into())
+}
+
+fn git_revision() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let rev = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let dirty = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .ok()
+        .is_some_and(|o| !o.stdout.is_empty());
+    Some(if dirty { format!("{rev}-dirty") } else { rev })
+}
+
+fn meminfo_total() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = s
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+fn memlock_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } == 0;
+    (ok && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+}
+
+/// The folder name for a run: `<date>-<HHMM>_<host>[_label]`, UTC.
+pub fn folder_name(now: SystemTime, host: &str, label: Option<&str>) -> String {
+    let stamp = engine::rfc3339(now); // 2026-11-24T19:35:04Z
+    let date = format!("{}-{}{}", &stamp[..10], &stamp[11..13], &stamp[14..16]);
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect()
+    };
+    match label {
+        Some(l) if !l.is_empty() => format!("{date}_{}_{}", clean(host), clean(l)),
+        _ => format!("{date}_{}", clean(host)),
+    }
+}
+
+/// Rewrites every file of the folder from what is known now.
+pub fn write_all(dir: &Path, meta: &Meta, records: &[Record], matrix: &Matrix) -> Result<()> {
+    let aggs = aggregate(records);
+    write_file(dir, "results.csv", &results_csv(&aggs))?;
+    write_file(dir, "perfstats.csv", &perfstats_csv(&aggs))?;
+    for &size in &matrix.sizes {
+        for &threads in &matrix.threads {
+            let some: Vec<&Aggregate> = aggs
+                .iter()
+                .filter(|a| a.point.size == size && a.point.threads == threads)
+                .collect();
+            write_file(
+                dir,
+                &format!("{size}B_{threads}T.csv"),
+                &results_rows(&some),
+            )?;
+        }
+    }
+    let mut jsonl = String::new();
+    for r in records {
+        jsonl.push_str(&engine::export::json_line(r));
+        jsonl.push('\n');
+    }
+    write_file(dir, "records.jsonl", &jsonl)?;
+    write_file(
+        dir,
+        "meta.json",
+        &(serde_json::to_string_pretty(meta)? + "\n"),
+    )?;
+    Ok(())
+}
+
+/// Writes through a temporary file and a rename, so a reader never sees half a file.
+fn write_file(dir: &Path, name: &str, text: &str) -> Result<()> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, dir.join(name)).with_context(|| format!("writing {name}"))?;
+    Ok(())
+}
+
+/// One side's figures at a point: medians over repeats, `None` where never measured.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SideAgg {
+    pub scope: Option<CounterScope>,
+    pub cycles: Option<f64>,
+    pub instructions: Option<f64>,
+    pub l1d_load_misses: Option<f64>,
+    pub llc_load_misses: Option<f64>,
+    pub context_switches: Option<f64>,
+    pub cpu_migrations: Option<f64>,
+    pub page_faults: Option<f64>,
+    pub task_clock_ns: Option<f64>,
+    pub cpu_busy_ns: Option<f64>,
+    pub cycles_per_byte: Option<f64>,
+    pub cpu_ns_per_byte: Option<f64>,
+    pub context_switches_per_msg: Option<f64>,
+    pub kernel_calls: Option<f64>,
+    pub kernel_calls_per_msg: Option<f64>,
+}
+
+/// A point's figures: medians over its repeats, with the throughput spread.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aggregate {
+    pub point: Point,
+    pub workload: Workload,
+    pub depth: usize,
+    pub repeats: usize,
+    pub throughput_gbps: f64,
+    pub throughput_min: f64,
+    pub throughput_max: f64,
+    pub latency_mean_us: Option<f64>,
+    pub latency_p50_us: Option<f64>,
+    pub latency_p99_us: Option<f64>,
+    pub bytes_sent: f64,
+    pub bytes_received: f64,
+    pub messages: f64,
+    pub zc_copied_fraction: Option<f64>,
+    pub client: SideAgg,
+    pub server: SideAgg,
+}
+
+/// Median of what `f` gives over `records`, skipping missing values.
+fn med(records: &[&Record], f: impl Fn(&Record) -> Option<f64>) -> Option<f64> {
+    median(&records.iter().filter_map(|r| f(r)).collect::<Vec<_>>())
+}
+
+fn side_agg(records: &[&Record], side: impl Fn(&Record) -> Option<&engine::SideReport>) -> SideAgg {
+    let c = |f: fn(&engine::counters::Counters) -> Option<u64>| {
+        med(records, |r| {
+            side(r)?.counters.as_ref().and_then(f).map(|v| v as f64)
+        })
+    };
+    SideAgg {
+        scope: records
+            .iter()
+            .find_map(|r| side(r).map(|s| s.counter_scope)),
+        cycles: c(|x| x.cycles),
+        instructions: c(|x| x.instructions),
+        l1d_load_misses: c(|x| x.l1d_load_misses),
+        llc_load_misses: c(|x| x.llc_load_misses),
+        context_switches: c(|x| x.context_switches),
+        cpu_migrations: c(|x| x.cpu_migrations),
+        page_faults: c(|x| x.page_faults),
+        task_clock_ns: c(|x| x.task_clock_ns),
+        cpu_busy_ns: c(|x| x.cpu_busy_ns),
+        cycles_per_byte: med(records, |r| side(r)?.cycles_per_byte),
+        cpu_ns_per_byte: med(records, |r| side(r)?.cpu_ns_per_byte),
+        context_switches_per_msg: med(records, |r| side(r)?.context_switches_per_msg),
+        kernel_calls: med(records, |r| Some(side(r)?.stats.io.kernel_calls() as f64)),
+        kernel_calls_per_msg: med(records, |r| side(r)?.kernel_calls_per_msg),
+    }
+}
+
+/// Groups records by point, in point order, and takes medians.
+pub fn aggregate(records: &[Record]) -> Vec<Aggregate> {
+    let mut groups: BTreeMap<(usize, usize, Backend, Mode), Vec<&Record>> = BTreeMap::new();
+    for r in records {
+        let p = point_of(r);
+        groups
+            .entry((p.size, p.threads, p.engine, p.mode))
+            .or_default()
+            .push(r);
+    }
+    groups
+        .into_values()
+        .map(|rs| {
+            let first = rs[0];
+            let tp: Vec<f64> = rs.iter().map(|r| r.summary.throughput_gbps).collect();
+            let (lo, hi) = range(&tp).unwrap_or((0.0, 0.0));
+            Aggregate {
+                point: point_of(first),
+                workload: first.config.workload,
+                depth: first.config.depth,
+                repeats: rs.len(),
+                throughput_gbps: median(&tp).unwrap_or(0.0),
+                throughput_min: lo,
+                throughput_max: hi,
+                latency_mean_us: med(&rs, |r| r.latency.map(|l| l.mean_us)),
+                latency_p50_us: med(&rs, |r| r.latency.map(|l| l.p50_us)),
+                latency_p99_us: med(&rs, |r| r.latency.map(|l| l.p99_us)),
+                bytes_sent: med(&rs, |r| Some(r.summary.bytes_sent as f64)).unwrap_or(0.0),
+                bytes_received: med(&rs, |r| Some(r.summary.bytes_received as f64)).unwrap_or(0.0),
+                messages: med(&rs, |r| Some(r.summary.messages as f64)).unwrap_or(0.0),
+                zc_copied_fraction: med(&rs, |r| r.client.zc_copied_fraction),
+                client: side_agg(&rs, |r| Some(&r.client)),
+                server: side_agg(&rs, |r| r.server.as_ref()),
+            }
+        })
+        .collect()
+}
+
+/// results.csv columns (README.md documents each).
+pub const RESULTS_COLUMNS: [&str; 17] = [
+    "Engine",
+    "Implementation",
+    "MessageSize",
+    "Threads",
+    "Workload",
+    "Depth",
+    "Repeats",
+    "Throughput_Gbps",
+    "Throughput_Min_Gbps",
+    "Throughput_Max_Gbps",
+    "Latency_us",
+    "Latency_P50_us",
+    "Latency_P99_us",
+    "BytesSent",
+    "BytesReceived",
+    "Messages",
+    "ZC_Copied_Fraction",
+];
+
+/// perfstats.csv columns (README.md documents each).
+pub const PERFSTATS_COLUMNS: [&str; 20] = [
+    "Engine",
+    "Implementation",
+    "MessageSize",
+    "Threads",
+    "Side",
+    "CounterScope",
+    "Cycles",
+    "Instructions",
+    "L1_Misses",
+    "LLC_Misses",
+    "Context_Switches",
+    "CPU_Migrations",
+    "Page_Faults",
+    "Task_Clock_ms",
+    "CPU_Busy_ms",
+    "Cycles_per_Byte",
+    "CPU_ns_per_Byte",
+    "Context_Switches_per_Msg",
+    "Kernel_Calls",
+    "Kernel_Calls_per_Msg",
+];
+
+fn num(v: Option<f64>, digits: usize) -> String {
+    v.map_or(String::new(), |x| format!("{x:.digits$}"))
+}
+
+fn csv_line(out: &mut String, cells: &[String]) {
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    w.write_record(cells).expect("writing to memory");
+    out.push_str(&String::from_utf8(w.into_inner().expect("flushed")).expect("utf-8"));
+}
+
+/// results.csv: one row per point, figures are medians over repeats.
+pub fn results_csv(aggs: &[Aggregate]) -> String {
+    results_rows(&aggs.iter().collect::<Vec<_>>())
+}
+
+fn results_rows(aggs: &[&Aggregate]) -> String {
+    let mut s = String::new();
+    csv_line(&mut s, &RESULTS_COLUMNS.map(String::from));
+    for a in aggs {
+        csv_line(
+            &mut s,
+            &[
+                a.point.engine.to_string(),
+                a.point.mode.to_string(),
+                a.point.size.to_string(),
+                a.point.threads.to_string(),
+                a.workload.to_string(),
+                a.depth.to_string(),
+                a.repeats.to_string(),
+                format!("{:.4}", a.throughput_gbps),
+                format!("{:.4}", a.throughput_min),
+                format!("{:.4}", a.throughput_max),
+                num(a.latency_mean_us, 2),
+                num(a.latency_p50_us, 2),
+                num(a.latency_p99_us, 2),
+                format!("{:.0}", a.bytes_sent),
+                format!("{:.0}", a.bytes_received),
+                format!("{:.0}", a.messages),
+                num(a.zc_copied_fraction, 4),
+            ],
+        );
+    }
+    s
+}
+
+/// perfstats.csv: per point, one row per side; empty cells are counters not measured.
+pub fn perfstats_csv(aggs: &[Aggregate]) -> String {
+    let mut s = String::new();
+    csv_line(&mut s, &PERFSTATS_COLUMNS.map(String::from));
+    for a in aggs {
+        for (side, x) in [("client", &a.client), ("server", &a.server)] {
+            let count = |v: Option<f64>| num(v, 0);
+            let ms = |v: Option<f64>| num(v.map(|ns| ns / 1e6), 3);
+            csv_line(
+                &mut s,
+                &[
+                    a.point.engine.to_string(),
+                    a.point.mode.to_string(),
+                    a.point.size.to_string(),
+                    a.point.threads.to_string(),
+                    side.into(),
+                    x.scope.map_or(String::new(), |s| s.to_string()),
+                    count(x.cycles),
+                    count(x.instructions),
+                    count(x.l1d_load_misses),
+                    count(x.llc_load_misses),
+                    count(x.context_switches),
+                    count(x.cpu_migrations),
+                    count(x.page_faults),
+                    ms(x.task_clock_ns),
+                    ms(x.cpu_busy_ns),
+                    num(x.cycles_per_byte, 3),
+                    num(x.cpu_ns_per_byte, 3),
+                    num(x.context_switches_per_msg, 3),
+                    count(x.kernel_calls),
+                    num(x.kernel_calls_per_msg, 3),
+                ],
+            );
+        }
+    }
+    s
+}
+
+/// The progress line for one point.
+pub fn point_line(
+    done: usize,
+    total: usize,
+    point: &Point,
+    outcome: &Result<&Record, String>,
+    eta: Option<Duration>,
+) -> String {
+    let width = total.to_string().len();
+    let mut s = format!(
+        "[{done:>width$}/{total}] {:<7} {:<8} {:>4} x{:<2} ",
+        point.engine.as_str(),
+        point.mode.as_str(),
+        format_size(point.size),
+        point.threads
+    );
+    match outcome {
+        Ok(r) => {
+            let _ = write!(s, "{:8.3} Gbit/s", r.summary.throughput_gbps);
+            if let Some(l) = r.latency {
+                let _ = write!(s, ", {:8.1} µs mean", l.mean_us);
+            }
+            if let Some(c) = r.client.cpu_ns_per_byte {
+                let _ = write!(s, ", {c:.2} CPU-ns/B");
+            }
+            if let Some(f) = r.client.zc_copied_fraction {
+                let _ = write!(s, ", {:.0}% copied", f * 100.0);
+            }
+            if r.summary.verify_errors > 0 {
+                let _ = write!(s, ", {} VERIFY ERRORS", r.summary.verify_errors);
+            }
+        }
+        Err(e) => {
+            let _ = write!(s, "FAILED: {e}");
+        }
+    }
+    if let Some(eta) = eta {
+        let secs = eta.as_secs();
+        let _ = write!(s, "  (ETA {}m{:02}s)", secs / 60, secs % 60);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matrix() -> Matrix {
+        Matrix {
+            engines: vec![Backend::Syscall, Backend::Uring],
+            modes: vec![Mode::TwoCopy, Mode::OneCopy, Mode::Zc, Mode::ZcFixed],
+            sizes: vec![1024, 4096, 16384, 65536],
+            threads: vec![1, 2, 4, 8],
+            workload: Workload::Echo,
+            depth: 1,
+            duration_s: 3.0,
+            repeats: 1,
+        }
+    }
+
+    #[test]
+    fn the_default_matrix_is_48_points_per_engine_plus_zc_fixed() {
+        let points = matrix().points();
+        let per = |e| points.iter().filter(|p| p.engine == e).count();
+        assert_eq!(per(Backend::Syscall), 48);
+        assert_eq!(per(Backend::Uring), 64, "48 + 16 zc-fixed");
+        assert!(!points
+            .iter()
+            .any(|p| p.engine == Backend::Syscall && p.mode == Mode::ZcFixed));
+    }
+
+    fn record(engine: Backend, mode: Mode, size: usize, threads: usize, gbps: f64) -> Record {
+        let mut r = Record::example();
+        r.config.backend = engine;
+        r.config.mode = mode;
+        r.config.size = size;
+        r.config.threads = threads;
+        r.summary.throughput_gbps = gbps;
+        r
+    }
+
+    #[test]
+    fn repeats_collapse_to_medians_with_spread() {
+        let rs = vec![
+            record(Backend::Syscall, Mode::TwoCopy, 1024, 1, 1.0),
+            record(Backend::Syscall, Mode::TwoCopy, 1024, 1, 3.0),
+            record(Backend::Syscall, Mode::TwoCopy, 1024, 1, 2.0),
+            record(Backend::Uring, Mode::TwoCopy, 1024, 1, 5.0),
+        ];
+        let aggs = aggregate(&rs);
+        assert_eq!(aggs.len(), 2);
+        assert_eq!(aggs[0].repeats, 3);
+        assert_eq!(aggs[0].throughput_gbps, 2.0);
+        assert_eq!((aggs[0].throughput_min, aggs[0].throughput_max), (1.0, 3.0));
+        assert_eq!(aggs[1].point.engine, Backend::Uring);
+    }
+
+    #[test]
+    fn csv_files_carry_the_documented_columns_and_empty_missing_cells() {
+        let mut r = record(Backend::Syscall, Mode::Zc, 4096, 2, 1.5);
+        r.client.counters.as_mut().unwrap().cycles = None;
+        r.latency = None;
+        let aggs = aggregate(&[r]);
+        let text = results_csv(&aggs);
+        let mut rd = csv::Reader::from_reader(text.as_bytes());
+        assert_eq!(
+            rd.headers().unwrap().iter().collect::<Vec<_>>(),
+            RESULTS_COLUMNS
+        );
+        let row = rd.records().next().unwrap().unwrap();
+        assert_eq!(&row[0], "syscall");
+        assert_eq!(&row[1], "zc");
+        assert_eq!(&row[7], "1.5000");
+        assert_eq!(&row[10], "", "no latency: empty, not 0");
+        let text = perfstats_csv(&aggs);
+        let mut rd = csv::Reader::from_reader(text.as_bytes());
+        assert_eq!(
+            rd.headers().unwrap().iter().collect::<Vec<_>>(),
+            PERFSTATS_COLUMNS
+        );
+        let rows: Vec<_> = rd.records().map(Result::unwrap).collect();
+        assert_eq!(rows.len(), 2, "client and server");
+        assert_eq!(&rows[0][4], "client");
+        assert_eq!(&rows[0][6], "", "cycles missing: empty, not 0");
+        assert_ne!(&rows[0][10], "");
+    }
+
+    #[test]
+    fn folder_names_are_dated_and_clean() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_771_459_200 + 3661);
+        assert_eq!(folder_name(t, "vm", None), "2026-02-19-0101_vm");
+        assert_eq!(
+            folder_name(t, "my host", Some("run/1")),
+            "2026-02-19-0101_my-host_run-1"
+        );
+    }
+
+    #[test]
+    fn files_are_written_and_rewritten() {
+        let dir = std::env::temp_dir().join(format!("copyperf-sweep-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut m = matrix();
+        m.sizes = vec![1024];
+        m.threads = vec![1, 2];
+        let config = SweepConfig {
+            matrix: m.clone(),
+            network: Network {
+                server_netns: None,
+                client_netns: None,
+                addr: [127, 0, 0, 1].into(),
+                detail: "loopback".into(),
+            },
+            counters: CounterScope::Thread,
+            port: 0,
+            dir: dir.clone(),
+            bin_dir: dir.clone(),
+            command_line: "test".into(),
+        };
+        let meta = new_meta(&config, 2);
+        let rs = vec![record(Backend::Syscall, Mode::TwoCopy, 1024, 1, 1.0)];
+        write_all(&dir, &meta, &rs, &m).unwrap();
+        for f in [
+            "results.csv",
+            "perfstats.csv",
+            "1024B_1T.csv",
+            "1024B_2T.csv",
+            "records.jsonl",
+            "meta.json",
+        ] {
+            assert!(dir.join(f).exists(), "{f}");
+        }
+        let back: Meta =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+        assert_eq!(back, meta);
+        assert_eq!(
+            std::fs::read_to_string(dir.join("records.jsonl"))
+                .unwrap()
+                .lines()
+                .count(),
+            1
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("1024B_2T.csv"))
+                .unwrap()
+                .lines()
+                .count(),
+            1,
+            "header only"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,250 @@
+//! scripts/sweep.sh end to end: a quick sweep inside network namespaces writes every file
+//! of its folder, an interrupted one keeps its finished points, and neither leaves a
+//! namespace or a process behind.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cli::sweep::{Meta, PERFSTATS_COLUMNS, RESULTS_COLUMNS};
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/sweep.sh")
+}
+
+fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_sweep"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("copyperf-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn start(out: &Path, port: u16, extra: &[&str]) -> Child {
+    Command::new("bash")
+        .arg(script())
+        .arg("--bin-dir")
+        .arg(bin_dir())
+        .arg("--out")
+        .arg(out)
+        .args(["--port", &port.to_string(), "--label", "test"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bash runs the script")
+}
+
+/// The single results folder the run made.
+fn folder(out: &Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs[0].clone()
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn rows(p: &Path, columns: &[&str]) -> usize {
+    let text = read(p);
+    let mut rd = csv::Reader::from_reader(text.as_bytes());
+    assert_eq!(
+        rd.headers().unwrap().iter().collect::<Vec<_>>(),
+        columns,
+        "{}",
+        p.display()
+    );
+    let mut n = 0;
+    for r in rd.records() {
+        r.expect("a well-formed row");
+        n += 1;
+    }
+    n
+}
+
+/// Namespaces this script run (pid) made are gone, and nothing it started still runs.
+fn assert_nothing_left(script_pid: u32, port: u16) {
+    let list = Command::new("ip").args(["netns", "list"]).output();
+    if let Ok(list) = list {
+        let list = String::from_utf8_lossy(&list.stdout);
+        for ns in [
+            format!("copyperf-s{script_pid}"),
+            format!("copyperf-c{script_pid}"),
+        ] {
+            assert!(!list.contains(&ns), "namespace {ns} left behind: {list}");
+        }
+    }
+    let pgrep = Command::new("pgrep")
+        .args(["-f", &format!("-p {port}( |$)")])
+        .output()
+        .unwrap();
+    assert!(
+        pgrep.stdout.is_empty(),
+        "processes left: {}",
+        String::from_utf8_lossy(&pgrep.stdout)
+    );
+}
+
+fn root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn quick_sweep_in_namespaces_writes_every_file() {
+    let out = scratch("sweep-quick");
+    let port = free_port();
+    let child = start(
+        &out,
+        port,
+        &[
+            "--duration",
+            "0.3",
+            "--engines",
+            "syscall,uring",
+            "--modes",
+            "two-copy",
+            "--sizes",
+            "1K,4K",
+            "--threads",
+            "1,2",
+        ],
+    );
+    let pid = child.id();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let dir = folder(&out);
+    assert!(dir
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .ends_with("_test"));
+    assert_eq!(rows(&dir.join("results.csv"), &RESULTS_COLUMNS), 4 * 2);
+    assert_eq!(
+        rows(&dir.join("perfstats.csv"), &PERFSTATS_COLUMNS),
+        4 * 2 * 2
+    );
+    for f in [
+        "1024B_1T.csv",
+        "1024B_2T.csv",
+        "4096B_1T.csv",
+        "4096B_2T.csv",
+    ] {
+        assert_eq!(rows(&dir.join(f), &RESULTS_COLUMNS), 2, "{f}: both engines");
+    }
+    let records: Vec<engine::Record> = read(&dir.join("records.jsonl"))
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a record per line"))
+        .collect();
+    assert_eq!(records.len(), 8);
+    assert!(records
+        .iter()
+        .all(|r| r.summary.verify_errors == 0 && r.summary.messages > 0));
+    let meta: Meta = serde_json::from_str(&read(&dir.join("meta.json"))).unwrap();
+    assert_eq!((meta.points_done, meta.points_total), (8, 8));
+    assert!(!meta.interrupted && meta.failed.is_empty() && meta.finished_at.is_some());
+    let netns_possible = root() && Command::new("ip").arg("-V").output().is_ok();
+    if netns_possible {
+        assert_eq!(meta.network, "netns", "{}", meta.network_detail);
+        assert!(records.iter().all(|r| r.server_addr.starts_with("10.213.")));
+    } else {
+        eprintln!(
+            "NOTE: not root or no iproute2: the sweep ran on loopback ({})",
+            meta.network_detail
+        );
+        assert_eq!(meta.network, "loopback");
+    }
+    assert!(meta.uring_setup_flags.is_some());
+    let report = read(&dir.join("report.md"));
+    for q in ["### Q1.", "### Q2.", "### Q3.", "### Q4.", "### Q5."] {
+        assert!(report.contains(q), "report.md lacks {q}");
+    }
+    let plots = std::fs::read_dir(dir.join("plots")).unwrap().count();
+    assert!(plots >= 6, "{plots} plots");
+    assert_nothing_left(pid, port);
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn an_interrupted_sweep_keeps_its_finished_points_and_cleans_up() {
+    let out = scratch("sweep-interrupt");
+    let port = free_port();
+    let child = start(
+        &out,
+        port,
+        &[
+            "--duration",
+            "1",
+            "--engines",
+            "syscall",
+            "--modes",
+            "two-copy,one-copy",
+            "--sizes",
+            "1K",
+            "--threads",
+            "1,2",
+        ],
+    );
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let records = loop {
+        let done = std::fs::read_dir(&out)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read_to_string(e.unwrap().path().join("records.jsonl")).ok())
+            .map_or(0, |s| s.lines().count());
+        if done >= 1 {
+            break done;
+        }
+        assert!(Instant::now() < deadline, "no point finished in time");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(records < 4);
+    // SAFETY: signals our own child (the script), as Ctrl-C would.
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let dir = folder(&out);
+    let meta: Meta = serde_json::from_str(&read(&dir.join("meta.json"))).unwrap();
+    assert!(meta.interrupted);
+    assert!(
+        meta.points_done >= 1 && meta.points_done < 4,
+        "{}",
+        meta.points_done
+    );
+    assert_eq!(
+        read(&dir.join("records.jsonl")).lines().count(),
+        meta.points_done
+    );
+    assert_eq!(
+        rows(&dir.join("results.csv"), &RESULTS_COLUMNS),
+        meta.points_done
+    );
+    assert_nothing_left(pid, port);
+    std::fs::remove_dir_all(&out).unwrap();
+}
