@@ -193,7 +193,9 @@ fn connect(config: &ClientConfig, addr: SocketAddr, flow: u32) -> Result<Connect
         }
         Err(e) => return Err(read_error(e, "the server's answer to the hello")),
     }
-    stream.set_nodelay(true).map_err(io("TCP_NODELAY"))?;
+    stream
+        .set_nodelay(config.nodelay.unwrap_or(true))
+        .map_err(io("TCP_NODELAY"))?;
     backend::syscall::set_timeouts(stream.as_fd(), config.io_timeout)
         .map_err(io("socket timeouts"))?;
     if config.mode == Mode::Zc && config.backend == Backend::Syscall {

@@ -246,6 +246,10 @@ pub struct ClientConfig {
     pub cpus: CpuSpec,
     /// Where kernel counters are counted.
     pub counters: CounterScope,
+    /// TCP_NODELAY on the client's sockets; `None` (auto) resolves to on for echo, where
+    /// every message waits on its reply, and off for stream, where Nagle coalescing is
+    /// what bulk senders (iperf3 among them) run with.
+    pub nodelay: Option<bool>,
 }
 
 impl Default for ClientConfig {
@@ -267,13 +271,16 @@ impl Default for ClientConfig {
             uring_recv: UringRecv::DEFAULT,
             cpus: CpuSpec::Auto,
             counters: CounterScope::Thread,
+            nodelay: None,
         }
     }
 }
 
 impl ClientConfig {
-    /// Checks every limit once; the engine relies on them afterwards.
-    pub fn validate(self) -> Result<Self, Error> {
+    /// Checks every limit once and resolves what was left automatic; the engine relies on
+    /// both afterwards.
+    pub fn validate(mut self) -> Result<Self, Error> {
+        self.nodelay = Some(self.nodelay.unwrap_or(self.workload == Workload::Echo));
         check_size(self.size)?;
         check_count("threads (-t)", self.threads)?;
         check_count("connections per thread (--conns)", self.conns)?;

@@ -236,7 +236,10 @@ impl Record {
     /// A record with every optional field present, for tests and for deriving the CSV
     /// columns from the struct definitions.
     pub fn example() -> Record {
-        let config = ClientConfig::default();
+        // Records hold validated configs, with every automatic choice resolved.
+        let config = ClientConfig::default()
+            .validate()
+            .expect("the default config is valid");
         let mut stats = FlowStats {
             bytes_sent: 4096,
             bytes_received: 4096,

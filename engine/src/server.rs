@@ -442,6 +442,12 @@ fn linger_close(stream: &mut TcpStream) {
     }
 }
 
+/// The server sends only echoes, each awaited by the client: TCP_NODELAY for echo, Nagle
+/// (it never sends anyway) for stream.
+pub(crate) fn nodelay_for(hello: &Hello) -> bool {
+    hello.workload == Workload::Echo
+}
+
 /// Builds the server side of a connection's workload from its hello.
 pub(crate) fn server_flow(hello: &Hello, template: Arc<Template>, pool: Pool) -> Flow {
     let spec = FlowSpec {
@@ -494,7 +500,7 @@ fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
         backend::syscall::set_timeouts(fd, shared.config.idle_timeout)
             .map_err(|e| Error::io("socket timeouts", e))?;
         stream
-            .set_nodelay(true)
+            .set_nodelay(nodelay_for(&hello))
             .map_err(|e| Error::io("TCP_NODELAY", e))?;
         if hello.mode == Mode::Zc && hello.workload == Workload::Echo {
             backend::syscall::enable_zerocopy(fd)?;

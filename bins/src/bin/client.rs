@@ -79,6 +79,10 @@ struct Args {
     /// work), or off.
     #[arg(long, value_name = "SCOPE", default_value = "thread", value_parser = CounterScope::parser())]
     counters: CounterScope,
+    /// TCP_NODELAY: auto is on for echo (each message waits on its reply) and off for
+    /// stream (Nagle coalescing, as bulk senders run).
+    #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "on", "off"])]
+    nodelay: String,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
@@ -111,6 +115,11 @@ fn main() -> ExitCode {
         uring_recv: args.uring_recv,
         cpus: args.cpus,
         counters: args.counters,
+        nodelay: match args.nodelay.as_str() {
+            "on" => Some(true),
+            "off" => Some(false),
+            _ => None,
+        },
     };
     let human = args.format == Format::Human;
     if human {

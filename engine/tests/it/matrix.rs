@@ -32,6 +32,19 @@ fn run_pair(client: Backend, server: Backend, mode: Mode, workload: Workload, de
             );
             assert!(io.cqes >= io.sqes, "{case}: every SQE completes");
             assert!(record.client.cqes_per_reap.unwrap() >= 1.0, "{case}");
+            // Regression: a CQ head published late made every other wait return at once,
+            // empty. Now nearly every enter reaps (a few 100 ms timer ticks aside).
+            for (side, io) in [
+                ("client", io),
+                ("server", &record.server.as_ref().unwrap().stats.io),
+            ] {
+                if io.enters > 0 {
+                    assert!(
+                        io.enters <= io.reaps + io.reaps / 10 + 20,
+                        "{case}: {side} woke empty: {io:?}"
+                    );
+                }
+            }
             let setup = record.client.uring.as_ref().expect("ring setup recorded");
             assert!(!setup.flags.is_empty(), "{case}");
             assert_eq!(setup.fixed_buffers, mode == Mode::ZcFixed, "{case}");

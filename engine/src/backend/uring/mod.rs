@@ -553,6 +553,9 @@ impl<'r> Ring<'r> {
             res: c.result(),
             flags: c.flags(),
         }));
+        // Publish the new head now: a wait for N completions counts the ones the kernel
+        // believes unread, so a stale head makes the next wait return at once, empty.
+        self.cq.sync();
         if !out.is_empty() {
             self.io.reaps += 1;
             self.io.cqes += out.len() as u64;

@@ -20,7 +20,7 @@ use crate::message::{Layout, Template};
 use crate::placement::{self, Placement};
 use crate::pool::{pool_size, Pool};
 use crate::server::{
-    finish_connection, server_flow, Accepted, ConnMeter, Running, ServerEvent, Shared,
+    finish_connection, nodelay_for, server_flow, Accepted, ConnMeter, Running, ServerEvent, Shared,
 };
 use crate::stats::PeerReport;
 
@@ -283,7 +283,7 @@ impl<'s> Worker<'s> {
         } else {
             (Pool::heap(&template, hello.mode, per_conn), None)
         };
-        if let Err(e) = acc.stream.set_nodelay(true) {
+        if let Err(e) = acc.stream.set_nodelay(nodelay_for(&hello)) {
             self.report_failure(&acc, format!("TCP_NODELAY: {e}"));
             return None;
         }

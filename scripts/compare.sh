@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# copyperf beside iperf3 and sockperf, on loopback only, interleaved, several repeats.
+#
+#   scripts/compare.sh                # 1K/4K/16K/64K, 5 repeats of 3 s
+#   scripts/compare.sh --repeats 3 -d 2
+#   scripts/compare.sh --help         # every flag (they go to target/release/compare)
+#
+# Installs iperf3 and sockperf from Debian where missing, builds in release, and writes
+# results/peers_<date>_<host>/ (samples.csv, peers.csv, peers.svg); prints the ratios.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3)
+command -v sockperf >/dev/null 2>&1 || missing+=(sockperf)
+command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "error: ${missing[*]} missing; install with: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "installing ${missing[*]} (apt-get)..." >&2
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+bin_dir=""
+args=()
+while (($#)); do
+  case "$1" in
+    --bin-dir) bin_dir=$2; shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+if [[ -z "$bin_dir" ]]; then
+  echo "building (cargo build --release)..." >&2
+  cargo build --release --quiet --bins
+  bin_dir=target/release
+fi
+exec "$bin_dir/compare" --bin-dir "$bin_dir" ${args[@]+"${args[@]}"}
