@@ -325,6 +325,7 @@ fn example_ring() -> RingSetup {
     RingSetup {
         flags: "single_issuer+defer_taskrun".into(),
         recv: "single".into(),
+        cqe_skip: true,
         ..Default::default()
     }
 }

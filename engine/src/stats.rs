@@ -194,6 +194,9 @@ pub struct RingSetup {
     pub fixed_files: bool,
     /// Message buffers are registered (zc-fixed).
     pub fixed_buffers: bool,
+    /// Successful sends inside a chain skip their CQE (IOSQE_CQE_SKIP_SUCCESS; copying
+    /// modes): a chain posts one completion.
+    pub cqe_skip: bool,
     /// How two-copy messages are received: `single` (RECV per message) or `multishot`
     /// (provided-buffer ring).
     pub recv: String,

@@ -103,7 +103,8 @@ fn client_conn(
     };
     let flow = client_flow(config, template, pool);
     let multishot = ring.pbuf.is_some();
-    let mut c = UConn::new(flow, fd, file, per_conn, multishot, ());
+    let cqe_skip = ring.setup.cqe_skip;
+    let mut c = UConn::new(flow, fd, file, per_conn, multishot, cqe_skip, ());
     c.fixed_range = range;
     Ok(c)
 }

@@ -124,6 +124,14 @@ pub(crate) struct UConn<X> {
     multishot: Option<Multishot>,
     /// Sends whose result has not arrived.
     tx_inflight: usize,
+    /// Sends issued with IOSQE_CQE_SKIP_SUCCESS, in chain order: their success is known
+    /// only when a later member of their chain completes.
+    silent: VecDeque<u16>,
+    /// Successful sends may skip their CQE (copying modes, where the kernel kernel supports
+    /// it): a chain then posts one CQE, for its last member.
+    skip_ok: bool,
+    /// The receive in flight was linked behind a chain of sends.
+    rx_linked: bool,
     /// Scratch for building a chain; boxed messages keep their addresses.
     #[allow(clippy::vec_box)]
     chain: Vec<Box<Message>>,
@@ -144,6 +152,7 @@ impl<X> UConn<X> {
         file: Option<u32>,
         pool_len: usize,
         multishot: bool,
+        cqe_skip: bool,
         extra: X,
     ) -> UConn<X> {
         let spec = *flow.spec();
@@ -160,6 +169,9 @@ impl<X> UConn<X> {
             rx: None,
             multishot: (multishot && spec.mode == Mode::TwoCopy).then(Multishot::default),
             tx_inflight: 0,
+            silent: VecDeque::with_capacity(spec.depth),
+            skip_ok: cqe_skip && !spec.mode.is_zero_copy(),
+            rx_linked: false,
             chain: Vec::with_capacity(spec.depth),
             error: None,
             shut: false,
@@ -184,20 +196,44 @@ impl<X> UConn<X> {
                     None => break,
                 }
             }
+            // At depth 1 the reply's receive rides at the end of the chain, so a round trip
+            // is one submission and, with skipped send CQEs, one completion. Deeper
+            // pipelines keep the receive on its own: behind sends that wait for the peer
+            // to read, it could deadlock two peers that each fill the other's buffers.
+            let linked_rx = if self.depth == 1
+                && !chain.is_empty()
+                && self.multishot.is_none()
+                && self.rx.is_none()
+                && self.flow.wants_rx()
+            {
+                self.flow.rx_buffer()
+            } else {
+                None
+            };
+            let ops = chain.len() + usize::from(linked_rx.is_some());
             let n = chain.len();
             for (i, mut msg) in chain.drain(..).enumerate() {
                 let slot = msg.slot();
                 let mut entry = self
                     .send_entry(&mut msg)
                     .user_data(user_data(index, OP_SEND, slot));
-                if i + 1 < n {
-                    entry = entry.flags(squeue::Flags::IO_LINK);
+                if i + 1 < ops {
+                    let mut flags = squeue::Flags::IO_LINK;
+                    if self.skip_ok {
+                        flags |= squeue::Flags::SKIP_SUCCESS;
+                        self.silent.push_back(slot);
+                    }
+                    entry = entry.flags(flags);
                 }
                 self.hand_over(msg);
                 ring.push(&entry)?;
             }
             self.chain = chain;
             self.tx_inflight = n;
+            if let Some(msg) = linked_rx {
+                self.post_recv(ring, index, msg, 0)?;
+                self.rx_linked = true;
+            }
         }
         if self.multishot.is_some() {
             self.pump_multishot(ring, index, now)?;
@@ -322,11 +358,30 @@ impl<X> UConn<X> {
         self.held += 1;
     }
 
-    fn take_back(&mut self, slot: u16) -> Box<Message> {
+    fn take_back(&mut self, slot: u16) -> Result<Box<Message>, Error> {
+        let msg = self
+            .in_kernel
+            .get_mut(slot as usize)
+            .and_then(Option::take)
+            .ok_or_else(|| {
+                Error::Peer(format!(
+                    "internal error: a completion for buffer {slot}, which the kernel does not hold"
+                ))
+            })?;
         self.held -= 1;
-        self.in_kernel[slot as usize]
-            .take()
-            .expect("a completion for a buffer the kernel holds")
+        Ok(msg)
+    }
+
+    /// The first `k` silent sends completed: their chain got past them.
+    fn settle_silent(&mut self, k: usize) -> Result<(), Error> {
+        for _ in 0..k {
+            let slot = self.silent.pop_front().expect("k within silent");
+            let msg = self.take_back(slot)?;
+            self.tx_inflight -= 1;
+            self.flow.sent(&msg);
+            self.flow.release(msg);
+        }
+        Ok(())
     }
 
     fn send_entry(&mut self, msg: &mut Message) -> squeue::Entry {
@@ -413,9 +468,18 @@ impl<X> UConn<X> {
             if (cqe.res as u32) & IORING_NOTIF_USAGE_ZC_COPIED != 0 {
                 self.flow.stats.zc.copied += 1;
             }
-            let msg = self.take_back(slot);
+            let msg = self.take_back(slot)?;
             self.flow.release(msg);
             return Ok(());
+        }
+        // Silent sends before this one in its chain succeeded; a silent send posts only
+        // when it failed.
+        match self.silent.iter().position(|&s| s == slot) {
+            Some(pos) => {
+                self.settle_silent(pos)?;
+                self.silent.pop_front();
+            }
+            None => self.settle_silent(self.silent.len())?,
         }
         self.tx_inflight -= 1;
         let more = cqueue::more(cqe.flags);
@@ -433,12 +497,13 @@ impl<X> UConn<X> {
             Ok(())
         };
         if outcome.is_ok() {
-            let msg = self.in_kernel[slot as usize].as_deref().expect("held");
-            self.flow.sent(msg);
+            if let Some(msg) = self.in_kernel.get(slot as usize).and_then(Option::as_deref) {
+                self.flow.sent(msg);
+            }
         }
         if !more {
             // No notification follows: the buffer is free now.
-            let msg = self.take_back(slot);
+            let msg = self.take_back(slot)?;
             self.flow.release(msg);
         }
         outcome
@@ -453,7 +518,11 @@ impl<X> UConn<X> {
         now: Instant,
     ) -> Result<(), Error> {
         let (_, from) = self.rx.take().expect("a receive in flight");
-        let msg = self.take_back(slot);
+        if std::mem::take(&mut self.rx_linked) && res != -libc::ECANCELED {
+            // A linked receive starts only once every send before it succeeded.
+            self.settle_silent(self.silent.len())?;
+        }
+        let msg = self.take_back(slot)?;
         if res < 0 {
             self.flow.release(msg);
             return Err(Error::io(
@@ -531,7 +600,8 @@ impl<X> UConn<X> {
         if self.rx.is_some() || self.tx_inflight == 0 {
             1
         } else {
-            self.tx_inflight
+            // Silent sends post nothing on success.
+            (self.tx_inflight - self.silent.len()).max(1)
         }
     }
 
@@ -556,6 +626,7 @@ impl<X> UConn<X> {
         }
         std::mem::forget(std::mem::take(&mut self.args));
         self.held = 0;
+        self.silent.clear();
         if let Some(ms) = self.multishot.as_mut() {
             ms.armed = false;
             ms.canceling = false;

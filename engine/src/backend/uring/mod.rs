@@ -399,6 +399,7 @@ impl<'r> Ring<'r> {
         buffers: u32,
         multishot: bool,
     ) -> Result<Ring<'r>, Error> {
+        let cqe_skip = ring.params().is_feature_skip_cqe_on_success();
         let (mut submitter, sq, cq) = ring.split();
         let pbuf = if multishot {
             Some(BufRing::new(&submitter, PBUF_ENTRIES, PBUF_SIZE)?)
@@ -422,6 +423,7 @@ impl<'r> Ring<'r> {
                 registered_ring,
                 fixed_files: files.is_some(),
                 fixed_buffers: buffers.is_some(),
+                cqe_skip,
                 recv: if pbuf.is_some() {
                     "multishot"
                 } else {

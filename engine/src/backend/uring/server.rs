@@ -300,7 +300,8 @@ impl<'s> Worker<'s> {
             meter: ConnMeter::start(self.shared, &name, Some(running)),
         };
         let multishot = ring.pbuf.is_some();
-        let mut conn = UConn::new(flow, fd, file, per_conn, multishot, served);
+        let cqe_skip = ring.setup.cqe_skip;
+        let mut conn = UConn::new(flow, fd, file, per_conn, multishot, cqe_skip, served);
         conn.fixed_range = range;
         conn.flow.begin(now);
         let index = self.free.pop().unwrap_or_else(|| {
