@@ -6,13 +6,13 @@
 //! costs nothing and leaves no thread behind.
 
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Instant, SystemTime};
 
 use crate::backend;
-use crate::config::{Backend, ClientConfig, CounterScope, Mode};
+use crate::config::{auto_nodelay, Backend, ClientConfig, CounterScope, Mode};
 use crate::counters::{CounterSet, Metering};
 use crate::error::Error;
 use crate::message::{Layout, Template};
@@ -58,6 +58,17 @@ pub fn run_client(
             conns.push(connect(&config, addr, (t * config.conns + c) as u32)?);
         }
         threads.push(conns);
+    }
+    let mut config = config;
+    let nodelay = config.nodelay.unwrap_or_else(|| {
+        let mss = max_segment(&threads[0][0].stream).unwrap_or(usize::MAX);
+        auto_nodelay(config.workload, config.size, mss)
+    });
+    config.nodelay = Some(nodelay);
+    for conn in threads.iter().flatten() {
+        conn.stream
+            .set_nodelay(nodelay)
+            .map_err(|e| Error::io("TCP_NODELAY", e))?;
     }
     on_event(ClientEvent::Connected {
         connections: config.total_connections(),
@@ -193,15 +204,29 @@ fn connect(config: &ClientConfig, addr: SocketAddr, flow: u32) -> Result<Connect
         }
         Err(e) => return Err(read_error(e, "the server's answer to the hello")),
     }
-    stream
-        .set_nodelay(config.nodelay.unwrap_or(true))
-        .map_err(io("TCP_NODELAY"))?;
     backend::syscall::set_timeouts(stream.as_fd(), config.io_timeout)
         .map_err(io("socket timeouts"))?;
     if config.mode == Mode::Zc && config.backend == Backend::Syscall {
         backend::syscall::enable_zerocopy(stream.as_fd())?;
     }
     Ok(Connection { stream })
+}
+
+/// The connection's maximum segment size (TCP_MAXSEG).
+fn max_segment(stream: &TcpStream) -> Option<usize> {
+    let mut mss: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a connected socket and a c_int-sized out parameter.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_MAXSEG,
+            (&mut mss as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && mss > 0).then_some(mss as usize)
 }
 
 fn read_error(e: ReadError, what: &str) -> Error {

@@ -246,9 +246,8 @@ pub struct ClientConfig {
     pub cpus: CpuSpec,
     /// Where kernel counters are counted.
     pub counters: CounterScope,
-    /// TCP_NODELAY on the client's sockets; `None` (auto) resolves to on for echo, where
-    /// every message waits on its reply, and off for stream, where Nagle coalescing is
-    /// what bulk senders (iperf3 among them) run with.
+    /// TCP_NODELAY on the client's sockets; `None` (auto) is resolved once connected (see
+    /// [`auto_nodelay`]) and the record holds the value used.
     pub nodelay: Option<bool>,
 }
 
@@ -277,10 +276,8 @@ impl Default for ClientConfig {
 }
 
 impl ClientConfig {
-    /// Checks every limit once and resolves what was left automatic; the engine relies on
-    /// both afterwards.
-    pub fn validate(mut self) -> Result<Self, Error> {
-        self.nodelay = Some(self.nodelay.unwrap_or(self.workload == Workload::Echo));
+    /// Checks every limit once; the engine relies on them afterwards.
+    pub fn validate(self) -> Result<Self, Error> {
         check_size(self.size)?;
         check_count("threads (-t)", self.threads)?;
         check_count("connections per thread (--conns)", self.conns)?;
@@ -315,6 +312,15 @@ impl ClientConfig {
     pub fn total_connections(&self) -> usize {
         self.threads * self.conns
     }
+}
+
+/// TCP_NODELAY when the user left it automatic. Echo: on, every message waits on its
+/// reply. Stream: off (Nagle) while a message is smaller than a segment, so small writes
+/// coalesce into full segments as bulk senders run; on once a message fills a segment
+/// (`mss`, the connection's TCP_MAXSEG), where Nagle could only hold back the remainder
+/// until the next ACK.
+pub fn auto_nodelay(workload: Workload, size: usize, mss: usize) -> bool {
+    workload == Workload::Echo || size >= mss
 }
 
 /// Everything one server needs, validated.
@@ -551,6 +557,20 @@ mod tests {
         }
         .validate()
         .is_err());
+    }
+
+    #[test]
+    fn nodelay_follows_the_workload_and_the_segment_size() {
+        assert!(auto_nodelay(Workload::Echo, 1024, 65483));
+        assert!(
+            !auto_nodelay(Workload::Stream, 16384, 65483),
+            "loopback: 16K coalesces"
+        );
+        assert!(
+            auto_nodelay(Workload::Stream, 65536, 65483),
+            "64K fills a loopback segment"
+        );
+        assert!(auto_nodelay(Workload::Stream, 4096, 1448), "Ethernet MSS");
     }
 
     #[test]

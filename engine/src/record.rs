@@ -237,9 +237,12 @@ impl Record {
     /// columns from the struct definitions.
     pub fn example() -> Record {
         // Records hold validated configs, with every automatic choice resolved.
-        let config = ClientConfig::default()
-            .validate()
-            .expect("the default config is valid");
+        let config = ClientConfig {
+            nodelay: Some(true),
+            ..ClientConfig::default()
+                .validate()
+                .expect("the default config is valid")
+        };
         let mut stats = FlowStats {
             bytes_sent: 4096,
             bytes_received: 4096,

@@ -79,8 +79,8 @@ struct Args {
     /// work), or off.
     #[arg(long, value_name = "SCOPE", default_value = "thread", value_parser = CounterScope::parser())]
     counters: CounterScope,
-    /// TCP_NODELAY: auto is on for echo (each message waits on its reply) and off for
-    /// stream (Nagle coalescing, as bulk senders run).
+    /// TCP_NODELAY: auto is on for echo (each message waits on its reply); for stream, off
+    /// (Nagle coalesces small writes) unless a message fills a TCP segment.
     #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "on", "off"])]
     nodelay: String,
     /// Print help.
