@@ -6,6 +6,8 @@ pub mod proc;
 pub mod report;
 pub mod summary;
 pub mod sweep;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,6 +48,24 @@ pub fn size_arg(s: &str) -> Result<usize, String> {
 /// Seconds, fractions allowed.
 pub fn seconds_arg(s: &str) -> Result<std::time::Duration, String> {
     engine::config::parse_seconds(s)
+}
+
+/// The flags the server and the client share.
+#[derive(Debug, clap::Args)]
+pub struct SideFlags {
+    /// How the uring backend receives two-copy messages: a RECV per message (single) or a
+    /// multishot RECV into provided buffers.
+    #[arg(long, value_name = "HOW", default_value = UringRecv::DEFAULT.as_str(), value_parser = UringRecv::parser())]
+    pub uring_recv: UringRecv,
+    /// CPUs to pin worker threads to: a list such as 0,2-3 (thread i on the i-th), auto
+    /// (spread over the CPUs; with twice as many CPUs as threads, the server on the first
+    /// half and the client on the second), or off.
+    #[arg(long, value_name = "LIST", default_value = "auto", value_parser = cpus_arg)]
+    pub cpus: engine::placement::CpuSpec,
+    /// Kernel counters: per worker thread, per pinned CPU (core: also catches softirq
+    /// work), or off.
+    #[arg(long, value_name = "SCOPE", default_value = "thread", value_parser = CounterScope::parser())]
+    pub counters: CounterScope,
 }
 
 /// A CPU list: `auto`, `off`, or `0,2-3`.

@@ -47,6 +47,17 @@ pub struct Point {
     pub threads: usize,
 }
 
+impl Point {
+    pub fn new(engine: Backend, mode: Mode, size: usize, threads: usize) -> Point {
+        Point {
+            engine,
+            mode,
+            size,
+            threads,
+        }
+    }
+}
+
 impl std::fmt::Display for Point {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -798,6 +809,7 @@ pub fn point_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::record;
 
     fn matrix() -> Matrix {
         Matrix {
@@ -821,16 +833,6 @@ mod tests {
         assert!(!points
             .iter()
             .any(|p| p.engine == Backend::Syscall && p.mode == Mode::ZcFixed));
-    }
-
-    fn record(engine: Backend, mode: Mode, size: usize, threads: usize, gbps: f64) -> Record {
-        let mut r = Record::example();
-        r.config.backend = engine;
-        r.config.mode = mode;
-        r.config.size = size;
-        r.config.threads = threads;
-        r.summary.throughput_gbps = gbps;
-        r
     }
 
     #[test]

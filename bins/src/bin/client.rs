@@ -6,10 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser, ValueEnum};
 use cli::EnumArg;
-use engine::{
-    export, placement::CpuSpec, run_client, Backend, ClientConfig, ClientEvent, CounterScope, Mode,
-    UringRecv, Verify, Workload,
-};
+use engine::{export, run_client, Backend, ClientConfig, ClientEvent, Mode, Verify, Workload};
 
 /// Measure what moving bytes through a TCP socket costs on one send path.
 ///
@@ -66,19 +63,8 @@ struct Args {
     /// Seconds the server may stay silent while the client waits on it.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = cli::seconds_arg)]
     io_timeout: Duration,
-    /// How the uring backend receives two-copy messages: a RECV per message (single) or a
-    /// multishot RECV into provided buffers.
-    #[arg(long, value_name = "HOW", default_value = UringRecv::DEFAULT.as_str(), value_parser = UringRecv::parser())]
-    uring_recv: UringRecv,
-    /// CPUs to pin worker threads to: a list such as 0,2-3 (thread i on the i-th), auto
-    /// (spread over the CPUs, the client on the second half when there are twice as many CPUs as
-    /// threads), or off.
-    #[arg(long, value_name = "LIST", default_value = "auto", value_parser = cli::cpus_arg)]
-    cpus: CpuSpec,
-    /// Kernel counters: per worker thread, per pinned CPU (core: also catches softirq
-    /// work), or off.
-    #[arg(long, value_name = "SCOPE", default_value = "thread", value_parser = CounterScope::parser())]
-    counters: CounterScope,
+    #[command(flatten)]
+    side: cli::SideFlags,
     /// TCP_NODELAY: auto is on for echo (each message waits on its reply); for stream, off
     /// (Nagle coalesces small writes) unless a message fills a TCP segment.
     #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "on", "off"])]
@@ -112,9 +98,9 @@ fn main() -> ExitCode {
         verify: args.verify,
         connect_timeout: args.connect_timeout,
         io_timeout: args.io_timeout,
-        uring_recv: args.uring_recv,
-        cpus: args.cpus,
-        counters: args.counters,
+        uring_recv: args.side.uring_recv,
+        cpus: args.side.cpus,
+        counters: args.side.counters,
         nodelay: match args.nodelay.as_str() {
             "on" => Some(true),
             "off" => Some(false),

@@ -9,8 +9,7 @@ use std::time::Duration;
 use clap::{ArgAction, Parser};
 use cli::{EnumArg, STOP};
 use engine::config::{default_workers, format_size};
-use engine::placement::CpuSpec;
-use engine::{Backend, CounterScope, Mode, Server, ServerConfig, ServerEvent, UringRecv};
+use engine::{Backend, Mode, Server, ServerConfig, ServerEvent};
 
 /// Serve copyperf clients: echo or sink their messages, check every one, report back.
 ///
@@ -53,19 +52,8 @@ struct Args {
     /// Close a connection that stays silent this long, in seconds.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = cli::seconds_arg)]
     idle_timeout: Duration,
-    /// How the uring backend receives two-copy messages: a RECV per message (single) or a
-    /// multishot RECV into provided buffers.
-    #[arg(long, value_name = "HOW", default_value = UringRecv::DEFAULT.as_str(), value_parser = UringRecv::parser())]
-    uring_recv: UringRecv,
-    /// CPUs to pin worker threads to: a list such as 0,2-3 (thread i on the i-th), auto
-    /// (spread over the CPUs, the server on the first half when there are twice as many CPUs as
-    /// threads), or off.
-    #[arg(long, value_name = "LIST", default_value = "auto", value_parser = cli::cpus_arg)]
-    cpus: CpuSpec,
-    /// Kernel counters: per worker thread, per pinned CPU (core: also catches softirq
-    /// work), or off.
-    #[arg(long, value_name = "SCOPE", default_value = "thread", value_parser = CounterScope::parser())]
-    counters: CounterScope,
+    #[command(flatten)]
+    side: cli::SideFlags,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
@@ -87,9 +75,9 @@ fn main() -> ExitCode {
         max_clients: args.max_clients,
         workers: args.workers.unwrap_or_else(default_workers),
         idle_timeout: args.idle_timeout,
-        uring_recv: args.uring_recv,
-        cpus: args.cpus,
-        counters: args.counters,
+        uring_recv: args.side.uring_recv,
+        cpus: args.side.cpus,
+        counters: args.side.counters,
     };
     let server = match Server::bind(config) {
         Ok(s) => s,

@@ -7,46 +7,9 @@ use engine::{Backend, Mode, Record, Workload};
 
 use crate::summary::{median, range};
 
-/// One cell of the matrix within a [`Dataset`] (whose records share workload and depth).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Point {
-    pub engine: Backend,
-    pub mode: Mode,
-    pub size: usize,
-    pub threads: usize,
-}
-
-impl Point {
-    pub fn new(engine: Backend, mode: Mode, size: usize, threads: usize) -> Point {
-        Point {
-            engine,
-            mode,
-            size,
-            threads,
-        }
-    }
-
-    fn key(&self) -> (u8, u8, usize, usize) {
-        (
-            self.engine.code(),
-            self.mode.code(),
-            self.size,
-            self.threads,
-        )
-    }
-}
-
-impl Ord for Point {
-    fn cmp(&self, o: &Point) -> std::cmp::Ordering {
-        self.key().cmp(&o.key())
-    }
-}
-
-impl PartialOrd for Point {
-    fn partial_cmp(&self, o: &Point) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
+/// One cell of the matrix (engine × mode × size × threads) within a [`Dataset`], whose
+/// records share workload and depth.
+pub use crate::sweep::Point;
 
 /// A figure taken from one record; `None` where the record did not measure it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,19 +222,7 @@ impl Dataset {
 pub(crate) mod tests {
     use super::*;
 
-    /// A record of one point with the given throughput; everything else from
-    /// `Record::example()` (every counter present).
-    pub fn record(engine: Backend, mode: Mode, size: usize, threads: usize, gbps: f64) -> Record {
-        let mut r = Record::example();
-        r.config.backend = engine;
-        r.config.mode = mode;
-        r.config.size = size;
-        r.config.threads = threads;
-        r.summary.threads = threads;
-        r.summary.throughput_gbps = gbps;
-        r.client.backend = engine;
-        r
-    }
+    pub use crate::testing::record;
 
     #[test]
     fn repeats_become_one_point_with_a_median() {

@@ -26,23 +26,36 @@ const EMPTY_IOV: libc::iovec = libc::iovec {
     iov_len: 0,
 };
 
-/// Turns on SO_ZEROCOPY; without it the kernel silently ignores MSG_ZEROCOPY.
-pub fn enable_zerocopy(fd: BorrowedFd<'_>) -> Result<(), Error> {
-    let one: libc::c_int = 1;
-    // SAFETY: a valid socket and a c_int-sized option value.
+/// setsockopt with a value of type `T`.
+fn set_option<T>(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &T,
+) -> io::Result<()> {
+    // SAFETY: a valid socket, and a pointer to a live T with its exact size.
     let rc = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_ZEROCOPY,
-            (&one as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
+            level,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
         )
     };
     if rc == 0 {
-        return Ok(());
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
-    let e = io::Error::last_os_error();
+}
+
+/// Turns on SO_ZEROCOPY; without it the kernel silently ignores MSG_ZEROCOPY.
+pub fn enable_zerocopy(fd: BorrowedFd<'_>) -> Result<(), Error> {
+    let one: libc::c_int = 1;
+    let Err(e) = set_option(fd, libc::SOL_SOCKET, SO_ZEROCOPY, &one) else {
+        return Ok(());
+    };
     match e.raw_os_error() {
         Some(libc::ENOPROTOOPT) | Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) => {
             Err(Error::Unsupported {
@@ -62,19 +75,7 @@ pub fn set_timeouts(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<()> {
         tv_usec: timeout.subsec_micros() as libc::suseconds_t,
     };
     for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
-        // SAFETY: a valid socket and a timeval-sized option value.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                (&tv as *const libc::timeval).cast(),
-                size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        set_option(fd, libc::SOL_SOCKET, opt, &tv)?;
     }
     Ok(())
 }
