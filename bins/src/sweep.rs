@@ -421,7 +421,8 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "host".into())
 }
 
-fn git_revision() -> Option<String> {
+/// The checkout's revision, `-dirty` when tracked files differ from it.
+pub fn git_revision() -> Option<String> {
     let out = std::process::Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
         .output()

@@ -115,8 +115,27 @@ fn run(args: Args) -> Result<()> {
             s.value
         );
     };
+    let started_at = engine::rfc3339(SystemTime::now());
     let samples = compare::run(&config, &on)?;
     let rows = compare::write(&dir, &samples, &config.sizes)?;
+    let meta = serde_json::json!({
+        "copyperf_version": env!("CARGO_PKG_VERSION"),
+        "git_revision": cli::sweep::git_revision(),
+        "command_line": std::env::args().collect::<Vec<_>>().join(" "),
+        "host": cli::sweep::hostname(),
+        "machine": cli::summary::machine(),
+        "iperf3": compare::tool_version("iperf3"),
+        "sockperf": compare::tool_version("sockperf"),
+        "network": "loopback 127.0.0.1",
+        "sizes": config.sizes,
+        "repeats": config.repeats,
+        "seconds": config.seconds,
+        "server_cpu": config.server_cpu,
+        "client_cpu": config.client_cpu,
+        "started_at": started_at,
+        "finished_at": engine::rfc3339(SystemTime::now()),
+    });
+    std::fs::write(dir.join("meta.json"), serde_json::to_string_pretty(&meta)? + "\n")?;
     println!("\n{}", compare::table(&rows));
     println!("Targets:");
     for t in compare::targets(&rows) {
