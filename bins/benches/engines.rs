@@ -105,6 +105,39 @@ fn ratio(a: &[f64], b: &[f64]) -> String {
     }
 }
 
+/// Prints one comparison of two variants as a markdown table: medians [spread] of each,
+/// their ratio, and the median of `calls` (kernel calls per message) for each.
+fn print_table(
+    title: &str,
+    names: [&str; 2],
+    calls_label: &str,
+    cases: &[Case],
+    results: &[Vec<Vec<Record>>],
+    calls: fn(&Record) -> Option<f64>,
+) {
+    let [a, b] = names;
+    println!("\n### {title}\n");
+    println!("| case | {a} Gbit/s | {b} Gbit/s | {b} / {a} | {calls_label} ({a} / {b}) |");
+    println!("|---|---|---|---|---|");
+    for (case, r) in cases.iter().zip(results) {
+        let gbps: Vec<Vec<f64>> = r
+            .iter()
+            .map(|v| column(v, |x| Some(x.summary.throughput_gbps)))
+            .collect();
+        let calls =
+            |v: usize| median(&column(&r[v], calls)).map_or("–".into(), |c| format!("{c:.2}"));
+        println!(
+            "| {} | {} | {} | {} | {} / {} |",
+            case.label,
+            median_range(&gbps[0], 2),
+            median_range(&gbps[1], 2),
+            ratio(&gbps[0], &gbps[1]),
+            calls(0),
+            calls(1)
+        );
+    }
+}
+
 fn main() -> Result<()> {
     let mut bench = Bench {
         reps: env_or("BENCH_REPS", 5.0) as usize,
@@ -155,28 +188,14 @@ fn main() -> Result<()> {
         }
     }
     let results = bench.compare(&engines, &cases)?;
-    println!("\n### uring vs syscall: stream, depth 8\n");
-    println!("| mode, size | syscall Gbit/s | uring Gbit/s | uring / syscall | kernel calls per msg (syscall / uring) |");
-    println!("|---|---|---|---|---|");
-    for (case, r) in cases.iter().zip(&results) {
-        let gbps: Vec<Vec<f64>> = r
-            .iter()
-            .map(|v| column(v, |x| Some(x.summary.throughput_gbps)))
-            .collect();
-        let calls = |v: usize| {
-            median(&column(&r[v], |x| x.client.kernel_calls_per_msg))
-                .map_or("–".into(), |c| format!("{c:.2}"))
-        };
-        println!(
-            "| {} | {} | {} | {} | {} / {} |",
-            case.label,
-            median_range(&gbps[0], 2),
-            median_range(&gbps[1], 2),
-            ratio(&gbps[0], &gbps[1]),
-            calls(0),
-            calls(1)
-        );
-    }
+    print_table(
+        "uring vs syscall: stream, depth 8",
+        ["syscall", "uring"],
+        "kernel calls per msg",
+        &cases,
+        &results,
+        |r| r.client.kernel_calls_per_msg,
+    );
 
     // 2. Two-copy receive on uring.
     let recv = [
@@ -213,27 +232,13 @@ fn main() -> Result<()> {
         }
     }
     let results = bench.compare(&recv, &cases)?;
-    println!("\n### uring two-copy receive: RECV per message vs multishot into provided buffers\n");
-    println!("| workload, size | single Gbit/s | multishot Gbit/s | multishot / single | server enters per msg (single / multishot) |");
-    println!("|---|---|---|---|---|");
-    for (case, r) in cases.iter().zip(&results) {
-        let gbps: Vec<Vec<f64>> = r
-            .iter()
-            .map(|v| column(v, |x| Some(x.summary.throughput_gbps)))
-            .collect();
-        let enters = |v: usize| {
-            median(&column(&r[v], |x| x.server.as_ref()?.kernel_calls_per_msg))
-                .map_or("–".into(), |c| format!("{c:.2}"))
-        };
-        println!(
-            "| {} | {} | {} | {} | {} / {} |",
-            case.label,
-            median_range(&gbps[0], 2),
-            median_range(&gbps[1], 2),
-            ratio(&gbps[0], &gbps[1]),
-            enters(0),
-            enters(1)
-        );
-    }
+    print_table(
+        "uring two-copy receive: RECV per message vs multishot into provided buffers",
+        ["single", "multishot"],
+        "server enters per msg",
+        &cases,
+        &results,
+        |r| r.server.as_ref()?.kernel_calls_per_msg,
+    );
     Ok(())
 }

@@ -135,7 +135,10 @@ fn run(args: Args) -> Result<()> {
         "started_at": started_at,
         "finished_at": engine::rfc3339(SystemTime::now()),
     });
-    std::fs::write(dir.join("meta.json"), serde_json::to_string_pretty(&meta)? + "\n")?;
+    std::fs::write(
+        dir.join("meta.json"),
+        serde_json::to_string_pretty(&meta)? + "\n",
+    )?;
     println!("\n{}", compare::table(&rows));
     println!("Targets:");
     for t in compare::targets(&rows) {
