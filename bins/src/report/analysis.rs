@@ -815,7 +815,7 @@ pub fn unexpected(d: &Dataset) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::data::tests::record;
+    use crate::testing::record;
     use engine::Workload;
 
     const K: usize = 1024;

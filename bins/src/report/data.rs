@@ -219,10 +219,9 @@ impl Dataset {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    pub use crate::testing::record;
+    use crate::testing::record;
 
     #[test]
     fn repeats_become_one_point_with_a_median() {

@@ -153,7 +153,7 @@ pub fn write_report(dir: &Path) -> Result<ReportOutput> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use data::tests::record;
+    use crate::testing::record;
     use engine::{Backend, Mode};
 
     /// A fresh directory under the system temp dir, removed on drop.

@@ -398,7 +398,7 @@ fn zc_copied_fraction(d: &Dataset) -> Figure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::data::tests::record;
+    use crate::testing::record;
 
     const K: usize = 1024;
 
