@@ -10,7 +10,7 @@ pub mod sweep;
 pub(crate) mod testing;
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use engine::config::{Backend, CounterScope, Mode, UringRecv, Verify, Workload};
@@ -75,13 +75,26 @@ pub fn cpus_arg(s: &str) -> Result<engine::placement::CpuSpec, String> {
 
 /// Set by SIGINT or SIGTERM.
 pub static STOP: AtomicBool = AtomicBool::new(false);
+/// The signal that set [`STOP`] (0: none).
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
 
-extern "C" fn on_stop_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
+extern "C" fn on_stop_signal(sig: libc::c_int) {
+    if STOP.swap(true, Ordering::SeqCst) {
+        // A second signal: the user does not want to wait for a clean stop.
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(128 + sig) };
+    }
+    SIGNAL.store(sig, Ordering::SeqCst);
 }
 
-/// SIGINT and SIGTERM set [`STOP`]; SIGPIPE is ignored so a vanished peer is an error
-/// return, not a dead process.
+/// The exit code for a process stopped by the signal that set [`STOP`]: 130 for SIGINT,
+/// 143 for SIGTERM (128 + the signal, as shells report it).
+pub fn stopped_code() -> i32 {
+    128 + SIGNAL.load(Ordering::SeqCst).max(libc::SIGINT)
+}
+
+/// SIGINT and SIGTERM set [`STOP`], and a second one exits at once; SIGPIPE is ignored
+/// so a vanished peer is an error return, not a dead process.
 pub fn install_signal_handlers() {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
     let stop = SigAction::new(

@@ -17,8 +17,8 @@ use crate::counters::{CounterSet, Metering};
 use crate::error::Error;
 use crate::message::{Layout, Template};
 use crate::placement::{self, available_cpus, Placement, Side};
-use crate::pool::{pool_size, Pool};
-use crate::record::{Record, SideCounts, ThreadResult};
+use crate::pool::{Pool, PoolPlan};
+use crate::record::{Record, RunNotes, SideCounts, ThreadResult};
 use crate::stats::PeerReport;
 use crate::wire::{self, Frame, Hello, ReadError, WireError};
 use crate::workload::{Flow, FlowSpec, Role};
@@ -43,6 +43,18 @@ pub(crate) struct Connection {
 /// Runs one client measurement and returns its record.
 pub fn run_client(
     config: &ClientConfig,
+    on_event: &(dyn Fn(ClientEvent) + Sync),
+) -> Result<Record, Error> {
+    run_client_until(config, &AtomicBool::new(false), on_event)
+}
+
+/// Runs one client measurement, ending it early once `stop` is set (SIGINT/SIGTERM):
+/// nothing new is sent, what is outstanding is collected, the server's figures are read,
+/// and the record is marked interrupted. Set before the measured interval begins, `stop`
+/// ends the run with [`Error::Interrupted`].
+pub fn run_client_until(
+    config: &ClientConfig,
+    stop: &AtomicBool,
     on_event: &(dyn Fn(ClientEvent) + Sync),
 ) -> Result<Record, Error> {
     let config = config.clone().validate()?;
@@ -70,6 +82,9 @@ pub fn run_client(
             .set_nodelay(nodelay)
             .map_err(|e| Error::io("TCP_NODELAY", e))?;
     }
+    if stop.load(Ordering::Relaxed) {
+        return Err(Error::Interrupted);
+    }
     on_event(ClientEvent::Connected {
         connections: config.total_connections(),
     });
@@ -95,6 +110,7 @@ pub fn run_client(
                     template: &template,
                     barrier: &barrier,
                     abort: &abort,
+                    stop,
                     metering: &metering,
                     on_event,
                 };
@@ -136,12 +152,18 @@ pub fn run_client(
             })
             .collect(),
     };
+    let notes = RunNotes {
+        interrupted: stop.load(Ordering::Relaxed),
+        planned: config.duration,
+        fallbacks: metering.fallbacks.clone(),
+    };
     Ok(Record::new(
         config,
         addr.to_string(),
         started,
         &results,
         client,
+        notes,
     ))
 }
 
@@ -187,7 +209,7 @@ fn connect(config: &ClientConfig, addr: SocketAddr, flow: u32) -> Result<Connect
         flow,
     });
     wire::write_frame(&mut stream, &hello).map_err(io("sending the hello"))?;
-    match wire::read_frame(&mut stream, config.connect_timeout) {
+    match wire::read_frame_by(&stream, Instant::now() + config.connect_timeout) {
         Ok(Frame::Accept(_)) => {}
         Ok(Frame::Refuse(r)) => {
             return Err(Error::Refused {
@@ -262,6 +284,7 @@ struct ThreadContext<'a> {
     template: &'a Arc<Template>,
     barrier: &'a Barrier,
     abort: &'a AtomicBool,
+    stop: &'a AtomicBool,
     metering: &'a Metering,
     on_event: &'a (dyn Fn(ClientEvent) + Sync),
 }
@@ -293,25 +316,37 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
     let run = match config.backend {
         Backend::Syscall => {
             let conn = conns.first().expect("one connection per syscall thread");
-            let pool = Pool::heap(ctx.template, config.mode, pool_size(config.depth));
+            let plan = PoolPlan::new(Role::Client, config.mode, config.size, config.depth);
+            let pool = Pool::heap(ctx.template, &plan);
             let mut flow = client_flow(config, ctx.template, pool);
             ctx.start(pinned)?;
             begin_counting(&mut set);
             flow.begin(Instant::now());
-            let run = backend::syscall::drive(conn.stream.as_fd(), &mut flow, config.io_timeout);
+            let run = backend::syscall::drive(
+                conn.stream.as_fd(),
+                &mut flow,
+                config.io_timeout,
+                Some(ctx.stop),
+            );
             flow.finish(Instant::now());
             result.duration = flow.duration();
             result.stats = flow.stats;
             result.latency = flow.latency;
+            result.progress = flow.progress;
             run
         }
-        Backend::Uring => {
-            backend::uring::run_client_thread(&conns, config, ctx.template, &mut result, |ready| {
+        Backend::Uring => backend::uring::run_client_thread(
+            &conns,
+            config,
+            ctx.template,
+            &mut result,
+            ctx.stop,
+            |ready| {
                 ctx.start(ready.and(pinned))?;
                 begin_counting(&mut set);
                 Ok(())
-            })
-        }
+            },
+        ),
     };
     if let (Some(s), Some(before)) = (set.as_mut(), before) {
         s.disable();
@@ -353,8 +388,7 @@ fn server_report(conn: &Connection, config: &ClientConfig) -> Result<PeerReport,
     conn.stream
         .shutdown(Shutdown::Write)
         .map_err(|e| Error::io("closing the sending side", e))?;
-    let mut stream = &conn.stream;
-    match wire::read_frame(&mut stream, config.io_timeout) {
+    match wire::read_frame_by(&conn.stream, Instant::now() + config.io_timeout) {
         Ok(Frame::Stats(report)) => Ok(*report),
         Ok(other) => Err(WireError::Unexpected {
             expected: "stats",

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::placement::CpuSpec;
+use crate::pool::PoolPlan;
 
 /// Smallest message: 8 fields of at least 8 bytes, each opening with its sequence tag.
 pub const MIN_SIZE: usize = 64;
@@ -19,7 +20,7 @@ pub const MIN_SIZE: usize = 64;
 pub const MAX_SIZE: usize = 16 << 20;
 /// Most messages in flight on one connection.
 pub const MAX_DEPTH: usize = 1024;
-/// Most bytes one connection may hold in its buffer pool.
+/// Most bytes one connection's buffers may take (its pool and template, as allocated).
 pub const MAX_POOL_BYTES: usize = 256 << 20;
 /// Most client threads, uring connections per thread and server clients.
 pub const MAX_THREADS: usize = 1024;
@@ -281,7 +282,12 @@ impl ClientConfig {
         check_size(self.size)?;
         check_count("threads (-t)", self.threads)?;
         check_count("connections per thread (--conns)", self.conns)?;
-        check_depth(self.depth, self.size)?;
+        check_pool(
+            crate::workload::Role::Client,
+            self.mode,
+            self.depth,
+            self.size,
+        )?;
         if !self.mode.supported_on(self.backend) {
             return Err(Error::Config(format!(
                 "mode {} needs the uring backend (registered buffers); use --backend uring",
@@ -337,9 +343,13 @@ pub struct ServerConfig {
     pub max_clients: usize,
     /// uring worker threads (rings); ignored by the syscall backend's thread per client.
     pub workers: usize,
-    /// A connection silent this long is closed.
+    /// A connection that moves no whole message for this long is closed.
     #[serde(with = "secs_f64")]
     pub idle_timeout: Duration,
+    /// Bytes all connections' buffers may take together; a client whose buffers would go
+    /// past it is refused with the reason.
+    #[serde(default = "default_max_memory")]
+    pub max_memory: u64,
     /// How the uring backend receives two-copy messages.
     pub uring_recv: UringRecv,
     /// Which CPUs the worker threads are pinned to.
@@ -359,10 +369,28 @@ impl Default for ServerConfig {
             max_clients: 64,
             workers: default_workers(),
             idle_timeout: Duration::from_secs(10),
+            max_memory: default_max_memory(),
             uring_recv: UringRecv::DEFAULT,
             cpus: CpuSpec::Auto,
             counters: CounterScope::Thread,
         }
+    }
+}
+
+/// The server's default memory budget: a quarter of this machine's physical memory, so
+/// that clients cannot push it into swap or the OOM killer.
+pub fn default_max_memory() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    if pages > 0 && page > 0 {
+        pages as u64 * page as u64 / 4
+    } else {
+        1 << 30
     }
 }
 
@@ -389,6 +417,14 @@ impl ServerConfig {
                 "--idle-timeout must be greater than zero".into(),
             ));
         }
+        let smallest = PoolPlan::new(crate::workload::Role::Server, Mode::OneCopy, MIN_SIZE, 1);
+        if self.max_memory < smallest.bytes() {
+            return Err(Error::Config(format!(
+                "--max-memory {} is below what the smallest connection takes ({} bytes)",
+                self.max_memory,
+                smallest.bytes()
+            )));
+        }
         Ok(self)
     }
 }
@@ -412,21 +448,30 @@ fn check_count(what: &str, n: usize) -> Result<(), Error> {
     Ok(())
 }
 
-/// Depth is bounded on its own and by the memory a connection's pool may hold.
-pub(crate) fn check_depth(depth: usize, size: usize) -> Result<(), Error> {
+/// Depth is bounded on its own, and with the size by the memory one side of a connection
+/// allocates for its buffers ([`PoolPlan::bytes`]); returns that plan.
+pub(crate) fn check_pool(
+    role: crate::workload::Role,
+    mode: Mode,
+    depth: usize,
+    size: usize,
+) -> Result<PoolPlan, Error> {
     if !(1..=MAX_DEPTH).contains(&depth) {
         return Err(Error::Config(format!(
             "depth {depth} is out of range: it must be between 1 and {MAX_DEPTH}"
         )));
     }
-    let pool = (depth + 1).saturating_mul(size);
-    if pool > MAX_POOL_BYTES {
+    let plan = PoolPlan::new(role, mode, size, depth);
+    let bytes = plan.bytes();
+    if bytes > MAX_POOL_BYTES as u64 {
         return Err(Error::Config(format!(
-            "depth {depth} × size {size} needs {pool} bytes of buffers per connection, over the {} limit",
+            "depth {depth} × size {size} ({mode}) needs {bytes} bytes of buffers per connection \
+             ({} messages), over the {} limit",
+            plan.count(),
             format_size(MAX_POOL_BYTES)
         )));
     }
-    Ok(())
+    Ok(plan)
 }
 
 /// Durations travel as fractional seconds in records.

@@ -356,6 +356,8 @@ pub struct Metering {
     pub missing: Option<String>,
     /// Lines for the user: unavailable counters, a refused per-core scope.
     pub notices: Vec<String>,
+    /// What was asked for and not had, and what was done instead (also in `notices`).
+    pub fallbacks: Vec<String>,
 }
 
 impl Metering {
@@ -363,6 +365,7 @@ impl Metering {
     /// counting that is not permitted falls back to per-thread, with a notice.
     pub fn new(requested: CounterScope, cpus: &[usize]) -> Metering {
         let mut notices = Vec::new();
+        let mut fallbacks = Vec::new();
         let (scope, core, unavailable) = match requested {
             CounterScope::Off => (CounterScope::Off, None, Vec::new()),
             CounterScope::Core => {
@@ -374,9 +377,11 @@ impl Metering {
                         (CounterScope::Core, Some(Mutex::new(set)), missing)
                     }
                     Err(reason) => {
-                        notices.push(format!(
+                        let text = format!(
                             "per-core counting refused ({reason}); counting per thread instead"
-                        ));
+                        );
+                        notices.push(text.clone());
+                        fallbacks.push(text);
                         let probe = CounterSet::this_thread();
                         (CounterScope::Thread, None, probe.unavailable().to_vec())
                     }
@@ -393,6 +398,7 @@ impl Metering {
             core,
             missing: (scope != CounterScope::Off).then(|| unavailable_names(&unavailable)),
             notices,
+            fallbacks,
         }
     }
 

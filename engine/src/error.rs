@@ -49,13 +49,27 @@ pub enum Error {
         kernel: String,
         hint: String,
     },
-    /// Registered buffers need more locked memory than RLIMIT_MEMLOCK allows.
+    /// io_uring rings or registered buffers need more locked memory than RLIMIT_MEMLOCK
+    /// allows.
     #[error(
-        "registered buffers need {needed} bytes of locked memory but RLIMIT_MEMLOCK allows {limit}; \
+        "{what} need {needed} bytes of locked memory but RLIMIT_MEMLOCK allows {limit}; \
          raise it (ulimit -l {needed_kib}, or memlock in limits.conf) or run with CAP_IPC_LOCK",
         needed_kib = needed.div_ceil(1024)
     )]
-    Memlock { needed: u64, limit: u64 },
+    Memlock {
+        what: String,
+        needed: u64,
+        limit: u64,
+    },
+    /// A resource ran out while running: a kernel limit, the server's memory budget.
+    #[error("{0}")]
+    Resource(String),
+    /// The user stopped the run (SIGINT/SIGTERM) before it measured anything.
+    #[error("interrupted before the measured interval started")]
+    Interrupted,
+    /// A bug in copyperf, caught and contained (a panic in one connection's handling).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Error {

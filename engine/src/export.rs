@@ -2,8 +2,9 @@
 //! CSV. They do no I/O beyond the writer they are given, so they are tested on strings.
 //!
 //! CSV columns are derived from the [`Record`] struct itself: nested fields are joined
-//! with `_` (`latency_p99_us`, `server_stats_zc_copied`), lists are left to JSON, and a
-//! missing value (null in JSON) is an empty cell, never 0.
+//! with `_` (`latency_p99_us`, `server_stats_zc_copied`), lists are left to JSON (except
+//! `warnings`, whose kinds fill one `+`-joined cell), and a missing value (null in JSON)
+//! is an empty cell, never 0.
 
 use std::fmt::Write as _;
 use std::io;
@@ -60,6 +61,14 @@ pub fn human(r: &Record) -> String {
     }
     let m = &r.summary;
     let _ = writeln!(s, "{RULE}\nSUMMARY\n{RULE}");
+    if r.interrupted {
+        let _ = writeln!(
+            s,
+            "Interrupted: stopped after {:.2} s of {:.2} s; the figures cover what ran",
+            m.duration_s,
+            r.config.duration.as_secs_f64()
+        );
+    }
     let _ = writeln!(s, "Active Threads: {}", m.threads);
     if m.connections != m.threads {
         let _ = writeln!(s, "Connections: {}", m.connections);
@@ -107,6 +116,9 @@ pub fn human(r: &Record) -> String {
         if let Some(e) = side.and_then(|x| x.stats.first_verify_error.as_ref()) {
             let _ = writeln!(s, "First {who} verify error: {e}");
         }
+    }
+    for w in &r.warnings {
+        let _ = writeln!(s, "Warning: {}", w.text);
     }
     let _ = write!(s, "{RULE}");
     s
@@ -265,6 +277,11 @@ fn flatten(v: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
                 };
                 flatten(v, &key, out);
             }
+        }
+        // The warnings' kinds, so that a spreadsheet can filter doubtful rows.
+        Value::Array(items) if prefix == "warnings" => {
+            let kinds: Vec<&str> = items.iter().filter_map(|w| w["kind"].as_str()).collect();
+            out.push((prefix.to_owned(), kinds.join("+")));
         }
         Value::Array(_) => {}
         Value::Null => out.push((prefix.to_owned(), String::new())),

@@ -24,12 +24,14 @@ mod stats;
 pub mod wire;
 mod workload;
 
-pub use client::{run_client, ClientEvent};
+pub use client::{run_client, run_client_until, ClientEvent};
 pub use config::{
     Backend, ClientConfig, CounterScope, Mode, ServerConfig, UringRecv, Verify, Workload,
 };
 pub use error::{exit, kernel_release, Error};
-pub use record::{rfc3339, Record, SideReport, Summary, ThreadReport, SCHEMA_VERSION};
+pub use record::{
+    rfc3339, Record, SideReport, Summary, ThreadReport, Warning, WarningKind, SCHEMA_VERSION,
+};
 pub use server::{Server, ServerEvent};
 pub use stats::{FlowStats, IoStats, LatencySummary, PeerReport, ZeroCopyStats};
 

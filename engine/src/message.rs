@@ -81,18 +81,42 @@ pub fn pattern_byte(pos: usize) -> u8 {
         .wrapping_add((pos >> 8).wrapping_mul(7))) as u8
 }
 
+/// Where in a field of `len` bytes sampled verification looks: the first, middle and last
+/// payload byte, all past the tag. A field that is all tag (8 bytes, in messages of 64–71
+/// bytes) has no payload to sample; its tag is still checked.
+fn sample_offsets(len: usize) -> impl Iterator<Item = usize> {
+    let payload = len.saturating_sub(TAG_LEN);
+    let offsets = [TAG_LEN, TAG_LEN + payload / 2, len.wrapping_sub(1)];
+    let count = if payload == 0 { 0 } else { 3 };
+    offsets.into_iter().take(count)
+}
+
+/// The tag written over a buffer before a receive: no message of a real run has it.
+const POISON_TAG: u64 = u64::MAX;
+
 /// A message-sized copy of the pattern, built once per size, against which full
-/// verification compares whole fields at memcmp speed.
+/// verification compares whole fields at memcmp speed; and its inverse, written over a
+/// receive buffer first so that only bytes that really arrived can pass verification.
 #[derive(Debug)]
 pub struct Template {
     layout: Layout,
     bytes: Box<[u8]>,
+    poison: Box<[u8]>,
 }
 
 impl Template {
     pub fn new(layout: Layout) -> Arc<Template> {
-        let bytes = (0..layout.size()).map(pattern_byte).collect();
-        Arc::new(Template { layout, bytes })
+        let bytes: Box<[u8]> = (0..layout.size()).map(pattern_byte).collect();
+        let mut poison: Box<[u8]> = bytes.iter().map(|b| !b).collect();
+        for k in 0..FIELDS {
+            let at = layout.field(k).start;
+            poison[at..at + TAG_LEN].copy_from_slice(&POISON_TAG.to_le_bytes());
+        }
+        Arc::new(Template {
+            layout,
+            bytes,
+            poison,
+        })
     }
 
     pub fn layout(&self) -> &Layout {
@@ -102,6 +126,18 @@ impl Template {
     fn field(&self, k: usize) -> &[u8] {
         &self.bytes[self.layout.field(k)]
     }
+
+    /// Heap bytes a template holds: the pattern and its poison.
+    pub fn allocated_bytes(size: usize) -> u64 {
+        2 * size as u64
+    }
+}
+
+/// Where a receive lands: the contiguous wire buffer (two-copy) or the fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxTarget {
+    Wire,
+    Fields,
 }
 
 /// The first difference a receiver found.
@@ -436,9 +472,7 @@ impl Message {
                         (TAG_LEN..field.len()).find(|&i| field[i] != want[i])
                     }
                 }
-                Verify::Sample => [TAG_LEN, field.len() / 2, field.len() - 1]
-                    .into_iter()
-                    .find(|&i| field[i] != want[i]),
+                Verify::Sample => sample_offsets(field.len()).find(|&i| field[i] != want[i]),
                 Verify::Off => None,
             };
             if let Some(offset) = bad {
@@ -452,6 +486,57 @@ impl Message {
             }
         }
         Ok(())
+    }
+
+    /// Overwrites what `level` will check with bytes that cannot pass, where the next
+    /// receive lands: a receive that leaves any checked byte unwritten then fails
+    /// verification instead of passing on what the buffer held before. Full verification
+    /// poisons every byte (one extra pass over the buffer, the price of `--verify full`);
+    /// sampled verification only the tags and the sampled bytes.
+    pub fn poison(&mut self, level: crate::config::Verify, template: &Template, into: RxTarget) {
+        use crate::config::Verify;
+        let layout = self.layout;
+        match (level, into) {
+            (Verify::Off, _) => {}
+            (Verify::Full, RxTarget::Wire) => self.wire.copy_from_slice(&template.poison),
+            (Verify::Full, RxTarget::Fields) => {
+                for k in 0..FIELDS {
+                    self.field_mut(k)
+                        .copy_from_slice(&template.poison[layout.field(k)]);
+                }
+            }
+            (Verify::Sample, _) => {
+                for k in 0..FIELDS {
+                    let range = layout.field(k);
+                    let poison = &template.poison[range.clone()];
+                    let dst = match into {
+                        RxTarget::Wire => &mut self.wire[range],
+                        RxTarget::Fields => self.field_mut(k),
+                    };
+                    dst[..TAG_LEN].copy_from_slice(&poison[..TAG_LEN]);
+                    for i in sample_offsets(dst.len()) {
+                        dst[i] = poison[i];
+                    }
+                }
+            }
+        }
+    }
+
+    /// Puts back the pattern and message `seq`'s tags after a received message failed
+    /// verification, so the damage cannot travel on in a later send (an echo, a reused
+    /// buffer).
+    pub fn restore(&mut self, template: &Template, seq: u64) {
+        for k in 0..FIELDS {
+            self.field_mut(k).copy_from_slice(template.field(k));
+        }
+        self.stamp(seq);
+    }
+
+    /// Sets the registered buffer index of a fixed message, once its region is registered.
+    pub fn set_fixed_index(&mut self, to: u16) {
+        if let Storage::Fixed { index, .. } = &mut self.storage {
+            *index = to;
+        }
     }
 
     /// Fills `iov` with the spans that hold message bytes `from..`, in order, and returns
@@ -570,12 +655,12 @@ mod tests {
             "{err}"
         );
         assert_eq!(m.verify(Verify::Sample, 1, &t), Ok(()));
-        m.field_mut(5)[64] ^= 1; // field length 128: the middle byte is sampled
+        m.field_mut(5)[68] ^= 1; // field length 128: the middle payload byte is sampled
         assert!(matches!(
             m.verify(Verify::Sample, 1, &t),
             Err(Mismatch::Byte {
                 field: 5,
-                offset: 64,
+                offset: 68,
                 ..
             })
         ));

@@ -4,81 +4,155 @@
 //! can touch it any more: after the send returned (copying modes), after the kernel said
 //! it is done with the pages (zero-copy), after the received message was checked. An
 //! empty pool therefore means "wait for completions", never "allocate more".
+//!
+//! A client keeps the buffers it sends from apart from the one it receives into, so bytes
+//! that arrived damaged can never go out again in a later message. A server echoes what it
+//! received, so its buffers serve both ways (and a damaged one is restored before the echo).
 
 use std::sync::Arc;
 
 use crate::config::Mode;
 use crate::message::{Message, Region, Template};
+use crate::workload::Role;
+
+/// What a connection's pool holds, worked out before anything is allocated: the memory
+/// budget charges exactly this, and the pool is built from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolPlan {
+    /// Message size in bytes.
+    pub size: usize,
+    /// Buffers to send from (client) — slots `0..tx`.
+    pub tx: usize,
+    /// Buffers to receive into — slots `tx..tx + rx`.
+    pub rx: usize,
+    /// Each buffer also carries a contiguous wire buffer (two-copy).
+    pub wire: bool,
+    /// The fields live in one page-aligned region, `stride` bytes a message (zc-fixed).
+    pub stride: Option<usize>,
+}
+
+impl PoolPlan {
+    /// The pool one side of a connection needs: `depth` messages in flight plus as many
+    /// again that the kernel may still hold for zero-copy, plus one to receive into.
+    pub fn new(role: Role, mode: Mode, size: usize, depth: usize) -> PoolPlan {
+        let total = pool_size(depth);
+        let (tx, rx) = match role {
+            Role::Client => (total - 1, 1),
+            Role::Server => (0, total),
+        };
+        PoolPlan {
+            size,
+            tx,
+            rx,
+            wire: mode == Mode::TwoCopy,
+            stride: (mode == Mode::ZcFixed).then(|| size.next_multiple_of(page_size())),
+        }
+    }
+
+    /// Buffers in all.
+    pub fn count(&self) -> usize {
+        self.tx + self.rx
+    }
+
+    /// Bytes the pool allocates, and the template beside it.
+    pub fn bytes(&self) -> u64 {
+        let fields = match self.stride {
+            Some(stride) => stride as u64,
+            None => self.size as u64,
+        };
+        let wire = if self.wire { self.size as u64 } else { 0 };
+        self.count() as u64 * (fields + wire) + Template::allocated_bytes(self.size)
+    }
+}
 
 /// The buffers one connection owns.
 pub struct Pool {
     // Boxed: a message keeps its address while the kernel holds pointers into it.
     #[allow(clippy::vec_box)]
-    free: Vec<Box<Message>>,
+    tx: Vec<Box<Message>>,
+    #[allow(clippy::vec_box)]
+    rx: Vec<Box<Message>>,
+    /// Slots below this are send buffers.
+    split: u16,
     capacity: usize,
 }
 
 impl Pool {
-    /// `count` heap messages for `mode`; two-copy ones carry a wire buffer.
-    pub fn heap(template: &Template, mode: Mode, count: usize) -> Pool {
-        let wire = mode == Mode::TwoCopy;
-        let free = (0..count)
-            .map(|slot| Message::heap(template, wire, slot as u16))
+    /// Heap messages as `plan` says; two-copy ones carry a wire buffer.
+    pub fn heap(template: &Template, plan: &PoolPlan) -> Pool {
+        debug_assert!(plan.stride.is_none(), "a fixed plan needs a region");
+        let messages = (0..plan.count())
+            .map(|slot| Message::heap(template, plan.wire, slot as u16))
             .collect();
+        Pool::split(messages, plan)
+    }
+
+    /// Messages laid out back to back in one page-aligned region, `plan.stride` apart, for
+    /// registration as fixed buffers. Their buffer indices are set by [`Pool::register`].
+    pub fn fixed(template: &Template, plan: &PoolPlan) -> std::io::Result<(Pool, Arc<Region>)> {
+        let stride = plan.stride.expect("a fixed plan");
+        let region = Region::new(stride * plan.count())?;
+        let messages = (0..plan.count())
+            .map(|i| Message::fixed(template, region.clone(), i * stride, 0, i as u16))
+            .collect();
+        Ok((Pool::split(messages, plan), region))
+    }
+
+    #[allow(clippy::vec_box)]
+    fn split(mut messages: Vec<Box<Message>>, plan: &PoolPlan) -> Pool {
+        let rx = messages.split_off(plan.tx);
         Pool {
-            free,
-            capacity: count,
+            tx: messages,
+            rx,
+            split: plan.tx as u16,
+            capacity: plan.count(),
         }
     }
 
-    /// `count` messages laid out back to back in `region`, message `i` registered as fixed
-    /// buffer `first_index + i`. Each message starts on its own page boundary when
-    /// `stride` says so; the caller sizes the region as `count * stride`.
-    pub fn fixed(
-        template: &Template,
-        region: Arc<Region>,
-        stride: usize,
-        first_index: u16,
-        count: usize,
-    ) -> Pool {
-        let free = (0..count)
-            .map(|i| {
-                Message::fixed(
-                    template,
-                    region.clone(),
-                    i * stride,
-                    first_index + i as u16,
-                    i as u16,
-                )
-            })
-            .collect();
-        Pool {
-            free,
-            capacity: count,
+    /// Gives every message its registered buffer index: slot `i` is buffer `first + i`.
+    pub fn register(&mut self, first: u16) {
+        for m in self.tx.iter_mut().chain(self.rx.iter_mut()) {
+            let slot = m.slot();
+            m.set_fixed_index(first + slot);
         }
     }
 
-    /// A free buffer, if any.
-    pub fn take(&mut self) -> Option<Box<Message>> {
-        self.free.pop()
+    /// A free buffer to send from, if any (a server sends what it received instead).
+    pub fn take_tx(&mut self) -> Option<Box<Message>> {
+        self.tx.pop()
     }
 
-    /// Returns a buffer nobody else holds any more.
+    /// A free buffer to receive into, if any.
+    pub fn take_rx(&mut self) -> Option<Box<Message>> {
+        self.rx.pop()
+    }
+
+    /// Returns a buffer nobody else holds any more, to the side it came from.
     pub fn put(&mut self, msg: Box<Message>) {
         debug_assert!(
-            self.free.len() < self.capacity,
+            self.tx.len() + self.rx.len() < self.capacity,
             "more buffers returned than taken"
         );
-        self.free.push(msg);
+        if msg.slot() < self.split {
+            self.tx.push(msg);
+        } else {
+            self.rx.push(msg);
+        }
     }
 
+    /// Free buffers, both sides.
     pub fn available(&self) -> usize {
-        self.free.len()
+        self.tx.len() + self.rx.len()
+    }
+
+    /// Free send buffers.
+    pub fn available_tx(&self) -> usize {
+        self.tx.len()
     }
 
     /// True when every buffer is back: nothing is in flight or held by the kernel.
     pub fn all_home(&self) -> bool {
-        self.free.len() == self.capacity
+        self.available() == self.capacity
     }
 }
 
@@ -88,29 +162,65 @@ pub fn pool_size(depth: usize) -> usize {
     2 * depth + 1
 }
 
+pub(crate) fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n as usize
+    } else {
+        4096
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::message::Layout;
 
     #[test]
-    fn buffers_come_and_go() {
+    fn buffers_come_and_go_to_their_own_side() {
         let t = Template::new(Layout::new(256));
-        let mut pool = Pool::heap(&t, Mode::TwoCopy, 2);
+        let plan = PoolPlan::new(Role::Client, Mode::TwoCopy, 256, 1);
+        assert_eq!((plan.tx, plan.rx), (2, 1));
+        let mut pool = Pool::heap(&t, &plan);
         assert!(pool.all_home());
-        let a = pool.take().unwrap();
+        let a = pool.take_tx().unwrap();
         assert_eq!(a.wire().len(), 256);
-        let b = pool.take().unwrap();
-        assert!(pool.take().is_none());
+        let b = pool.take_tx().unwrap();
+        assert!(
+            pool.take_tx().is_none(),
+            "the receive buffer is not lent out to send"
+        );
+        let r = pool.take_rx().unwrap();
+        assert!(pool.take_rx().is_none());
         assert_ne!(a.slot(), b.slot());
+        pool.put(r);
+        assert!(
+            pool.take_tx().is_none(),
+            "a received buffer goes back to the receive side"
+        );
         pool.put(a);
         assert!(!pool.all_home());
         pool.put(b);
         assert!(pool.all_home());
-        assert!(Pool::heap(&t, Mode::OneCopy, 1)
-            .take()
-            .unwrap()
-            .wire()
-            .is_empty());
+        let server = PoolPlan::new(Role::Server, Mode::OneCopy, 256, 1);
+        let mut pool = Pool::heap(&t, &server);
+        assert!(pool.take_tx().is_none());
+        assert!(pool.take_rx().unwrap().wire().is_empty());
+    }
+
+    #[test]
+    fn a_plan_charges_what_its_pool_allocates() {
+        let two = PoolPlan::new(Role::Server, Mode::TwoCopy, 1 << 20, 255);
+        // 511 messages of 1 MiB fields + 1 MiB wire, and the 2 MiB template pair.
+        assert_eq!(two.bytes(), 511 * (2 << 20) + (2 << 20));
+        let one = PoolPlan::new(Role::Server, Mode::OneCopy, 1 << 20, 255);
+        assert_eq!(one.bytes(), 511 * (1 << 20) + (2 << 20));
+        let fixed = PoolPlan::new(Role::Client, Mode::ZcFixed, 100, 1);
+        assert_eq!(fixed.bytes(), 3 * page_size() as u64 + 200);
+        let t = Template::new(Layout::new(100));
+        let (pool, region) = Pool::fixed(&t, &fixed).unwrap();
+        assert_eq!(region.len(), 3 * page_size());
+        assert_eq!(pool.available(), 3);
     }
 }

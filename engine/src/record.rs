@@ -9,7 +9,8 @@ use crate::config::{Backend, ClientConfig, CounterScope};
 use crate::counters::{Counters, Raw, RawCounts};
 use crate::placement::Placement;
 use crate::stats::{
-    merge_samples, FlowStats, Latency, LatencySummary, PeerReport, RingSetup, Sample, Totals,
+    merge_samples, FlowStats, Latency, LatencySummary, PeerReport, Progress, RingSetup, Sample,
+    Totals,
 };
 
 /// Bumped whenever a field changes meaning or goes away (adding one does not).
@@ -37,6 +38,111 @@ pub struct Record {
     pub server: Option<SideReport>,
     /// Per client thread.
     pub threads: Vec<ThreadReport>,
+    /// The user stopped the run early (SIGINT/SIGTERM): the figures cover what ran.
+    #[serde(default)]
+    pub interrupted: bool,
+    /// What makes these figures doubtful, each with what to do about it.
+    #[serde(default)]
+    pub warnings: Vec<Warning>,
+}
+
+/// What kind of doubt a [`Warning`] raises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WarningKind {
+    /// The run was stopped before its planned end.
+    Interrupted,
+    /// No message completed for a large part of the run.
+    Stall,
+    /// Far fewer messages than the run's own median rate predicts.
+    BelowOwnRate,
+    /// Received data failed verification.
+    VerifyErrors,
+    /// Something asked for was not had; what ran instead.
+    Fallback,
+}
+
+/// One doubt about a record, in words a user can act on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Warning {
+    pub kind: WarningKind,
+    pub text: String,
+}
+
+/// A stretch without a completed message longer than this share of the run is a stall.
+pub const STALL_FRACTION: f64 = 0.1;
+/// A run whose message count is below this share of what its own median rate predicts
+/// ran far below itself.
+pub const BELOW_RATE_FRACTION: f64 = 0.7;
+
+/// What the client noted about the run beyond its counts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunNotes {
+    pub interrupted: bool,
+    /// Planned interval.
+    pub planned: Duration,
+    /// Fallbacks taken, in words.
+    pub fallbacks: Vec<String>,
+}
+
+/// The warnings a run's figures deserve: a pure function of what was measured.
+pub fn warnings(
+    notes: &RunNotes,
+    duration: Duration,
+    progress: &Progress,
+    verify_errors: u64,
+    first_verify_error: Option<&str>,
+) -> Vec<Warning> {
+    let mut out = Vec::new();
+    let mut warn = |kind, text: String| out.push(Warning { kind, text });
+    let secs = duration.as_secs_f64();
+    if notes.interrupted {
+        warn(
+            WarningKind::Interrupted,
+            format!(
+                "interrupted after {secs:.2} s of the planned {:.2} s: the figures cover only what ran",
+                notes.planned.as_secs_f64()
+            ),
+        );
+    }
+    let gap = progress.longest_gap.as_secs_f64();
+    if secs > 0.0 && gap > STALL_FRACTION * secs {
+        warn(
+            WarningKind::Stall,
+            format!(
+                "no message completed for {gap:.3} s of this {secs:.3} s run ({:.0}%): a stall \
+                 (a busy or descheduled CPU, another tenant, swapping) distorts every figure; \
+                 rerun it, longer or on a quieter machine",
+                100.0 * gap / secs
+            ),
+        );
+    }
+    let total = progress.total();
+    if let Some(predicted) = progress.predicted(duration) {
+        if (total as f64) < BELOW_RATE_FRACTION * predicted {
+            warn(
+                WarningKind::BelowOwnRate,
+                format!(
+                    "{total} messages completed where the run's own median rate predicts {predicted:.0}: \
+                     it slowed down for part of the run; rerun it before trusting the averages"
+                ),
+            );
+        }
+    }
+    if verify_errors > 0 {
+        warn(
+            WarningKind::VerifyErrors,
+            format!(
+                "{verify_errors} received message(s) failed verification (first: {}): the data \
+                 was damaged or misdelivered; the figures do not describe a correct transfer",
+                first_verify_error.unwrap_or("not recorded")
+            ),
+        );
+    }
+    for f in &notes.fallbacks {
+        warn(WarningKind::Fallback, f.clone());
+    }
+    out
 }
 
 /// The headline figures.
@@ -160,6 +266,8 @@ pub struct ThreadResult {
     pub duration: Duration,
     pub stats: FlowStats,
     pub latency: Latency,
+    /// When this thread's messages completed.
+    pub progress: Progress,
     /// The server's report for each of this thread's connections.
     pub server: Vec<PeerReport>,
     /// This thread's ring setup (uring).
@@ -179,13 +287,16 @@ impl Record {
         started: SystemTime,
         threads: &[ThreadResult],
         client: SideCounts,
+        notes: RunNotes,
     ) -> Record {
         let mut stats = FlowStats::default();
         let mut latency = Latency::default();
+        let mut progress = Progress::default();
         let mut duration = Duration::ZERO;
         for t in threads {
             stats += &t.stats;
             latency += &t.latency;
+            progress += &t.progress;
             duration = duration.max(t.duration);
         }
         let reports: Vec<&PeerReport> = threads.iter().flat_map(|t| &t.server).collect();
@@ -204,6 +315,27 @@ impl Record {
             verify_errors: stats.verify_errors
                 + server.as_ref().map_or(0, |s| s.stats.verify_errors),
         };
+        let mut notes = notes;
+        if let Some(ring) = threads.iter().find_map(|t| t.ring.as_ref()) {
+            if !ring.flags.contains("defer_taskrun") {
+                notes.fallbacks.push(format!(
+                    "the kernel refused IORING_SETUP_DEFER_TASKRUN; the rings run with {}",
+                    ring.flags
+                ));
+            }
+        }
+        let first_error = stats.first_verify_error.clone().or_else(|| {
+            server
+                .as_ref()
+                .and_then(|s| s.stats.first_verify_error.clone())
+        });
+        let warnings = warnings(
+            &notes,
+            duration,
+            &progress,
+            summary.verify_errors,
+            first_error.as_deref(),
+        );
         Record {
             schema_version: SCHEMA_VERSION,
             copyperf_version: env!("CARGO_PKG_VERSION").into(),
@@ -230,6 +362,8 @@ impl Record {
                 })
                 .collect(),
             config,
+            interrupted: notes.interrupted,
+            warnings,
         }
     }
 
@@ -284,6 +418,7 @@ impl Record {
             duration: Duration::from_secs(1),
             stats: stats.clone(),
             latency,
+            progress: Progress::default(),
             server: vec![PeerReport {
                 stats,
                 duration_s: 1.0,
@@ -320,6 +455,11 @@ impl Record {
             UNIX_EPOCH,
             &[thread],
             client,
+            RunNotes {
+                planned: Duration::from_secs(1),
+                interrupted: false,
+                fallbacks: vec!["an example fallback".into()],
+            },
         )
     }
 }

@@ -2,34 +2,46 @@
 //!
 //! The acceptor never talks to a client itself: every accepted socket gets a short-lived
 //! thread for its hello, so a client that never sends one holds up nobody. A client over
-//! `-t` is refused with the reason. Whatever a client does — garbage, a truncated
-//! message, a reset — ends that connection with one log line and nothing else.
+//! `-t`, a malformed hello, a connection the memory budget cannot hold: each is refused
+//! with the reason. Whatever a client does — garbage, a truncated message, a reset, a
+//! trickle — ends that connection with one log line and nothing else; even a bug that
+//! panics while serving one connection costs only that connection.
+//!
+//! A connection's buffers are allocated on its handshake thread, after the memory budget
+//! has been charged with exactly what they take ([`PoolPlan::bytes`]) and before the
+//! client is accepted: a serving thread (a uring worker with many connections) never
+//! stalls on an allocation.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::backend;
-use crate::config::{check_depth, Backend, Mode, ServerConfig, Workload, MIN_SIZE};
+use crate::config::{check_pool, format_size, Backend, Mode, ServerConfig, Workload, MIN_SIZE};
 use crate::counters::{CounterSet, Metering, RawCounts, CORE_KEY};
 use crate::error::Error;
-use crate::message::{Layout, Template};
+use crate::message::{Layout, Region, Template};
 use crate::placement::{self, available_cpus, Placement, Plan, Side};
-use crate::pool::{pool_size, Pool};
+use crate::pool::{Pool, PoolPlan};
 use crate::stats::{IoStats, PeerReport, Sample, Totals};
 use crate::wire::{self, Accept, Frame, Hello, ReadError, Refuse, RefuseCode, WireError};
 use crate::workload::{Flow, FlowSpec, Role};
 
-/// The longest a connecting client may take to send its hello.
+/// The longest a connecting client may take to send its whole hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a refused client gets to read the refusal before the socket closes.
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
-/// Refusals being delivered at once; past this, extra connections are closed unanswered.
-const MAX_REFUSING: usize = 32;
+/// Refused connections lingering at once while their clients read the reason; past this
+/// a connection is closed unanswered (documented in README, "Server").
+pub const REFUSAL_BACKLOG: usize = 256;
+/// The listen queue asked of the kernel (which caps it at net.core.somaxconn).
+const LISTEN_BACKLOG: libc::c_int = 4096;
 /// How often the acceptor looks at the stop flag.
 const ACCEPT_TICK: Duration = Duration::from_millis(100);
 
@@ -83,6 +95,7 @@ impl Server {
         let config = config.validate()?;
         if config.backend == Backend::Uring {
             backend::uring::check_kernel(config.mode)?;
+            backend::uring::check_server_rings(config.workers)?;
         }
         let threads = match config.backend {
             Backend::Syscall => config.max_clients,
@@ -97,6 +110,10 @@ impl Server {
         listener
             .set_nonblocking(true)
             .map_err(|e| Error::io("listening socket", e))?;
+        // std listens with a backlog of 128; a burst of clients beyond -t should wait in
+        // the queue for their refusal, not be dropped by the kernel.
+        // SAFETY: listen on a socket we own; calling it again only resizes the queue.
+        unsafe { libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG) };
         let addr = listener
             .local_addr()
             .map_err(|e| Error::io("listening socket", e))?;
@@ -132,6 +149,7 @@ impl Server {
         for notice in &metering.notices {
             on_event(ServerEvent::Notice(notice.clone()));
         }
+        let (linger_tx, linger_rx) = mpsc::channel();
         let shared = Shared {
             config: &self.config,
             on_event,
@@ -139,17 +157,21 @@ impl Server {
             metering,
             places: Mutex::new(Vec::new()),
             active: AtomicUsize::new(0),
-            refusing: AtomicUsize::new(0),
             open: Mutex::new(HashMap::new()),
+            budget: Budget::new(self.config.max_memory),
+            lingering: Mutex::new(linger_tx),
         };
-        match self.config.backend {
-            Backend::Syscall => {
-                self.accept_loop(stop, &shared, &|accepted| serve_syscall(&shared, accepted))
+        std::thread::scope(|scope| {
+            scope.spawn(|| linger(linger_rx, stop));
+            match self.config.backend {
+                Backend::Syscall => {
+                    self.accept_loop(stop, &shared, &|accepted| serve_syscall(&shared, accepted))
+                }
+                Backend::Uring => backend::uring::serve(stop, &shared, |dispatch| {
+                    self.accept_loop(stop, &shared, dispatch)
+                }),
             }
-            Backend::Uring => backend::uring::serve(stop, &shared, |dispatch| {
-                self.accept_loop(stop, &shared, dispatch)
-            }),
-        }
+        })
     }
 
     fn accept_loop<'s>(
@@ -166,41 +188,49 @@ impl Server {
                 };
                 let id = next_id.fetch_add(1, Ordering::Relaxed);
                 if shared.active.load(Ordering::Acquire) >= shared.config.max_clients {
-                    if shared.refusing.fetch_add(1, Ordering::AcqRel) < MAX_REFUSING {
-                        scope.spawn(move || {
-                            let max = shared.config.max_clients;
-                            let reason = format!(
-                                "server is full: {max} clients connected, the most it takes at once (-t {max})"
-                            );
-                            refuse_unread(stream, RefuseCode::Full, &reason);
-                            (shared.on_event)(ServerEvent::Refused { id, peer, reason });
-                            shared.refusing.fetch_sub(1, Ordering::AcqRel);
-                        });
-                    } else {
-                        shared.refusing.fetch_sub(1, Ordering::AcqRel);
-                    }
+                    // Answered at once, without reading the hello: the client finds the
+                    // reason waiting when it reads the server's answer.
+                    let max = shared.config.max_clients;
+                    let reason = format!(
+                        "server is full: {max} clients connected, the most it takes at once (-t {max})"
+                    );
+                    let mut stream = stream;
+                    refuse(shared, &mut stream, RefuseCode::Full, &reason);
+                    (shared.on_event)(ServerEvent::Refused { id, peer, reason });
                     continue;
                 }
-                let slot = Slot::open(shared, id, &stream);
+                let mut slot = Slot::open(shared, id, &stream);
                 scope.spawn(move || {
-                    let mut stream = stream;
-                    match handshake(&mut stream, shared.config, id) {
-                        Ok(hello) => {
-                            (shared.on_event)(ServerEvent::Connected { id, peer, hello });
-                            dispatch(Accepted {
-                                slot,
-                                stream,
-                                peer,
-                                id,
-                                hello,
-                            });
+                    // A bug while serving one connection ends that connection, not the
+                    // server: its slot, socket and buffers go with the unwinding.
+                    let served = catch_unwind(AssertUnwindSafe(|| {
+                        let mut stream = stream;
+                        match handshake(&mut stream, shared, id, &mut slot) {
+                            Ok((hello, buffers)) => {
+                                (shared.on_event)(ServerEvent::Connected { id, peer, hello });
+                                dispatch(Accepted {
+                                    slot,
+                                    stream,
+                                    peer,
+                                    id,
+                                    hello,
+                                    buffers,
+                                });
+                            }
+                            Err(Handshake::Refused(reason)) => {
+                                (shared.on_event)(ServerEvent::Refused { id, peer, reason })
+                            }
+                            Err(Handshake::Failed(error)) => {
+                                (shared.on_event)(ServerEvent::Failed { id, peer, error })
+                            }
                         }
-                        Err(Handshake::Refused(reason)) => {
-                            (shared.on_event)(ServerEvent::Refused { id, peer, reason })
-                        }
-                        Err(Handshake::Failed(error)) => {
-                            (shared.on_event)(ServerEvent::Failed { id, peer, error })
-                        }
+                    }));
+                    if let Err(panic) = served {
+                        (shared.on_event)(ServerEvent::Failed {
+                            id,
+                            peer,
+                            error: Error::Internal(panic_text(&panic)).to_string(),
+                        });
                     }
                 });
             }
@@ -261,17 +291,60 @@ pub(crate) struct Shared<'a> {
     /// free place, so a place freed is reused with its CPU.
     places: Mutex<Vec<bool>>,
     active: AtomicUsize,
-    refusing: AtomicUsize,
     /// Sockets to shut down on stop, by connection id.
     open: Mutex<HashMap<u64, RawFd>>,
+    /// What the connections' buffers may take, all together.
+    budget: Budget,
+    /// Refused sockets, handed to the thread that lets their clients read the reason.
+    lingering: Mutex<Sender<(TcpStream, Instant)>>,
 }
 
-/// A connection's place among the `-t` allowed; given back when dropped.
+/// The server-wide memory budget for connection buffers (`--max-memory`).
+struct Budget {
+    limit: u64,
+    used: AtomicU64,
+}
+
+impl Budget {
+    fn new(limit: u64) -> Budget {
+        Budget {
+            limit,
+            used: AtomicU64::new(0),
+        }
+    }
+
+    /// Charges `bytes`, or says why not.
+    fn reserve(&self, bytes: u64) -> Result<(), String> {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&total| total <= self.limit)
+            })
+            .map(|_| ())
+            .map_err(|used| {
+                format!(
+                    "server memory budget exhausted: this connection's buffers need {} bytes, \
+                     {used} of the {} bytes allowed are in use (--max-memory {})",
+                    bytes,
+                    self.limit,
+                    format_size(self.limit as usize)
+                )
+            })
+    }
+
+    fn release(&self, bytes: u64) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+/// A connection's place among the `-t` allowed and its share of the memory budget; both
+/// given back when dropped.
 pub(crate) struct Slot<'a> {
     shared: &'a Shared<'a>,
     id: u64,
     /// The lowest place free when the connection came: its index in the CPU plan.
     pub place: usize,
+    /// Bytes of the memory budget charged for the connection's buffers.
+    reserved: u64,
 }
 
 impl<'a> Slot<'a> {
@@ -289,12 +362,25 @@ impl<'a> Slot<'a> {
         } else {
             places[place] = true;
         }
-        Slot { shared, id, place }
+        Slot {
+            shared,
+            id,
+            place,
+            reserved: 0,
+        }
+    }
+
+    /// Charges the memory budget with `bytes` for this connection.
+    fn reserve(&mut self, bytes: u64) -> Result<(), String> {
+        self.shared.budget.reserve(bytes)?;
+        self.reserved += bytes;
+        Ok(())
     }
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
+        self.shared.budget.release(self.reserved);
         self.shared.places.lock().expect("places lock")[self.place] = false;
         self.shared
             .open
@@ -305,9 +391,40 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// A client past its handshake. Fields drop in order: the slot (and its registry entry)
-/// goes before the socket closes, so stop never shuts down a reused descriptor.
+/// A connection's buffers, allocated before it was accepted.
+pub(crate) struct Buffers {
+    pub template: Arc<Template>,
+    pub pool: Pool,
+    pub plan: PoolPlan,
+    /// zc-fixed: the region the pool lives in, registered by the serving ring.
+    pub region: Option<Arc<Region>>,
+}
+
+impl Buffers {
+    fn allocate(plan: PoolPlan) -> Result<Buffers, Error> {
+        let template = Template::new(Layout::new(plan.size));
+        let (pool, region) = match plan.stride {
+            Some(_) => {
+                let (pool, region) = Pool::fixed(&template, &plan)
+                    .map_err(|e| Error::io("mapping fixed buffers", e))?;
+                (pool, Some(region))
+            }
+            None => (Pool::heap(&template, &plan), None),
+        };
+        Ok(Buffers {
+            template,
+            pool,
+            plan,
+            region,
+        })
+    }
+}
+
+/// A client past its handshake. Fields drop in order: the buffers go before the slot
+/// gives their budget back, and the slot (and its registry entry) goes before the socket
+/// closes, so stop never shuts down a reused descriptor.
 pub(crate) struct Accepted<'a> {
+    pub buffers: Buffers,
     pub slot: Slot<'a>,
     pub stream: TcpStream,
     pub peer: SocketAddr,
@@ -320,49 +437,78 @@ enum Handshake {
     Failed(String),
 }
 
-/// Reads the hello, checks it against this server, and answers accept or refuse.
-fn handshake(stream: &mut TcpStream, config: &ServerConfig, id: u64) -> Result<Hello, Handshake> {
+/// Reads the hello, checks it against this server and its budget, allocates the
+/// connection's buffers, and answers accept or refuse.
+fn handshake(
+    stream: &mut TcpStream,
+    shared: &Shared<'_>,
+    id: u64,
+    slot: &mut Slot<'_>,
+) -> Result<(Hello, Buffers), Handshake> {
+    let config = shared.config;
     let timeout = HELLO_TIMEOUT.min(config.idle_timeout);
     stream
-        .set_read_timeout(Some(timeout))
-        .and_then(|()| stream.set_write_timeout(Some(timeout)))
+        .set_write_timeout(Some(timeout))
         .map_err(|e| Handshake::Failed(format!("socket setup: {e}")))?;
-    let hello = match wire::read_frame(stream, timeout) {
+    // The whole hello must arrive by then, however it is sliced.
+    let hello = match wire::read_frame_by(stream, Instant::now() + timeout) {
         Ok(Frame::Hello(h)) => h,
         Ok(other) => {
-            return Err(Handshake::Failed(
+            let reason = format!(
+                "bad hello: {}",
                 WireError::Unexpected {
                     expected: "hello",
                     got: other.name(),
                 }
-                .to_string(),
-            ))
+            );
+            refuse(shared, stream, RefuseCode::Malformed, &reason);
+            return Err(Handshake::Refused(reason));
         }
         Err(ReadError::Wire(WireError::Version(v))) => {
             let reason = format!(
                 "protocol version {v} is not spoken here (this server speaks {})",
                 wire::VERSION
             );
-            refuse(stream, RefuseCode::Version, &reason);
+            refuse(shared, stream, RefuseCode::Version, &reason);
+            return Err(Handshake::Refused(reason));
+        }
+        Err(ReadError::Wire(e)) => {
+            let reason = format!("bad hello: {e}");
+            refuse(shared, stream, RefuseCode::Malformed, &reason);
             return Err(Handshake::Refused(reason));
         }
         Err(e) => return Err(Handshake::Failed(format!("bad hello: {e}"))),
     };
-    if let Err((code, reason)) = check_hello(&hello, config) {
-        refuse(stream, code, &reason);
+    let plan = match check_hello(&hello, config) {
+        Ok(plan) => plan,
+        Err((code, reason)) => {
+            refuse(shared, stream, code, &reason);
+            return Err(Handshake::Refused(reason));
+        }
+    };
+    if let Err(reason) = slot.reserve(plan.bytes()) {
+        refuse(shared, stream, RefuseCode::Memory, &reason);
         return Err(Handshake::Refused(reason));
     }
+    let buffers = match Buffers::allocate(plan) {
+        Ok(b) => b,
+        Err(e) => {
+            let reason = format!("could not allocate the connection's buffers: {e}");
+            refuse(shared, stream, RefuseCode::Memory, &reason);
+            return Err(Handshake::Refused(reason));
+        }
+    };
     let accept = Frame::Accept(Accept {
         backend: config.backend,
         connection: id,
     });
     wire::write_frame(stream, &accept)
         .map_err(|e| Handshake::Failed(format!("sending accept: {e}")))?;
-    Ok(hello)
+    Ok((hello, buffers))
 }
 
-/// Why this server will not serve `hello`, if it will not.
-fn check_hello(h: &Hello, config: &ServerConfig) -> Result<(), (RefuseCode, String)> {
+/// Why this server will not serve `hello`, if it will not; else what its buffers take.
+fn check_hello(h: &Hello, config: &ServerConfig) -> Result<PoolPlan, (RefuseCode, String)> {
     let size = h.size as usize;
     if !(MIN_SIZE..=config.max_size).contains(&size) {
         return Err((
@@ -373,7 +519,9 @@ fn check_hello(h: &Hello, config: &ServerConfig) -> Result<(), (RefuseCode, Stri
             ),
         ));
     }
-    check_depth(h.depth as usize, size).map_err(|e| (RefuseCode::Depth, e.to_string()))?;
+    let depth = h.depth as usize;
+    let plan = check_pool(Role::Server, h.mode, depth, size)
+        .map_err(|e| (RefuseCode::Depth, e.to_string()))?;
     if let Some(mode) = config.mode {
         if mode != h.mode {
             return Err((
@@ -398,48 +546,89 @@ fn check_hello(h: &Hello, config: &ServerConfig) -> Result<(), (RefuseCode, Stri
         backend::uring::check_kernel(Some(h.mode))
             .map_err(|e| (RefuseCode::Mode, e.to_string()))?;
         if h.mode == Mode::ZcFixed {
-            let needed = pool_size(h.depth as usize) as u64 * size as u64;
+            let needed = plan.count() as u64 * size as u64;
             backend::uring::check_memlock(needed)
                 .map_err(|e| (RefuseCode::Other, e.to_string()))?;
         }
     }
-    Ok(())
+    Ok(plan)
 }
 
-/// Sends a refusal after the hello was read, and lets the client read it.
-fn refuse(stream: &mut TcpStream, code: RefuseCode, reason: &str) {
+/// Sends a refusal and leaves the socket with the lingering thread, which drains what the
+/// client still sends (its hello, if not read yet) until it closes: closing with unread
+/// data would send a reset that can destroy the refusal before the client reads it.
+fn refuse(shared: &Shared<'_>, stream: &mut TcpStream, code: RefuseCode, reason: &str) {
     let frame = Frame::Refuse(Refuse {
         code,
         reason: reason.to_owned(),
     });
-    if wire::write_frame(stream, &frame).is_ok() {
-        linger_close(stream);
-    }
-}
-
-/// Refuses a client whose hello has not been read yet (the server is full).
-fn refuse_unread(mut stream: TcpStream, code: RefuseCode, reason: &str) {
-    let _ = stream.set_read_timeout(Some(REFUSAL_LINGER));
     let _ = stream.set_write_timeout(Some(REFUSAL_LINGER));
-    // Read the hello first: closing with unread data would send a reset that can destroy
-    // the refusal before the client reads it.
-    let _ = wire::read_frame(&mut stream, REFUSAL_LINGER);
-    refuse(&mut stream, code, reason);
+    if wire::write_frame(stream, &frame).is_err() {
+        return;
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+    if let Ok(copy) = stream.try_clone() {
+        let deadline = Instant::now() + REFUSAL_LINGER;
+        let _ = shared
+            .lingering
+            .lock()
+            .expect("lingering lock")
+            .send((copy, deadline));
+    }
 }
 
-/// Half-closes and waits briefly for the client to close, so nothing unread triggers a
-/// reset that would discard what was just sent.
-fn linger_close(stream: &mut TcpStream) {
-    let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(REFUSAL_LINGER));
-    let mut sink = [0u8; 1024];
-    let deadline = Instant::now() + REFUSAL_LINGER;
-    while Instant::now() < deadline {
-        match stream.read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+/// Holds refused sockets open until their clients close or [`REFUSAL_LINGER`] passes,
+/// reading and dropping whatever they still send; at most [`REFUSAL_BACKLOG`] at once.
+fn linger(inbox: Receiver<(TcpStream, Instant)>, stop: &AtomicBool) {
+    let mut held: Vec<(TcpStream, Instant)> = Vec::new();
+    let mut sink = [0u8; 4096];
+    while !stop.load(Ordering::Relaxed) {
+        while let Ok(s) = inbox.try_recv() {
+            if held.len() < REFUSAL_BACKLOG {
+                let _ = s.0.set_nonblocking(true);
+                held.push(s);
+            } // else dropped: closed unanswered beyond the documented backlog
         }
+        let now = Instant::now();
+        held.retain(|(_, deadline)| *deadline > now);
+        let mut fds: Vec<libc::pollfd> = held
+            .iter()
+            .map(|(s, _)| libc::pollfd {
+                fd: s.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let tick = if fds.is_empty() { 20 } else { 10 };
+        // SAFETY: `fds` is a live array of pollfds of sockets `held` keeps open.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, tick) };
+        let mut i = 0;
+        held.retain_mut(|(s, _)| {
+            let revents = fds[i].revents;
+            i += 1;
+            if revents == 0 {
+                return true;
+            }
+            loop {
+                match s.read(&mut sink) {
+                    Ok(0) => return false,
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                    Err(_) => return false,
+                }
+            }
+        });
     }
+}
+
+/// The text of a caught panic.
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into());
+    format!("{what} (a copyperf bug: please report it); only this connection was closed")
 }
 
 /// The server sends only echoes, each awaited by the client: TCP_NODELAY for echo, Nagle
@@ -449,7 +638,7 @@ pub(crate) fn nodelay_for(hello: &Hello) -> bool {
 }
 
 /// Builds the server side of a connection's workload from its hello.
-pub(crate) fn server_flow(hello: &Hello, template: Arc<Template>, pool: Pool) -> Flow {
+pub(crate) fn server_flow(hello: &Hello, buffers: Buffers) -> Flow {
     let spec = FlowSpec {
         role: Role::Server,
         workload: hello.workload,
@@ -458,7 +647,7 @@ pub(crate) fn server_flow(hello: &Hello, template: Arc<Template>, pool: Pool) ->
         depth: hello.depth as usize,
         duration: Duration::ZERO,
     };
-    Flow::new(spec, template, pool)
+    Flow::new(spec, buffers.template, buffers.pool)
 }
 
 /// Sends the end-of-run report and logs the disconnect.
@@ -487,6 +676,7 @@ pub(crate) fn finish_connection(
 /// The syscall backend's thread per client.
 fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
     let Accepted {
+        buffers,
         slot,
         mut stream,
         peer,
@@ -505,13 +695,11 @@ fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
         if hello.mode == Mode::Zc && hello.workload == Workload::Echo {
             backend::syscall::enable_zerocopy(fd)?;
         }
-        let template = Template::new(Layout::new(hello.size as usize));
-        let pool = Pool::heap(&template, hello.mode, pool_size(hello.depth as usize));
-        let mut flow = server_flow(&hello, template, pool);
+        let mut flow = server_flow(&hello, buffers);
         let thread = format!("conn {id}");
         let mut meter = ConnMeter::start(shared, &thread, None);
         flow.begin(Instant::now());
-        let run = backend::syscall::drive(fd, &mut flow, shared.config.idle_timeout);
+        let run = backend::syscall::drive(fd, &mut flow, shared.config.idle_timeout, None);
         flow.finish(Instant::now());
         let samples = meter.finish(shared, None);
         run?;

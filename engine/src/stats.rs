@@ -2,7 +2,7 @@
 //! it took, and round-trip times. Per-thread figures merge with `+=`, in one place.
 
 use std::ops::AddAssign;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
@@ -167,6 +167,95 @@ impl AddAssign<&Latency> for Latency {
         self.hist
             .add(&o.hist)
             .expect("same bounds on every histogram");
+    }
+}
+
+/// Slices of the planned interval a client's progress is counted in.
+pub const PROGRESS_SLICES: usize = 64;
+
+/// When a client's messages completed: per slice of the planned interval, and the longest
+/// stretch with none. A steady run fills the slices evenly; a stall shows as a gap, a
+/// slowdown as a total far below what the median slice predicts.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// Messages completed in each slice (a run that overruns its plan counts the rest in
+    /// the last).
+    pub slices: [u64; PROGRESS_SLICES],
+    /// The planned interval's slice length.
+    pub slice: Duration,
+    /// The longest stretch without a completed message, the start and the end included.
+    pub longest_gap: Duration,
+    begin: Option<Instant>,
+    last: Option<Instant>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress {
+            slices: [0; PROGRESS_SLICES],
+            slice: Duration::ZERO,
+            longest_gap: Duration::ZERO,
+            begin: None,
+            last: None,
+        }
+    }
+}
+
+impl Progress {
+    pub fn begin(&mut self, now: Instant, planned: Duration) {
+        self.begin = Some(now);
+        self.last = Some(now);
+        self.slice = (planned / PROGRESS_SLICES as u32).max(Duration::from_nanos(1));
+    }
+
+    /// A message completed at `now`.
+    pub fn record(&mut self, now: Instant) {
+        let (Some(begin), Some(last)) = (self.begin, self.last) else {
+            return;
+        };
+        self.longest_gap = self.longest_gap.max(now.saturating_duration_since(last));
+        self.last = Some(now);
+        let i = now.saturating_duration_since(begin).as_nanos() / self.slice.as_nanos();
+        self.slices[(i as usize).min(PROGRESS_SLICES - 1)] += 1;
+    }
+
+    /// The run ended at `now`: a silence before the end is a gap too.
+    pub fn finish(&mut self, now: Instant) {
+        if let Some(last) = self.last.take() {
+            self.longest_gap = self.longest_gap.max(now.saturating_duration_since(last));
+        }
+    }
+
+    /// Messages in all.
+    pub fn total(&self) -> u64 {
+        self.slices.iter().sum()
+    }
+
+    /// What the median whole slice within `ran` predicts for the whole of `ran`; `None`
+    /// with fewer than 8 whole slices to judge by.
+    pub fn predicted(&self, ran: Duration) -> Option<f64> {
+        if self.slice.is_zero() {
+            return None;
+        }
+        let whole = ((ran.as_nanos() / self.slice.as_nanos()) as usize).min(PROGRESS_SLICES);
+        if whole < 8 {
+            return None;
+        }
+        let mut counts: Vec<u64> = self.slices[..whole].to_vec();
+        counts.sort_unstable();
+        let median = counts[whole / 2] as f64;
+        Some(median * ran.as_secs_f64() / self.slice.as_secs_f64())
+    }
+}
+
+/// Threads that started together merge slice by slice.
+impl AddAssign<&Progress> for Progress {
+    fn add_assign(&mut self, o: &Progress) {
+        for (a, b) in self.slices.iter_mut().zip(o.slices) {
+            *a += b;
+        }
+        self.slice = self.slice.max(o.slice);
+        self.longest_gap = self.longest_gap.max(o.longest_gap);
     }
 }
 

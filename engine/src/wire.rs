@@ -7,7 +7,8 @@
 //! hello and stats as raw `size`-byte records (see `message`), not as frames.
 
 use std::io::{self, Read, Write};
-use std::time::Duration;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 use crate::config::{Backend, Mode, Verify, Workload};
 use crate::stats::PeerReport;
@@ -71,6 +72,10 @@ pub enum RefuseCode {
     Version = 5,
     /// The server is shutting down.
     ShuttingDown = 6,
+    /// The hello could not be read as one (not a copyperf peer, bad field, bad length).
+    Malformed = 7,
+    /// The connection's buffers would take the server past its memory budget.
+    Memory = 8,
     /// Anything else.
     Other = 255,
 }
@@ -84,6 +89,8 @@ impl RefuseCode {
             4 => RefuseCode::Depth,
             5 => RefuseCode::Version,
             6 => RefuseCode::ShuttingDown,
+            7 => RefuseCode::Malformed,
+            8 => RefuseCode::Memory,
             _ => RefuseCode::Other,
         }
     }
@@ -337,6 +344,32 @@ fn read_exact(r: &mut impl Read, buf: &mut [u8], timeout: Duration) -> Result<()
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ReadError::Timeout(timeout),
         _ => ReadError::Io(e),
     })
+}
+
+/// Reads exactly one frame off `stream`, which must arrive whole by `deadline`: each read
+/// waits only for what is left, so a peer that trickles bytes gains nothing by it.
+pub fn read_frame_by(stream: &TcpStream, deadline: Instant) -> Result<Frame, ReadError> {
+    let timeout = deadline.saturating_duration_since(Instant::now());
+    let mut reader = DeadlineReader { stream, deadline };
+    read_frame(&mut reader, timeout)
+}
+
+/// Reads from a socket, never past a deadline.
+struct DeadlineReader<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl Read for DeadlineReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        let mut s = self.stream;
+        s.read(buf)
+    }
 }
 
 /// Writes one frame.

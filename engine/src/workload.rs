@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Mode, Verify, Workload};
 use crate::error::Error;
-use crate::message::{Message, Template};
+use crate::message::{Message, RxTarget, Template};
 use crate::pool::Pool;
-use crate::stats::{FlowStats, Latency};
+use crate::stats::{FlowStats, Latency, Progress};
 
 /// Which end of the connection a flow runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,11 +59,15 @@ pub struct Flow {
     /// Echo server: received messages waiting to be sent back, oldest first.
     echo_queue: VecDeque<Box<Message>>,
     eof: bool,
+    /// Where receives land, poisoned before each one.
+    rx_target: RxTarget,
     started: Option<Instant>,
     first_rx: Option<Instant>,
     finished: Option<Instant>,
     pub stats: FlowStats,
     pub latency: Latency,
+    /// Client: when each message completed, to tell a steady run from a stalled one.
+    pub progress: Progress,
 }
 
 impl Flow {
@@ -79,12 +83,24 @@ impl Flow {
             expect_seq: 0,
             echo_queue: VecDeque::with_capacity(spec.depth),
             eof: false,
+            rx_target: if spec.mode == Mode::TwoCopy {
+                RxTarget::Wire
+            } else {
+                RxTarget::Fields
+            },
             started: None,
             first_rx: None,
             finished: None,
             stats: FlowStats::default(),
             latency: Latency::default(),
+            progress: Progress::default(),
         }
+    }
+
+    /// Receives land in the fields even in two-copy: the backend copies them out of
+    /// buffers the kernel picked (multishot) rather than receiving into the wire buffer.
+    pub fn receive_into_fields(&mut self) {
+        self.rx_target = RxTarget::Fields;
     }
 
     pub fn spec(&self) -> &FlowSpec {
@@ -100,7 +116,14 @@ impl Flow {
         self.started = Some(now);
         if self.spec.role == Role::Client {
             self.deadline = Some(now + self.spec.duration);
+            self.progress.begin(now, self.spec.duration);
         }
+    }
+
+    /// Ends the measured interval early (the user interrupted the run): nothing new is
+    /// sent; what is outstanding is still awaited.
+    pub fn stop(&mut self) {
+        self.stopping = true;
     }
 
     /// The next message to send, stamped (and serialized, in two-copy), or `None` when the
@@ -118,11 +141,13 @@ impl Flow {
                 if self.spec.workload == Workload::Echo && self.sent_at.len() >= self.spec.depth {
                     return None;
                 }
-                let mut msg = self.pool.take()?;
+                let mut msg = self.pool.take_tx()?;
                 msg.stamp(self.next_seq);
                 self.next_seq += 1;
-                if self.spec.workload == Workload::Echo {
-                    self.sent_at.push_back(now);
+                match self.spec.workload {
+                    Workload::Echo => self.sent_at.push_back(now),
+                    // A stream's progress is a buffer free for the next message.
+                    Workload::Stream => self.progress.record(now),
                 }
                 msg
             }
@@ -153,9 +178,11 @@ impl Flow {
         }
     }
 
-    /// A buffer to receive into, if one is free.
+    /// A buffer to receive into, if one is free, poisoned where verification will look.
     pub fn rx_buffer(&mut self) -> Option<Box<Message>> {
-        self.pool.take()
+        let mut msg = self.pool.take_rx()?;
+        msg.poison(self.spec.verify, &self.template, self.rx_target);
+        Some(msg)
     }
 
     /// A whole message arrived in `msg` (in two-copy, in its wire buffer: the copy out into
@@ -169,7 +196,7 @@ impl Flow {
 
     /// A whole message is in `msg`'s fields already (two-copy from a provided buffer,
     /// where the backend did the copy out with [`Message::deserialize_from`]).
-    pub fn received_in_fields(&mut self, msg: Box<Message>, now: Instant) -> Result<(), Error> {
+    pub fn received_in_fields(&mut self, mut msg: Box<Message>, now: Instant) -> Result<(), Error> {
         if self.spec.role == Role::Client && self.sent_at.is_empty() {
             self.pool.put(msg);
             return Err(Error::Peer(
@@ -184,12 +211,16 @@ impl Flow {
             if self.stats.first_verify_error.is_none() {
                 self.stats.first_verify_error = Some(m.to_string());
             }
+            // Counted once: the damage goes no further (not into the echo, not into a
+            // buffer that is sent again).
+            msg.restore(&self.template, self.expect_seq);
         }
         self.expect_seq += 1;
         match self.spec.role {
             Role::Client => {
                 let sent = self.sent_at.pop_front().expect("checked above");
                 self.latency.record(now.saturating_duration_since(sent));
+                self.progress.record(now);
                 self.pool.put(msg);
             }
             Role::Server if self.spec.workload == Workload::Echo => self.echo_queue.push_back(msg),
@@ -229,14 +260,21 @@ impl Flow {
         self.pool.all_home()
     }
 
-    /// Free buffers in the pool.
-    pub fn pool_available(&self) -> usize {
-        self.pool.available()
+    /// Free buffers a send could come from: the client's send buffers; any of the
+    /// server's, which echoes what it received.
+    pub fn send_buffers_free(&self) -> usize {
+        match self.spec.role {
+            Role::Client => self.pool.available_tx(),
+            Role::Server => self.pool.available(),
+        }
     }
 
     /// Ends the measured interval.
     pub fn finish(&mut self, now: Instant) {
-        self.finished.get_or_insert(now);
+        if self.finished.is_none() {
+            self.finished = Some(now);
+            self.progress.finish(now);
+        }
     }
 
     /// The measured interval: client from `begin` to `finish`; server from the first byte
@@ -257,11 +295,12 @@ impl Flow {
 mod tests {
     use super::*;
     use crate::message::Layout;
-    use crate::pool::pool_size;
+    use crate::pool::{pool_size, PoolPlan};
 
     fn flow(role: Role, workload: Workload, mode: Mode, depth: usize) -> Flow {
         let template = Template::new(Layout::new(256));
-        let pool = Pool::heap(&template, mode, pool_size(depth));
+        let plan = PoolPlan::new(role, mode, 256, depth);
+        let pool = Pool::heap(&template, &plan);
         let spec = FlowSpec {
             role,
             workload,
@@ -352,7 +391,7 @@ mod tests {
         let t0 = Instant::now();
         c.begin(t0);
         let held: Vec<_> = std::iter::from_fn(|| c.next_tx(t0)).collect();
-        assert_eq!(held.len(), pool_size(2));
+        assert_eq!(held.len(), pool_size(2) - 1, "all but the receive buffer");
         assert!(!c.wants_rx());
         assert!(!c.pool_home());
         held.into_iter().for_each(|m| c.release(m));

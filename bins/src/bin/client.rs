@@ -6,12 +6,16 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser, ValueEnum};
 use cli::EnumArg;
-use engine::{export, run_client, Backend, ClientConfig, ClientEvent, Mode, Verify, Workload};
+use cli::STOP;
+use engine::{
+    export, run_client_until, Backend, ClientConfig, ClientEvent, Error, Mode, Verify, Workload,
+};
 
 /// Measure what moving bytes through a TCP socket costs on one send path.
 ///
 /// Exit codes: 0 success, 1 runtime failure (connect, I/O, peer), 2 bad flags, 3 refused
-/// by the server, 4 data failed verification, 5 kernel feature missing.
+/// by the server, 4 data failed verification, 5 kernel feature missing, 130/143 stopped by
+/// SIGINT/SIGTERM (the partial figures are printed; a second signal exits at once).
 #[derive(Debug, Parser)]
 #[command(
     name = "client",
@@ -121,14 +125,22 @@ fn main() -> ExitCode {
         ClientEvent::Notice(text) => eprintln!("notice: {text}"),
         _ => {}
     };
-    let record = match run_client(&config, &on_event) {
+    let record = match run_client_until(&config, &STOP, &on_event) {
         Ok(r) => r,
+        Err(e @ Error::Interrupted) => {
+            eprintln!("error: {e}");
+            return cli::exit_code(cli::stopped_code());
+        }
         Err(e) => return cli::fail(&e),
     };
     match args.format {
         Format::Human => println!("{}", export::human(&record)),
         Format::Json => println!("{}", export::json(&record)),
         Format::Csv => print!("{}", export::csv(&record)),
+    }
+    if record.interrupted {
+        eprintln!("interrupted: the figures above cover what ran before the signal");
+        return cli::exit_code(cli::stopped_code());
     }
     if record.summary.verify_errors > 0 {
         eprintln!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser};
 use cli::{EnumArg, STOP};
-use engine::config::{default_workers, format_size};
+use engine::config::{default_max_memory, default_workers, format_size};
 use engine::{Backend, Mode, Server, ServerConfig, ServerEvent};
 
 /// Serve copyperf clients: echo or sink their messages, check every one, report back.
@@ -49,9 +49,14 @@ struct Args {
     /// io_uring worker threads, one ring each (uring backend) [default: one per CPU].
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
-    /// Close a connection that stays silent this long, in seconds.
+    /// Close a connection that moves no whole message for this long, in seconds.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = cli::seconds_arg)]
     idle_timeout: Duration,
+    /// Memory all connections' buffers may take together (suffixes K, M, G); a client
+    /// whose buffers would go past it is refused with the reason [default: a quarter of
+    /// physical memory].
+    #[arg(long, value_name = "BYTES", value_parser = cli::size_arg)]
+    max_memory: Option<usize>,
     #[command(flatten)]
     side: cli::SideFlags,
     /// Print help.
@@ -75,6 +80,9 @@ fn main() -> ExitCode {
         max_clients: args.max_clients,
         workers: args.workers.unwrap_or_else(default_workers),
         idle_timeout: args.idle_timeout,
+        max_memory: args
+            .max_memory
+            .map_or_else(default_max_memory, |m| m as u64),
         uring_recv: args.side.uring_recv,
         cpus: args.side.cpus,
         counters: args.side.counters,
@@ -105,6 +113,11 @@ fn print_banner(server: &Server) {
         format_size(c.max_size)
     );
     println!("Max Clients: {}", c.max_clients);
+    println!(
+        "Memory Budget: {} bytes ({:.1} MiB, --max-memory)",
+        c.max_memory,
+        c.max_memory as f64 / (1 << 20) as f64
+    );
     match c.mode {
         Some(m) => println!("Mode: {m} only"),
         None => println!("Mode: any (each client chooses)"),

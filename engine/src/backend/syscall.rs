@@ -6,12 +6,17 @@
 //! both directions are live (echo with depth > 1, or an echo server whose client is
 //! still sending), the send goes out with MSG_DONTWAIT and a send that would block falls
 //! back to poll() on both directions, so two peers that each fill the other's buffers
-//! never wait on each other. Socket timeouts (SO_RCVTIMEO/SO_SNDTIMEO) turn a silent peer
-//! into an error.
+//! never wait on each other.
+//!
+//! Every message must move whole within the timeout of the moment it was started: socket
+//! timeouts (SO_RCVTIMEO/SO_SNDTIMEO) and poll are armed with what is left of that, not
+//! re-armed in full after each partial transfer, so a peer that trickles bytes (slowloris)
+//! is cut off as surely as a silent one.
 
 use std::io;
 use std::mem::{size_of, MaybeUninit};
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::backend::sys::{SO_EE_CODE_ZEROCOPY_COPIED, SO_EE_ORIGIN_ZEROCOPY, SO_ZEROCOPY};
@@ -70,19 +75,38 @@ pub fn enable_zerocopy(fd: BorrowedFd<'_>) -> Result<(), Error> {
 
 /// Sets both socket timeouts: a blocking call that waits longer fails with EAGAIN.
 pub fn set_timeouts(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<()> {
-    let tv = libc::timeval {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
-    };
     for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
-        set_option(fd, libc::SOL_SOCKET, opt, &tv)?;
+        set_timeout(fd.as_raw_fd(), opt, timeout)?;
     }
     Ok(())
 }
 
+/// Sets SO_RCVTIMEO or SO_SNDTIMEO; never to zero, which would mean "forever".
+fn set_timeout(fd: RawFd, opt: libc::c_int, timeout: Duration) -> io::Result<()> {
+    let timeout = timeout.max(Duration::from_millis(1));
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: the caller's fd is a socket that outlives the call.
+    set_option(
+        unsafe { BorrowedFd::borrow_raw(fd) },
+        libc::SOL_SOCKET,
+        opt,
+        &tv,
+    )
+}
+
 /// Runs `flow` on the connected socket `fd` until it is done and every buffer is home.
-/// The caller has called `flow.begin` and calls `flow.finish` afterwards.
-pub fn drive(fd: BorrowedFd<'_>, flow: &mut Flow, timeout: Duration) -> Result<(), Error> {
+/// The caller has called `flow.begin` and calls `flow.finish` afterwards. `stop`, once
+/// set, ends the flow's sending early (the user interrupted the run). The socket's
+/// timeouts must have been set to `timeout` ([`set_timeouts`]).
+pub fn drive(
+    fd: BorrowedFd<'_>,
+    flow: &mut Flow,
+    timeout: Duration,
+    stop: Option<&AtomicBool>,
+) -> Result<(), Error> {
     let mut conn = Conn {
         fd: fd.as_raw_fd(),
         mode: flow.spec().mode,
@@ -91,6 +115,8 @@ pub fn drive(fd: BorrowedFd<'_>, flow: &mut Flow, timeout: Duration) -> Result<(
         ledger: (flow.spec().mode == Mode::Zc).then(ZcLedger::default),
         tx: None,
         rx: None,
+        armed: [timeout; 2],
+        stop,
     };
     let result = conn.run(flow);
     if let Some(ledger) = &conn.ledger {
@@ -99,10 +125,15 @@ pub fn drive(fd: BorrowedFd<'_>, flow: &mut Flow, timeout: Duration) -> Result<(
     result
 }
 
-/// A message part-way through the kernel, and how many of its bytes have moved.
-type InFlight = Option<(Box<Message>, usize)>;
+/// A message part-way through the kernel, how many of its bytes have moved, and by when
+/// the rest must have.
+type InFlight = Option<(Box<Message>, usize, Instant)>;
 
-struct Conn {
+/// Socket timeout slots in [`Conn::armed`].
+const RCV: usize = 0;
+const SND: usize = 1;
+
+struct Conn<'s> {
     fd: RawFd,
     mode: Mode,
     size: usize,
@@ -110,24 +141,31 @@ struct Conn {
     ledger: Option<ZcLedger<Box<Message>>>,
     tx: InFlight,
     rx: InFlight,
+    /// SO_RCVTIMEO and SO_SNDTIMEO as last set.
+    armed: [Duration; 2],
+    stop: Option<&'s AtomicBool>,
 }
 
-impl Conn {
+impl Conn<'_> {
     fn run(&mut self, flow: &mut Flow) -> Result<(), Error> {
         // Reap zero-copy completions once this many buffers wait on the kernel: "every few
         // sends", so the pool rarely runs dry.
-        let reap_at = (flow.pool_available() / 2).max(1);
+        let reap_at = (flow.send_buffers_free() / 2).max(1);
         loop {
             if let Some(ledger) = &self.ledger {
-                if ledger.held() >= reap_at || flow.pool_available() == 0 {
+                if ledger.held() >= reap_at || flow.send_buffers_free() == 0 {
                     self.reap(flow)?;
                 }
             }
+            if self.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                flow.stop();
+            }
             if self.tx.is_none() {
-                self.tx = flow.next_tx(Instant::now()).map(|m| (m, 0));
+                let now = Instant::now();
+                self.tx = flow.next_tx(now).map(|m| (m, 0, now + self.timeout));
             }
             if flow.is_done() && self.tx.is_none() {
-                if let Some((m, 0)) = self.rx.take() {
+                if let Some((m, 0, _)) = self.rx.take() {
                     flow.release(m);
                 }
                 break;
@@ -145,7 +183,8 @@ impl Conn {
             }
             if wants_rx {
                 if self.rx.is_none() {
-                    self.rx = flow.rx_buffer().map(|m| (m, 0));
+                    let by = Instant::now() + self.timeout;
+                    self.rx = flow.rx_buffer().map(|m| (m, 0, by));
                 }
                 if self.rx.is_some() {
                     match self.recv(flow)? {
@@ -165,13 +204,37 @@ impl Conn {
         Ok(())
     }
 
+    /// Arms socket timeout `slot` for a blocking call on a message due by `by`: what is
+    /// left of its time, so that partial transfers do not earn a fresh timeout.
+    fn arm(&mut self, slot: usize, by: Instant, what: &str) -> Result<(), Error> {
+        let left = by.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(self.timed_out(what));
+        }
+        // A call starting with (nearly) the whole timeout left keeps what is armed.
+        if self.armed[slot] == self.timeout && left + Duration::from_millis(5) >= self.timeout {
+            return Ok(());
+        }
+        let opt = [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO][slot];
+        set_timeout(self.fd, opt, left).map_err(|e| Error::io("socket timeouts", e))?;
+        self.armed[slot] = if left + Duration::from_millis(5) >= self.timeout {
+            self.timeout
+        } else {
+            left
+        };
+        Ok(())
+    }
+
     fn send(&mut self, flow: &mut Flow, wants_rx: bool) -> Result<Step, Error> {
-        let (msg, off) = self.tx.as_mut().expect("a message to send");
         // Blocking is safe only when nothing is due back that the peer may be blocked on.
         let mut flags = libc::MSG_NOSIGNAL;
         if wants_rx {
             flags |= libc::MSG_DONTWAIT;
+        } else {
+            let by = self.tx.as_ref().expect("a message to send").2;
+            self.arm(SND, by, "send")?;
         }
+        let (msg, off, _) = self.tx.as_mut().expect("a message to send");
         if self.ledger.is_some() {
             flags |= libc::MSG_ZEROCOPY;
         }
@@ -185,7 +248,7 @@ impl Conn {
                 if *off < self.size {
                     return Ok(Step::Partial);
                 }
-                let (msg, _) = self.tx.take().expect("checked");
+                let (msg, _, _) = self.tx.take().expect("checked");
                 flow.sent(&msg);
                 match &mut self.ledger {
                     Some(ledger) => ledger.hold(msg),
@@ -199,8 +262,12 @@ impl Conn {
                 }
                 Ok(Step::WouldBlock)
             }
-            // Too much memory pinned: reap completions and retry the same send.
+            // Too much memory pinned: reap completions and retry the same send. With
+            // none outstanding, the socket's option memory cannot hold even one.
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) && self.ledger.is_some() => {
+                if self.ledger.as_ref().is_some_and(|l| l.outstanding() == 0) {
+                    return Err(optmem_exhausted());
+                }
                 if self.reap(flow)? == 0 {
                     self.wait(flow, 0)?;
                 }
@@ -211,18 +278,20 @@ impl Conn {
     }
 
     fn recv(&mut self, flow: &mut Flow) -> Result<Step, Error> {
-        let (msg, off) = self.rx.as_mut().expect("a buffer to receive into");
         // Block (for the whole message) only when there is nothing to send meanwhile.
         let block = self.tx.is_none();
         let flags = if block {
+            let by = self.rx.as_ref().expect("a buffer to receive into").2;
+            self.arm(RCV, by, "receive")?;
             libc::MSG_WAITALL
         } else {
             libc::MSG_DONTWAIT
         };
+        let (msg, off, _) = self.rx.as_mut().expect("a buffer to receive into");
         flow.stats.io.syscalls += 1;
         match recv_some(self.fd, self.mode, msg, *off, flags) {
             Ok(0) => {
-                let (msg, partial) = self.rx.take().expect("checked");
+                let (msg, partial, _) = self.rx.take().expect("checked");
                 flow.release(msg);
                 flow.eof(partial)?;
                 Ok(Step::Done)
@@ -232,7 +301,7 @@ impl Conn {
                 if *off < self.size {
                     return Ok(Step::Partial);
                 }
-                let (msg, _) = self.rx.take().expect("checked");
+                let (msg, _, _) = self.rx.take().expect("checked");
                 flow.received(msg, Instant::now())?;
                 Ok(Step::Done)
             }
@@ -260,7 +329,17 @@ impl Conn {
             events,
             revents: 0,
         };
-        let ms = self.timeout.as_millis().min(i32::MAX as u128) as i32;
+        // Wait no longer than the earliest message in flight has left.
+        let now = Instant::now();
+        let mut by = now + self.timeout;
+        if events & libc::POLLOUT != 0 {
+            by = by.min(self.tx.as_ref().map_or(by, |t| t.2));
+        }
+        if events & libc::POLLIN != 0 {
+            by = by.min(self.rx.as_ref().map_or(by, |r| r.2));
+        }
+        let left = by.saturating_duration_since(now);
+        let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
         flow.stats.io.syscalls += 1;
         // SAFETY: one valid pollfd.
         let n = unsafe { libc::poll(&mut pfd, 1, ms) };
@@ -272,10 +351,15 @@ impl Conn {
             return Err(Error::io("poll", e));
         }
         if n == 0 {
+            if Instant::now() < by {
+                return Ok(()); // woken early: the caller looks again
+            }
             return Err(self.timed_out(if zc_pending && events == 0 {
                 "zero-copy completions"
+            } else if events & libc::POLLIN != 0 {
+                "receive"
             } else {
-                "socket readiness"
+                "send"
             }));
         }
         if pfd.revents & libc::POLLERR != 0 && self.ledger.is_some() {
@@ -312,10 +396,24 @@ impl Conn {
 
     fn timed_out(&self, what: &str) -> Error {
         Error::Timeout(format!(
-            "peer silent: no {what} progress for {:.1} s",
+            "peer too slow: no whole message {what} within {:.1} s",
             self.timeout.as_secs_f64()
         ))
     }
+}
+
+/// MSG_ZEROCOPY refused with nothing outstanding to reap: the socket cannot account even
+/// one send's completion in its option memory.
+fn optmem_exhausted() -> Error {
+    let path = "/proc/sys/net/core/optmem_max";
+    let value = std::fs::read_to_string(path)
+        .map(|v| format!("{} bytes", v.trim()))
+        .unwrap_or_else(|e| format!("unreadable ({e})"));
+    Error::Resource(format!(
+        "MSG_ZEROCOPY send failed with ENOBUFS and no completion outstanding: \
+         net.core.optmem_max is {value} in this network namespace, too little to track a \
+         zero-copy send; raise it (sysctl -w net.core.optmem_max=131072)"
+    ))
 }
 
 /// What one attempt at a send or receive achieved.

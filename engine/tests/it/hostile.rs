@@ -6,7 +6,7 @@ use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use engine::wire::{self, Frame, Hello, HEADER_LEN, MAGIC, VERSION};
+use engine::wire::{self, Frame, Hello, RefuseCode, HEADER_LEN, MAGIC, VERSION};
 use engine::{run_client, Backend, Error, Mode, ServerConfig, Verify, Workload};
 
 use crate::harness::{assert_clean_run, TestServer};
@@ -68,12 +68,23 @@ fn still_serves(server: &TestServer) {
     assert_clean_run(&record, "good client after hostile ones");
 }
 
-fn garbage_hello_is_dropped_with_a_reason(backend: Backend) {
+/// Reads the refusal a server sent, and its reason.
+fn refusal(s: &mut TcpStream) -> (RefuseCode, String) {
+    match wire::read_frame(s, WAIT) {
+        Ok(Frame::Refuse(r)) => (r.code, r.reason),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn garbage_hello_is_refused_with_the_reason(backend: Backend) {
     let server = TestServer::with_backend(backend);
     let mut s = connect(&server);
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let line = server.wait_for("failed 0", WAIT);
+    let line = server.wait_for("refused 0", WAIT);
     assert!(line.contains("not a copyperf peer"), "{line}");
+    let (code, reason) = refusal(&mut s);
+    assert_eq!(code, RefuseCode::Malformed);
+    assert!(reason.contains("not a copyperf peer"), "{reason}");
     let mut buf = [0u8; 16];
     assert!(
         matches!(s.read(&mut buf), Ok(0) | Err(_)),
@@ -91,8 +102,23 @@ fn oversize_frame_length_is_refused_before_reading(backend: Backend) {
     h[6] = 1; // hello
     h[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
     s.write_all(&h).unwrap();
-    let line = server.wait_for("failed 0", WAIT);
+    let line = server.wait_for("refused 0", WAIT);
     assert!(line.contains("over its 24-byte limit"), "{line}");
+    let (code, _) = refusal(&mut s);
+    assert_eq!(code, RefuseCode::Malformed);
+    still_serves(&server);
+}
+
+fn unknown_mode_code_is_refused_with_the_reason(backend: Backend) {
+    let server = TestServer::with_backend(backend);
+    let mut s = connect(&server);
+    let mut bytes = Frame::Hello(hello(4096)).encode();
+    bytes[HEADER_LEN + 1] = 99; // the mode byte
+    s.write_all(&bytes).unwrap();
+    let (code, reason) = refusal(&mut s);
+    assert_eq!(code, RefuseCode::Malformed);
+    assert!(reason.contains("unknown mode code 99"), "{reason}");
+    server.wait_for("refused 0", WAIT);
     still_serves(&server);
 }
 
@@ -160,7 +186,7 @@ fn reset_mid_run_is_dropped_and_others_are_undisturbed(backend: Backend) {
         line.contains("reset") || line.contains("mid-message"),
         "{line}"
     );
-    server.wait_for("failed 2", WAIT);
+    server.wait_for("refused 2", WAIT);
     let record = good.join().unwrap().expect("the good client's run");
     assert_clean_run(&record, "good client beside hostile ones");
 }
@@ -204,7 +230,8 @@ macro_rules! against_both {
 }
 
 against_both!(
-    garbage_hello_is_dropped_with_a_reason,
+    garbage_hello_is_refused_with_the_reason,
+    unknown_mode_code_is_refused_with_the_reason,
     oversize_frame_length_is_refused_before_reading,
     silent_client_times_out,
     truncated_message_is_reported_and_dropped,

@@ -2,6 +2,7 @@
 //! on it, and reaps every ready completion per wake-up.
 
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,8 +12,9 @@ use crate::client::{client_flow, Connection};
 use crate::config::{ClientConfig, Mode, UringRecv};
 use crate::error::Error;
 use crate::message::{Region, Template};
-use crate::pool::{pool_size, Pool};
+use crate::pool::{pool_size, Pool, PoolPlan};
 use crate::record::ThreadResult;
+use crate::workload::Role;
 
 /// How long one wait in the kernel may last before timeouts are checked.
 const TICK: Duration = Duration::from_millis(100);
@@ -24,6 +26,7 @@ pub(crate) fn run_client_thread(
     config: &ClientConfig,
     template: &Arc<Template>,
     result: &mut ThreadResult,
+    stop: &AtomicBool,
     start: impl FnOnce(Result<(), Error>) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let per_conn = pool_size(config.depth);
@@ -66,12 +69,13 @@ pub(crate) fn run_client_thread(
             c.fail(e);
         }
     }
-    let run = drive(&mut ring, &mut uconns, config.io_timeout);
+    let run = drive(&mut ring, &mut uconns, config.io_timeout, stop);
 
     let mut first_error = run.err();
     for c in &mut uconns {
         result.stats += &c.flow.stats;
         result.latency += &c.flow.latency;
+        result.progress += &c.flow.progress;
         result.duration = result.duration.max(c.flow.duration());
         if let Some(e) = c.take_error() {
             first_error.get_or_insert(e);
@@ -95,11 +99,15 @@ fn client_conn(
 ) -> Result<UConn<()>, Error> {
     let fd = conn.stream.as_raw_fd();
     let file = ring.add_file(fd);
+    let plan = PoolPlan::new(Role::Client, config.mode, config.size, config.depth);
+    debug_assert_eq!(plan.count(), per_conn);
     let (pool, range) = if config.mode == Mode::ZcFixed {
-        let (pool, first) = fixed_pool(ring, template, per_conn)?;
-        (pool, Some((first, per_conn as u32)))
+        let (mut pool, region) =
+            Pool::fixed(template, &plan).map_err(|e| Error::io("mapping fixed buffers", e))?;
+        let range = register_pool(ring, &mut pool, &region, &plan)?;
+        (pool, Some(range))
     } else {
-        (Pool::heap(template, config.mode, per_conn), None)
+        (Pool::heap(template, &plan), None)
     };
     let flow = client_flow(config, template, pool);
     let multishot = ring.pbuf.is_some();
@@ -109,45 +117,53 @@ fn client_conn(
     Ok(c)
 }
 
-/// A pool of `count` messages in one page-aligned region, each registered as a fixed
-/// buffer. Returns the pool and the first buffer index.
-pub(crate) fn fixed_pool(
+/// Registers a fixed pool's messages, which live in `region` `plan.stride` apart, as
+/// consecutive fixed buffers; returns the range (first index, count).
+pub(crate) fn register_pool(
     ring: &mut Ring<'_>,
-    template: &Template,
-    count: usize,
-) -> Result<(Pool, u16), Error> {
-    let stride = template.layout().size().next_multiple_of(page_size());
-    let region = Region::new(stride * count).map_err(|e| Error::io("mapping fixed buffers", e))?;
-    let iovecs: Vec<libc::iovec> = (0..count)
+    pool: &mut Pool,
+    region: &Region,
+    plan: &PoolPlan,
+) -> Result<(u16, u32), Error> {
+    let stride = plan.stride.expect("a fixed plan");
+    let iovecs: Vec<libc::iovec> = (0..plan.count())
         .map(|i| libc::iovec {
-            // SAFETY: in bounds of the region just mapped.
+            // SAFETY: in bounds of the region, which holds `count` strides.
             iov_base: unsafe { region.as_ptr().add(i * stride) }.cast(),
-            iov_len: template.layout().size(),
+            iov_len: plan.size,
         })
         .collect();
     // SAFETY: the region stays mapped while any Message of the pool holds its Arc, and the
     // connection unregisters the range before its pool goes (or the ring ends first).
     let first = unsafe { ring.add_buffers(&iovecs)? };
-    Ok((Pool::fixed(template, region, stride, first, count), first))
-}
-
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if n > 0 {
-        n as usize
-    } else {
-        4096
-    }
+    pool.register(first);
+    Ok((first, plan.count() as u32))
 }
 
 /// Submits, waits, reaps and pumps until every connection has finished or failed with
 /// nothing left in the kernel.
-fn drive(ring: &mut Ring<'_>, conns: &mut [UConn<()>], timeout: Duration) -> Result<(), Error> {
+fn drive(
+    ring: &mut Ring<'_>,
+    conns: &mut [UConn<()>],
+    timeout: Duration,
+    stop: &AtomicBool,
+) -> Result<(), Error> {
     let mut cqes: Vec<Cqe> = Vec::with_capacity(256);
     let mut dirty: Vec<u32> = Vec::with_capacity(conns.len());
     let mut stuck_since: Option<Instant> = None;
+    let mut stopped = false;
     while !conns.iter().all(UConn::is_finished) {
+        if !stopped && stop.load(Ordering::Relaxed) {
+            // Interrupted: send nothing new, collect what is outstanding.
+            stopped = true;
+            let now = Instant::now();
+            for (i, c) in conns.iter_mut().enumerate() {
+                c.flow.stop();
+                if let Err(e) = c.pump(ring, i as u32, now) {
+                    c.fail(e);
+                }
+            }
+        }
         // Wake only when some connection can act: fewer wake-ups, more completions each.
         let want = conns
             .iter()
@@ -171,10 +187,12 @@ fn drive(ring: &mut Ring<'_>, conns: &mut [UConn<()>], timeout: Duration) -> Res
                 c.fail(e);
             }
         }
+        // Deadlines are checked on every wake-up: a busy ring must not shelter a silent
+        // connection.
+        for c in conns.iter_mut() {
+            c.check_timeout(now, timeout);
+        }
         if cqes.is_empty() {
-            for c in conns.iter_mut() {
-                c.check_timeout(now, timeout);
-            }
             // Failed connections whose buffers the kernel never returns: give up on
             // them after another timeout rather than hang.
             if conns.iter().any(|c| c.has_error() && c.held()) {

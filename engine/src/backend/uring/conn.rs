@@ -9,6 +9,11 @@
 //! - Zero-copy sends post a result CQE (with MORE when a notification follows) and later
 //!   the notification (NOTIF). The buffer goes back to the pool only on the notification,
 //!   or on the result when no notification will come (an error without MORE).
+//! - Successful copying sends inside a chain skip their CQE (`IOSQE_CQE_SKIP_SUCCESS`).
+//!   When such a silent send fails, the kernel posts its CQE and cancels everything linked
+//!   after it *without* completions (`REQ_F_SKIP_LINK_CQES`): those requests never ran,
+//!   so their buffers come back at once; nothing waits for a CQE that will not come. When
+//!   a send that posts its CQE fails, the requests after it do complete, with -ECANCELED.
 //!
 //! A buffer handed to the kernel is moved into `in_kernel[slot]` and moved out by the CQE
 //! that ends the kernel's use of it; nothing else can reach it in between.
@@ -127,6 +132,8 @@ pub(crate) struct UConn<X> {
     /// Sends issued with IOSQE_CQE_SKIP_SUCCESS, in chain order: their success is known
     /// only when a later member of their chain completes.
     silent: VecDeque<u16>,
+    /// The chain's last send when it posts its CQE on success (no receive linked behind).
+    chain_tail: Option<u16>,
     /// Successful sends may skip their CQE (copying modes, where the kernel kernel supports
     /// it): a chain then posts one CQE, for its last member.
     skip_ok: bool,
@@ -136,8 +143,14 @@ pub(crate) struct UConn<X> {
     #[allow(clippy::vec_box)]
     chain: Vec<Box<Message>>,
     error: Option<Error>,
+    /// When the first error was recorded.
+    failed_at: Option<Instant>,
     shut: bool,
+    /// The last time a whole message moved (sent, received, or its zero-copy completion).
     last_progress: Instant,
+    /// Given up on: buffers the kernel never returned were leaked. Its ring index must not
+    /// be reused, since a late completion would carry it.
+    pub abandoned: bool,
     /// When the flow finished.
     pub done_at: Option<Instant>,
     /// Registered buffer range (first index, count), for zc-fixed.
@@ -156,6 +169,11 @@ impl<X> UConn<X> {
         extra: X,
     ) -> UConn<X> {
         let spec = *flow.spec();
+        let multishot = multishot && spec.mode == Mode::TwoCopy;
+        let mut flow = flow;
+        if multishot {
+            flow.receive_into_fields();
+        }
         UConn {
             size: flow.size(),
             flow,
@@ -167,15 +185,18 @@ impl<X> UConn<X> {
             held: 0,
             args: (0..pool_len).map(|_| MsgArgs::new()).collect(),
             rx: None,
-            multishot: (multishot && spec.mode == Mode::TwoCopy).then(Multishot::default),
+            multishot: multishot.then(Multishot::default),
             tx_inflight: 0,
             silent: VecDeque::with_capacity(spec.depth),
+            chain_tail: None,
             skip_ok: cqe_skip && !spec.mode.is_zero_copy(),
             rx_linked: false,
             chain: Vec::with_capacity(spec.depth),
             error: None,
+            failed_at: None,
             shut: false,
             last_progress: Instant::now(),
+            abandoned: false,
             done_at: None,
             fixed_range: None,
             extra,
@@ -224,6 +245,8 @@ impl<X> UConn<X> {
                         self.silent.push_back(slot);
                     }
                     entry = entry.flags(flags);
+                } else {
+                    self.chain_tail = Some(slot);
                 }
                 self.hand_over(msg);
                 ring.push(&entry)?;
@@ -446,9 +469,15 @@ impl<X> UConn<X> {
         ring.push(&entry.user_data(user_data(index, OP_RECV, slot)))
     }
 
+    /// Whole messages moved so far, zero-copy completions included.
+    fn moved(&self) -> u64 {
+        let s = &self.flow.stats;
+        s.msgs_sent + s.msgs_received + s.zc.completions
+    }
+
     /// Handles one completion for this connection; may queue a follow-up receive.
     pub fn complete(&mut self, ring: &mut Ring<'_>, index: u32, cqe: Cqe, now: Instant) {
-        self.last_progress = now;
+        let before = self.moved();
         let (_, op, slot) = decode(cqe.user_data);
         let result = match op {
             OP_SEND => self.send_done(slot, cqe),
@@ -458,7 +487,33 @@ impl<X> UConn<X> {
         if let Err(e) = result {
             self.fail(e);
         }
+        // Only a whole message counts as progress: a peer that trickles bytes does not
+        // keep its connection alive.
+        if self.moved() != before {
+            self.last_progress = now;
+        }
         self.check_done(now);
+    }
+
+    /// A silent send failed: the kernel cancelled what was linked after it without
+    /// completions. None of it ran, so its buffers are ours again.
+    fn drop_rest_of_chain(&mut self) -> Result<(), Error> {
+        let rest: Vec<u16> = self
+            .silent
+            .drain(..)
+            .chain(self.chain_tail.take())
+            .collect();
+        for slot in rest {
+            let msg = self.take_back(slot)?;
+            self.tx_inflight -= 1;
+            self.flow.release(msg);
+        }
+        if std::mem::take(&mut self.rx_linked) {
+            let (slot, _) = self.rx.take().expect("a linked receive");
+            let msg = self.take_back(slot)?;
+            self.flow.release(msg);
+        }
+        Ok(())
     }
 
     fn send_done(&mut self, slot: u16, cqe: Cqe) -> Result<(), Error> {
@@ -473,14 +528,21 @@ impl<X> UConn<X> {
             return Ok(());
         }
         // Silent sends before this one in its chain succeeded; a silent send posts only
-        // when it failed.
-        match self.silent.iter().position(|&s| s == slot) {
+        // when it failed, and then takes what was linked after it along.
+        let silent_failed = match self.silent.iter().position(|&s| s == slot) {
             Some(pos) => {
                 self.settle_silent(pos)?;
                 self.silent.pop_front();
+                true
             }
-            None => self.settle_silent(self.silent.len())?,
-        }
+            None => {
+                self.settle_silent(self.silent.len())?;
+                if self.chain_tail == Some(slot) {
+                    self.chain_tail = None;
+                }
+                false
+            }
+        };
         self.tx_inflight -= 1;
         let more = cqueue::more(cqe.flags);
         if more {
@@ -505,6 +567,9 @@ impl<X> UConn<X> {
             // No notification follows: the buffer is free now.
             let msg = self.take_back(slot)?;
             self.flow.release(msg);
+        }
+        if silent_failed {
+            self.drop_rest_of_chain()?;
         }
         outcome
     }
@@ -549,6 +614,7 @@ impl<X> UConn<X> {
     pub fn fail(&mut self, e: Error) {
         if self.error.is_none() {
             self.error = Some(e);
+            self.failed_at = Some(Instant::now());
         }
         if !self.shut {
             self.shut = true;
@@ -583,14 +649,27 @@ impl<X> UConn<X> {
         !self.in_kernel() && (self.done_at.is_some() || self.error.is_some())
     }
 
-    /// Fails the connection if it has waited on the kernel longer than `timeout`.
+    /// Fails the connection if no whole message has moved for longer than `timeout`
+    /// while it waits on the kernel.
     pub fn check_timeout(&mut self, now: Instant, timeout: Duration) {
-        if self.in_kernel() && self.error.is_none() && now - self.last_progress > timeout {
+        if self.in_kernel()
+            && self.error.is_none()
+            && now.saturating_duration_since(self.last_progress) > timeout
+        {
             self.fail(Error::Timeout(format!(
-                "peer silent: no progress for {:.1} s",
+                "peer too slow: no whole message moved within {:.1} s",
                 timeout.as_secs_f64()
             )));
         }
+    }
+
+    /// Failed, yet the kernel still holds some of its operations `grace` after the failure
+    /// (they should all have ended once the socket was shut down).
+    pub fn stuck(&self, now: Instant, grace: Duration) -> bool {
+        self.in_kernel()
+            && self
+                .failed_at
+                .is_some_and(|t| now.saturating_duration_since(t) > grace)
     }
 
     /// Completions that must arrive before this connection can do anything new: a
@@ -626,7 +705,9 @@ impl<X> UConn<X> {
         }
         std::mem::forget(std::mem::take(&mut self.args));
         self.held = 0;
+        self.abandoned = true;
         self.silent.clear();
+        self.chain_tail = None;
         if let Some(ms) = self.multishot.as_mut() {
             ms.armed = false;
             ms.canceling = false;

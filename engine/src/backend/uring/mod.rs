@@ -106,25 +106,37 @@ pub(crate) fn require(
 
 /// The running kernel's opcode probe, taken once.
 fn probe() -> Result<&'static [bool; 256], Error> {
-    static PROBE: OnceLock<Result<[bool; 256], String>> = OnceLock::new();
+    // The OS error number: io::Error is not Clone, and every caller gets its own Error.
+    static PROBE: OnceLock<Result<[bool; 256], i32>> = OnceLock::new();
+    let errno = |e: io::Error| e.raw_os_error().unwrap_or(libc::EIO);
     PROBE
         .get_or_init(|| {
-            let ring = IoUring::new(2).map_err(|e| e.to_string())?;
+            let ring = IoUring::new(PROBE_ENTRIES).map_err(errno)?;
             let mut probe = io_uring::Probe::new();
-            ring.submitter()
-                .register_probe(&mut probe)
-                .map_err(|e| format!("IORING_REGISTER_PROBE failed: {e}"))?;
+            ring.submitter().register_probe(&mut probe).map_err(errno)?;
             Ok(std::array::from_fn(|op| probe.is_supported(op as u8)))
         })
         .as_ref()
-        .map_err(|e| Error::Unsupported {
-            feature: "io_uring".into(),
-            kernel: kernel_release(),
-            hint: format!(
-                "creating a ring failed ({e}); io_uring may be disabled \
-                 (see /proc/sys/kernel/io_uring_disabled) or filtered by seccomp"
-            ),
+        .map_err(|&e| {
+            ring_error(
+                io::Error::from_raw_os_error(e),
+                ring_memory(PROBE_ENTRIES, 2 * PROBE_ENTRIES),
+            )
         })
+}
+
+/// Entries of the throwaway ring the opcode probe is taken on.
+const PROBE_ENTRIES: u32 = 2;
+
+/// Locked memory one ring's queues take (the kernel charges them to RLIMIT_MEMLOCK unless
+/// the process holds CAP_IPC_LOCK): the completion ring with the submission index array,
+/// and the submission entries, each rounded up to pages.
+pub(crate) fn ring_memory(sq_entries: u32, cq_entries: u32) -> u64 {
+    const RINGS_HEADER: u64 = 256;
+    let page = crate::pool::page_size() as u64;
+    let rings = RINGS_HEADER + 16 * u64::from(cq_entries) + 4 * u64::from(sq_entries);
+    let sqes = 64 * u64::from(sq_entries);
+    rings.next_multiple_of(page) + sqes.next_multiple_of(page)
 }
 
 /// Checks that the kernel has io_uring and the opcodes `mode` needs (`None`: any mode's
@@ -137,24 +149,49 @@ pub(crate) fn check_kernel(mode: Option<Mode>) -> Result<(), Error> {
 /// Registered buffers pin memory, charged to RLIMIT_MEMLOCK unless the process holds
 /// CAP_IPC_LOCK. Checked before registering, so the error can say how much is needed.
 pub(crate) fn check_memlock(needed: u64) -> Result<(), Error> {
+    memlock_verdict(needed, memlock_limit(), has_cap_ipc_lock())
+}
+
+fn memlock_verdict(needed: u64, limit: Option<u64>, cap_ipc_lock: bool) -> Result<(), Error> {
+    match limit {
+        Some(limit) if !cap_ipc_lock && needed > limit => Err(Error::Memlock {
+            what: "registered buffers".into(),
+            needed,
+            limit,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The soft RLIMIT_MEMLOCK; `None` when unlimited.
+fn memlock_limit() -> Option<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes one rlimit.
-    let limit = if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } == 0
-        && lim.rlim_cur != libc::RLIM_INFINITY
-    {
-        Some(lim.rlim_cur)
-    } else {
-        None
-    };
-    memlock_verdict(needed, limit, has_cap_ipc_lock())
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } == 0;
+    (ok && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
 }
 
-fn memlock_verdict(needed: u64, limit: Option<u64>, cap_ipc_lock: bool) -> Result<(), Error> {
-    match limit {
-        Some(limit) if !cap_ipc_lock && needed > limit => Err(Error::Memlock { needed, limit }),
+/// Submission entries of a server worker's ring, which serves many connections.
+pub(crate) const SERVER_RING_INFLIGHT: usize = 512;
+
+/// Checks that a server's `workers` rings fit in RLIMIT_MEMLOCK, before any is made.
+pub(crate) fn check_server_rings(workers: usize) -> Result<(), Error> {
+    let (sq, cq) = ring_sizes(SERVER_RING_INFLIGHT);
+    check_ring_memlock(workers, sq, cq)
+}
+
+/// Checks that `rings` rings of `sq`/`cq` entries fit in RLIMIT_MEMLOCK, before any is made.
+pub(crate) fn check_ring_memlock(rings: usize, sq: u32, cq: u32) -> Result<(), Error> {
+    let needed = rings as u64 * ring_memory(sq, cq);
+    match memlock_limit() {
+        Some(limit) if !has_cap_ipc_lock() && needed > limit => Err(Error::Memlock {
+            what: format!("{rings} io_uring ring(s) of {sq} submission entries"),
+            needed,
+            limit,
+        }),
         _ => Ok(()),
     }
 }
@@ -212,22 +249,34 @@ pub(crate) fn build_ring(sq_entries: u32, cq_entries: u32) -> Result<(IoUring, S
                 return Ok((ring, name));
             }
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = Some(e),
-            Err(e) => return Err(ring_error(e)),
+            Err(e) => return Err(ring_error(e, ring_memory(sq_entries, cq_entries))),
         }
     }
-    Err(ring_error(last.expect("at least one attempt")))
+    Err(ring_error(
+        last.expect("at least one attempt"),
+        ring_memory(sq_entries, cq_entries),
+    ))
 }
 
-fn ring_error(e: io::Error) -> Error {
+/// Why a ring could not be made: ENOMEM is the locked-memory limit (named with what the
+/// ring needs) unless memory is really short; anything else, io_uring is not available.
+fn ring_error(e: io::Error, needed: u64) -> Error {
     match e.raw_os_error() {
-        Some(libc::ENOMEM) => Error::io(
-            "io_uring_setup (out of memory or locked-memory limit for the rings)",
-            e,
-        ),
+        Some(libc::ENOMEM) => match memlock_limit() {
+            Some(limit) if !has_cap_ipc_lock() => Error::Memlock {
+                what: "an io_uring ring's queues (with what other rings of this user hold)".into(),
+                needed,
+                limit,
+            },
+            _ => Error::io("io_uring_setup (out of memory)", e),
+        },
         _ => Error::Unsupported {
             feature: "io_uring".into(),
             kernel: kernel_release(),
-            hint: format!("io_uring_setup failed: {e}"),
+            hint: format!(
+                "creating a ring failed ({e}); io_uring may be disabled \
+                 (see /proc/sys/kernel/io_uring_disabled) or filtered by seccomp"
+            ),
         },
     }
 }
@@ -567,15 +616,10 @@ impl<'r> Ring<'r> {
 
 fn memlock_or_io(e: io::Error, what: &str, needed: u64) -> Error {
     if e.raw_os_error() == Some(libc::ENOMEM) && needed > 0 {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes one rlimit.
-        unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
         return Error::Memlock {
+            what: "registered buffers".into(),
             needed,
-            limit: lim.rlim_cur,
+            limit: memlock_limit().unwrap_or(u64::MAX),
         };
     }
     Error::io(what, e)

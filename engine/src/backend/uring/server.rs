@@ -3,29 +3,33 @@
 //! worker (round-robin) through a channel and wake it through an eventfd that the worker
 //! keeps a READ posted on.
 
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use io_uring::{opcode, types};
 
-use super::client::fixed_pool;
+use super::client::register_pool;
 use super::conn::{decode, UConn};
-use super::{ring_sizes, Cqe, Ring, MAX_FIXED_BUFFERS};
+use super::{ring_sizes, Cqe, Ring, MAX_FIXED_BUFFERS, SERVER_RING_INFLIGHT};
 use crate::config::{Backend, Mode, UringRecv};
 use crate::counters::CounterSet;
 use crate::error::Error;
-use crate::message::{Layout, Template};
 use crate::placement::{self, Placement};
-use crate::pool::{pool_size, Pool};
 use crate::server::{
-    finish_connection, nodelay_for, server_flow, Accepted, ConnMeter, Running, ServerEvent, Shared,
+    finish_connection, nodelay_for, panic_text, server_flow, Accepted, ConnMeter, Running,
+    ServerEvent, Shared, Slot,
 };
 use crate::stats::PeerReport;
 
 /// How long one wait in the kernel may last before stop and timeouts are checked.
 const TICK: Duration = Duration::from_millis(100);
+/// On stop, how long connections get to hand their operations back before the worker
+/// gives up on them (their buffers are leaked, never freed under the kernel).
+const STOP_GRACE: Duration = Duration::from_millis(500);
 /// user_data of the eventfd read that wakes a worker for new connections.
 const WAKE: u64 = u64::MAX;
 
@@ -100,9 +104,13 @@ fn wake(efd: RawFd) {
     unsafe { libc::write(efd, (&one as *const u64).cast(), 8) };
 }
 
-/// What a worker keeps beside each connection.
+/// What a worker keeps beside each connection. Dropped after the connection's flow (and
+/// so its buffers): the slot gives their budget back, then the socket closes.
 struct Served<'s> {
-    accepted: Accepted<'s>,
+    _slot: Slot<'s>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
     /// Readings taken when the connection joined.
     meter: ConnMeter,
 }
@@ -128,7 +136,7 @@ fn worker<'s>(
         s.enable();
     }
     let fixed_capable = matches!(config.mode, None | Some(Mode::ZcFixed));
-    let (sq, cq) = ring_sizes(512);
+    let (sq, cq) = ring_sizes(SERVER_RING_INFLIGHT);
     let mut uring = match super::build_ring(sq, cq) {
         Ok((ring, flags)) => (ring, flags),
         Err(e) => {
@@ -196,6 +204,7 @@ impl<'s> Worker<'s> {
         let mut cqes: Vec<Cqe> = Vec::with_capacity(256);
         let mut dirty: Vec<u32> = Vec::new();
         let mut stop_seen: Option<Instant> = None;
+        let timeout = self.shared.config.idle_timeout;
         loop {
             if let Err(e) = ring.submit_and_wait(1, TICK) {
                 self.fail_all(e.to_string());
@@ -209,11 +218,9 @@ impl<'s> Worker<'s> {
                     continue;
                 }
                 let (index, _, _) = decode(cqe.user_data);
-                if let Some(c) = self.conns[index as usize].as_mut() {
-                    c.complete(ring, index, *cqe, now);
-                    if !dirty.contains(&index) {
-                        dirty.push(index);
-                    }
+                self.guarded(index, |c| c.complete(ring, index, *cqe, now));
+                if !dirty.contains(&index) {
+                    dirty.push(index);
                 }
             }
             if woken {
@@ -227,23 +234,26 @@ impl<'s> Worker<'s> {
                 }
             }
             for index in dirty.drain(..) {
-                if let Some(c) = self.conns[index as usize].as_mut() {
+                self.guarded(index, |c| {
                     if let Err(e) = c.pump(ring, index, now) {
                         c.fail(e);
                     }
-                }
+                });
             }
-            if cqes.is_empty() {
-                let timeout = self.shared.config.idle_timeout;
-                for c in self.conns.iter_mut().flatten() {
-                    c.check_timeout(now, timeout);
+            // Deadlines on every wake-up, busy or not: a silent connection must not
+            // outlive its timeout because its neighbours keep the worker busy.
+            for c in self.conns.iter_mut().flatten() {
+                c.check_timeout(now, timeout);
+                // Failed, shut down, and still not handed back after another timeout:
+                // give up rather than hold its slot for good.
+                if c.stuck(now, timeout) {
+                    c.abandon();
                 }
             }
             if stopping() {
                 let since = *stop_seen.get_or_insert(now);
                 self.fail_all("server stopping".into());
-                if now - since > self.shared.config.idle_timeout {
-                    // Buffers the kernel never returned are leaked, not freed.
+                if now - since > STOP_GRACE.min(timeout) {
                     self.conns.iter_mut().flatten().for_each(UConn::abandon);
                 }
             }
@@ -251,10 +261,25 @@ impl<'s> Worker<'s> {
             if stop_seen.is_some() && self.conns.iter().all(Option::is_none) {
                 // Connections handed over while stopping are closed unserved.
                 while let Ok(acc) = inbox.try_recv() {
-                    self.report_failure(&acc, "server stopping".into());
+                    self.report_failure(acc.id, acc.peer, "server stopping".into());
                 }
                 return;
             }
+        }
+    }
+
+    /// Runs `f` on connection `index`, if it is still here. A panic inside (a bug) costs
+    /// that connection only: it is failed, and abandoned if it panics again, since its
+    /// state can no longer be trusted to account for what the kernel holds.
+    fn guarded(&mut self, index: u32, f: impl FnOnce(&mut UConn<Served<'s>>)) {
+        let Some(c) = self.conns.get_mut(index as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| f(&mut *c))) {
+            if c.has_error() {
+                c.abandon();
+            }
+            c.fail(Error::Internal(panic_text(&*panic)));
         }
     }
 
@@ -266,42 +291,58 @@ impl<'s> Worker<'s> {
         }
     }
 
-    /// Takes a connection over: its pool (registered for zc-fixed), its fixed file, its
-    /// flow. Returns its index, or `None` when it could not be set up (logged).
+    /// Takes a connection over: registers its buffers (zc-fixed) and its fixed file,
+    /// builds its flow. Its buffers were allocated before it was accepted, so nothing
+    /// here stalls the worker's other connections. Returns its index, or `None` when it
+    /// could not be set up (logged).
     fn add(&mut self, ring: &mut Ring<'_>, acc: Accepted<'s>, now: Instant) -> Option<u32> {
-        let hello = acc.hello;
-        let per_conn = pool_size(hello.depth as usize);
-        let template = Template::new(Layout::new(hello.size as usize));
-        let (pool, range) = if hello.mode == Mode::ZcFixed {
-            match fixed_pool(ring, &template, per_conn) {
-                Ok((pool, first)) => (pool, Some((first, per_conn as u32))),
-                Err(e) => {
-                    self.report_failure(&acc, e.to_string());
-                    return None;
+        let Accepted {
+            mut buffers,
+            slot,
+            stream,
+            peer,
+            id,
+            hello,
+        } = acc;
+        let range = match buffers.region.clone() {
+            Some(region) => {
+                let plan = buffers.plan;
+                match register_pool(ring, &mut buffers.pool, &region, &plan) {
+                    Ok(range) => Some(range),
+                    Err(e) => {
+                        self.report_failure(id, peer, e.to_string());
+                        return None;
+                    }
                 }
             }
-        } else {
-            (Pool::heap(&template, hello.mode, per_conn), None)
+            None => None,
         };
-        if let Err(e) = acc.stream.set_nodelay(nodelay_for(&hello)) {
-            self.report_failure(&acc, format!("TCP_NODELAY: {e}"));
+        if let Err(e) = stream.set_nodelay(nodelay_for(&hello)) {
+            if let Some((first, n)) = range {
+                ring.remove_buffers(first, n);
+            }
+            self.report_failure(id, peer, format!("TCP_NODELAY: {e}"));
             return None;
         }
-        let fd = acc.stream.as_raw_fd();
+        let fd = stream.as_raw_fd();
         let file = ring.add_file(fd);
-        let flow = server_flow(&hello, template, pool);
+        let count = buffers.plan.count();
+        let flow = server_flow(&hello, buffers);
         let name = self.name();
         let running = Running {
             io: ring.io,
             set: self.set.as_mut(),
         };
         let served = Served {
-            accepted: acc,
+            _slot: slot,
+            stream,
+            peer,
+            id,
             meter: ConnMeter::start(self.shared, &name, Some(running)),
         };
         let multishot = ring.pbuf.is_some();
         let cqe_skip = ring.setup.cqe_skip;
-        let mut conn = UConn::new(flow, fd, file, per_conn, multishot, cqe_skip, served);
+        let mut conn = UConn::new(flow, fd, file, count, multishot, cqe_skip, served);
         conn.fixed_range = range;
         conn.flow.begin(now);
         let index = self.free.pop().unwrap_or_else(|| {
@@ -316,12 +357,8 @@ impl<'s> Worker<'s> {
         format!("worker {}", self.id)
     }
 
-    fn report_failure(&self, acc: &Accepted<'s>, error: String) {
-        (self.shared.on_event)(ServerEvent::Failed {
-            id: acc.id,
-            peer: acc.peer,
-            error,
-        });
+    fn report_failure(&self, id: u64, peer: SocketAddr, error: String) {
+        (self.shared.on_event)(ServerEvent::Failed { id, peer, error });
     }
 
     /// Reports and drops every connection with nothing left in the kernel.
@@ -331,44 +368,60 @@ impl<'s> Worker<'s> {
                 continue;
             }
             let mut c = self.conns[index].take().expect("checked");
-            self.free.push(index as u32);
+            if c.abandoned {
+                // A late completion may still carry this index: never hand it out again.
+                (self.shared.on_event)(ServerEvent::Notice(format!(
+                    "{}: gave up on connection {} with operations still in the kernel; \
+                     its buffers are leaked, not reused",
+                    self.name(),
+                    c.extra.id
+                )));
+            } else {
+                self.free.push(index as u32);
+            }
             if let Some(slot) = c.file {
                 ring.remove_file(slot);
             }
             if let Some((first, n)) = c.fixed_range {
                 ring.remove_buffers(first, n);
             }
-            match c.take_error() {
-                Some(e) => self.report_failure(&c.extra.accepted, e.to_string()),
-                None => {
-                    let Served {
-                        mut accepted,
-                        mut meter,
-                    } = c.extra;
-                    let running = Running {
-                        io: ring.io,
-                        set: self.set.as_mut(),
-                    };
-                    let report = PeerReport {
-                        backend: Backend::Uring,
-                        connection: accepted.id,
-                        duration_s: c.flow.duration().as_secs_f64(),
-                        stats: c.flow.stats,
-                        ring: Some(ring.setup.clone()),
-                        samples: meter.finish(self.shared, Some(running)),
-                        counter_scope: self.shared.metering.scope,
-                        counters_missing: self.shared.metering.missing.clone(),
-                        placement: Some(Placement {
-                            thread: self.name(),
-                            cpu: self.cpu,
-                        }),
-                    };
-                    // Never block the worker on one client: a client that does not read
-                    // loses its report, not everybody's progress.
-                    let _ = accepted.stream.set_nonblocking(true);
-                    finish_connection(self.shared, &mut accepted.stream, accepted.peer, report);
-                }
+            let (id, peer) = (c.extra.id, c.extra.peer);
+            let reported = catch_unwind(AssertUnwindSafe(|| self.report(ring, &mut c)));
+            if let Err(panic) = reported {
+                self.report_failure(id, peer, Error::Internal(panic_text(&*panic)).to_string());
             }
+            // Dropped whole, in field order: buffers, then the slot, then the socket.
+            drop(c);
         }
+    }
+
+    /// Sends a retired connection its report, or logs why it failed.
+    fn report(&mut self, ring: &Ring<'_>, c: &mut UConn<Served<'s>>) {
+        if let Some(e) = c.take_error() {
+            self.report_failure(c.extra.id, c.extra.peer, e.to_string());
+            return;
+        }
+        let running = Running {
+            io: ring.io,
+            set: self.set.as_mut(),
+        };
+        let report = PeerReport {
+            backend: Backend::Uring,
+            connection: c.extra.id,
+            duration_s: c.flow.duration().as_secs_f64(),
+            stats: c.flow.stats.clone(),
+            ring: Some(ring.setup.clone()),
+            samples: c.extra.meter.finish(self.shared, Some(running)),
+            counter_scope: self.shared.metering.scope,
+            counters_missing: self.shared.metering.missing.clone(),
+            placement: Some(Placement {
+                thread: self.name(),
+                cpu: self.cpu,
+            }),
+        };
+        // Never block the worker on one client: a client that does not read loses its
+        // report, not everybody's progress.
+        let _ = c.extra.stream.set_nonblocking(true);
+        finish_connection(self.shared, &mut c.extra.stream, c.extra.peer, report);
     }
 }
