@@ -684,6 +684,71 @@ mod tests {
         assert_eq!(m.iovecs_from(1024, &mut iov), 0);
     }
 
+    /// Every size from the minimum to a few KiB, every level, both receive targets: a
+    /// whole message that arrived passes; a receive that wrote nothing fails (except with
+    /// verification off); a flipped payload byte fails full verification; a restored
+    /// buffer is whole again.
+    #[test]
+    fn every_size_verifies_what_arrived_and_only_that() {
+        for size in (MIN_SIZE..=1200).chain((1201..=4200).step_by(97)) {
+            let t = template(size);
+            let mut tx = Message::heap(&t, true, 0);
+            tx.stamp(7);
+            tx.serialize();
+            for level in [Verify::Full, Verify::Sample, Verify::Off] {
+                for into in [RxTarget::Wire, RxTarget::Fields] {
+                    let case = format!("size {size} {level} into {into:?}");
+                    let mut rx = Message::heap(&t, true, 1);
+                    // Hold the very message expected, as a reused buffer would.
+                    rx.stamp(7);
+                    rx.serialize();
+                    rx.poison(level, &t, into);
+                    if into == RxTarget::Wire {
+                        rx.deserialize();
+                    }
+                    let nothing = rx.verify(level, 7, &t);
+                    assert_eq!(nothing.is_err(), level != Verify::Off, "{case}");
+                    match into {
+                        RxTarget::Wire => {
+                            rx.wire_mut().copy_from_slice(tx.wire());
+                            rx.deserialize();
+                        }
+                        RxTarget::Fields => {
+                            for k in 0..FIELDS {
+                                rx.field_mut(k).copy_from_slice(tx.field(k));
+                            }
+                        }
+                    }
+                    assert_eq!(rx.verify(level, 7, &t), Ok(()), "{case}");
+                }
+            }
+            let mut bad = Message::heap(&t, false, 2);
+            bad.stamp(7);
+            let last = bad.field(FIELDS - 1).len() - 1;
+            bad.field_mut(FIELDS - 1)[last] ^= 0x40;
+            assert!(bad.verify(Verify::Full, 7, &t).is_err(), "size {size}");
+            bad.restore(&t, 7);
+            assert_eq!(bad.verify(Verify::Full, 7, &t), Ok(()), "size {size}");
+        }
+    }
+
+    #[test]
+    fn sampled_bytes_are_payload_bytes() {
+        assert_eq!(
+            sample_offsets(8).count(),
+            0,
+            "an all-tag field has no payload"
+        );
+        assert_eq!(sample_offsets(9).collect::<Vec<_>>(), [8, 8, 8]);
+        assert_eq!(sample_offsets(15).collect::<Vec<_>>(), [8, 11, 14]);
+        for len in 8..300 {
+            assert!(
+                sample_offsets(len).all(|i| (TAG_LEN..len).contains(&i)),
+                "{len}"
+            );
+        }
+    }
+
     #[test]
     fn fixed_messages_lay_fields_out_contiguously() {
         let t = template(512);

@@ -647,7 +647,11 @@ pub(crate) fn server_flow(hello: &Hello, buffers: Buffers) -> Flow {
         depth: hello.depth as usize,
         duration: Duration::ZERO,
     };
-    Flow::new(spec, buffers.template, buffers.pool)
+    #[allow(unused_mut)]
+    let mut flow = Flow::new(spec, buffers.template, buffers.pool);
+    #[cfg(debug_assertions)]
+    flow.inject_fault();
+    flow
 }
 
 /// Sends the end-of-run report and logs the disconnect.

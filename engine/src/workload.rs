@@ -68,6 +68,9 @@ pub struct Flow {
     pub latency: Latency,
     /// Client: when each message completed, to tell a steady run from a stalled one.
     pub progress: Progress,
+    /// Debug builds: panic on the first received message (see [`Flow::inject_fault`]).
+    #[cfg(debug_assertions)]
+    fault: bool,
 }
 
 impl Flow {
@@ -94,7 +97,20 @@ impl Flow {
             stats: FlowStats::default(),
             latency: Latency::default(),
             progress: Progress::default(),
+            #[cfg(debug_assertions)]
+            fault: false,
         }
+    }
+
+    /// Debug builds only: a flow whose message size equals `COPYPERF_FAULT_PANIC_SIZE`
+    /// panics on its first received message, so that tests can show that a bug while
+    /// serving one connection costs that connection alone. Release builds have no hook.
+    #[cfg(debug_assertions)]
+    pub fn inject_fault(&mut self) {
+        let size = std::env::var("COPYPERF_FAULT_PANIC_SIZE")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok());
+        self.fault = size == Some(self.size());
     }
 
     /// Receives land in the fields even in two-copy: the backend copies them out of
@@ -202,6 +218,10 @@ impl Flow {
             return Err(Error::Peer(
                 "server sent data that was not asked for".into(),
             ));
+        }
+        #[cfg(debug_assertions)]
+        if self.fault {
+            panic!("injected fault: COPYPERF_FAULT_PANIC_SIZE={}", self.size());
         }
         self.first_rx.get_or_insert(now);
         self.stats.bytes_received += msg.size() as u64;

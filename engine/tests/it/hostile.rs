@@ -217,6 +217,362 @@ fn clients_beyond_max_are_refused_with_the_reason(backend: Backend) {
     still_serves(&server);
 }
 
+/// Every boundary a hello can probe, each followed by what a broken peer might do next:
+/// nothing can panic a server thread, and afterwards good clients are served on every
+/// worker.
+fn boundary_hellos_cannot_hurt_the_server(backend: Backend) {
+    let server = TestServer::start(ServerConfig {
+        backend,
+        workers: 2,
+        max_size: 1 << 20,
+        idle_timeout: Duration::from_secs(2),
+        ..Default::default()
+    });
+    let sizes = [
+        0,
+        1,
+        8,
+        63,
+        64,
+        65,
+        71,
+        72,
+        73,
+        100,
+        127,
+        128,
+        1 << 20,
+        (1 << 20) + 1,
+        u32::MAX,
+    ];
+    let depths = [0, 1, 2, 1024, 1025, u32::MAX];
+    let mut streams = Vec::new();
+    let mut n = 0u32;
+    for &size in &sizes {
+        for &depth in &depths {
+            for verify in [Verify::Full, Verify::Sample, Verify::Off] {
+                n += 1;
+                let mode = Mode::ALL[n as usize % Mode::ALL.len()];
+                let workload = [Workload::Echo, Workload::Stream][n as usize % 2];
+                let h = Hello {
+                    workload,
+                    mode,
+                    verify,
+                    size,
+                    depth,
+                    ..hello(size)
+                };
+                let mut s = connect(&server);
+                wire::write_frame(&mut s, &Frame::Hello(h)).unwrap();
+                let Ok(Frame::Accept(_)) = wire::read_frame(&mut s, WAIT) else {
+                    continue; // refused: fine, as long as nothing broke
+                };
+                // Accepted: send what a broken peer would — a whole garbage message, a
+                // part of one, or nothing — then go.
+                let body = vec![0x5au8; (size as usize).min(1 << 16)];
+                match n % 3 {
+                    0 => {
+                        let _ = s.write_all(&body);
+                        let _ = s.shutdown(Shutdown::Write);
+                    }
+                    1 => {
+                        let _ = s.write_all(&body[..body.len() / 2]);
+                        reset(s);
+                        continue;
+                    }
+                    _ => {}
+                }
+                streams.push(s);
+            }
+        }
+    }
+    drop(streams);
+    // Good clients, both engines, enough of them to land on both workers.
+    for client in [
+        Backend::Syscall,
+        Backend::Uring,
+        Backend::Syscall,
+        Backend::Uring,
+    ] {
+        let config = server.client(client, Mode::OneCopy, Workload::Echo);
+        let record = run_client(&config, &|_| {}).expect("a good client after boundary hellos");
+        assert_clean_run(&record, "good client after boundary hellos");
+    }
+    let events = server.events();
+    assert!(
+        !events.iter().any(|e| e.contains("internal error")),
+        "a server thread panicked: {events:#?}"
+    );
+}
+
+/// A bug that panics while serving one connection (injected in debug builds) costs that
+/// connection and nothing else: its slot comes back, the workers go on, and the server
+/// still stops cleanly (the harness joins it and expects Ok).
+fn a_panic_serving_one_connection_costs_only_that_connection(backend: Backend) {
+    const FAULTY: usize = 4099;
+    std::env::set_var("COPYPERF_FAULT_PANIC_SIZE", FAULTY.to_string());
+    let server = TestServer::start(ServerConfig {
+        backend,
+        workers: 2,
+        max_clients: 2,
+        idle_timeout: Duration::from_secs(5),
+        ..Default::default()
+    });
+    for _ in 0..4 {
+        let mut config = server.client(Backend::Syscall, Mode::TwoCopy, Workload::Echo);
+        config.size = FAULTY;
+        assert!(
+            run_client(&config, &|_| {}).is_err(),
+            "the faulty connection fails"
+        );
+    }
+    let line = server.wait_for("internal error", WAIT);
+    assert!(line.contains("only this connection"), "{line}");
+    // Both slots are free again: two clients at once, on both workers.
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let config = server.client(backend, Mode::OneCopy, Workload::Echo);
+            std::thread::spawn(move || run_client(&config, &|_| {}))
+        })
+        .collect();
+    for c in clients {
+        let record = c
+            .join()
+            .unwrap()
+            .expect("a good client beside a panicked one");
+        assert_clean_run(&record, "good client after a panic");
+    }
+}
+
+/// A peer that stops reading its echoes while the server's sends are in flight, then
+/// resets or goes silent: its connection retires (no request is awaited that the kernel
+/// will never complete), and its `-t` slot serves the next client.
+fn stop_reading_then(backend: Backend, mode: Mode, depth: u32, then_reset: bool) {
+    let server = TestServer::start(ServerConfig {
+        backend,
+        workers: 1,
+        max_clients: 1,
+        idle_timeout: Duration::from_secs(1),
+        ..Default::default()
+    });
+    let size = 64 * 1024;
+    let mut s = connect(&server);
+    let h = Hello {
+        workload: Workload::Echo,
+        mode,
+        depth,
+        ..hello(size)
+    };
+    wire::write_frame(&mut s, &Frame::Hello(h)).unwrap();
+    assert!(matches!(
+        wire::read_frame(&mut s, WAIT),
+        Ok(Frame::Accept(_))
+    ));
+    // Send until the pipes are full both ways: the server's echoes stall in the kernel.
+    s.set_nonblocking(true).unwrap();
+    let chunk = vec![0u8; size as usize];
+    let mut stalled_since = None;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        match s.write(&chunk) {
+            Ok(_) => stalled_since = None,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let since = *stalled_since.get_or_insert(std::time::Instant::now());
+                if since.elapsed() > Duration::from_millis(300) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("writing: {e}"),
+        }
+    }
+    let held = if then_reset {
+        reset(s);
+        None
+    } else {
+        Some(s) // silent from here on
+    };
+    let line = server.wait_for("failed 0", Duration::from_secs(15));
+    assert!(
+        line.contains("reset")
+            || line.contains("too slow")
+            || line.contains("Broken pipe")
+            || line.contains("broke mid-send"),
+        "{line}"
+    );
+    still_serves(&server);
+    drop(held);
+    let events = server.events();
+    assert!(
+        !events.iter().any(|e| e.contains("gave up")),
+        "retired by the give-up net, not by its own completions: {events:#?}"
+    );
+}
+
+fn a_peer_that_stops_reading_then_resets_frees_its_slot(backend: Backend) {
+    for mode in [Mode::TwoCopy, Mode::OneCopy, Mode::Zc] {
+        for depth in [1, 8] {
+            stop_reading_then(backend, mode, depth, true);
+        }
+    }
+}
+
+fn a_peer_that_stops_reading_and_goes_silent_frees_its_slot(backend: Backend) {
+    for depth in [1, 8] {
+        stop_reading_then(backend, Mode::TwoCopy, depth, false);
+    }
+}
+
+/// A message trickled a byte at a time must still arrive whole within the idle timeout;
+/// and so must the hello.
+fn slowloris_is_cut_off(backend: Backend) {
+    let server = TestServer::start(ServerConfig {
+        backend,
+        workers: 1,
+        idle_timeout: Duration::from_secs(1),
+        ..Default::default()
+    });
+    let trickle = |s: &mut TcpStream, bytes: &[u8]| {
+        // 300 ms a byte: each byte well inside the timeout, the whole far beyond it.
+        for b in bytes {
+            if s.write_all(std::slice::from_ref(b)).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            if server.events().iter().any(|e| e.contains("failed")) {
+                return;
+            }
+        }
+    };
+    let mut s = handshaken(&server, 4096);
+    trickle(&mut s, &[0u8; 64]);
+    let line = server.wait_for("failed 0", WAIT);
+    assert!(line.contains("too slow"), "{line}");
+    let mut h = connect(&server);
+    let bytes = Frame::Hello(hello(4096)).encode();
+    trickle(&mut h, &bytes);
+    let line = server.wait_for("failed 1", WAIT);
+    assert!(
+        line.contains("sent nothing") || line.contains("bad hello"),
+        "{line}"
+    );
+    still_serves(&server);
+}
+
+/// A silent connection sharing a worker with a busy one is still closed on time: the
+/// deadline is checked on every wake-up, not only on idle ones.
+fn a_silent_connection_beside_a_busy_one_times_out(backend: Backend) {
+    let server = TestServer::start(ServerConfig {
+        backend,
+        workers: 1,
+        idle_timeout: Duration::from_secs(1),
+        ..Default::default()
+    });
+    let busy = {
+        let mut config = server.client(backend, Mode::OneCopy, Workload::Echo);
+        config.duration = Duration::from_secs(8);
+        config.verify = Verify::Off;
+        std::thread::spawn(move || run_client(&config, &|_| {}))
+    };
+    server.wait_for("connected 0", WAIT);
+    let _silent = handshaken(&server, 4096);
+    let line = server.wait_for("failed 1", Duration::from_secs(6));
+    assert!(line.contains("too slow"), "{line}");
+    assert!(
+        !busy.is_finished(),
+        "the silent connection was closed only after the busy one ended"
+    );
+    let record = busy.join().unwrap().expect("the busy client's run");
+    assert_clean_run(&record, "busy client beside a silent one");
+}
+
+/// Connections beyond `-t`, a burst of them at once, each get the refusal and its reason
+/// (not a reset).
+fn a_burst_beyond_max_clients_is_refused_with_the_reason(backend: Backend) {
+    let server = TestServer::start(ServerConfig {
+        backend,
+        workers: 1,
+        max_clients: 1,
+        idle_timeout: Duration::from_secs(10),
+        ..Default::default()
+    });
+    let _holder = handshaken(&server, 4096);
+    let mut burst: Vec<TcpStream> = (0..100).map(|_| connect(&server)).collect();
+    for s in &mut burst {
+        wire::write_frame(s, &Frame::Hello(hello(4096))).unwrap();
+    }
+    for s in &mut burst {
+        let (code, reason) = refusal(s);
+        assert_eq!(code, RefuseCode::Full, "{reason}");
+        assert!(reason.contains("-t 1"), "{reason}");
+    }
+}
+
+/// Hellos whose buffers would take the server past its memory budget are refused with the
+/// reason before anything is allocated; those within it are served, and so is a good
+/// client beside them.
+fn hellos_beyond_the_memory_budget_are_refused(backend: Backend) {
+    // Each hostile hello asks for 1 MiB messages at depth 4: 9 buffers of 1 MiB (plus a
+    // 1 MiB wire buffer each, in two-copy) and the 2 MiB template.
+    let per_conn: u64 = 9 * 2 * (1 << 20) + 2 * (1 << 20);
+    let server = TestServer::start(ServerConfig {
+        backend,
+        workers: 2,
+        max_memory: 3 * per_conn + (1 << 20),
+        idle_timeout: Duration::from_secs(10),
+        ..Default::default()
+    });
+    let mut held = Vec::new();
+    let mut refused = Vec::new();
+    for _ in 0..6 {
+        let mut s = connect(&server);
+        let h = Hello {
+            workload: Workload::Echo,
+            mode: Mode::TwoCopy,
+            depth: 4,
+            ..hello(1 << 20)
+        };
+        wire::write_frame(&mut s, &Frame::Hello(h)).unwrap();
+        match wire::read_frame(&mut s, WAIT).unwrap() {
+            Frame::Accept(_) => held.push(s),
+            Frame::Refuse(r) => refused.push(r),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(held.len(), 3, "three fit the budget: {refused:?}");
+    for r in &refused {
+        assert_eq!(r.code, RefuseCode::Memory);
+        assert!(
+            r.reason.contains("memory budget") && r.reason.contains(&per_conn.to_string()),
+            "{}",
+            r.reason
+        );
+    }
+    still_serves(&server);
+    // Gone, they give their share back.
+    drop(held);
+    for id in 0..3 {
+        server.wait_for(&format!("disconnected {id} "), WAIT);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut s = connect(&server);
+        let h = Hello {
+            depth: 4,
+            ..hello(1 << 20)
+        };
+        wire::write_frame(&mut s, &Frame::Hello(h)).unwrap();
+        match wire::read_frame(&mut s, WAIT).unwrap() {
+            Frame::Accept(_) => break,
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "budget not given back: {other:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Each case above, against each server engine.
 macro_rules! against_both {
     ($($case:ident),+ $(,)?) => {
@@ -238,4 +594,12 @@ against_both!(
     garbage_payload_is_counted_as_verify_errors,
     reset_mid_run_is_dropped_and_others_are_undisturbed,
     clients_beyond_max_are_refused_with_the_reason,
+    boundary_hellos_cannot_hurt_the_server,
+    a_panic_serving_one_connection_costs_only_that_connection,
+    a_peer_that_stops_reading_then_resets_frees_its_slot,
+    a_peer_that_stops_reading_and_goes_silent_frees_its_slot,
+    slowloris_is_cut_off,
+    a_silent_connection_beside_a_busy_one_times_out,
+    a_burst_beyond_max_clients_is_refused_with_the_reason,
+    hellos_beyond_the_memory_budget_are_refused,
 );

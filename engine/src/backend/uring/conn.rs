@@ -551,8 +551,10 @@ impl<X> UConn<X> {
         let outcome = if cqe.res < 0 {
             Err(send_error(cqe.res))
         } else if cqe.res as usize != self.size {
+            // MSG_WAITALL retries a partial send; one that still ends short means the
+            // socket broke under it (a reset, a shutdown).
             Err(Error::Peer(format!(
-                "short send: {} of {} bytes",
+                "connection broke mid-send: {} of {} bytes went out",
                 cqe.res, self.size
             )))
         } else {
