@@ -654,26 +654,26 @@ pub(crate) fn server_flow(hello: &Hello, buffers: Buffers) -> Flow {
     flow
 }
 
-/// Sends the end-of-run report and logs the disconnect.
+/// Sends the end-of-run report; returns the event to log once the connection's slot is
+/// given back (so that whoever sees the event may take the slot).
 pub(crate) fn finish_connection(
-    shared: &Shared<'_>,
     stream: &mut TcpStream,
     peer: SocketAddr,
     report: PeerReport,
-) {
+) -> ServerEvent {
     let id = report.connection;
     let report = Box::new(report);
     let frame = Frame::Stats(report.clone());
     match stream.write_all(&frame.encode()) {
         Ok(()) => {
             let _ = stream.shutdown(Shutdown::Write);
-            (shared.on_event)(ServerEvent::Disconnected { id, peer, report })
+            ServerEvent::Disconnected { id, peer, report }
         }
-        Err(e) => (shared.on_event)(ServerEvent::Failed {
+        Err(e) => ServerEvent::Failed {
             id,
             peer,
             error: format!("sending the end-of-run stats: {e}"),
-        }),
+        },
     }
 }
 
@@ -719,15 +719,16 @@ fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
             placement: Some(Placement { thread, cpu }),
         })
     })();
-    match result {
-        Ok(report) => finish_connection(shared, &mut stream, peer, report),
-        Err(e) => (shared.on_event)(ServerEvent::Failed {
+    let event = match result {
+        Ok(report) => finish_connection(&mut stream, peer, report),
+        Err(e) => ServerEvent::Failed {
             id,
             peer,
             error: e.to_string(),
-        }),
-    }
+        },
+    };
     drop(slot);
+    (shared.on_event)(event);
 }
 
 /// What a thread that serves many connections keeps running across them (a uring

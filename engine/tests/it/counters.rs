@@ -54,7 +54,7 @@ fn assert_counted(side: &SideReport, who: &str) {
         }
         CounterScope::Off => panic!("{who}: counted but scope off"),
     }
-    assert!(side.cpu_ns_per_byte.unwrap() >= 0.0, "{who}");
+    assert!(side.cpu_ns_per_byte.unwrap() > 0.0, "{who}");
     assert!(side.context_switches_per_msg.unwrap() > 0.0, "{who}");
     let missing: Vec<&str> = side
         .counters_missing
@@ -83,15 +83,12 @@ fn both_sides_count_per_thread_and_name_what_is_missing() {
     }
 }
 
+/// Hardware counters the machine lacks (the VM this project is developed on exposes no
+/// PMU) are null and named missing, an empty CSV cell, never 0; those it has are counted.
 #[test]
-fn this_vm_has_no_hardware_counters_and_says_so() {
-    // The machine this project is developed on exposes no PMU. Elsewhere the counters
-    // are simply present and the assertions above cover them.
+fn hardware_counters_are_counted_or_named_missing() {
     let probe = engine::counters::CounterSet::this_thread();
-    if !probe.unavailable().iter().any(|u| u.counter == "cycles") {
-        eprintln!("SKIPPED this_vm_has_no_hardware_counters_and_says_so: this machine has cycles");
-        return;
-    }
+    let lacks = |name: &str| probe.unavailable().iter().any(|u| u.counter == name);
     let server = server(Backend::Syscall, CounterScope::Thread, CpuSpec::Auto);
     let r = run(
         &server,
@@ -99,26 +96,28 @@ fn this_vm_has_no_hardware_counters_and_says_so() {
         CounterScope::Thread,
         CpuSpec::Auto,
     );
-    for side in [&r.client, r.server.as_ref().unwrap()] {
-        let c = side.counters.as_ref().unwrap();
-        assert_eq!(
-            (
-                c.cycles,
-                c.instructions,
-                c.l1d_load_misses,
-                c.llc_load_misses
-            ),
-            (None, None, None, None)
-        );
-        assert!(side.counters_missing.as_deref().unwrap().contains("cycles"));
-        assert_eq!(side.cycles_per_byte, None);
-    }
     let row = engine::export::csv_row(&r);
     let cols = engine::export::csv_columns();
-    let cell = |name: &str| &row[cols.iter().position(|c| c == name).unwrap()];
+    let cell = |name: &str| row[cols.iter().position(|c| c == name).unwrap()].clone();
+    for (who, side) in [
+        ("client", &r.client),
+        ("server", r.server.as_ref().unwrap()),
+    ] {
+        let v = serde_json::to_value(side.counters.as_ref().unwrap()).unwrap();
+        let missing = side.counters_missing.as_deref().unwrap();
+        for name in HARDWARE {
+            if lacks(name) {
+                assert!(v[name].is_null(), "{who}: {name} missing, so null");
+                assert!(missing.contains(name), "{who}: {name} named in {missing:?}");
+            } else {
+                assert!(v[name].as_u64().unwrap() > 0, "{who}: {name} counted");
+            }
+        }
+        assert_eq!(side.cycles_per_byte.is_none(), lacks("cycles"), "{who}");
+    }
     assert_eq!(
-        cell("client_counters_cycles"),
-        "",
+        cell("client_counters_cycles").is_empty(),
+        lacks("cycles"),
         "missing is an empty cell, not 0"
     );
     assert_ne!(cell("client_counters_context_switches"), "");

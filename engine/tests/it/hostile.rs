@@ -328,6 +328,7 @@ fn a_panic_serving_one_connection_costs_only_that_connection(backend: Backend) {
     }
     let line = server.wait_for("internal error", WAIT);
     assert!(line.contains("only this connection"), "{line}");
+    server.wait_for("failed 3", WAIT);
     // Both slots are free again: two clients at once, on both workers.
     let clients: Vec<_> = (0..2)
         .map(|_| {

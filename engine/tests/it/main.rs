@@ -5,4 +5,5 @@ mod errors;
 mod harness;
 mod hostile;
 mod matrix;
+mod relay;
 mod sizes;

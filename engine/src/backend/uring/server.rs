@@ -386,20 +386,27 @@ impl<'s> Worker<'s> {
                 ring.remove_buffers(first, n);
             }
             let (id, peer) = (c.extra.id, c.extra.peer);
-            let reported = catch_unwind(AssertUnwindSafe(|| self.report(ring, &mut c)));
-            if let Err(panic) = reported {
-                self.report_failure(id, peer, Error::Internal(panic_text(&*panic)).to_string());
-            }
-            // Dropped whole, in field order: buffers, then the slot, then the socket.
+            let event = catch_unwind(AssertUnwindSafe(|| self.report(ring, &mut c)))
+                .unwrap_or_else(|panic| ServerEvent::Failed {
+                    id,
+                    peer,
+                    error: Error::Internal(panic_text(&*panic)).to_string(),
+                });
+            // Dropped whole, in field order: buffers, then the slot, then the socket; and
+            // only then logged, so whoever reads the log may take the slot.
             drop(c);
+            (self.shared.on_event)(event);
         }
     }
 
-    /// Sends a retired connection its report, or logs why it failed.
-    fn report(&mut self, ring: &Ring<'_>, c: &mut UConn<Served<'s>>) {
+    /// Sends a retired connection its report; returns what to log.
+    fn report(&mut self, ring: &Ring<'_>, c: &mut UConn<Served<'s>>) -> ServerEvent {
         if let Some(e) = c.take_error() {
-            self.report_failure(c.extra.id, c.extra.peer, e.to_string());
-            return;
+            return ServerEvent::Failed {
+                id: c.extra.id,
+                peer: c.extra.peer,
+                error: e.to_string(),
+            };
         }
         let running = Running {
             io: ring.io,
@@ -422,6 +429,6 @@ impl<'s> Worker<'s> {
         // Never block the worker on one client: a client that does not read loses its
         // report, not everybody's progress.
         let _ = c.extra.stream.set_nonblocking(true);
-        finish_connection(self.shared, &mut c.extra.stream, c.extra.peer, report);
+        finish_connection(&mut c.extra.stream, c.extra.peer, report)
     }
 }
