@@ -6,6 +6,11 @@
 //! threads — plus `records.jsonl` (every record, every repeat) and `meta.json` (the
 //! machine, the network, the matrix, what was skipped or failed). The CSV writers here are
 //! pure functions from records to text; their columns are documented in README.md.
+//!
+//! A record's warnings (a stall, a run far below its own rate, …) travel with its point:
+//! printed under the point's progress line as it finishes, so a user watching sees a
+//! doubtful point when it happens, and counted in the point's `results.csv` row, so a
+//! median built partly from doubtful runs says so.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use engine::config::{format_size, Backend, CounterScope, Mode, Workload};
-use engine::Record;
+use engine::{Record, WarningKind};
 use serde::{Deserialize, Serialize};
 
 use crate::proc::{run_client_until, ServerProcess};
@@ -213,6 +218,8 @@ pub enum SweepEvent<'a> {
 pub struct Outcome {
     pub meta: Meta,
     pub records: usize,
+    /// Records that carried at least one warning.
+    pub warned: usize,
 }
 
 /// Runs the sweep, rewriting every file after every point. Returns when done or when
@@ -303,6 +310,7 @@ pub fn run(config: &SweepConfig, stop: &AtomicBool, on: &dyn Fn(SweepEvent)) -> 
     Ok(Outcome {
         meta,
         records: records.len(),
+        warned: records.iter().filter(|r| !r.warnings.is_empty()).count(),
     })
 }
 
@@ -562,6 +570,10 @@ pub struct Aggregate {
     pub zc_copied_fraction: Option<f64>,
     pub client: SideAgg,
     pub server: SideAgg,
+    /// Repeats behind the medians that carried at least one warning.
+    pub warned: usize,
+    /// The kinds of warning over all repeats, each once, in the order first seen.
+    pub warnings: Vec<WarningKind>,
 }
 
 /// Median of what `f` gives over `records`, skipping missing values.
@@ -629,13 +641,44 @@ pub fn aggregate(records: &[Record]) -> Vec<Aggregate> {
                 zc_copied_fraction: med(&rs, |r| r.client.zc_copied_fraction),
                 client: side_agg(&rs, |r| Some(&r.client)),
                 server: side_agg(&rs, |r| r.server.as_ref()),
+                warned: rs.iter().filter(|r| !r.warnings.is_empty()).count(),
+                warnings: kinds(&rs),
             }
         })
         .collect()
 }
 
+/// The kinds of warning `records` carry, each once, in the order first seen.
+pub fn kinds(records: &[&Record]) -> Vec<WarningKind> {
+    let mut v = Vec::new();
+    for w in records.iter().flat_map(|r| &r.warnings) {
+        if !v.contains(&w.kind) {
+            v.push(w.kind);
+        }
+    }
+    v
+}
+
+/// A warning kind as records.jsonl and the client's CSV spell it (`below-own-rate`):
+/// taken from serde so the sweep's files and the record's never disagree.
+pub fn kind_name(k: WarningKind) -> String {
+    match serde_json::to_value(k) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => format!("{k:?}"),
+    }
+}
+
+/// Kinds `+`-joined, as the client's CSV `warnings` cell writes them; empty for none.
+pub fn kinds_cell(kinds: &[WarningKind]) -> String {
+    kinds
+        .iter()
+        .map(|k| kind_name(*k))
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
 /// results.csv columns (README.md documents each).
-pub const RESULTS_COLUMNS: [&str; 17] = [
+pub const RESULTS_COLUMNS: [&str; 19] = [
     "Engine",
     "Implementation",
     "MessageSize",
@@ -653,6 +696,9 @@ pub const RESULTS_COLUMNS: [&str; 17] = [
     "BytesReceived",
     "Messages",
     "ZC_Copied_Fraction",
+    // Last, so the seed's columns keep their places.
+    "Warned_Repeats",
+    "Warnings",
 ];
 
 /// perfstats.csv columns (README.md documents each).
@@ -720,6 +766,8 @@ fn results_rows(aggs: &[&Aggregate]) -> String {
                 format!("{:.0}", a.bytes_received),
                 format!("{:.0}", a.messages),
                 num(a.zc_copied_fraction, 4),
+                a.warned.to_string(),
+                kinds_cell(&a.warnings),
             ],
         );
     }
@@ -807,10 +855,19 @@ pub fn point_line(
     s
 }
 
+/// The lines printed under a point's progress line, one per warning its record carries:
+/// the user sees a doubtful point as it finishes, with what to do, not only in report.md.
+pub fn warning_lines(r: &Record) -> Vec<String> {
+    r.warnings
+        .iter()
+        .map(|w| format!("  warning ({}): {}", kind_name(w.kind), w.text))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::record;
+    use crate::testing::{record, warn};
 
     fn matrix() -> Matrix {
         Matrix {
@@ -880,6 +937,86 @@ mod tests {
         assert_eq!(&rows[0][4], "client");
         assert_eq!(&rows[0][6], "", "cycles missing: empty, not 0");
         assert_ne!(&rows[0][10], "");
+    }
+
+    const STALL: &str = "no message completed for 0.500 s of this 3.000 s run (17%): a stall \
+                         distorts every figure; rerun it, longer or on a quieter machine";
+
+    #[test]
+    fn a_warned_point_shows_its_warnings_under_its_progress_line() {
+        let r = warn(
+            record(Backend::Uring, Mode::Zc, 4096, 2, 1.5),
+            WarningKind::Stall,
+            STALL,
+        );
+        let p = point_of(&r);
+        let line = point_line(3, 10, &p, &Ok(&r), None);
+        assert!(
+            line.starts_with("[ 3/10] uring   zc         4K x2 "),
+            "{line}"
+        );
+        assert_eq!(
+            warning_lines(&r),
+            vec![format!("  warning (stall): {STALL}")]
+        );
+        let r = warn(r, WarningKind::BelowOwnRate, "slowed down");
+        assert_eq!(
+            warning_lines(&r)[1],
+            "  warning (below-own-rate): slowed down"
+        );
+        let clean = record(Backend::Uring, Mode::Zc, 4096, 2, 1.5);
+        assert!(warning_lines(&clean).is_empty());
+    }
+
+    #[test]
+    fn results_csv_counts_the_warned_repeats_and_names_their_kinds() {
+        let stalled = warn(
+            record(Backend::Syscall, Mode::TwoCopy, 1024, 1, 1.0),
+            WarningKind::Stall,
+            STALL,
+        );
+        let both = warn(
+            warn(
+                record(Backend::Syscall, Mode::TwoCopy, 1024, 1, 2.0),
+                WarningKind::Fallback,
+                "ran without DEFER_TASKRUN",
+            ),
+            WarningKind::Stall,
+            STALL,
+        );
+        let rs = vec![
+            stalled,
+            both,
+            record(Backend::Syscall, Mode::TwoCopy, 1024, 1, 3.0),
+            record(Backend::Uring, Mode::TwoCopy, 1024, 1, 5.0),
+        ];
+        let aggs = aggregate(&rs);
+        assert_eq!(aggs[0].warned, 2);
+        assert_eq!(
+            aggs[0].warnings,
+            [WarningKind::Stall, WarningKind::Fallback]
+        );
+        let text = results_csv(&aggs);
+        let mut rd = csv::Reader::from_reader(text.as_bytes());
+        let cols = rd.headers().unwrap().clone();
+        let at = |name: &str| cols.iter().position(|c| c == name).unwrap();
+        let rows: Vec<_> = rd.records().map(Result::unwrap).collect();
+        assert_eq!(&rows[0][at("Repeats")], "3");
+        assert_eq!(&rows[0][at("Warned_Repeats")], "2");
+        assert_eq!(&rows[0][at("Warnings")], "stall+fallback");
+        assert_eq!(&rows[1][at("Warned_Repeats")], "0");
+        assert_eq!(&rows[1][at("Warnings")], "", "no warning: empty");
+    }
+
+    #[test]
+    fn kinds_are_spelled_as_the_records_spell_them() {
+        assert_eq!(kind_name(WarningKind::BelowOwnRate), "below-own-rate");
+        assert_eq!(kind_name(WarningKind::VerifyErrors), "verify-errors");
+        assert_eq!(
+            kinds_cell(&[WarningKind::Interrupted, WarningKind::Stall]),
+            "interrupted+stall"
+        );
+        assert_eq!(kinds_cell(&[]), "");
     }
 
     #[test]

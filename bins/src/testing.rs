@@ -1,11 +1,13 @@
 //! Records built in code for the tests of the sweep and the report.
 
-use engine::{Backend, Mode, Record};
+use engine::{Backend, Mode, Record, Warning, WarningKind};
 
 /// A record of one point with the given throughput; everything else from
-/// `Record::example()` (every counter present).
+/// `Record::example()` (every counter present) but its warnings: a test record is
+/// trustworthy unless the test gives it a warning ([`warn`]).
 pub fn record(engine: Backend, mode: Mode, size: usize, threads: usize, gbps: f64) -> Record {
     let mut r = Record::example();
+    r.warnings.clear();
     r.config.backend = engine;
     r.config.mode = mode;
     r.config.size = size;
@@ -13,5 +15,14 @@ pub fn record(engine: Backend, mode: Mode, size: usize, threads: usize, gbps: f6
     r.summary.threads = threads;
     r.summary.throughput_gbps = gbps;
     r.client.backend = engine;
+    r
+}
+
+/// `r` with one more warning.
+pub fn warn(mut r: Record, kind: WarningKind, text: &str) -> Record {
+    r.warnings.push(Warning {
+        kind,
+        text: text.into(),
+    });
     r
 }

@@ -221,6 +221,11 @@ fn run(args: Args) -> Result<ExitCode> {
             ..
         } => {
             print(sweep::point_line(done, total, &point, &outcome, eta));
+            if let Ok(r) = outcome {
+                for line in sweep::warning_lines(r) {
+                    print(line);
+                }
+            }
             if let Some(b) = &bar {
                 b.set_position(done as u64);
             }
@@ -246,6 +251,13 @@ fn run(args: Args) -> Result<ExitCode> {
         m.skipped.len(),
         if m.interrupted { "; interrupted" } else { "" }
     );
+    // Repeated at the end: the per-point lines may have scrolled away.
+    if outcome.warned > 0 {
+        eprintln!(
+            "{} of them carried warnings (see \"Doubtful points\" in report.md, the Warnings column of results.csv)",
+            outcome.warned
+        );
+    }
     Ok(if m.interrupted {
         ExitCode::from(130)
     } else if !m.failed.is_empty() {
