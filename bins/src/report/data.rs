@@ -1,9 +1,10 @@
 //! Records grouped into points: one point is one engine × mode × size × threads of one
-//! workload and depth, and every figure of a point is the median over its repeats.
+//! workload and depth, and every figure of a point is the median over its repeats. A
+//! median can hide a doubtful run, so the dataset also says which runs carried warnings.
 
 use std::collections::BTreeMap;
 
-use engine::{Backend, Mode, Record, Workload};
+use engine::{Backend, Mode, Record, Warning, Workload};
 
 use crate::summary::{median, range};
 
@@ -46,6 +47,19 @@ impl Metric {
         }
         .filter(|x| x.is_finite())
     }
+}
+
+/// One run that carried warnings, and where it sits among its point's runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Doubtful<'a> {
+    pub point: Point,
+    /// 1-based, in records.jsonl order (the order the sweep ran the repeats; a repeat
+    /// that failed left no record, so this counts runs, not the sweep's repeat numbers).
+    pub run: usize,
+    /// The point's runs in this dataset.
+    pub runs: usize,
+    /// Never empty.
+    pub warnings: &'a [Warning],
 }
 
 /// The records of one workload and depth, grouped into points.
@@ -130,6 +144,33 @@ impl Dataset {
     /// `m` of every repeat of `p` that measured it.
     pub fn values(&self, p: &Point, m: Metric) -> Vec<f64> {
         self.of(p).filter_map(|r| m.of(r)).collect()
+    }
+
+    /// Repeats of `p` that measured `m` and carried a warning: how many of the values
+    /// behind the median of `m` are doubtful.
+    pub fn warned(&self, p: &Point, m: Metric) -> usize {
+        self.of(p)
+            .filter(|r| !r.warnings.is_empty() && m.of(r).is_some())
+            .count()
+    }
+
+    /// Every run that carried a warning, in point order, then run order.
+    pub fn doubtful(&self) -> Vec<Doubtful<'_>> {
+        let mut v = Vec::new();
+        for (p, runs) in &self.points {
+            for (i, &r) in runs.iter().enumerate() {
+                let warnings = &self.records[r].warnings;
+                if !warnings.is_empty() {
+                    v.push(Doubtful {
+                        point: *p,
+                        run: i + 1,
+                        runs: runs.len(),
+                        warnings,
+                    });
+                }
+            }
+        }
+        v
     }
 
     /// The median of `m` over the repeats of `p`; `None` where no repeat measured it.
@@ -221,7 +262,8 @@ impl Dataset {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::record;
+    use crate::testing::{record, warn};
+    use engine::WarningKind;
 
     #[test]
     fn repeats_become_one_point_with_a_median() {
@@ -251,5 +293,37 @@ mod tests {
         assert_eq!(sets.len(), 2);
         assert_eq!(sets[0].workload, Workload::Stream);
         assert_eq!(sets[0].records().len(), 2);
+    }
+
+    #[test]
+    fn warned_runs_are_counted_per_point_and_listed_in_run_order() {
+        let recs = vec![
+            record(Backend::Syscall, Mode::TwoCopy, 4096, 1, 1.0),
+            warn(
+                record(Backend::Syscall, Mode::TwoCopy, 4096, 1, 3.0),
+                WarningKind::Stall,
+                "stalled",
+            ),
+            record(Backend::Syscall, Mode::TwoCopy, 4096, 1, 2.0),
+            record(Backend::Uring, Mode::Zc, 1024, 2, 5.0),
+        ];
+        let mut no_latency = recs[1].clone();
+        no_latency.latency = None;
+        let d = Dataset::new(Workload::Echo, 1, recs);
+        let p = Point::new(Backend::Syscall, Mode::TwoCopy, 4096, 1);
+        assert_eq!(d.warned(&p, Metric::Throughput), 1);
+        let q = Point::new(Backend::Uring, Mode::Zc, 1024, 2);
+        assert_eq!(d.warned(&q, Metric::Throughput), 0);
+        let doubtful = d.doubtful();
+        assert_eq!(doubtful.len(), 1);
+        assert_eq!(
+            (doubtful[0].point, doubtful[0].run, doubtful[0].runs),
+            (p, 2, 3)
+        );
+        assert_eq!(doubtful[0].warnings[0].text, "stalled");
+        // A run that did not measure a figure does not count against it.
+        let d = Dataset::new(Workload::Echo, 1, vec![no_latency]);
+        assert_eq!(d.warned(&p, Metric::LatencyMean), 0);
+        assert_eq!(d.warned(&p, Metric::Throughput), 1);
     }
 }

@@ -1,5 +1,8 @@
-//! `report.md`: the machine, the matrix, the tables, the plots and the answers to the
-//! study's questions, as one string built from the data (no I/O here).
+//! `report.md`: the machine, the matrix, the doubtful points, the tables, the plots and
+//! the answers to the study's questions, as one string built from the data (no I/O here).
+//!
+//! A median over repeats hides which runs behind it were doubtful, so runs that carried
+//! warnings are listed before the tables and the table cells they feed are marked.
 
 use std::fmt::Write as _;
 
@@ -9,10 +12,11 @@ use super::analysis::{
     compare_engines, copied_fraction, copied_note, copied_sentence, crossover_answer, gbps,
     latency_answer, list, ratio, size, summarize_engines, threads, unexpected,
 };
-use super::data::{Dataset, Metric, Point};
+use super::data::{Dataset, Doubtful, Metric, Point};
 use super::meta::Meta;
 use super::plots::Figure;
 use crate::summary::median_range;
+use crate::sweep::kind_name;
 
 /// The question headings, in order.
 pub const QUESTIONS: [&str; 6] = [
@@ -31,6 +35,8 @@ pub struct Inputs<'a> {
     pub meta: &'a Meta,
     /// Problems reading the folder, shown at the top.
     pub warnings: &'a [String],
+    /// Records never checked for warnings (written before copyperf recorded them).
+    pub unchecked: usize,
     /// The records split by workload and depth, the one the plots and answers cover first.
     pub datasets: &'a [Dataset],
     pub figures: &'a [Figure],
@@ -52,11 +58,20 @@ pub fn render(inp: &Inputs) -> String {
             "> **Warning: this run was interrupted** — {done}; everything below covers only the points that finished.\n"
         );
     }
+    let (warned, runs) = warned_runs(inp.datasets);
+    if warned > 0 {
+        let _ = writeln!(
+            o,
+            "> **Warning: {} carried warnings** (a stall, a slowdown, a fallback, …): they are listed under Doubtful points, and the table figures they are part of are marked {MARK}.\n",
+            warned_of(warned, runs)
+        );
+    }
     for w in inp.warnings {
         let _ = writeln!(o, "> **Note:** {w}\n");
     }
     machine(o, inp);
     matrix(o, inp);
+    doubtful(o, inp.datasets, inp.unchecked);
     tables(o, inp.datasets);
     plots(o, inp.figures);
     answers(o, inp);
@@ -64,6 +79,119 @@ pub fn render(inp: &Inputs) -> String {
 }
 
 const UNKNOWN: &str = "unknown (not in meta.json)";
+
+/// Marks a table figure that a run with warnings is part of.
+const MARK: &str = "⚠";
+
+/// `3 of the 32 runs`, or `the one run` where there is only one.
+fn warned_of(warned: usize, runs: usize) -> String {
+    if runs == 1 {
+        "the one run".into()
+    } else {
+        format!("{warned} of the {runs} runs")
+    }
+}
+
+/// `s` with its first letter upper-case, to start a sentence.
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
+}
+
+/// Runs that carried warnings, and all runs, over `sets`.
+fn warned_runs(sets: &[Dataset]) -> (usize, usize) {
+    let warned = sets.iter().map(|d| d.doubtful().len()).sum();
+    let runs = sets.iter().map(|d| d.records().len()).sum();
+    (warned, runs)
+}
+
+/// One run's list item: the point in bold, which of its runs (where it ran more than
+/// once), the kinds of warning it carried, and its first warning's text.
+fn doubtful_line(label: &str, x: &Doubtful) -> String {
+    let p = &x.point;
+    let run = if x.runs > 1 {
+        format!(", run {} of {}", x.run, x.runs)
+    } else {
+        String::new()
+    };
+    let mut kinds: Vec<String> = Vec::new();
+    for w in x.warnings {
+        let k = format!("`{}`", kind_name(w.kind));
+        if !kinds.contains(&k) {
+            kinds.push(k);
+        }
+    }
+    let first = x.warnings.first().map_or("", |w| w.text.as_str());
+    // One list item per run: a line break in the text would end it.
+    let mut line = format!(
+        "- **{label}{} {} {} ×{}**{run}: {} — {}",
+        p.engine,
+        p.mode,
+        size(p.size),
+        p.threads,
+        kinds.join(", "),
+        first.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
+    match x.warnings.len() {
+        0 | 1 => {}
+        2 => line.push_str(" (and 1 more warning in records.jsonl)"),
+        n => line.push_str(&format!(" (and {} more warnings in records.jsonl)", n - 1)),
+    }
+    line
+}
+
+/// `## Doubtful points`: every run that carried a warning, with the first warning's text
+/// (it says what to do); or a line saying none did. `unchecked` runs predate warnings:
+/// their silence is said to mean nothing.
+fn doubtful(o: &mut String, sets: &[Dataset], unchecked: usize) {
+    let _ = writeln!(o, "## Doubtful points\n");
+    let (warned, runs) = warned_runs(sets);
+    if runs == 0 {
+        let _ = writeln!(o, "No records in this folder, so no warnings either.\n");
+        return;
+    }
+    let unchecked = unchecked.min(runs);
+    if unchecked > 0 {
+        let which = match runs {
+            1 => "The one run was".into(),
+            n if unchecked == n => format!("All {n} runs were"),
+            n => format!("{unchecked} of the {n} runs were"),
+        };
+        let _ = writeln!(
+            o,
+            "{which} written by a copyperf that did not record warnings (no `warnings` field): nothing looked for stalls or slowdowns in them, so none being listed here does not mean they ran clean.\n"
+        );
+    }
+    if warned == 0 {
+        let none = match runs - unchecked {
+            0 => return,
+            1 if unchecked == 0 => "The one run carried no warning.".into(),
+            n if unchecked == 0 => format!("None of the {n} runs carried a warning."),
+            1 => "The other run carried no warning.".into(),
+            n => format!("None of the other {n} runs carried a warning."),
+        };
+        let _ = writeln!(o, "{none}\n");
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "{} carried warnings. Their figures are still in the medians of the tables and answers below (table cells marked {MARK}, or {MARK}k/n where k of a point's n runs warned); rerun these points before trusting them.\n",
+        capitalized(&warned_of(warned, runs))
+    );
+    let many = sets.len() > 1;
+    for d in sets {
+        let label = if many {
+            format!("{}, depth {}: ", d.workload, d.depth)
+        } else {
+            String::new()
+        };
+        for x in d.doubtful() {
+            let _ = writeln!(o, "{}", doubtful_line(&label, &x));
+        }
+    }
+    let _ = writeln!(o);
+}
 
 fn or_unknown(v: Option<String>) -> String {
     v.filter(|s| !s.trim().is_empty())
@@ -366,11 +494,17 @@ fn metric_table(
         let cells: Vec<String> = modes
             .iter()
             .map(|md| {
-                let v = d.values(&Point::new(engine, *md, s, t), m);
-                match v.as_slice() {
+                let p = Point::new(engine, *md, s, t);
+                let v = d.values(&p, m);
+                let figure = match v.as_slice() {
                     [] => "–".into(),
                     [one] => format!("{one:.digits$}"),
                     _ => median_range(&v, digits),
+                };
+                match (d.warned(&p, m), v.len()) {
+                    (0, _) => figure,
+                    (_, 1) => format!("{figure} {MARK}"),
+                    (k, n) => format!("{figure} {MARK}{k}/{n}"),
                 }
             })
             .collect();
@@ -389,9 +523,14 @@ fn tables(o: &mut String, sets: &[Dataset]) {
             String::new()
         }
     };
+    let marked = if warned_runs(sets).0 > 0 {
+        format!(" {MARK}: a run behind the figure carried a warning ({MARK}k/n: k of its n runs); see Doubtful points.")
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         o,
-        "## Throughput (Gbit/s)\n\nMedian over repeats, with [min–max] where a point ran at least twice; – where not measured.\n"
+        "## Throughput (Gbit/s)\n\nMedian over repeats, with [min–max] where a point ran at least twice; – where not measured.{marked}\n"
     );
     if sets.iter().all(Dataset::is_empty) {
         let _ = writeln!(o, "No records in this folder.\n");
@@ -454,9 +593,18 @@ fn answers(o: &mut String, inp: &Inputs) {
         }
         return;
     };
+    let warned = d.doubtful().len();
+    let doubt = if warned > 0 {
+        format!(
+            " {} behind these medians carried warnings (see Doubtful points): an answer that rests on those points is less certain.",
+            capitalized(&warned_of(warned, d.records().len()))
+        )
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         o,
-        "Computed from the {} points at depth {} (medians over repeats, compared at the same size and thread count). \"Outperforms\" means a higher median throughput at that size and at every larger size measured.\n",
+        "Computed from the {} points at depth {} (medians over repeats, compared at the same size and thread count). \"Outperforms\" means a higher median throughput at that size and at every larger size measured.{doubt}\n",
         d.workload, d.depth
     );
     let modes = d.modes(None);
@@ -599,4 +747,188 @@ fn not_both(a: &str, b: &str, modes: &[Mode]) -> String {
             list(&present)
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{record, warn};
+    use engine::WarningKind;
+
+    const STALL: &str = "no message completed for 0.500 s of this 3.000 s run (17%): a stall \
+                         (a busy or descheduled CPU, another tenant, swapping) distorts every \
+                         figure; rerun it, longer or on a quieter machine";
+
+    fn section(sets: &[Dataset]) -> String {
+        let mut o = String::new();
+        doubtful(&mut o, sets, 0);
+        o
+    }
+
+    #[test]
+    fn a_run_with_a_stall_is_listed_with_its_text() {
+        let d = Dataset::new(
+            Workload::Echo,
+            1,
+            vec![
+                record(Backend::Uring, Mode::Zc, 65536, 4, 9.0),
+                warn(
+                    warn(
+                        record(Backend::Uring, Mode::Zc, 65536, 4, 3.0),
+                        WarningKind::Stall,
+                        STALL,
+                    ),
+                    WarningKind::BelowOwnRate,
+                    "slowed down",
+                ),
+                record(Backend::Syscall, Mode::TwoCopy, 1024, 1, 1.0),
+            ],
+        );
+        let s = section(std::slice::from_ref(&d));
+        assert!(
+            s.starts_with("## Doubtful points\n\n1 of the 3 runs carried warnings."),
+            "{s}"
+        );
+        assert!(
+            s.contains(&format!(
+                "- **uring zc 64K ×4**, run 2 of 2: `stall`, `below-own-rate` — {STALL} (and 1 more warning in records.jsonl)\n"
+            )),
+            "{s}"
+        );
+        assert!(!s.contains("syscall"), "{s}");
+        // The median's cell says one of its two runs warned; a clean point is unmarked.
+        let mut t = String::new();
+        assert!(metric_table(
+            &mut t,
+            &d,
+            Backend::Uring,
+            4,
+            Metric::Throughput,
+            2
+        ));
+        assert!(t.contains("| 64K | 6.00 [3.00–9.00] ⚠1/2 |"), "{t}");
+        let mut t = String::new();
+        assert!(metric_table(
+            &mut t,
+            &d,
+            Backend::Syscall,
+            1,
+            Metric::Throughput,
+            2
+        ));
+        assert!(t.contains("| 1K | 1.00 |"), "{t}");
+    }
+
+    #[test]
+    fn a_single_run_names_no_run_number_and_each_dataset_is_labelled() {
+        let mut stream = warn(
+            record(Backend::Syscall, Mode::OneCopy, 4096, 2, 1.0),
+            WarningKind::Fallback,
+            "the kernel refused IORING_SETUP_DEFER_TASKRUN",
+        );
+        stream.config.workload = Workload::Stream;
+        let sets = Dataset::split(
+            vec![
+                stream,
+                record(Backend::Syscall, Mode::TwoCopy, 1024, 1, 1.0),
+            ],
+            Some((Workload::Echo, 1)),
+        );
+        let s = section(&sets);
+        assert!(
+            s.contains(
+                "- **stream, depth 1: syscall one-copy 4K ×2**: `fallback` — the kernel refused IORING_SETUP_DEFER_TASKRUN\n"
+            ),
+            "{s}"
+        );
+        let alone = [Dataset::new(
+            Workload::Echo,
+            1,
+            vec![warn(
+                record(Backend::Syscall, Mode::TwoCopy, 1024, 1, 1.0),
+                WarningKind::Stall,
+                STALL,
+            )],
+        )];
+        assert!(
+            section(&alone).contains("\n\nThe one run carried warnings. Their figures"),
+            "{}",
+            section(&alone)
+        );
+    }
+
+    #[test]
+    fn a_run_without_warnings_says_so() {
+        let recs = vec![
+            record(Backend::Syscall, Mode::TwoCopy, 1024, 1, 1.0),
+            record(Backend::Uring, Mode::TwoCopy, 1024, 1, 2.0),
+        ];
+        let sets = [Dataset::new(Workload::Echo, 1, recs)];
+        assert_eq!(
+            section(&sets),
+            "## Doubtful points\n\nNone of the 2 runs carried a warning.\n\n"
+        );
+        let one = [Dataset::new(
+            Workload::Echo,
+            1,
+            vec![record(Backend::Syscall, Mode::TwoCopy, 1024, 1, 1.0)],
+        )];
+        assert!(section(&one).contains("The one run carried no warning."));
+        let empty = [Dataset::new(Workload::Echo, 1, Vec::new())];
+        assert!(section(&empty).contains("No records in this folder"));
+        // Records from before warnings: their silence is not vouched for.
+        let mut o = String::new();
+        doubtful(&mut o, &sets, 1);
+        assert!(
+            o.contains("1 of the 2 runs were written by a copyperf that did not record warnings"),
+            "{o}"
+        );
+        assert!(o.contains("The other run carried no warning."), "{o}");
+        // Nothing doubtful: no banner, no legend, no marks.
+        let md = render(&Inputs {
+            folder: "f",
+            meta: &Meta::default(),
+            warnings: &[],
+            unchecked: 0,
+            datasets: &sets,
+            figures: &[],
+        });
+        assert!(
+            md.contains("## Doubtful points\n\nNone of the 2 runs"),
+            "{md}"
+        );
+        assert!(!md.contains(MARK), "{md}");
+    }
+
+    #[test]
+    fn the_banner_and_the_answers_count_the_warned_runs() {
+        let recs = vec![
+            warn(
+                record(Backend::Syscall, Mode::TwoCopy, 1024, 1, 1.0),
+                WarningKind::Stall,
+                STALL,
+            ),
+            record(Backend::Uring, Mode::TwoCopy, 1024, 1, 2.0),
+        ];
+        let sets = [Dataset::new(Workload::Echo, 1, recs)];
+        let md = render(&Inputs {
+            folder: "f",
+            meta: &Meta::default(),
+            warnings: &[],
+            unchecked: 0,
+            datasets: &sets,
+            figures: &[],
+        });
+        assert!(
+            md.contains("> **Warning: 1 of the 2 runs carried warnings**"),
+            "{md}"
+        );
+        assert!(
+            md.contains("1 of the 2 runs behind these medians carried warnings"),
+            "{md}"
+        );
+        let doubtful = md.find("## Doubtful points").unwrap();
+        assert!(doubtful < md.find("## Throughput").unwrap());
+        assert!(md.contains("| 1K | 1.00 ⚠ |"), "{md}");
+    }
 }

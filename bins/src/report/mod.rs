@@ -41,28 +41,54 @@ pub struct Report {
     pub plots: Vec<(&'static str, String)>,
 }
 
+/// What `records.jsonl` held.
+#[derive(Debug, Clone, Default)]
+pub struct Parsed {
+    pub records: Vec<Record>,
+    /// Lines skipped, and why.
+    pub warnings: Vec<String>,
+    /// Records with no `warnings` field, written before copyperf recorded warnings: they
+    /// load with none, but none there means never checked, which the report must not
+    /// present as checked and clean.
+    pub unchecked: usize,
+}
+
 /// Reads `records.jsonl` text: one record per non-blank line. A line that does not parse
 /// (a run cut off mid-write) is skipped with a warning naming it.
-pub fn parse_records(text: &str) -> (Vec<Record>, Vec<String>) {
+pub fn parse_records(text: &str) -> Parsed {
     let mut records = Vec::new();
     let mut warnings = Vec::new();
+    let mut unchecked = 0;
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        match serde_json::from_str::<Record>(line) {
-            Ok(r) => records.push(r),
+        let parsed = serde_json::from_str::<serde_json::Value>(line).and_then(|v| {
+            let checked = v.get("warnings").is_some();
+            serde_json::from_value::<Record>(v).map(|r| (r, checked))
+        });
+        match parsed {
+            Ok((r, checked)) => {
+                unchecked += usize::from(!checked);
+                records.push(r);
+            }
             Err(e) => warnings.push(format!("records.jsonl line {} skipped: {e}", i + 1)),
         }
     }
-    (records, warnings)
+    Parsed {
+        records,
+        warnings,
+        unchecked,
+    }
 }
 
-/// The report of `records` for the folder named `folder`.
+/// The report of `records` for the folder named `folder`; `unchecked` of the records were
+/// never checked for warnings ([`Parsed::unchecked`]).
 pub fn build_report(
     folder: &str,
     meta: &Meta,
     records: Vec<Record>,
+    unchecked: usize,
     warnings: &[String],
 ) -> Result<Report> {
     let prefer = meta.matrix.as_ref().and_then(|m| {
@@ -92,6 +118,7 @@ pub fn build_report(
         folder,
         meta,
         warnings,
+        unchecked,
         datasets: &datasets,
         figures: &figures,
     });
@@ -108,7 +135,11 @@ pub fn write_report(dir: &Path) -> Result<ReportOutput> {
     let path = dir.join("records.jsonl");
     let text =
         fs::read_to_string(&path).with_context(|| format!("could not read {}", path.display()))?;
-    let (records, mut warnings) = parse_records(&text);
+    let Parsed {
+        records,
+        mut warnings,
+        unchecked,
+    } = parse_records(&text);
     let meta_path = dir.join("meta.json");
     let meta = match fs::read_to_string(&meta_path) {
         Ok(t) => Meta::parse(&t).unwrap_or_else(|e| {
@@ -128,7 +159,7 @@ pub fn write_report(dir: &Path) -> Result<ReportOutput> {
         .ok()
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| dir.display().to_string());
-    let report = build_report(&folder, &meta, records, &warnings)?;
+    let report = build_report(&folder, &meta, records, unchecked, &warnings)?;
 
     let plot_dir = dir.join("plots");
     fs::create_dir_all(&plot_dir)
@@ -153,8 +184,8 @@ pub fn write_report(dir: &Path) -> Result<ReportOutput> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::record;
-    use engine::{Backend, Mode};
+    use crate::testing::{record, warn};
+    use engine::{Backend, Mode, WarningKind};
 
     /// A fresh directory under the system temp dir, removed on drop.
     struct TempDir(PathBuf);
@@ -264,6 +295,66 @@ mod tests {
         assert!(md.contains(
             "- **syscall**, zc outperforms two-copy: never in the measured range (1K–64K), at every thread count measured (1 and 2)."
         ), "{md}");
+    }
+
+    #[test]
+    fn records_from_before_warnings_still_load_and_are_counted_as_unchecked() {
+        let new = record(Backend::Syscall, Mode::TwoCopy, 1024, 1, 1.0);
+        let mut old = serde_json::to_value(&new).unwrap();
+        let map = old.as_object_mut().unwrap();
+        map.remove("warnings");
+        map.remove("interrupted");
+        let text = format!("{old}\n{}\n", serde_json::to_string(&new).unwrap());
+        let parsed = parse_records(&text);
+        assert_eq!(parsed.records.len(), 2);
+        assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+        assert_eq!(parsed.unchecked, 1);
+        let r = &parsed.records[0];
+        assert!(r.warnings.is_empty() && !r.interrupted);
+        assert_eq!(
+            parse_records(&serde_json::to_string(&new).unwrap()).unchecked,
+            0
+        );
+
+        let dir = TempDir::new("old");
+        fs::write(dir.0.join("records.jsonl"), format!("{old}\n")).unwrap();
+        let md = fs::read_to_string(write_report(&dir.0).unwrap().report).unwrap();
+        assert!(
+            md.contains("The one run was written by a copyperf that did not record warnings"),
+            "{md}"
+        );
+        assert!(!md.contains("carried no warning"), "{md}");
+    }
+
+    #[test]
+    fn a_warned_run_is_listed_and_marked_in_the_written_report() {
+        let dir = TempDir::new("warned");
+        let mut records = fixture();
+        let stall = "no message completed for 0.500 s of this 3.000 s run (17%): rerun it";
+        records[1] = warn(records[1].clone(), WarningKind::Stall, stall);
+        let lines: Vec<String> = records
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .collect();
+        fs::write(dir.0.join("records.jsonl"), lines.join("\n")).unwrap();
+        fs::write(dir.0.join("meta.json"), META).unwrap();
+        let out = write_report(&dir.0).unwrap();
+        assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+        let md = fs::read_to_string(&out.report).unwrap();
+        assert!(
+            md.contains("**Warning: 1 of the 32 runs carried warnings**"),
+            "{md}"
+        );
+        assert!(
+            md.contains(&format!(
+                "- **syscall two-copy 1K ×1**, run 2 of 2: `stall` — {stall}"
+            )),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 1K | 20.00 [18.00–22.00] ⚠1/2 | 10.00 [9.00–11.00] |"),
+            "{md}"
+        );
     }
 
     #[test]
