@@ -30,7 +30,8 @@ struct Args {
     /// Server TCP port.
     #[arg(short = 'p', long, default_value_t = 8080)]
     port: u16,
-    /// Message size in bytes, split over 8 fields (suffixes K, M: 4K = 4096).
+    /// Message size in bytes, split over 8 fields (suffixes K, M: 4K = 4096): 64 bytes (8
+    /// fields of at least their 8-byte tag) to 16M.
     #[arg(short = 's', long, value_name = "BYTES", default_value = "4K", value_parser = cli::size_arg)]
     size: usize,
     /// Worker threads (syscall: one connection each; uring: one ring each).
@@ -49,7 +50,8 @@ struct Args {
     /// echo: wait for each message's echo (round-trip latency); stream: one-way bulk.
     #[arg(long, default_value = "echo", value_parser = Workload::parser())]
     workload: Workload,
-    /// Messages in flight per connection.
+    /// Messages in flight per connection: 1 to 1024, and no more than a connection's
+    /// buffers (2·depth + 1 messages) fit in 256 MiB.
     #[arg(long, value_name = "N", default_value_t = 1)]
     depth: usize,
     /// Connections per ring (uring backend).
