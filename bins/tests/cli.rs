@@ -349,6 +349,21 @@ fn refused_counters_name_the_fix_and_the_run_goes_on() {
     );
 }
 
+/// The bytes of a two-copy echo hello, as a hand-made client would send them.
+fn echo_hello(size: u32, depth: u32) -> Vec<u8> {
+    engine::wire::Frame::Hello(engine::wire::Hello {
+        workload: engine::Workload::Echo,
+        mode: engine::Mode::TwoCopy,
+        verify: engine::Verify::Full,
+        backend: engine::Backend::Syscall,
+        size,
+        depth,
+        duration_ms: 1000,
+        flow: 0,
+    })
+    .encode()
+}
+
 /// Sends `sig` to a child process.
 fn signal(child: &Child, sig: libc::c_int) {
     // SAFETY: signals our own child.
@@ -479,17 +494,7 @@ fn a_uring_server_stops_promptly_on_sigterm() {
     use std::io::Write;
     let mut server = ServerProc::start(&["--backend", "uring", "--idle-timeout", "30"]);
     let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-    let hello = engine::wire::Frame::Hello(engine::wire::Hello {
-        workload: engine::Workload::Echo,
-        mode: engine::Mode::TwoCopy,
-        verify: engine::Verify::Off,
-        backend: engine::Backend::Syscall,
-        size: 65536,
-        depth: 8,
-        duration_ms: 1000,
-        flow: 0,
-    });
-    s.write_all(&hello.encode()).unwrap();
+    s.write_all(&echo_hello(65536, 8)).unwrap();
     s.set_nonblocking(true).unwrap();
     let chunk = vec![0u8; 65536];
     let t = std::time::Instant::now();
@@ -530,28 +535,8 @@ fn maximal_hellos_stay_within_the_memory_budget() {
         };
         let before = status("VmRSS:");
         // 1 MiB messages at depth 255: what a hostile 36-byte hello may ask for.
-        let hello = engine::wire::Frame::Hello(engine::wire::Hello {
-            workload: engine::Workload::Echo,
-            mode: engine::Mode::TwoCopy,
-            verify: engine::Verify::Full,
-            backend: engine::Backend::Syscall,
-            size: 1 << 20,
-            depth: 255,
-            duration_ms: 1000,
-            flow: 0,
-        })
-        .encode();
-        let small = engine::wire::Frame::Hello(engine::wire::Hello {
-            workload: engine::Workload::Echo,
-            mode: engine::Mode::TwoCopy,
-            verify: engine::Verify::Full,
-            backend: engine::Backend::Syscall,
-            size: 1 << 20,
-            depth: 10,
-            duration_ms: 1000,
-            flow: 0,
-        })
-        .encode();
+        let hello = echo_hello(1 << 20, 255);
+        let small = echo_hello(1 << 20, 10);
         let mut held = Vec::new();
         let mut answers = Vec::new();
         for bytes in [
