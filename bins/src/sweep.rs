@@ -272,7 +272,7 @@ pub fn run(config: &SweepConfig, stop: &AtomicBool, on: &dyn Fn(SweepEvent)) -> 
                 Ok(record) => {
                     if meta.uring_setup_flags.is_none() {
                         meta.uring_setup_flags =
-                            record.client.uring.as_ref().map(|u| u.flags.clone());
+                            record.client.uring.as_ref().map(|u| u.flags.to_string());
                     }
                     records.push(record);
                     meta.points_done = records.len();

@@ -20,8 +20,9 @@ use crate::placement::{self, available_cpus, Placement, Side};
 use crate::pool::{Pool, PoolPlan};
 use crate::record::{Record, RunNotes, SideCounts, ThreadResult};
 use crate::stats::PeerReport;
+use crate::vocab::Role;
 use crate::wire::{self, Frame, Hello, ReadError, WireError};
-use crate::workload::{Flow, FlowSpec, Role};
+use crate::workload::{Flow, FlowSpec};
 
 /// What a client reports as it runs.
 #[derive(Debug)]

@@ -3,9 +3,7 @@
 //! The binaries parse raw flags with clap and hand them to [`ClientConfig::validate`] or
 //! [`ServerConfig::validate`]; everything past that point can rely on the limits below.
 
-use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -13,205 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::placement::CpuSpec;
 use crate::pool::PoolPlan;
-
-/// Smallest message: 8 fields of at least 8 bytes, each opening with its sequence tag.
-pub const MIN_SIZE: usize = 64;
-/// Largest message a client may ask for and a server may accept.
-pub const MAX_SIZE: usize = 16 << 20;
-/// Most messages in flight on one connection.
-pub const MAX_DEPTH: usize = 1024;
-/// Most bytes one connection's buffers may take (its pool and template, as allocated).
-pub const MAX_POOL_BYTES: usize = 256 << 20;
-/// Most client threads, uring connections per thread and server clients.
-pub const MAX_THREADS: usize = 1024;
-/// Longest measured interval.
-pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
-
-macro_rules! named_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal / $code:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        pub enum $name {
-            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
-        }
-
-        impl $name {
-            /// Every value, in the order the CLI lists them.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The name used on the command line, in records and on reports.
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            /// The byte that stands for this value on the wire.
-            pub fn code(self) -> u8 {
-                match self { $($name::$variant => $code),+ }
-            }
-
-            /// The value a wire byte stands for, if any.
-            pub fn from_code(code: u8) -> Option<Self> {
-                match code { $($code => Some($name::$variant),)+ _ => None }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    _ => Err(format!(
-                        "unknown {} '{}' (expected one of: {})",
-                        stringify!($name).to_lowercase(),
-                        s,
-                        [$($text),+].join(", ")
-                    )),
-                }
-            }
-        }
-    };
-}
-
-named_enum! {
-    /// How bytes reach the kernel.
-    Backend {
-        /// Classic blocking syscalls, one thread per connection (the seed's model).
-        Syscall = "syscall" / 1,
-        /// One io_uring per worker thread, many connections per ring.
-        Uring = "uring" / 2,
-    }
-}
-
-named_enum! {
-    /// Which copies a message goes through on its way into the socket.
-    Mode {
-        /// Serialize the 8 fields into one buffer, then send it; receive, then copy out.
-        TwoCopy = "two-copy" / 1,
-        /// sendmsg/recvmsg with an 8-entry iovec over the fields.
-        OneCopy = "one-copy" / 2,
-        /// MSG_ZEROCOPY (syscall) or SENDMSG_ZC (uring) over the iovec.
-        Zc = "zc" / 3,
-        /// uring only: SEND_ZC from a registered buffer holding the 8 fields.
-        ZcFixed = "zc-fixed" / 4,
-    }
-}
-
-named_enum! {
-    /// What a connection does with messages.
-    Workload {
-        /// Send a message, wait for its echo; round-trip time per message.
-        Echo = "echo" / 1,
-        /// One-way bulk; the server counts and checks.
-        Stream = "stream" / 2,
-    }
-}
-
-named_enum! {
-    /// How much of every received message is checked.
-    Verify {
-        /// Every byte.
-        Full = "full" / 1,
-        /// The sequence tag and a few bytes of every field.
-        Sample = "sample" / 2,
-        /// Nothing.
-        Off = "off" / 3,
-    }
-}
-
-named_enum! {
-    /// How the uring backend receives two-copy messages.
-    UringRecv {
-        /// One RECV with MSG_WAITALL per message into its wire buffer.
-        Single = "single" / 1,
-        /// One multishot RECV per connection into a ring of provided buffers; each chunk is
-        /// copied out into the fields (the same copies as two-copy's receive).
-        Multishot = "multishot" / 2,
-    }
-}
-
-named_enum! {
-    /// Where kernel counters are counted.
-    CounterScope {
-        /// Per worker thread (perf_event_open on the thread).
-        Thread = "thread" / 1,
-        /// Per CPU the run is pinned to: also catches softirq and kernel work for the sockets.
-        Core = "core" / 2,
-        /// Not at all.
-        Off = "off" / 3,
-    }
-}
-
-impl UringRecv {
-    /// The faster of the two on the benchmark (README, "Engines").
-    pub const DEFAULT: UringRecv = UringRecv::Single;
-}
-
-impl Mode {
-    /// True where the kernel is asked not to copy the payload.
-    pub fn is_zero_copy(self) -> bool {
-        matches!(self, Mode::Zc | Mode::ZcFixed)
-    }
-
-    /// True where this backend implements this mode.
-    pub fn supported_on(self, backend: Backend) -> bool {
-        !(self == Mode::ZcFixed && backend == Backend::Syscall)
-    }
-}
-
-/// Parses a byte count: `4096`, `1K`, `64k`, `1M`, `2KiB`, `1MB`. Suffixes are binary
-/// (1K = 1024), as in the seed's 1KB…64KB matrix.
-pub fn parse_size(text: &str) -> Result<usize, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, suffix) = t.split_at(split);
-    if digits.is_empty() {
-        return Err(format!(
-            "invalid size '{text}': expected a number such as 4096, 4K or 1M"
-        ));
-    }
-    let shift = match suffix.to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        _ => return Err(format!("invalid size suffix in '{text}': use K, M or G")),
-    };
-    let n: usize = digits
-        .parse()
-        .map_err(|_| format!("invalid size '{text}': number too large"))?;
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("invalid size '{text}': number too large"))
-}
-
-/// Formats a byte count the way [`parse_size`] reads it: `1K`, `64K`, `1M`, or plain bytes.
-pub fn format_size(n: usize) -> String {
-    for (shift, unit) in [(30, "G"), (20, "M"), (10, "K")] {
-        if n >= 1 << shift && n % (1 << shift) == 0 {
-            return format!("{}{unit}", n >> shift);
-        }
-    }
-    n.to_string()
-}
-
-/// Parses a duration in seconds, fractions allowed (`3`, `0.5`).
-pub fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid duration '{text}': expected seconds, such as 3 or 0.5"))?;
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!(
-            "invalid duration '{text}': must be a positive number of seconds"
-        ));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
+pub use crate::vocab::*;
 
 /// Everything one client run needs, validated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -282,12 +82,7 @@ impl ClientConfig {
         check_size(self.size)?;
         check_count("threads (-t)", self.threads)?;
         check_count("connections per thread (--conns)", self.conns)?;
-        check_pool(
-            crate::workload::Role::Client,
-            self.mode,
-            self.depth,
-            self.size,
-        )?;
+        check_pool(Role::Client, self.mode, self.depth, self.size)?;
         if !self.mode.supported_on(self.backend) {
             return Err(Error::Config(format!(
                 "mode {} needs the uring backend (registered buffers); use --backend uring",
@@ -417,7 +212,7 @@ impl ServerConfig {
                 "--idle-timeout must be greater than zero".into(),
             ));
         }
-        let smallest = PoolPlan::new(crate::workload::Role::Server, Mode::OneCopy, MIN_SIZE, 1);
+        let smallest = PoolPlan::new(Role::Server, Mode::OneCopy, MIN_SIZE, 1);
         if self.max_memory < smallest.bytes() {
             return Err(Error::Config(format!(
                 "--max-memory {} is below what the smallest connection takes ({} bytes)",
@@ -451,7 +246,7 @@ fn check_count(what: &str, n: usize) -> Result<(), Error> {
 /// Depth is bounded on its own, and with the size by the memory one side of a connection
 /// allocates for its buffers ([`PoolPlan::bytes`]); returns that plan.
 pub(crate) fn check_pool(
-    role: crate::workload::Role,
+    role: Role,
     mode: Mode,
     depth: usize,
     size: usize,
@@ -492,53 +287,6 @@ pub(crate) mod secs_f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_take_binary_suffixes() {
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("1K"), Ok(1024));
-        assert_eq!(parse_size("64k"), Ok(65536));
-        assert_eq!(parse_size("2KiB"), Ok(2048));
-        assert_eq!(parse_size("1M"), Ok(1 << 20));
-        assert_eq!(parse_size("1MB"), Ok(1 << 20));
-        assert!(parse_size("").is_err());
-        assert!(parse_size("K").is_err());
-        assert!(parse_size("4X").is_err());
-        assert!(parse_size("-4").is_err());
-        assert!(parse_size("99999999999999999999G").is_err());
-    }
-
-    #[test]
-    fn sizes_format_back() {
-        for n in [64, 1024, 4096, 65536, 1 << 20, 1000] {
-            assert_eq!(parse_size(&format_size(n)), Ok(n));
-        }
-        assert_eq!(format_size(65536), "64K");
-    }
-
-    #[test]
-    fn seconds_allow_fractions() {
-        assert_eq!(parse_seconds("3"), Ok(Duration::from_secs(3)));
-        assert_eq!(parse_seconds("0.25"), Ok(Duration::from_millis(250)));
-        assert!(parse_seconds("-1").is_err());
-        assert!(parse_seconds("soon").is_err());
-    }
-
-    #[test]
-    fn names_and_codes_round_trip() {
-        for m in Mode::ALL {
-            assert_eq!(m.as_str().parse::<Mode>(), Ok(*m));
-            assert_eq!(Mode::from_code(m.code()), Some(*m));
-        }
-        for b in Backend::ALL {
-            assert_eq!(Backend::from_code(b.code()), Some(*b));
-        }
-        assert!("three-copy"
-            .parse::<Mode>()
-            .unwrap_err()
-            .contains("two-copy"));
-        assert_eq!(Mode::from_code(0), None);
-    }
 
     #[test]
     fn client_limits_are_enforced() {

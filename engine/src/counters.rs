@@ -23,7 +23,7 @@ use perf_event::events::{Cache, CacheId, CacheOp, CacheResult, Event, Hardware, 
 use perf_event::{Builder, Counter};
 use serde::{Deserialize, Serialize};
 
-use crate::config::CounterScope;
+use crate::vocab::CounterScope;
 
 /// One cumulative reading of one event.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,7 +64,36 @@ impl Raw {
 }
 
 macro_rules! counter_struct {
-    ($($(#[$doc:meta])* $field:ident),+ $(,)?) => {
+    ($($(#[$doc:meta])* $field:ident = $id:ident),+ $(,)?) => {
+        /// A counter copyperf reads, by the name its field has in records.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum CounterId {
+            $($(#[$doc])* $id,)+
+        }
+
+        impl CounterId {
+            pub const ALL: &'static [CounterId] = &[$(CounterId::$id),+];
+
+            /// The field's name in records and CSV columns.
+            pub fn as_str(self) -> &'static str {
+                match self { $(CounterId::$id => stringify!($field)),+ }
+            }
+        }
+
+        impl RawCounts {
+            /// The reading of counter `id`.
+            pub fn slot(&mut self, id: CounterId) -> &mut Option<Raw> {
+                match id { $(CounterId::$id => &mut self.$field),+ }
+            }
+        }
+
+        impl Counters {
+            /// The count of counter `id`.
+            pub fn get(&self, id: CounterId) -> Option<u64> {
+                match id { $(CounterId::$id => self.$field),+ }
+            }
+        }
+
         /// Cumulative readings, one per event; `None` where the event is unavailable.
         #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
         pub struct RawCounts {
@@ -115,30 +144,73 @@ macro_rules! counter_struct {
 
 counter_struct! {
     /// CPU cycles (hardware).
-    cycles,
+    cycles = Cycles,
     /// Instructions retired (hardware).
-    instructions,
+    instructions = Instructions,
     /// L1 data cache load misses (hardware).
-    l1d_load_misses,
+    l1d_load_misses = L1dLoadMisses,
     /// Last-level cache load misses (hardware).
-    llc_load_misses,
+    llc_load_misses = LlcLoadMisses,
     /// Context switches (software).
-    context_switches,
+    context_switches = ContextSwitches,
     /// CPU migrations (software).
-    cpu_migrations,
+    cpu_migrations = CpuMigrations,
     /// Page faults (software).
-    page_faults,
+    page_faults = PageFaults,
     /// Task clock of the counted threads, ns (thread scope).
-    task_clock_ns,
+    task_clock_ns = TaskClockNs,
     /// Non-idle time of the counted CPUs from /proc/stat, ns (core scope).
-    cpu_busy_ns,
+    cpu_busy_ns = CpuBusyNs,
 }
+
+impl std::fmt::Display for CounterId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The counters a side could not count, written `+`-joined in records (empty: none
+/// missing); an unknown name in a record is an error, not a default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MissingCounters(pub Vec<CounterId>);
+
+impl MissingCounters {
+    pub fn contains(&self, id: CounterId) -> bool {
+        self.0.contains(&id)
+    }
+}
+
+impl std::fmt::Display for MissingCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.0.iter().map(|c| c.as_str()).collect();
+        f.write_str(&names.join("+"))
+    }
+}
+
+impl std::str::FromStr for MissingCounters {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.split('+')
+            .filter(|n| !n.is_empty())
+            .map(|name| {
+                CounterId::ALL
+                    .iter()
+                    .copied()
+                    .find(|c| c.as_str() == name)
+                    .ok_or_else(|| format!("unknown counter '{name}'"))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(MissingCounters)
+    }
+}
+
+crate::vocab::serde_as_string!(MissingCounters);
 
 /// Makes a fresh perf builder for one event (one per CPU in core scope).
 type MakeBuilder = Box<dyn Fn() -> Builder<'static>>;
 
 /// The perf events copyperf opens, by field name.
-fn events(scope: CounterScope) -> Vec<(&'static str, MakeBuilder)> {
+fn events(scope: CounterScope) -> Vec<(CounterId, MakeBuilder)> {
     fn b(e: impl Event + Clone + 'static) -> MakeBuilder {
         Box::new(move || Builder::new(e.clone()))
     }
@@ -148,16 +220,16 @@ fn events(scope: CounterScope) -> Vec<(&'static str, MakeBuilder)> {
         result: CacheResult::MISS,
     };
     let mut v = vec![
-        ("cycles", b(Hardware::CPU_CYCLES)),
-        ("instructions", b(Hardware::INSTRUCTIONS)),
-        ("l1d_load_misses", b(miss(CacheId::L1D))),
-        ("llc_load_misses", b(miss(CacheId::LL))),
-        ("context_switches", b(Software::CONTEXT_SWITCHES)),
-        ("cpu_migrations", b(Software::CPU_MIGRATIONS)),
-        ("page_faults", b(Software::PAGE_FAULTS)),
+        (CounterId::Cycles, b(Hardware::CPU_CYCLES)),
+        (CounterId::Instructions, b(Hardware::INSTRUCTIONS)),
+        (CounterId::L1dLoadMisses, b(miss(CacheId::L1D))),
+        (CounterId::LlcLoadMisses, b(miss(CacheId::LL))),
+        (CounterId::ContextSwitches, b(Software::CONTEXT_SWITCHES)),
+        (CounterId::CpuMigrations, b(Software::CPU_MIGRATIONS)),
+        (CounterId::PageFaults, b(Software::PAGE_FAULTS)),
     ];
     if scope == CounterScope::Thread {
-        v.push(("task_clock_ns", b(Software::TASK_CLOCK)));
+        v.push((CounterId::TaskClockNs, b(Software::TASK_CLOCK)));
     }
     v
 }
@@ -165,7 +237,7 @@ fn events(scope: CounterScope) -> Vec<(&'static str, MakeBuilder)> {
 /// A counter that could not be opened, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unavailable {
-    pub counter: &'static str,
+    pub counter: CounterId,
     pub reason: String,
 }
 
@@ -191,8 +263,8 @@ fn reason(e: &io::Error, scope: CounterScope) -> String {
 /// Open counters for one thread, or for a set of CPUs.
 pub struct CounterSet {
     scope: CounterScope,
-    /// Per event: its field name and one counter per CPU (one in all for a thread).
-    open: Vec<(&'static str, Vec<Counter>)>,
+    /// Per event: which, and one counter per CPU (one in all for a thread).
+    open: Vec<(CounterId, Vec<Counter>)>,
     unavailable: Vec<Unavailable>,
     cpus: Vec<usize>,
 }
@@ -287,7 +359,7 @@ impl CounterSet {
     /// The current cumulative readings.
     pub fn read(&mut self) -> RawCounts {
         let mut raw = RawCounts::default();
-        for (name, counters) in &mut self.open {
+        for (id, counters) in &mut self.open {
             let mut total = Some(Raw::default());
             for c in counters.iter_mut() {
                 total = match (total, c.read_count_and_time()) {
@@ -299,7 +371,7 @@ impl CounterSet {
                     _ => None,
                 };
             }
-            set_field(&mut raw, name, total);
+            *raw.slot(*id) = total;
         }
         if self.scope == CounterScope::Core {
             raw.cpu_busy_ns = cpu_busy_ns(&self.cpus).map(|ns| Raw {
@@ -309,21 +381,6 @@ impl CounterSet {
         }
         raw
     }
-}
-
-fn set_field(raw: &mut RawCounts, name: &str, v: Option<Raw>) {
-    let slot = match name {
-        "cycles" => &mut raw.cycles,
-        "instructions" => &mut raw.instructions,
-        "l1d_load_misses" => &mut raw.l1d_load_misses,
-        "llc_load_misses" => &mut raw.llc_load_misses,
-        "context_switches" => &mut raw.context_switches,
-        "cpu_migrations" => &mut raw.cpu_migrations,
-        "page_faults" => &mut raw.page_faults,
-        "task_clock_ns" => &mut raw.task_clock_ns,
-        _ => &mut raw.cpu_busy_ns,
-    };
-    *slot = v;
 }
 
 /// Non-idle time of `cpus` so far (user + nice + system + irq + softirq), from /proc/stat.
@@ -352,8 +409,8 @@ pub fn cpu_busy_ns(cpus: &[usize]) -> Option<u64> {
 pub struct Metering {
     pub scope: CounterScope,
     core: Option<Mutex<CounterSet>>,
-    /// Unavailable counters, `+`-joined; `None` when counting is off.
-    pub missing: Option<String>,
+    /// Unavailable counters; `None` when counting is off.
+    pub missing: Option<MissingCounters>,
     /// Lines for the user: unavailable counters, a refused per-core scope.
     pub notices: Vec<String>,
     /// What was asked for and not had, and what was done instead (also in `notices`).
@@ -427,8 +484,8 @@ pub fn describe_unavailable(list: &[Unavailable]) -> Option<String> {
     let mut reasons: Vec<(&str, Vec<&str>)> = Vec::new();
     for u in list {
         match reasons.iter_mut().find(|(r, _)| *r == u.reason) {
-            Some((_, names)) => names.push(u.counter),
-            None => reasons.push((&u.reason, vec![u.counter])),
+            Some((_, names)) => names.push(u.counter.as_str()),
+            None => reasons.push((&u.reason, vec![u.counter.as_str()])),
         }
     }
     let parts: Vec<String> = reasons
@@ -438,9 +495,9 @@ pub fn describe_unavailable(list: &[Unavailable]) -> Option<String> {
     Some(format!("counters unavailable: {}", parts.join("; ")))
 }
 
-/// The unavailable counters' names, `+`-joined, for records.
-pub fn unavailable_names(list: &[Unavailable]) -> String {
-    list.iter().map(|u| u.counter).collect::<Vec<_>>().join("+")
+/// The unavailable counters, for records.
+pub fn unavailable_names(list: &[Unavailable]) -> MissingCounters {
+    MissingCounters(list.iter().map(|u| u.counter).collect())
 }
 
 #[cfg(test)]
@@ -512,7 +569,7 @@ mod tests {
         for u in set.unavailable() {
             let v = serde_json::to_value(&c).unwrap();
             assert!(
-                v[u.counter].is_null(),
+                v[u.counter.as_str()].is_null(),
                 "{} should be missing: {c:?}",
                 u.counter
             );

@@ -1,8 +1,9 @@
 //! The engine's typed errors and the exit codes the binaries map them to.
+//!
+//! A leaf: it imports nothing from the crate. [`WireError`] lives here, beside the error
+//! that wraps it, so that the wire can depend on the error and not the other way round.
 
 use std::io;
-
-use crate::wire::WireError;
 
 /// Exit codes shared by every binary (documented in README.md).
 pub mod exit {
@@ -98,3 +99,32 @@ pub fn kernel_release() -> String {
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_else(|_| "unknown kernel".into())
 }
+
+/// Why bytes off the wire are not a frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("truncated frame: need {need} bytes, have {have}")]
+    Truncated { need: usize, have: usize },
+    #[error("not a copyperf peer: frame starts with {0:02x?} instead of \"CPRF\"")]
+    BadMagic([u8; 4]),
+    #[error("peer speaks protocol version {0}, this build speaks {WIRE_VERSION}")]
+    Version(u16),
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+    #[error("{kind} frame of {len} bytes is over its {max}-byte limit")]
+    TooLong {
+        kind: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error("malformed {kind} frame: {why}")]
+    Malformed { kind: &'static str, why: String },
+    #[error("expected a {expected} frame, got {got}")]
+    Unexpected {
+        expected: &'static str,
+        got: &'static str,
+    },
+}
+
+/// The protocol version this build speaks (re-exported as `wire::VERSION`).
+pub const WIRE_VERSION: u16 = 1;

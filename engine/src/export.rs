@@ -189,11 +189,12 @@ fn counter_lines(s: &mut String, who: &str, side: &SideReport) {
         parts.push("none available".into());
     }
     let _ = writeln!(s, "{who} Counters ({scope}): {}", parts.join(", "));
-    if let Some(missing) = side.counters_missing.as_deref().filter(|m| !m.is_empty()) {
+    if let Some(missing) = side.counters_missing.as_ref().filter(|m| !m.0.is_empty()) {
+        let names: Vec<&str> = missing.0.iter().map(|c| c.as_str()).collect();
         let _ = writeln!(
             s,
             "{who} Counters missing on this machine: {}",
-            missing.replace('+', ", ")
+            names.join(", ")
         );
     }
     let mut derived = Vec::new();

@@ -21,6 +21,7 @@ mod pool;
 mod record;
 mod server;
 mod stats;
+pub mod vocab;
 pub mod wire;
 mod workload;
 

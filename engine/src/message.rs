@@ -15,7 +15,7 @@ use std::ops::Range;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use crate::config::MIN_SIZE;
+use crate::vocab::MIN_SIZE;
 
 /// Fields per message, as in the seed.
 pub const FIELDS: usize = 8;
@@ -445,11 +445,11 @@ impl Message {
     /// Checks a received message against message `expected_seq`.
     pub fn verify(
         &self,
-        level: crate::config::Verify,
+        level: crate::vocab::Verify,
         expected_seq: u64,
         template: &Template,
     ) -> Result<(), Mismatch> {
-        use crate::config::Verify;
+        use crate::vocab::Verify;
         if level == Verify::Off {
             return Ok(());
         }
@@ -493,8 +493,8 @@ impl Message {
     /// verification instead of passing on what the buffer held before. Full verification
     /// poisons every byte (one extra pass over the buffer, the price of `--verify full`);
     /// sampled verification only the tags and the sampled bytes.
-    pub fn poison(&mut self, level: crate::config::Verify, template: &Template, into: RxTarget) {
-        use crate::config::Verify;
+    pub fn poison(&mut self, level: crate::vocab::Verify, template: &Template, into: RxTarget) {
+        use crate::vocab::Verify;
         let layout = self.layout;
         match (level, into) {
             (Verify::Off, _) => {}
@@ -572,7 +572,7 @@ fn wire_buffer(layout: &Layout, wire: bool) -> Box<[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Verify;
+    use crate::vocab::Verify;
 
     fn template(size: usize) -> Arc<Template> {
         Template::new(Layout::new(size))

@@ -11,9 +11,9 @@
 
 use std::sync::Arc;
 
-use crate::config::Mode;
 use crate::message::{Message, Region, Template};
-use crate::workload::Role;
+use crate::vocab::Mode;
+use crate::vocab::Role;
 
 /// What a connection's pool holds, worked out before anything is allocated: the memory
 /// budget charges exactly this, and the pool is built from it.

@@ -6,12 +6,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Backend, ClientConfig, CounterScope};
-use crate::counters::{Counters, Raw, RawCounts};
+use crate::counters::{CounterId, Counters, MissingCounters, Raw, RawCounts};
 use crate::placement::Placement;
 use crate::stats::{
     merge_samples, FlowStats, Latency, LatencySummary, PeerReport, Progress, RingSetup, Sample,
     Totals,
 };
+use crate::vocab::{SetupFlag, SetupFlags, UringRecv};
 
 /// Bumped whenever a field changes meaning or goes away (adding one does not).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -185,7 +186,7 @@ pub struct SideReport {
     pub counters: Option<Counters>,
     /// Counters this machine could not provide, `+`-joined (empty: none missing); null
     /// when counting was off.
-    pub counters_missing: Option<String>,
+    pub counters_missing: Option<MissingCounters>,
     /// Cycles per byte moved (sent + received); null without a cycles counter.
     pub cycles_per_byte: Option<f64>,
     /// Instructions per byte moved; null without an instructions counter.
@@ -205,7 +206,7 @@ pub struct SideReport {
 pub struct SideCounts {
     pub scope: CounterScope,
     pub counters: Option<Counters>,
-    pub missing: Option<String>,
+    pub missing: Option<MissingCounters>,
     pub placement: Vec<Placement>,
 }
 
@@ -317,7 +318,7 @@ impl Record {
         };
         let mut notes = notes;
         if let Some(ring) = threads.iter().find_map(|t| t.ring.as_ref()) {
-            if !ring.flags.contains("defer_taskrun") {
+            if !ring.flags.contains(SetupFlag::DeferTaskrun) {
                 notes.fallbacks.push(format!(
                     "the kernel refused IORING_SETUP_DEFER_TASKRUN; the rings run with {}",
                     ring.flags
@@ -435,7 +436,7 @@ impl Record {
                     },
                 }],
                 counter_scope: CounterScope::Thread,
-                counters_missing: Some("none".into()),
+                counters_missing: Some(MissingCounters(vec![CounterId::CpuBusyNs])),
                 placement: Some(placement("worker 0")),
                 ..Default::default()
             }],
@@ -446,7 +447,7 @@ impl Record {
         let client = SideCounts {
             scope: CounterScope::Thread,
             counters: Some(counters),
-            missing: Some("none".into()),
+            missing: Some(MissingCounters(vec![CounterId::CpuBusyNs])),
             placement: vec![placement("client 0")],
         };
         Record::new(
@@ -466,8 +467,8 @@ impl Record {
 
 fn example_ring() -> RingSetup {
     RingSetup {
-        flags: "single_issuer+defer_taskrun".into(),
-        recv: "single".into(),
+        flags: SetupFlags(vec![SetupFlag::SingleIssuer, SetupFlag::DeferTaskrun]),
+        recv: UringRecv::Single,
         cqe_skip: true,
         ..Default::default()
     }

@@ -30,8 +30,9 @@ use crate::message::{Layout, Region, Template};
 use crate::placement::{self, available_cpus, Placement, Plan, Side};
 use crate::pool::{Pool, PoolPlan};
 use crate::stats::{IoStats, PeerReport, Sample, Totals};
+use crate::vocab::Role;
 use crate::wire::{self, Accept, Frame, Hello, ReadError, Refuse, RefuseCode, WireError};
-use crate::workload::{Flow, FlowSpec, Role};
+use crate::workload::{Flow, FlowSpec};
 
 /// The longest a connecting client may take to send its whole hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Backend, CounterScope};
-use crate::counters::{Counters, RawCounts};
+use crate::counters::{Counters, MissingCounters, RawCounts};
 use crate::placement::Placement;
+use crate::vocab::{Backend, CounterScope, SetupFlags, UringRecv};
 
 /// Zero-copy accounting, the same on both engines: one "send" is one MSG_ZEROCOPY call that
 /// queued data (syscall) or one SEND_ZC / SENDMSG_ZC request that posted a notification
@@ -275,8 +275,9 @@ pub struct LatencySummary {
 /// How an io_uring side set its rings up: what the kernel took.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RingSetup {
-    /// Setup flags the ring was created with, joined by `+` (e.g. `single_issuer+defer_taskrun+submit_all`).
-    pub flags: String,
+    /// Setup flags the ring was created with, joined by `+` in records (e.g.
+    /// `single_issuer+defer_taskrun+submit_all`).
+    pub flags: SetupFlags,
     /// The ring fd is registered (io_uring_enter skips the fd lookup).
     pub registered_ring: bool,
     /// Sockets are registered as fixed files.
@@ -288,7 +289,7 @@ pub struct RingSetup {
     pub cqe_skip: bool,
     /// How two-copy messages are received: `single` (RECV per message) or `multishot`
     /// (provided-buffer ring).
-    pub recv: String,
+    pub recv: UringRecv,
 }
 
 /// Cumulative figures of one server thread or CPU, read when a connection began and when
@@ -388,7 +389,7 @@ pub struct PeerReport {
     /// Where the server counted: thread, core or off.
     pub counter_scope: CounterScope,
     /// Counters the server could not open, `+`-joined; null when counting was off.
-    pub counters_missing: Option<String>,
+    pub counters_missing: Option<MissingCounters>,
     /// The thread that served the connection, and its CPU.
     pub placement: Option<Placement>,
 }

@@ -10,13 +10,14 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::config::{Backend, Mode, Verify, Workload};
+pub use crate::error::WireError;
 use crate::stats::PeerReport;
+use crate::vocab::{Backend, Mode, Verify, Workload};
 
 /// Opens every frame.
 pub const MAGIC: [u8; 4] = *b"CPRF";
 /// The protocol version this build speaks.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = crate::error::WIRE_VERSION;
 /// Header bytes before every payload.
 pub const HEADER_LEN: usize = 12;
 /// Hello payload bytes.
@@ -27,6 +28,53 @@ pub const ACCEPT_LEN: usize = 12;
 pub const MAX_REASON: usize = 1024;
 /// Largest stats payload.
 pub const MAX_STATS: usize = 1 << 20;
+
+/// The byte that stands for a value of the vocabulary on the wire. Codes are part of the
+/// protocol: never renumber one; a new value takes a new code.
+pub trait WireCode: Sized + Copy + 'static {
+    /// Every value with its code.
+    const CODES: &'static [(Self, u8)];
+
+    fn code(self) -> u8
+    where
+        Self: PartialEq,
+    {
+        Self::CODES
+            .iter()
+            .find(|(v, _)| *v == self)
+            .map(|&(_, c)| c)
+            .expect("every value has a code")
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        Self::CODES
+            .iter()
+            .find(|&&(_, c)| c == code)
+            .map(|&(v, _)| v)
+    }
+}
+
+impl WireCode for Backend {
+    const CODES: &'static [(Self, u8)] = &[(Backend::Syscall, 1), (Backend::Uring, 2)];
+}
+
+impl WireCode for Mode {
+    const CODES: &'static [(Self, u8)] = &[
+        (Mode::TwoCopy, 1),
+        (Mode::OneCopy, 2),
+        (Mode::Zc, 3),
+        (Mode::ZcFixed, 4),
+    ];
+}
+
+impl WireCode for Workload {
+    const CODES: &'static [(Self, u8)] = &[(Workload::Echo, 1), (Workload::Stream, 2)];
+}
+
+impl WireCode for Verify {
+    const CODES: &'static [(Self, u8)] =
+        &[(Verify::Full, 1), (Verify::Sample, 2), (Verify::Off, 3)];
+}
 
 const KIND_HELLO: u8 = 1;
 const KIND_ACCEPT: u8 = 2;
@@ -109,32 +157,6 @@ pub enum Frame {
     Accept(Accept),
     Refuse(Refuse),
     Stats(Box<PeerReport>),
-}
-
-/// Why bytes off the wire are not a frame.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WireError {
-    #[error("truncated frame: need {need} bytes, have {have}")]
-    Truncated { need: usize, have: usize },
-    #[error("not a copyperf peer: frame starts with {0:02x?} instead of \"CPRF\"")]
-    BadMagic([u8; 4]),
-    #[error("peer speaks protocol version {0}, this build speaks {VERSION}")]
-    Version(u16),
-    #[error("unknown frame kind {0}")]
-    UnknownKind(u8),
-    #[error("{kind} frame of {len} bytes is over its {max}-byte limit")]
-    TooLong {
-        kind: &'static str,
-        len: usize,
-        max: usize,
-    },
-    #[error("malformed {kind} frame: {why}")]
-    Malformed { kind: &'static str, why: String },
-    #[error("expected a {expected} frame, got {got}")]
-    Unexpected {
-        expected: &'static str,
-        got: &'static str,
-    },
 }
 
 impl Frame {
@@ -418,6 +440,21 @@ mod tests {
                 ..Default::default()
             })),
         ]
+    }
+
+    #[test]
+    fn every_value_has_one_code_and_back() {
+        fn check<T: WireCode + PartialEq + std::fmt::Debug>(all: &[T]) {
+            assert_eq!(T::CODES.len(), all.len(), "a code for every value");
+            for v in all {
+                assert_eq!(T::from_code(v.code()), Some(*v));
+            }
+            assert_eq!(T::from_code(0), None);
+        }
+        check(Backend::ALL);
+        check(Mode::ALL);
+        check(Workload::ALL);
+        check(Verify::ALL);
     }
 
     #[test]

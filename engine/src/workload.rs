@@ -18,20 +18,11 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{Mode, Verify, Workload};
 use crate::error::Error;
 use crate::message::{Message, RxTarget, Template};
 use crate::pool::Pool;
 use crate::stats::{FlowStats, Latency, Progress};
-
-/// Which end of the connection a flow runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Originates messages for `duration`.
-    Client,
-    /// Receives, checks, and in echo sends every message back.
-    Server,
-}
+use crate::vocab::{Mode, Role, Verify, Workload};
 
 /// What a flow needs to know about its run.
 #[derive(Debug, Clone, Copy)]

@@ -940,7 +940,7 @@ mod tests {
             let c = r.client.counters.as_mut().unwrap();
             c.l1d_load_misses = None;
             c.llc_load_misses = None;
-            r.client.counters_missing = Some("l1d_load_misses+llc_load_misses".into());
+            r.client.counters_missing = Some("l1d_load_misses+llc_load_misses".parse().unwrap());
             recs.push(r);
         }
         let d = Dataset::new(Workload::Echo, 1, recs);

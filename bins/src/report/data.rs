@@ -102,12 +102,7 @@ impl Dataset {
             }
         }
         groups.sort_by_key(|((w, d), v)| {
-            (
-                std::cmp::Reverse(v.len()),
-                Some((*w, *d)) != prefer,
-                w.code(),
-                *d,
-            )
+            (std::cmp::Reverse(v.len()), Some((*w, *d)) != prefer, *w, *d)
         });
         groups
             .into_iter()
@@ -186,7 +181,7 @@ impl Dataset {
     /// Engines present, in the engine's order.
     pub fn engines(&self) -> Vec<Backend> {
         let mut v: Vec<Backend> = self.points().map(|p| p.engine).collect();
-        v.sort_by_key(|e| e.code());
+        v.sort();
         v.dedup();
         v
     }
@@ -198,7 +193,7 @@ impl Dataset {
             .filter(|p| engine.map_or(true, |e| p.engine == e))
             .map(|p| p.mode)
             .collect();
-        v.sort_by_key(|m| m.code());
+        v.sort();
         v.dedup();
         v
     }
@@ -248,8 +243,8 @@ impl Dataset {
         for r in &self.records {
             if let Some(m) = &r.client.counters_missing {
                 any = true;
-                for n in m.split('+').map(str::trim) {
-                    if !n.is_empty() && n != "none" && !names.iter().any(|x| x == n) {
+                for n in m.0.iter().map(|c| c.as_str()) {
+                    if !names.iter().any(|x| x == n) {
                         names.push(n.to_owned());
                     }
                 }

@@ -253,7 +253,7 @@ fn machine(o: &mut String, inp: &Inputs) {
         .datasets
         .iter()
         .flat_map(|d| d.records())
-        .find_map(|r| r.client.uring.as_ref().map(|u| u.flags.clone()));
+        .find_map(|r| r.client.uring.as_ref().map(|u| u.flags.to_string()));
     row(
         "io_uring setup flags",
         or_unknown(

@@ -412,7 +412,8 @@ mod tests {
                 c.l1d_load_misses = None;
                 c.llc_load_misses = None;
                 r.client.cycles_per_byte = None;
-                r.client.counters_missing = Some("cycles+l1d_load_misses+llc_load_misses".into());
+                r.client.counters_missing =
+                    Some("cycles+l1d_load_misses+llc_load_misses".parse().unwrap());
                 recs.push(r);
             }
         }

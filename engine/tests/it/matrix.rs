@@ -61,7 +61,7 @@ fn run_pair(client: Backend, server: Backend, mode: Mode, workload: Workload, de
                     );
                 }
             }
-            assert!(!setup.flags.is_empty(), "{case}");
+            assert!(!setup.flags.0.is_empty(), "{case}");
             assert_eq!(setup.fixed_buffers, mode == Mode::ZcFixed, "{case}");
         }
     }
@@ -208,12 +208,12 @@ fn two_copy_multishot_receive() {
                 assert_clean_run(&record, &case);
                 assert_eq!(
                     record.client.uring.as_ref().unwrap().recv,
-                    client_recv.as_str(),
+                    client_recv,
                     "{case}"
                 );
                 assert_eq!(
                     record.server.as_ref().unwrap().uring.as_ref().unwrap().recv,
-                    server_recv.as_str(),
+                    server_recv,
                     "{case}"
                 );
             }

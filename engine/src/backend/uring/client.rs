@@ -7,14 +7,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::conn::{decode, UConn};
-use super::{build_ring, ring_sizes, Cqe, Ring, MAX_FIXED_BUFFERS};
+use super::ring::{Cqe, Ring};
+use super::setup::{build_ring, ring_sizes};
+use super::MAX_FIXED_BUFFERS;
 use crate::client::{client_flow, Connection};
 use crate::config::{ClientConfig, Mode, UringRecv};
 use crate::error::Error;
 use crate::message::{Region, Template};
 use crate::pool::{pool_size, Pool, PoolPlan};
 use crate::record::ThreadResult;
-use crate::workload::Role;
+use crate::vocab::Role;
 
 /// How long one wait in the kernel may last before timeouts are checked.
 const TICK: Duration = Duration::from_millis(100);

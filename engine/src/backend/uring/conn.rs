@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use io_uring::{cqueue, opcode, squeue, types};
 
-use super::{Cqe, Ring};
+use super::bufring::BUF_GROUP;
+use super::ring::{Cqe, Ring};
 use crate::backend::sys::{IORING_NOTIF_USAGE_ZC_COPIED, IORING_SEND_ZC_REPORT_USAGE};
 use crate::config::Mode;
 use crate::error::Error;
@@ -281,8 +282,7 @@ impl<X> UConn<X> {
         let done = self.flow.is_done();
         let ms = self.multishot.as_mut().expect("multishot connection");
         if !ms.armed && !ms.eof && ms.pending.is_empty() && !done && self.flow.wants_rx() {
-            let entry = on_fd!(self, |fd| opcode::RecvMulti::new(fd, super::BUF_GROUP)
-                .build());
+            let entry = on_fd!(self, |fd| opcode::RecvMulti::new(fd, BUF_GROUP).build());
             ring.push(&entry.user_data(user_data(index, OP_RECV_MULTI, 0)))?;
             ms.armed = true;
         } else if ms.armed && !ms.canceling && done {

@@ -14,7 +14,9 @@ use io_uring::{opcode, types};
 
 use super::client::register_pool;
 use super::conn::{decode, UConn};
-use super::{ring_sizes, Cqe, Ring, MAX_FIXED_BUFFERS, SERVER_RING_INFLIGHT};
+use super::ring::{Cqe, Ring};
+use super::setup::{build_ring, ring_sizes, SERVER_RING_INFLIGHT};
+use super::MAX_FIXED_BUFFERS;
 use crate::config::{Backend, Mode, UringRecv};
 use crate::counters::CounterSet;
 use crate::error::Error;
@@ -137,7 +139,7 @@ fn worker<'s>(
     }
     let fixed_capable = matches!(config.mode, None | Some(Mode::ZcFixed));
     let (sq, cq) = ring_sizes(SERVER_RING_INFLIGHT);
-    let mut uring = match super::build_ring(sq, cq) {
+    let mut uring = match build_ring(sq, cq) {
         Ok((ring, flags)) => (ring, flags),
         Err(e) => {
             let _ = ready.send(Err(e));

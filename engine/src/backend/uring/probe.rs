@@ -1,0 +1,154 @@
+//! Which io_uring opcodes this kernel has: probed once, and a missing one is an error
+//! naming the opcode and the running kernel, never a quiet fallback to another path.
+
+use std::io;
+use std::sync::OnceLock;
+
+use io_uring::{opcode, IoUring};
+
+use super::setup::{ring_error, ring_memory};
+use crate::error::{kernel_release, Error};
+use crate::vocab::Mode;
+
+/// An opcode copyperf may use, and the first kernel that has it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OpInfo {
+    pub code: u8,
+    pub name: &'static str,
+    pub since: &'static str,
+}
+
+const SEND: OpInfo = OpInfo {
+    code: opcode::Send::CODE,
+    name: "IORING_OP_SEND",
+    since: "5.6",
+};
+const RECV: OpInfo = OpInfo {
+    code: opcode::Recv::CODE,
+    name: "IORING_OP_RECV",
+    since: "5.6",
+};
+const SENDMSG: OpInfo = OpInfo {
+    code: opcode::SendMsg::CODE,
+    name: "IORING_OP_SENDMSG",
+    since: "5.3",
+};
+const RECVMSG: OpInfo = OpInfo {
+    code: opcode::RecvMsg::CODE,
+    name: "IORING_OP_RECVMSG",
+    since: "5.3",
+};
+const READ: OpInfo = OpInfo {
+    code: opcode::Read::CODE,
+    name: "IORING_OP_READ",
+    since: "5.6",
+};
+const SENDMSG_ZC: OpInfo = OpInfo {
+    code: opcode::SendMsgZc::CODE,
+    name: "IORING_OP_SENDMSG_ZC",
+    since: "6.1",
+};
+const SEND_ZC: OpInfo = OpInfo {
+    code: opcode::SendZc::CODE,
+    name: "IORING_OP_SEND_ZC",
+    since: "6.0",
+};
+
+/// The opcodes a mode needs (`None`: what every mode needs).
+pub(crate) fn ops_for(mode: Option<Mode>) -> Vec<OpInfo> {
+    let mut ops = vec![SEND, RECV, SENDMSG, RECVMSG, READ];
+    match mode {
+        Some(Mode::Zc) => ops.push(SENDMSG_ZC),
+        Some(Mode::ZcFixed) => ops.push(SEND_ZC),
+        _ => {}
+    }
+    ops
+}
+
+/// Fails with the first of `ops` that `supported` lacks, naming it and `kernel`.
+pub(crate) fn require(
+    ops: &[OpInfo],
+    supported: impl Fn(u8) -> bool,
+    kernel: &str,
+) -> Result<(), Error> {
+    match ops.iter().find(|op| !supported(op.code)) {
+        None => Ok(()),
+        Some(op) => Err(Error::Unsupported {
+            feature: format!("io_uring opcode {}", op.name),
+            kernel: kernel.to_owned(),
+            hint: format!(
+                "it needs Linux {} or later; use another --mode or --backend syscall",
+                op.since
+            ),
+        }),
+    }
+}
+
+/// The running kernel's opcode probe, taken once.
+fn probe() -> Result<&'static [bool; 256], Error> {
+    // The OS error number: io::Error is not Clone, and every caller gets its own Error.
+    static PROBE: OnceLock<Result<[bool; 256], i32>> = OnceLock::new();
+    let errno = |e: io::Error| e.raw_os_error().unwrap_or(libc::EIO);
+    PROBE
+        .get_or_init(|| {
+            let ring = IoUring::new(PROBE_ENTRIES).map_err(errno)?;
+            let mut probe = io_uring::Probe::new();
+            ring.submitter().register_probe(&mut probe).map_err(errno)?;
+            Ok(std::array::from_fn(|op| probe.is_supported(op as u8)))
+        })
+        .as_ref()
+        .map_err(|&e| {
+            ring_error(
+                io::Error::from_raw_os_error(e),
+                ring_memory(PROBE_ENTRIES, 2 * PROBE_ENTRIES),
+            )
+        })
+}
+
+/// Entries of the throwaway ring the opcode probe is taken on.
+const PROBE_ENTRIES: u32 = 2;
+
+/// Checks that the kernel has io_uring and the opcodes `mode` needs (`None`: any mode's
+/// common opcodes).
+pub(crate) fn check_kernel(mode: Option<Mode>) -> Result<(), Error> {
+    let probe = probe()?;
+    require(&ops_for(mode), |op| probe[op as usize], &kernel_release())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_opcode_is_named_with_the_kernel() {
+        let ops = ops_for(Some(Mode::Zc));
+        let e = require(&ops, |op| op != SENDMSG_ZC.code, "5.15.0-test").unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("IORING_OP_SENDMSG_ZC"), "{text}");
+        assert!(
+            text.contains("5.15.0-test") && text.contains("Linux 6.1"),
+            "{text}"
+        );
+        assert_eq!(e.exit_code(), crate::error::exit::UNSUPPORTED);
+        let e = require(
+            &ops_for(Some(Mode::ZcFixed)),
+            |op| op != SEND_ZC.code,
+            "5.19",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("IORING_OP_SEND_ZC") && e.to_string().contains("6.0"));
+        assert!(require(
+            &ops_for(Some(Mode::OneCopy)),
+            |op| op != SEND_ZC.code,
+            "5.19"
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn this_kernel_has_what_every_mode_needs() {
+        for mode in Mode::ALL {
+            check_kernel(Some(*mode)).unwrap_or_else(|e| panic!("{mode}: {e}"));
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! [`Ring`]: a ring split into its parts for the life of a worker, the thin layer that
+//! pushes SQEs, enters the kernel, reaps completions, registers files and buffers, and
+//! counts what all that cost.
+
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use io_uring::{cqueue, squeue, types, IoUring, Submitter};
+
+use super::bufring::{BufRing, BUF_GROUP, PBUF_ENTRIES, PBUF_SIZE};
+use super::setup::{check_memlock, memlock_or_io};
+use super::slots::SlotTable;
+use super::MAX_FIXED_BUFFERS;
+use crate::error::Error;
+use crate::stats::{IoStats, RingSetup};
+use crate::vocab::{SetupFlags, UringRecv};
+
+/// A ring split into its parts for the life of a worker, with what entering it cost.
+pub(crate) struct Ring<'r> {
+    submitter: Submitter<'r>,
+    sq: squeue::SubmissionQueue<'r>,
+    cq: cqueue::CompletionQueue<'r>,
+    files: Option<SlotTable>,
+    buffers: Option<SlotTable>,
+    /// Provided buffers for multishot receives.
+    pub pbuf: Option<BufRing>,
+    pub io: IoStats,
+    pub setup: RingSetup,
+}
+
+impl Drop for Ring<'_> {
+    fn drop(&mut self) {
+        if self.pbuf.is_some() {
+            let _ = self.submitter.unregister_buf_ring(BUF_GROUP);
+        }
+    }
+}
+
+/// One reaped completion.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cqe {
+    pub user_data: u64,
+    pub res: i32,
+    pub flags: u32,
+}
+
+impl<'r> Ring<'r> {
+    /// Splits `ring` and registers what makes it fast where the kernel has it: the ring fd
+    /// itself, a sparse table of `files` fixed files, and (zc-fixed) `buffers` fixed
+    /// buffers and (`multishot`) a provided-buffer ring — those two required, the others
+    /// recorded as used or not.
+    pub fn new(
+        ring: &'r mut IoUring,
+        flags: SetupFlags,
+        files: u32,
+        buffers: u32,
+        multishot: bool,
+    ) -> Result<Ring<'r>, Error> {
+        let cqe_skip = ring.params().is_feature_skip_cqe_on_success();
+        let (mut submitter, sq, cq) = ring.split();
+        let pbuf = if multishot {
+            Some(BufRing::new(&submitter, PBUF_ENTRIES, PBUF_SIZE)?)
+        } else {
+            None
+        };
+        let registered_ring = submitter.register_ring_fd().is_ok();
+        let files = (files > 0 && submitter.register_files_sparse(files).is_ok())
+            .then(|| SlotTable::new(files));
+        let buffers = if buffers > 0 {
+            submitter
+                .register_buffers_sparse(buffers)
+                .map_err(|e| memlock_or_io(e, "registering the fixed buffer table", 0))?;
+            Some(SlotTable::new(buffers))
+        } else {
+            None
+        };
+        Ok(Ring {
+            setup: RingSetup {
+                flags,
+                registered_ring,
+                fixed_files: files.is_some(),
+                fixed_buffers: buffers.is_some(),
+                cqe_skip,
+                recv: if pbuf.is_some() {
+                    UringRecv::Multishot
+                } else {
+                    UringRecv::Single
+                },
+            },
+            pbuf,
+            submitter,
+            sq,
+            cq,
+            files,
+            buffers,
+            io: IoStats::default(),
+        })
+    }
+
+    /// Registers `fd` as a fixed file; `None` when the table is full or absent.
+    pub fn add_file(&mut self, fd: RawFd) -> Option<u32> {
+        let slot = self.files.as_mut()?.alloc(1)?;
+        match self.submitter.register_files_update(slot, &[fd]) {
+            Ok(_) => Some(slot),
+            Err(_) => {
+                self.files.as_mut().expect("checked").release(slot, 1);
+                None
+            }
+        }
+    }
+
+    pub fn remove_file(&mut self, slot: u32) {
+        let _ = self.submitter.register_files_update(slot, &[-1]);
+        if let Some(t) = self.files.as_mut() {
+            t.release(slot, 1);
+        }
+    }
+
+    /// Registers `bufs` as consecutive fixed buffers; returns the first index.
+    ///
+    /// # Safety
+    /// The memory the iovecs describe must stay mapped until [`Ring::remove_buffers`] (or
+    /// the ring's end).
+    pub unsafe fn add_buffers(&mut self, bufs: &[libc::iovec]) -> Result<u16, Error> {
+        let n = bufs.len() as u32;
+        let needed: u64 = bufs.iter().map(|b| b.iov_len as u64).sum();
+        check_memlock(needed)?;
+        let table = self
+            .buffers
+            .as_mut()
+            .ok_or_else(|| Error::Internal("a fixed buffer on a ring without a table".into()))?;
+        let first = table.alloc(n).ok_or_else(|| {
+            Error::Resource(format!(
+                "no room for {n} more registered buffers on this ring ({MAX_FIXED_BUFFERS} at most, \
+                 shared by its connections); lower --depth or the connections per ring"
+            ))
+        })?;
+        // SAFETY: forwarded to the caller.
+        if let Err(e) = unsafe { self.submitter.register_buffers_update(first, bufs, None) } {
+            self.buffers.as_mut().expect("checked").release(first, n);
+            return Err(memlock_or_io(e, "registering fixed buffers", needed));
+        }
+        Ok(first as u16)
+    }
+
+    pub fn remove_buffers(&mut self, first: u16, n: u32) {
+        let empty = vec![
+            libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0
+            };
+            n as usize
+        ];
+        // SAFETY: empty iovecs clear the slots; nothing is pointed at.
+        let _ = unsafe {
+            self.submitter
+                .register_buffers_update(first as u32, &empty, None)
+        };
+        if let Some(t) = self.buffers.as_mut() {
+            t.release(first as u32, n);
+        }
+    }
+
+    /// Queues one SQE, flushing the queue to the kernel first when it is full.
+    pub fn push(&mut self, entry: &squeue::Entry) -> Result<(), Error> {
+        loop {
+            // SAFETY: every entry copyperf builds points at buffers and argument structs
+            // owned by a connection, which keeps them until the entry's completion.
+            if unsafe { self.sq.push(entry) }.is_ok() {
+                return Ok(());
+            }
+            self.sq.sync();
+            self.io.enters += 1;
+            let n = self
+                .submitter
+                .submit()
+                .map_err(|e| Error::io("io_uring_enter (submit)", e))?;
+            self.io.sqes += n as u64;
+        }
+    }
+
+    /// Submits what is queued and waits for at least `want` completions or `timeout`.
+    pub fn submit_and_wait(&mut self, want: usize, timeout: Duration) -> Result<(), Error> {
+        self.sq.sync();
+        let ts = types::Timespec::new()
+            .sec(timeout.as_secs())
+            .nsec(timeout.subsec_nanos());
+        let args = types::SubmitArgs::new().timespec(&ts);
+        self.io.enters += 1;
+        match self.submitter.submit_with_args(want.max(1), &args) {
+            Ok(n) => {
+                self.io.sqes += n as u64;
+                Ok(())
+            }
+            Err(e) => match e.raw_os_error() {
+                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) => {
+                    // Timed out, interrupted, or completions to reap first. Anything not
+                    // taken stays queued for the next enter.
+                    Ok(())
+                }
+                _ => Err(Error::io("io_uring_enter", e)),
+            },
+        }
+    }
+
+    /// Moves every ready completion into `out`; counts a reap when there was any.
+    pub fn reap(&mut self, out: &mut Vec<Cqe>) {
+        out.clear();
+        self.cq.sync();
+        out.extend(self.cq.by_ref().map(|c| Cqe {
+            user_data: c.user_data(),
+            res: c.result(),
+            flags: c.flags(),
+        }));
+        // Publish the new head now: a wait for N completions counts the ones the kernel
+        // believes unread, so a stale head makes the next wait return at once, empty.
+        self.cq.sync();
+        if !out.is_empty() {
+            self.io.reaps += 1;
+            self.io.cqes += out.len() as u64;
+        }
+    }
+}

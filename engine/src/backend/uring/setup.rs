@@ -1,0 +1,192 @@
+//! Making a ring: the fastest setup flags the kernel takes, ring sizes, and the locked
+//! memory rings and registered buffers need (checked first, so a shortfall is an error
+//! that says how many bytes).
+
+use std::io;
+
+use io_uring::IoUring;
+
+use crate::error::{kernel_release, Error};
+use crate::vocab::{SetupFlag, SetupFlags};
+
+/// Locked memory one ring's queues take (the kernel charges them to RLIMIT_MEMLOCK unless
+/// the process holds CAP_IPC_LOCK): the completion ring with the submission index array,
+/// and the submission entries, each rounded up to pages.
+pub(crate) fn ring_memory(sq_entries: u32, cq_entries: u32) -> u64 {
+    const RINGS_HEADER: u64 = 256;
+    let page = crate::pool::page_size() as u64;
+    let rings = RINGS_HEADER + 16 * u64::from(cq_entries) + 4 * u64::from(sq_entries);
+    let sqes = 64 * u64::from(sq_entries);
+    rings.next_multiple_of(page) + sqes.next_multiple_of(page)
+}
+
+/// Registered buffers pin memory, charged to RLIMIT_MEMLOCK unless the process holds
+/// CAP_IPC_LOCK. Checked before registering, so the error can say how much is needed.
+pub(crate) fn check_memlock(needed: u64) -> Result<(), Error> {
+    memlock_verdict(needed, memlock_limit(), has_cap_ipc_lock())
+}
+
+fn memlock_verdict(needed: u64, limit: Option<u64>, cap_ipc_lock: bool) -> Result<(), Error> {
+    match limit {
+        Some(limit) if !cap_ipc_lock && needed > limit => Err(Error::Memlock {
+            what: "registered buffers".into(),
+            needed,
+            limit,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The soft RLIMIT_MEMLOCK; `None` when unlimited.
+fn memlock_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } == 0;
+    (ok && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+}
+
+/// Submission entries of a server worker's ring, which serves many connections.
+pub(crate) const SERVER_RING_INFLIGHT: usize = 512;
+
+/// Checks that a server's `workers` rings fit in RLIMIT_MEMLOCK, before any is made.
+pub(crate) fn check_server_rings(workers: usize) -> Result<(), Error> {
+    let (sq, cq) = ring_sizes(SERVER_RING_INFLIGHT);
+    check_ring_memlock(workers, sq, cq)
+}
+
+/// Checks that `rings` rings of `sq`/`cq` entries fit in RLIMIT_MEMLOCK, before any is made.
+pub(crate) fn check_ring_memlock(rings: usize, sq: u32, cq: u32) -> Result<(), Error> {
+    let needed = rings as u64 * ring_memory(sq, cq);
+    match memlock_limit() {
+        Some(limit) if !has_cap_ipc_lock() && needed > limit => Err(Error::Memlock {
+            what: format!("{rings} io_uring ring(s) of {sq} submission entries"),
+            needed,
+            limit,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Whether CAP_IPC_LOCK is in this process's effective set.
+fn has_cap_ipc_lock() -> bool {
+    const CAP_IPC_LOCK: u32 = 14;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << CAP_IPC_LOCK) != 0)
+}
+
+/// Builds a ring with the fastest setup flags the kernel takes: SINGLE_ISSUER +
+/// DEFER_TASKRUN (completions run only when this thread asks), then COOP_TASKRUN, then
+/// none. Returns the ring and the flags it got.
+pub(crate) fn build_ring(sq_entries: u32, cq_entries: u32) -> Result<(IoUring, SetupFlags), Error> {
+    use SetupFlag::*;
+    const ATTEMPTS: [&[SetupFlag]; 4] = [
+        &[SingleIssuer, DeferTaskrun, SubmitAll],
+        &[SingleIssuer, CoopTaskrun, SubmitAll],
+        &[CoopTaskrun],
+        &[],
+    ];
+    let mut last = None;
+    for flags in ATTEMPTS {
+        let mut b = IoUring::builder();
+        b.setup_cqsize(cq_entries).setup_clamp();
+        for f in flags {
+            match f {
+                SingleIssuer => b.setup_single_issuer(),
+                DeferTaskrun => b.setup_defer_taskrun(),
+                CoopTaskrun => b.setup_coop_taskrun(),
+                SubmitAll => b.setup_submit_all(),
+            };
+        }
+        match b.build(sq_entries) {
+            Ok(ring) => {
+                if !ring.params().is_feature_ext_arg() {
+                    return Err(Error::Unsupported {
+                        feature: "IORING_FEAT_EXT_ARG (timed waits)".into(),
+                        kernel: kernel_release(),
+                        hint: "it needs Linux 5.11 or later".into(),
+                    });
+                }
+                return Ok((ring, SetupFlags(flags.to_vec())));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = Some(e),
+            Err(e) => return Err(ring_error(e, ring_memory(sq_entries, cq_entries))),
+        }
+    }
+    Err(ring_error(
+        last.expect("at least one attempt"),
+        ring_memory(sq_entries, cq_entries),
+    ))
+}
+
+/// Why a ring could not be made: ENOMEM is the locked-memory limit (named with what the
+/// ring needs) unless memory is really short; anything else, io_uring is not available.
+pub(crate) fn ring_error(e: io::Error, needed: u64) -> Error {
+    match e.raw_os_error() {
+        Some(libc::ENOMEM) => match memlock_limit() {
+            Some(limit) if !has_cap_ipc_lock() => Error::Memlock {
+                what: "an io_uring ring's queues (with what other rings of this user hold)".into(),
+                needed,
+                limit,
+            },
+            _ => Error::io("io_uring_setup (out of memory)", e),
+        },
+        _ => Error::Unsupported {
+            feature: "io_uring".into(),
+            kernel: kernel_release(),
+            hint: format!(
+                "creating a ring failed ({e}); io_uring may be disabled \
+                 (see /proc/sys/kernel/io_uring_disabled) or filtered by seccomp"
+            ),
+        },
+    }
+}
+
+pub(crate) fn memlock_or_io(e: io::Error, what: &str, needed: u64) -> Error {
+    if e.raw_os_error() == Some(libc::ENOMEM) && needed > 0 {
+        return Error::Memlock {
+            what: "registered buffers".into(),
+            needed,
+            limit: memlock_limit().unwrap_or(u64::MAX),
+        };
+    }
+    Error::io(what, e)
+}
+
+/// Ring sizes for `inflight` operations that may each post two completions.
+pub(crate) fn ring_sizes(inflight: usize) -> (u32, u32) {
+    let sq = (inflight.next_power_of_two() as u32).clamp(64, 4096);
+    let cq = ((2 * inflight + 64).next_power_of_two() as u32).clamp(2 * sq, 65536);
+    (sq, cq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memlock_shortfall_says_how_much_is_needed() {
+        let e = memlock_verdict(1 << 20, Some(65536), false).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("1048576") && text.contains("65536"), "{text}");
+        assert!(text.contains("ulimit -l 1024"), "{text}");
+        assert!(memlock_verdict(1 << 20, Some(65536), true).is_ok());
+        assert!(memlock_verdict(1 << 20, None, false).is_ok());
+        assert!(memlock_verdict(100, Some(65536), false).is_ok());
+    }
+
+    #[test]
+    fn ring_setup_falls_back_and_reports_its_flags() {
+        let (ring, flags) = build_ring(64, 256).unwrap();
+        assert!(ring.params().sq_entries() >= 64);
+        assert!(!flags.0.is_empty(), "this kernel takes at least one flag");
+    }
+}
