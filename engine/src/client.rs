@@ -12,7 +12,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Instant, SystemTime};
 
 use crate::backend;
-use crate::config::{auto_nodelay, Backend, ClientConfig, CounterScope, Mode};
+use crate::config::{auto_nodelay, Backend, ClientConfig, CounterScope};
 use crate::counters::{CounterSet, Metering};
 use crate::error::Error;
 use crate::message::{Layout, Template};
@@ -229,8 +229,8 @@ fn connect(config: &ClientConfig, addr: SocketAddr, flow: u32) -> Result<Connect
     }
     backend::syscall::set_timeouts(stream.as_fd(), config.io_timeout)
         .map_err(io("socket timeouts"))?;
-    if config.mode == Mode::Zc && config.backend == Backend::Syscall {
-        backend::syscall::enable_zerocopy(stream.as_fd())?;
+    if config.backend == Backend::Syscall {
+        backend::syscall::prepare(stream.as_fd(), config.mode)?;
     }
     Ok(Connection { stream })
 }

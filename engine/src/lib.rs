@@ -16,6 +16,7 @@ pub mod counters;
 mod error;
 pub mod export;
 mod message;
+mod path;
 pub mod placement;
 mod pool;
 mod record;

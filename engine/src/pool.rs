@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use crate::message::{Message, Region, Template};
+use crate::path::path;
 use crate::vocab::Mode;
 use crate::vocab::Role;
 
@@ -44,8 +45,8 @@ impl PoolPlan {
             size,
             tx,
             rx,
-            wire: mode == Mode::TwoCopy,
-            stride: (mode == Mode::ZcFixed).then(|| size.next_multiple_of(page_size())),
+            wire: path(mode).wire,
+            stride: path(mode).fixed.then(|| size.next_multiple_of(page_size())),
         }
     }
 

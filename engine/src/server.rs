@@ -697,8 +697,9 @@ fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
         stream
             .set_nodelay(nodelay_for(&hello))
             .map_err(|e| Error::io("TCP_NODELAY", e))?;
-        if hello.mode == Mode::Zc && hello.workload == Workload::Echo {
-            backend::syscall::enable_zerocopy(fd)?;
+        // The server sends only in echo.
+        if hello.workload == Workload::Echo {
+            backend::syscall::prepare(fd, hello.mode)?;
         }
         let mut flow = server_flow(&hello, buffers);
         let thread = format!("conn {id}");

@@ -146,18 +146,6 @@ impl Default for UringRecv {
     }
 }
 
-impl Mode {
-    /// True where the kernel is asked not to copy the payload.
-    pub fn is_zero_copy(self) -> bool {
-        matches!(self, Mode::Zc | Mode::ZcFixed)
-    }
-
-    /// True where this backend implements this mode.
-    pub fn supported_on(self, backend: Backend) -> bool {
-        !(self == Mode::ZcFixed && backend == Backend::Syscall)
-    }
-}
-
 /// Parses a byte count: `4096`, `1K`, `64k`, `1M`, `2KiB`, `1MB`. Suffixes are binary
 /// (1K = 1024), as in the seed's 1KB…64KB matrix.
 pub fn parse_size(text: &str) -> Result<usize, String> {

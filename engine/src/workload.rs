@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::message::{Message, RxTarget, Template};
+use crate::path::path;
 use crate::pool::Pool;
 use crate::stats::{FlowStats, Latency, Progress};
 use crate::vocab::{Mode, Role, Verify, Workload};
@@ -77,7 +78,7 @@ impl Flow {
             expect_seq: 0,
             echo_queue: VecDeque::with_capacity(spec.depth),
             eof: false,
-            rx_target: if spec.mode == Mode::TwoCopy {
+            rx_target: if path(spec.mode).wire {
                 RxTarget::Wire
             } else {
                 RxTarget::Fields
@@ -160,7 +161,7 @@ impl Flow {
             }
             Role::Server => self.echo_queue.pop_front()?,
         };
-        if self.spec.mode == Mode::TwoCopy {
+        if path(self.spec.mode).wire {
             msg.serialize();
         }
         Some(msg)
@@ -195,7 +196,7 @@ impl Flow {
     /// A whole message arrived in `msg` (in two-copy, in its wire buffer: the copy out into
     /// the fields happens here).
     pub fn received(&mut self, mut msg: Box<Message>, now: Instant) -> Result<(), Error> {
-        if self.spec.mode == Mode::TwoCopy {
+        if path(self.spec.mode).wire {
             msg.deserialize();
         }
         self.received_in_fields(msg, now)

@@ -19,17 +19,13 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::backend::sys::{SO_EE_CODE_ZEROCOPY_COPIED, SO_EE_ORIGIN_ZEROCOPY, SO_ZEROCOPY};
+use crate::backend::sys::{SO_EE_CODE_ZEROCOPY_COPIED, SO_EE_ORIGIN_ZEROCOPY};
 use crate::backend::zerocopy::ZcLedger;
-use crate::config::Mode;
-use crate::error::{kernel_release, Error};
-use crate::message::{Message, FIELDS};
+use crate::error::Error;
+use crate::message::Message;
+use crate::path::{path, retry_eintr, SysForm};
+use crate::vocab::Mode;
 use crate::workload::Flow;
-
-const EMPTY_IOV: libc::iovec = libc::iovec {
-    iov_base: std::ptr::null_mut(),
-    iov_len: 0,
-};
 
 /// setsockopt with a value of type `T`.
 fn set_option<T>(
@@ -55,21 +51,13 @@ fn set_option<T>(
     }
 }
 
-/// Turns on SO_ZEROCOPY; without it the kernel silently ignores MSG_ZEROCOPY.
-pub fn enable_zerocopy(fd: BorrowedFd<'_>) -> Result<(), Error> {
-    let one: libc::c_int = 1;
-    let Err(e) = set_option(fd, libc::SOL_SOCKET, SO_ZEROCOPY, &one) else {
-        return Ok(());
-    };
-    match e.raw_os_error() {
-        Some(libc::ENOPROTOOPT) | Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) => {
-            Err(Error::Unsupported {
-                feature: "SO_ZEROCOPY (MSG_ZEROCOPY on TCP)".into(),
-                kernel: kernel_release(),
-                hint: "MSG_ZEROCOPY on TCP needs Linux 4.14 or later".into(),
-            })
-        }
-        _ => Err(Error::io("setsockopt(SO_ZEROCOPY)", e)),
+/// Prepares a connected socket for sending in `mode` (MSG_ZEROCOPY needs SO_ZEROCOPY).
+pub fn prepare(fd: BorrowedFd<'_>, mode: Mode) -> Result<(), Error> {
+    match &path(mode).syscall {
+        Some(sys) => (sys.setup)(fd),
+        None => Err(Error::Internal(format!(
+            "mode {mode} has no syscall form; configs refuse it before this"
+        ))),
     }
 }
 
@@ -107,12 +95,19 @@ pub fn drive(
     timeout: Duration,
     stop: Option<&AtomicBool>,
 ) -> Result<(), Error> {
+    let copy = path(flow.spec().mode);
+    let sys = copy.syscall.as_ref().ok_or_else(|| {
+        Error::Internal(format!(
+            "mode {} has no syscall form; configs refuse it before this",
+            copy.mode
+        ))
+    })?;
     let mut conn = Conn {
         fd: fd.as_raw_fd(),
-        mode: flow.spec().mode,
+        sys,
         size: flow.size(),
         timeout,
-        ledger: (flow.spec().mode == Mode::Zc).then(ZcLedger::default),
+        ledger: copy.zero_copy.then(ZcLedger::default),
         tx: None,
         rx: None,
         armed: [timeout; 2],
@@ -135,7 +130,8 @@ const SND: usize = 1;
 
 struct Conn<'s> {
     fd: RawFd,
-    mode: Mode,
+    /// The mode's syscall form.
+    sys: &'static SysForm,
     size: usize,
     timeout: Duration,
     ledger: Option<ZcLedger<Box<Message>>>,
@@ -227,7 +223,7 @@ impl Conn<'_> {
 
     fn send(&mut self, flow: &mut Flow, wants_rx: bool) -> Result<Step, Error> {
         // Blocking is safe only when nothing is due back that the peer may be blocked on.
-        let mut flags = libc::MSG_NOSIGNAL;
+        let mut flags = libc::MSG_NOSIGNAL | self.sys.send_flags;
         if wants_rx {
             flags |= libc::MSG_DONTWAIT;
         } else {
@@ -235,11 +231,8 @@ impl Conn<'_> {
             self.arm(SND, by, "send")?;
         }
         let (msg, off, _) = self.tx.as_mut().expect("a message to send");
-        if self.ledger.is_some() {
-            flags |= libc::MSG_ZEROCOPY;
-        }
         flow.stats.io.syscalls += 1;
-        match send_some(self.fd, self.mode, msg, *off, flags) {
+        match (self.sys.send)(self.fd, msg, *off, flags) {
             Ok(n) => {
                 *off += n;
                 if let Some(ledger) = &mut self.ledger {
@@ -289,7 +282,7 @@ impl Conn<'_> {
         };
         let (msg, off, _) = self.rx.as_mut().expect("a buffer to receive into");
         flow.stats.io.syscalls += 1;
-        match recv_some(self.fd, self.mode, msg, *off, flags) {
+        match (self.sys.recv)(self.fd, msg, *off, flags) {
             Ok(0) => {
                 let (msg, partial, _) = self.rx.take().expect("checked");
                 flow.release(msg);
@@ -424,70 +417,6 @@ enum Step {
     Partial,
     /// Nothing moved; the socket is not ready.
     WouldBlock,
-}
-
-fn retry_eintr(mut f: impl FnMut() -> isize) -> io::Result<usize> {
-    loop {
-        let n = f();
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-}
-
-/// One send call for message bytes `off..`: send() of the serialized buffer in two-copy,
-/// sendmsg() with the fields' iovec otherwise.
-fn send_some(
-    fd: RawFd,
-    mode: Mode,
-    msg: &mut Message,
-    off: usize,
-    flags: libc::c_int,
-) -> io::Result<usize> {
-    if mode == Mode::TwoCopy {
-        let wire = &msg.wire()[off..];
-        // SAFETY: `wire` is valid for reads of its length for the duration of the call.
-        return retry_eintr(|| unsafe { libc::send(fd, wire.as_ptr().cast(), wire.len(), flags) });
-    }
-    let mut iov = [EMPTY_IOV; FIELDS];
-    let n = msg.iovecs_from(off, &mut iov);
-    // SAFETY: an all-zero msghdr is valid; it is pointed at `iov`, which points into `msg`.
-    let mut hdr: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
-    hdr.msg_iov = iov.as_mut_ptr();
-    hdr.msg_iovlen = n;
-    // SAFETY: the iovecs cover live fields of `msg`, borrowed for the call. With
-    // MSG_ZEROCOPY the kernel keeps reading those pages after returning; the caller hands
-    // the buffer to the ledger, which keeps it until the completion arrives.
-    retry_eintr(|| unsafe { libc::sendmsg(fd, &hdr, flags) })
-}
-
-/// One receive call into message bytes `off..`: recv() into the wire buffer in two-copy,
-/// recvmsg() scattering into the fields otherwise.
-fn recv_some(
-    fd: RawFd,
-    mode: Mode,
-    msg: &mut Message,
-    off: usize,
-    flags: libc::c_int,
-) -> io::Result<usize> {
-    if mode == Mode::TwoCopy {
-        let wire = &mut msg.wire_mut()[off..];
-        // SAFETY: `wire` is valid for writes of its length for the duration of the call.
-        return retry_eintr(|| unsafe {
-            libc::recv(fd, wire.as_mut_ptr().cast(), wire.len(), flags)
-        });
-    }
-    let mut iov = [EMPTY_IOV; FIELDS];
-    let n = msg.iovecs_from(off, &mut iov);
-    // SAFETY: as in `send_some`; the kernel writes only within the iovecs during the call.
-    let mut hdr: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
-    hdr.msg_iov = iov.as_mut_ptr();
-    hdr.msg_iovlen = n;
-    retry_eintr(|| unsafe { libc::recvmsg(fd, &mut hdr, flags) })
 }
 
 /// One entry from the error queue.

@@ -22,14 +22,14 @@ use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
-use io_uring::{cqueue, opcode, squeue, types};
+use io_uring::{cqueue, opcode, squeue};
 
 use super::bufring::BUF_GROUP;
 use super::ring::{Cqe, Ring};
-use crate::backend::sys::{IORING_NOTIF_USAGE_ZC_COPIED, IORING_SEND_ZC_REPORT_USAGE};
-use crate::config::Mode;
+use crate::backend::sys::IORING_NOTIF_USAGE_ZC_COPIED;
 use crate::error::Error;
-use crate::message::{Message, FIELDS};
+use crate::message::Message;
+use crate::path::{on_target, path, CopyPath, MsgArgs, Target};
 use crate::workload::Flow;
 
 const OP_SEND: u64 = 1;
@@ -48,49 +48,6 @@ pub(crate) fn decode(user_data: u64) -> (u32, u64, u16) {
         (user_data >> 16) & 0xff,
         user_data as u16,
     )
-}
-
-/// A msghdr and its iovec, at a stable address while a SENDMSG/RECVMSG uses them.
-struct MsgArgs {
-    hdr: libc::msghdr,
-    iov: [libc::iovec; FIELDS],
-}
-
-impl MsgArgs {
-    fn new() -> MsgArgs {
-        MsgArgs {
-            // SAFETY: an all-zero msghdr is a valid empty one.
-            hdr: unsafe { std::mem::zeroed() },
-            iov: [libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            }; FIELDS],
-        }
-    }
-
-    /// Points the header at the message's bytes `from..` and returns it.
-    fn fill(&mut self, msg: &mut Message, from: usize) -> *mut libc::msghdr {
-        let n = msg.iovecs_from(from, &mut self.iov);
-        self.hdr.msg_iov = self.iov.as_mut_ptr();
-        self.hdr.msg_iovlen = n;
-        &mut self.hdr
-    }
-}
-
-/// Runs `$body` with `$fd` bound to the connection's fixed file or raw fd.
-macro_rules! on_fd {
-    ($conn:expr, |$fd:ident| $body:expr) => {
-        match $conn.file {
-            Some(slot) => {
-                let $fd = types::Fixed(slot);
-                $body
-            }
-            None => {
-                let $fd = types::Fd($conn.fd);
-                $body
-            }
-        }
-    };
 }
 
 /// A multishot receive into the ring's provided buffers (two-copy): chunks arrive in
@@ -116,7 +73,8 @@ pub(crate) struct UConn<X> {
     pub flow: Flow,
     pub fd: RawFd,
     pub file: Option<u32>,
-    mode: Mode,
+    /// The copy mode's behaviour.
+    copy: &'static CopyPath,
     depth: usize,
     size: usize,
     /// Buffers the kernel holds, by pool slot.
@@ -170,7 +128,9 @@ impl<X> UConn<X> {
         extra: X,
     ) -> UConn<X> {
         let spec = *flow.spec();
-        let multishot = multishot && spec.mode == Mode::TwoCopy;
+        // Multishot receives copy out of provided buffers: only where the mode copies out
+        // anyway (two-copy's wire buffer).
+        let multishot = multishot && path(spec.mode).wire;
         let mut flow = flow;
         if multishot {
             flow.receive_into_fields();
@@ -180,7 +140,7 @@ impl<X> UConn<X> {
             flow,
             fd,
             file,
-            mode: spec.mode,
+            copy: path(spec.mode),
             depth: spec.depth,
             in_kernel: (0..pool_len).map(|_| None).collect(),
             held: 0,
@@ -190,7 +150,7 @@ impl<X> UConn<X> {
             tx_inflight: 0,
             silent: VecDeque::with_capacity(spec.depth),
             chain_tail: None,
-            skip_ok: cqe_skip && !spec.mode.is_zero_copy(),
+            skip_ok: cqe_skip && !path(spec.mode).zero_copy,
             rx_linked: false,
             chain: Vec::with_capacity(spec.depth),
             error: None,
@@ -280,9 +240,10 @@ impl<X> UConn<X> {
     ) -> Result<(), Error> {
         self.consume_chunks(ring, now)?;
         let done = self.flow.is_done();
+        let target = self.target();
         let ms = self.multishot.as_mut().expect("multishot connection");
         if !ms.armed && !ms.eof && ms.pending.is_empty() && !done && self.flow.wants_rx() {
-            let entry = on_fd!(self, |fd| opcode::RecvMulti::new(fd, BUF_GROUP).build());
+            let entry = on_target!(target, |fd| opcode::RecvMulti::new(fd, BUF_GROUP).build());
             ring.push(&entry.user_data(user_data(index, OP_RECV_MULTI, 0)))?;
             ms.armed = true;
         } else if ms.armed && !ms.canceling && done {
@@ -407,41 +368,18 @@ impl<X> UConn<X> {
         Ok(())
     }
 
-    fn send_entry(&mut self, msg: &mut Message) -> squeue::Entry {
-        let flags = libc::MSG_WAITALL | libc::MSG_NOSIGNAL;
-        let len = self.size as u32;
-        match self.mode {
-            Mode::TwoCopy => {
-                let buf = msg.wire().as_ptr();
-                on_fd!(self, |fd| opcode::Send::new(fd, buf, len)
-                    .flags(flags)
-                    .build())
-            }
-            Mode::OneCopy => {
-                let hdr = self.args[msg.slot() as usize].fill(msg, 0);
-                on_fd!(self, |fd| opcode::SendMsg::new(fd, hdr)
-                    .flags(flags as u32)
-                    .build())
-            }
-            Mode::Zc => {
-                let hdr = self.args[msg.slot() as usize].fill(msg, 0);
-                on_fd!(self, |fd| opcode::SendMsgZc::new(fd, hdr)
-                    .flags(flags as u32)
-                    .ioprio(IORING_SEND_ZC_REPORT_USAGE)
-                    .build())
-            }
-            Mode::ZcFixed => {
-                let buf = msg
-                    .contiguous_ptr()
-                    .expect("zc-fixed messages are contiguous");
-                let index = msg.fixed_index().expect("zc-fixed messages are registered");
-                on_fd!(self, |fd| opcode::SendZc::new(fd, buf, len)
-                    .buf_index(Some(index))
-                    .flags(flags)
-                    .zc_flags(IORING_SEND_ZC_REPORT_USAGE)
-                    .build())
-            }
+    /// Where this connection's SQEs point: its fixed file, or its descriptor.
+    fn target(&self) -> Target {
+        match self.file {
+            Some(slot) => Target::Fixed(slot),
+            None => Target::Fd(self.fd),
         }
+    }
+
+    fn send_entry(&mut self, msg: &mut Message) -> squeue::Entry {
+        let target = self.target();
+        let args = &mut self.args[msg.slot() as usize];
+        (self.copy.uring.send)(target, msg, args)
     }
 
     fn post_recv(
@@ -452,18 +390,8 @@ impl<X> UConn<X> {
         from: usize,
     ) -> Result<(), Error> {
         let slot = msg.slot();
-        let entry = if self.mode == Mode::TwoCopy {
-            let buf = msg.wire_mut()[from..].as_mut_ptr();
-            let len = (self.size - from) as u32;
-            on_fd!(self, |fd| opcode::Recv::new(fd, buf, len)
-                .flags(libc::MSG_WAITALL)
-                .build())
-        } else {
-            let hdr = self.args[slot as usize].fill(&mut msg, from);
-            on_fd!(self, |fd| opcode::RecvMsg::new(fd, hdr)
-                .flags(libc::MSG_WAITALL as u32)
-                .build())
-        };
+        let target = self.target();
+        let entry = (self.copy.uring.recv)(target, &mut msg, from, &mut self.args[slot as usize]);
         self.rx = Some((slot, from));
         self.hand_over(msg);
         ring.push(&entry.user_data(user_data(index, OP_RECV, slot)))

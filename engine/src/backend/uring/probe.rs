@@ -4,63 +4,18 @@
 use std::io;
 use std::sync::OnceLock;
 
-use io_uring::{opcode, IoUring};
+use io_uring::IoUring;
 
 use super::setup::{ring_error, ring_memory};
 use crate::error::{kernel_release, Error};
+use crate::path::{path, OpInfo, COMMON_OPS};
 use crate::vocab::Mode;
-
-/// An opcode copyperf may use, and the first kernel that has it.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct OpInfo {
-    pub code: u8,
-    pub name: &'static str,
-    pub since: &'static str,
-}
-
-const SEND: OpInfo = OpInfo {
-    code: opcode::Send::CODE,
-    name: "IORING_OP_SEND",
-    since: "5.6",
-};
-const RECV: OpInfo = OpInfo {
-    code: opcode::Recv::CODE,
-    name: "IORING_OP_RECV",
-    since: "5.6",
-};
-const SENDMSG: OpInfo = OpInfo {
-    code: opcode::SendMsg::CODE,
-    name: "IORING_OP_SENDMSG",
-    since: "5.3",
-};
-const RECVMSG: OpInfo = OpInfo {
-    code: opcode::RecvMsg::CODE,
-    name: "IORING_OP_RECVMSG",
-    since: "5.3",
-};
-const READ: OpInfo = OpInfo {
-    code: opcode::Read::CODE,
-    name: "IORING_OP_READ",
-    since: "5.6",
-};
-const SENDMSG_ZC: OpInfo = OpInfo {
-    code: opcode::SendMsgZc::CODE,
-    name: "IORING_OP_SENDMSG_ZC",
-    since: "6.1",
-};
-const SEND_ZC: OpInfo = OpInfo {
-    code: opcode::SendZc::CODE,
-    name: "IORING_OP_SEND_ZC",
-    since: "6.0",
-};
 
 /// The opcodes a mode needs (`None`: what every mode needs).
 pub(crate) fn ops_for(mode: Option<Mode>) -> Vec<OpInfo> {
-    let mut ops = vec![SEND, RECV, SENDMSG, RECVMSG, READ];
-    match mode {
-        Some(Mode::Zc) => ops.push(SENDMSG_ZC),
-        Some(Mode::ZcFixed) => ops.push(SEND_ZC),
-        _ => {}
+    let mut ops = COMMON_OPS.to_vec();
+    if let Some(mode) = mode {
+        ops.extend_from_slice(path(mode).uring.ops);
     }
     ops
 }
@@ -119,8 +74,26 @@ pub(crate) fn check_kernel(mode: Option<Mode>) -> Result<(), Error> {
 mod tests {
     use super::*;
 
+    /// The one opcode a zero-copy mode adds.
+    const fn path_op(mode: Mode) -> OpInfo {
+        match mode {
+            Mode::Zc => OpInfo {
+                code: io_uring::opcode::SendMsgZc::CODE,
+                name: "IORING_OP_SENDMSG_ZC",
+                since: "6.1",
+            },
+            _ => OpInfo {
+                code: io_uring::opcode::SendZc::CODE,
+                name: "IORING_OP_SEND_ZC",
+                since: "6.0",
+            },
+        }
+    }
+
     #[test]
     fn a_missing_opcode_is_named_with_the_kernel() {
+        const SENDMSG_ZC: OpInfo = path_op(Mode::Zc);
+        const SEND_ZC: OpInfo = path_op(Mode::ZcFixed);
         let ops = ops_for(Some(Mode::Zc));
         let e = require(&ops, |op| op != SENDMSG_ZC.code, "5.15.0-test").unwrap_err();
         let text = e.to_string();

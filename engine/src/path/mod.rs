@@ -1,0 +1,299 @@
+//! A copy mode's whole behaviour, one file per mode: what its buffers hold, how a socket
+//! is prepared for it, and the calls that move a message — the syscall form and the
+//! io_uring form side by side, in the spirit of monoio's op structs. Backends look a mode
+//! up here ([`path`]) and never match on it; adding a send path is one new file and one
+//! line in [`path`].
+//!
+//! Buffers move into an operation and come back with its result: a syscall borrows the
+//! message for the call; an SQE's message is moved by the backend into its in-kernel table
+//! before the SQE is pushed and moved out by the completion that ends the kernel's use of
+//! it. Every pointer handed to the kernel is made in this module, with its SAFETY argument
+//! where it is made.
+
+mod one_copy;
+mod two_copy;
+mod zc;
+mod zc_fixed;
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{BorrowedFd, RawFd};
+
+use io_uring::{opcode, squeue};
+
+use crate::error::Error;
+use crate::message::{Message, FIELDS};
+use crate::vocab::{Backend, Mode};
+
+/// What a copy mode is and does on each engine.
+pub(crate) struct CopyPath {
+    pub mode: Mode,
+    /// Messages carry a contiguous wire buffer: the fields are serialized into it before
+    /// every send, and received into it and copied out after (the user-space copies).
+    pub wire: bool,
+    /// The fields live in a page-aligned region registered as fixed buffers.
+    pub fixed: bool,
+    /// The kernel is asked not to copy: a buffer is the kernel's until its completion.
+    pub zero_copy: bool,
+    /// The syscall form; `None` where the mode has none.
+    pub syscall: Option<SysForm>,
+    /// The io_uring form.
+    pub uring: UringForm,
+}
+
+/// A mode on the syscall engine.
+pub(crate) struct SysForm {
+    /// Prepares a connected socket before the first send.
+    pub setup: fn(BorrowedFd<'_>) -> Result<(), Error>,
+    /// Flags every send carries on top of the engine's own.
+    pub send_flags: libc::c_int,
+    /// One send call for message bytes `off..`; returns the bytes taken.
+    pub send: fn(RawFd, &mut Message, usize, libc::c_int) -> io::Result<usize>,
+    /// One receive call into message bytes `off..`; returns the bytes written.
+    pub recv: fn(RawFd, &mut Message, usize, libc::c_int) -> io::Result<usize>,
+}
+
+/// A mode on the io_uring engine.
+pub(crate) struct UringForm {
+    /// The opcodes it needs beyond [`COMMON_OPS`].
+    pub ops: &'static [OpInfo],
+    /// The SQE that sends a whole message (MSG_WAITALL).
+    pub send: fn(Target, &mut Message, &mut MsgArgs) -> squeue::Entry,
+    /// The SQE that receives message bytes `from..` (MSG_WAITALL).
+    pub recv: fn(Target, &mut Message, usize, &mut MsgArgs) -> squeue::Entry,
+}
+
+/// The mode's behaviour: the registration of every path.
+pub(crate) fn path(mode: Mode) -> &'static CopyPath {
+    match mode {
+        Mode::TwoCopy => &two_copy::PATH,
+        Mode::OneCopy => &one_copy::PATH,
+        Mode::Zc => &zc::PATH,
+        Mode::ZcFixed => &zc_fixed::PATH,
+    }
+}
+
+impl CopyPath {
+    /// Whether `backend` implements this mode.
+    pub fn runs_on(&self, backend: Backend) -> bool {
+        match backend {
+            Backend::Syscall => self.syscall.is_some(),
+            Backend::Uring => true,
+        }
+    }
+}
+
+/// What callers outside the engine may ask of a mode; the answers come from its file.
+impl Mode {
+    /// True where the kernel is asked not to copy the payload.
+    pub fn is_zero_copy(self) -> bool {
+        path(self).zero_copy
+    }
+
+    /// True where `backend` implements this mode.
+    pub fn supported_on(self, backend: Backend) -> bool {
+        path(self).runs_on(backend)
+    }
+}
+
+/// An opcode copyperf may use, and the first kernel that has it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OpInfo {
+    pub code: u8,
+    pub name: &'static str,
+    pub since: &'static str,
+}
+
+/// Opcodes every mode needs: the receive and send forms the copying modes use, and the
+/// eventfd read that wakes a server worker.
+pub(crate) const COMMON_OPS: &[OpInfo] = &[
+    OpInfo {
+        code: opcode::Send::CODE,
+        name: "IORING_OP_SEND",
+        since: "5.6",
+    },
+    OpInfo {
+        code: opcode::Recv::CODE,
+        name: "IORING_OP_RECV",
+        since: "5.6",
+    },
+    OpInfo {
+        code: opcode::SendMsg::CODE,
+        name: "IORING_OP_SENDMSG",
+        since: "5.3",
+    },
+    OpInfo {
+        code: opcode::RecvMsg::CODE,
+        name: "IORING_OP_RECVMSG",
+        since: "5.3",
+    },
+    OpInfo {
+        code: opcode::Read::CODE,
+        name: "IORING_OP_READ",
+        since: "5.6",
+    },
+];
+
+/// Where an SQE's socket is: a registered (fixed) file or a plain descriptor.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Target {
+    Fixed(u32),
+    Fd(RawFd),
+}
+
+/// Builds with `$fd` bound to the target's fixed file or raw descriptor: the opcode
+/// builders take either type.
+macro_rules! on_target {
+    ($target:expr, |$fd:ident| $body:expr) => {
+        match $target {
+            $crate::path::Target::Fixed(slot) => {
+                let $fd = io_uring::types::Fixed(slot);
+                $body
+            }
+            $crate::path::Target::Fd(raw) => {
+                let $fd = io_uring::types::Fd(raw);
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_target;
+
+/// Flags every io_uring send carries: the whole message or an error, no SIGPIPE.
+pub(crate) const URING_SEND_FLAGS: libc::c_int = libc::MSG_WAITALL | libc::MSG_NOSIGNAL;
+
+/// A msghdr and its iovec, at a stable address (one per buffer slot, boxed by the owner)
+/// while a SENDMSG/RECVMSG uses them.
+pub(crate) struct MsgArgs {
+    hdr: libc::msghdr,
+    iov: [libc::iovec; FIELDS],
+}
+
+impl MsgArgs {
+    pub fn new() -> MsgArgs {
+        MsgArgs {
+            // SAFETY: an all-zero msghdr is a valid empty one.
+            hdr: unsafe { std::mem::zeroed() },
+            iov: [EMPTY_IOV; FIELDS],
+        }
+    }
+
+    /// Points the header at the message's bytes `from..` and returns it. The pointers stay
+    /// valid while both this MsgArgs (boxed by its connection) and the message (moved into
+    /// the connection's in-kernel table until the completion) stay put.
+    pub fn fill(&mut self, msg: &mut Message, from: usize) -> *mut libc::msghdr {
+        let n = msg.iovecs_from(from, &mut self.iov);
+        self.hdr.msg_iov = self.iov.as_mut_ptr();
+        self.hdr.msg_iovlen = n;
+        &mut self.hdr
+    }
+}
+
+const EMPTY_IOV: libc::iovec = libc::iovec {
+    iov_base: std::ptr::null_mut(),
+    iov_len: 0,
+};
+
+pub(crate) fn retry_eintr(mut f: impl FnMut() -> isize) -> io::Result<usize> {
+    loop {
+        let n = f();
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// No socket preparation.
+fn no_setup(_: BorrowedFd<'_>) -> Result<(), Error> {
+    Ok(())
+}
+
+/// send() of the serialized wire buffer, bytes `off..`.
+fn send_wire(fd: RawFd, msg: &mut Message, off: usize, flags: libc::c_int) -> io::Result<usize> {
+    let wire = &msg.wire()[off..];
+    // SAFETY: `wire` is valid for reads of its length for the duration of the call.
+    retry_eintr(|| unsafe { libc::send(fd, wire.as_ptr().cast(), wire.len(), flags) })
+}
+
+/// recv() into the wire buffer, bytes `off..`.
+fn recv_wire(fd: RawFd, msg: &mut Message, off: usize, flags: libc::c_int) -> io::Result<usize> {
+    let wire = &mut msg.wire_mut()[off..];
+    // SAFETY: `wire` is valid for writes of its length for the duration of the call.
+    retry_eintr(|| unsafe { libc::recv(fd, wire.as_mut_ptr().cast(), wire.len(), flags) })
+}
+
+/// sendmsg() with an iovec over the fields, bytes `off..`.
+fn send_fields(fd: RawFd, msg: &mut Message, off: usize, flags: libc::c_int) -> io::Result<usize> {
+    let mut iov = [EMPTY_IOV; FIELDS];
+    let n = msg.iovecs_from(off, &mut iov);
+    // SAFETY: an all-zero msghdr is valid; it is pointed at `iov`, which points into `msg`.
+    let mut hdr: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+    hdr.msg_iov = iov.as_mut_ptr();
+    hdr.msg_iovlen = n;
+    // SAFETY: the iovecs cover live fields of `msg`, borrowed for the call. With
+    // MSG_ZEROCOPY the kernel keeps reading those pages after returning; the caller hands
+    // the buffer to its ledger, which keeps it until the completion arrives.
+    retry_eintr(|| unsafe { libc::sendmsg(fd, &hdr, flags) })
+}
+
+/// recvmsg() scattering into the fields, bytes `off..`.
+fn recv_fields(fd: RawFd, msg: &mut Message, off: usize, flags: libc::c_int) -> io::Result<usize> {
+    let mut iov = [EMPTY_IOV; FIELDS];
+    let n = msg.iovecs_from(off, &mut iov);
+    // SAFETY: as in `send_fields`; the kernel writes only within the iovecs during the call.
+    let mut hdr: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
+    hdr.msg_iov = iov.as_mut_ptr();
+    hdr.msg_iovlen = n;
+    retry_eintr(|| unsafe { libc::recvmsg(fd, &mut hdr, flags) })
+}
+
+/// RECV into the wire buffer, bytes `from..`.
+fn uring_recv_wire(
+    target: Target,
+    msg: &mut Message,
+    from: usize,
+    _: &mut MsgArgs,
+) -> squeue::Entry {
+    // The buffer stays valid until the completion: the message is in the connection's
+    // in-kernel table, boxed, until then.
+    let buf = msg.wire_mut()[from..].as_mut_ptr();
+    let len = (msg.size() - from) as u32;
+    on_target!(target, |fd| opcode::Recv::new(fd, buf, len)
+        .flags(libc::MSG_WAITALL)
+        .build())
+}
+
+/// RECVMSG scattering into the fields, bytes `from..`.
+fn uring_recv_fields(
+    target: Target,
+    msg: &mut Message,
+    from: usize,
+    args: &mut MsgArgs,
+) -> squeue::Entry {
+    let hdr = args.fill(msg, from);
+    on_target!(target, |fd| opcode::RecvMsg::new(fd, hdr)
+        .flags(libc::MSG_WAITALL as u32)
+        .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_mode_is_registered_under_its_own_name() {
+        for &mode in Mode::ALL {
+            let p = path(mode);
+            assert_eq!(p.mode, mode);
+            assert!(p.runs_on(Backend::Uring), "{mode}");
+            assert_eq!(p.wire, mode == Mode::TwoCopy, "{mode}");
+            assert_eq!(p.fixed, mode == Mode::ZcFixed, "{mode}");
+        }
+        assert!(!path(Mode::ZcFixed).runs_on(Backend::Syscall));
+        assert!(path(Mode::Zc).zero_copy && path(Mode::ZcFixed).zero_copy);
+    }
+}

@@ -1,0 +1,73 @@
+//! zc: the fields' pages are pinned instead of copied — `sendmsg(MSG_ZEROCOPY)` on a socket
+//! with SO_ZEROCOPY (syscall), SENDMSG_ZC (io_uring). A buffer stays the kernel's until
+//! its completion; the kernel says whether it copied after all.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use io_uring::opcode;
+
+use super::{
+    on_target, recv_fields, send_fields, uring_recv_fields, CopyPath, OpInfo, SysForm, UringForm,
+    URING_SEND_FLAGS,
+};
+use crate::backend::sys::{IORING_SEND_ZC_REPORT_USAGE, SO_ZEROCOPY};
+use crate::error::{kernel_release, Error};
+use crate::vocab::Mode;
+
+pub(crate) static PATH: CopyPath = CopyPath {
+    mode: Mode::Zc,
+    wire: false,
+    fixed: false,
+    zero_copy: true,
+    syscall: Some(SysForm {
+        setup: enable_zerocopy,
+        send_flags: libc::MSG_ZEROCOPY,
+        send: send_fields,
+        recv: recv_fields,
+    }),
+    uring: UringForm {
+        ops: &[OpInfo {
+            code: opcode::SendMsgZc::CODE,
+            name: "IORING_OP_SENDMSG_ZC",
+            since: "6.1",
+        }],
+        send: |target, msg, args| {
+            // `args` and the message stay put until the notification (see `MsgArgs::fill`).
+            let hdr = args.fill(msg, 0);
+            on_target!(target, |fd| opcode::SendMsgZc::new(fd, hdr)
+                .flags(URING_SEND_FLAGS as u32)
+                .ioprio(IORING_SEND_ZC_REPORT_USAGE)
+                .build())
+        },
+        recv: uring_recv_fields,
+    },
+};
+
+/// Turns on SO_ZEROCOPY; without it the kernel silently ignores MSG_ZEROCOPY.
+fn enable_zerocopy(fd: BorrowedFd<'_>) -> Result<(), Error> {
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket, and a pointer to a live c_int with its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ZEROCOPY,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENOPROTOOPT) | Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) => {
+            Err(Error::Unsupported {
+                feature: "SO_ZEROCOPY (MSG_ZEROCOPY on TCP)".into(),
+                kernel: kernel_release(),
+                hint: "MSG_ZEROCOPY on TCP needs Linux 4.14 or later".into(),
+            })
+        }
+        _ => Err(Error::io("setsockopt(SO_ZEROCOPY)", e)),
+    }
+}
