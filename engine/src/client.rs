@@ -12,17 +12,20 @@ use std::sync::{Arc, Barrier};
 use std::time::{Instant, SystemTime};
 
 use crate::backend;
-use crate::config::{auto_nodelay, Backend, ClientConfig, CounterScope};
-use crate::counters::{CounterSet, Metering};
+use crate::backend::uring::RingOpts;
+use crate::config::{auto_nodelay, Backend, ClientConfig, CounterScope, UringRecv};
+use crate::conn::ConnSpec;
+use crate::counters::Metering;
 use crate::error::Error;
 use crate::message::{Layout, Template};
+use crate::path::path;
 use crate::placement::{self, available_cpus, Placement, Side};
-use crate::pool::{Pool, PoolPlan};
+use crate::pool::PoolPlan;
 use crate::record::{Record, RunNotes, SideCounts, ThreadResult};
 use crate::stats::PeerReport;
 use crate::vocab::Role;
 use crate::wire::{self, Frame, Hello, ReadError, WireError};
-use crate::workload::{Flow, FlowSpec};
+use crate::workload::FlowSpec;
 
 /// What a client reports as it runs.
 #[derive(Debug)]
@@ -37,8 +40,8 @@ pub enum ClientEvent {
 }
 
 /// A connection past its handshake.
-pub(crate) struct Connection {
-    pub stream: TcpStream,
+struct Connection {
+    stream: TcpStream,
 }
 
 /// Runs one client measurement and returns its record.
@@ -265,16 +268,15 @@ fn read_error(e: ReadError, what: &str) -> Error {
 }
 
 /// The client side of one connection's workload.
-pub(crate) fn client_flow(config: &ClientConfig, template: &Arc<Template>, pool: Pool) -> Flow {
-    let spec = FlowSpec {
+fn client_flow_spec(config: &ClientConfig) -> FlowSpec {
+    FlowSpec {
         role: Role::Client,
         workload: config.workload,
         mode: config.mode,
         verify: config.verify,
         depth: config.depth,
         duration: config.duration,
-    };
-    Flow::new(spec, template.clone(), pool)
+    }
 }
 
 /// What one client worker thread needs.
@@ -308,52 +310,58 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
     // Per-thread counters run from the start line to the end of the flows only.
     let mut set = ctx.metering.thread_set();
     let mut before = None;
-    let mut begin_counting = |set: &mut Option<CounterSet>| {
+    let begin = |ready: Result<(), Error>| -> Result<(), Error> {
+        ctx.start(ready.and(pinned))?;
         if let Some(s) = set.as_mut() {
             before = Some(s.read());
             s.enable();
         }
+        Ok(())
     };
-    let run = match config.backend {
-        Backend::Syscall => {
-            let conn = conns.first().expect("one connection per syscall thread");
-            let plan = PoolPlan::new(Role::Client, config.mode, config.size, config.depth);
-            let pool = Pool::heap(ctx.template, &plan);
-            let mut flow = client_flow(config, ctx.template, pool);
-            ctx.start(pinned)?;
-            begin_counting(&mut set);
-            flow.begin(Instant::now());
-            let run = backend::syscall::drive(
-                conn.stream.as_fd(),
-                &mut flow,
-                config.io_timeout,
-                Some(ctx.stop),
-            );
-            flow.finish(Instant::now());
-            result.duration = flow.duration();
-            result.stats = flow.stats;
-            result.latency = flow.latency;
-            result.progress = flow.progress;
-            run
+    let plan = PoolPlan::new(Role::Client, config.mode, config.size, config.depth);
+    let specs: Result<Vec<ConnSpec>, Error> = conns
+        .iter()
+        .map(|c| {
+            let fd = c.stream.as_raw_fd();
+            ConnSpec::with_template(fd, client_flow_spec(config), plan, ctx.template.clone())
+        })
+        .collect();
+    let reports = match (specs, config.backend) {
+        (Err(e), _) => Err(begin(Err(e)).expect_err("the start line passes an error on")),
+        (Ok(mut specs), Backend::Syscall) => {
+            let spec = specs.pop().expect("one connection per syscall thread");
+            backend::syscall::run(spec, config.io_timeout, Some(ctx.stop), || begin(Ok(())))
+                .map(|report| vec![report])
         }
-        Backend::Uring => backend::uring::run_client_thread(
-            &conns,
-            config,
-            ctx.template,
-            &mut result,
-            ctx.stop,
-            |ready| {
-                ctx.start(ready.and(pinned))?;
-                begin_counting(&mut set);
-                Ok(())
-            },
-        ),
+        (Ok(specs), Backend::Uring) => {
+            let opts = RingOpts {
+                multishot: config.uring_recv == UringRecv::Multishot && path(config.mode).wire,
+                timeout: config.io_timeout,
+            };
+            backend::uring::run_ring(specs, &opts, ctx.stop, begin).map(|ring| {
+                result.stats.io += ring.io;
+                result.ring = Some(ring.setup);
+                ring.conns
+            })
+        }
     };
     if let (Some(s), Some(before)) = (set.as_mut(), before) {
         s.disable();
         result.counters = Some(s.read().since(&before));
     }
-    if let Err(e) = run {
+    let mut first_error = None;
+    match reports {
+        Ok(reports) => {
+            for r in reports {
+                result.absorb(&r.flow);
+                if let Some(e) = r.error {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(e) => first_error = Some(e),
+    }
+    if let Some(e) = first_error {
         ctx.abort.store(true, Ordering::Relaxed);
         return Err(e);
     }

@@ -82,7 +82,18 @@ impl ClientConfig {
         check_size(self.size)?;
         check_count("threads (-t)", self.threads)?;
         check_count("connections per thread (--conns)", self.conns)?;
-        check_pool(Role::Client, self.mode, self.depth, self.size)?;
+        let plan = check_pool(Role::Client, self.mode, self.depth, self.size)?;
+        if plan.stride.is_some() {
+            let n = self.conns * plan.count();
+            if n > MAX_FIXED_BUFFERS as usize {
+                return Err(Error::Config(format!(
+                    "zc-fixed needs {n} registered buffers per ring ({} connections × {}); \
+                     a ring takes {MAX_FIXED_BUFFERS}: lower --depth or --conns",
+                    self.conns,
+                    plan.count()
+                )));
+            }
+        }
         if !self.mode.supported_on(self.backend) {
             return Err(Error::Config(format!(
                 "mode {} needs the uring backend (registered buffers); use --backend uring",
@@ -344,6 +355,16 @@ mod tests {
         }
         .validate()
         .is_ok());
+        let e = ClientConfig {
+            conns: 64,
+            depth: 200,
+            backend: Backend::Uring,
+            mode: Mode::ZcFixed,
+            ..ok.clone()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("registered buffers per ring"), "{e}");
         assert!(ClientConfig {
             duration: Duration::ZERO,
             ..ok

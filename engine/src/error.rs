@@ -82,6 +82,18 @@ impl Error {
         }
     }
 
+    /// A caught panic, as the internal error it is.
+    pub fn from_panic(panic: &(dyn std::any::Any + Send)) -> Error {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        Error::Internal(format!(
+            "{what} (a copyperf bug: please report it); only this connection was closed"
+        ))
+    }
+
     /// The documented process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {

@@ -12,6 +12,7 @@
 mod backend;
 mod client;
 pub mod config;
+mod conn;
 pub mod counters;
 mod error;
 pub mod export;

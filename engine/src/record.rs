@@ -279,6 +279,17 @@ pub struct ThreadResult {
     pub cpu: Option<usize>,
 }
 
+impl ThreadResult {
+    /// Adds one connection's figures: the one merge of a thread's connections, whatever
+    /// the engine.
+    pub(crate) fn absorb(&mut self, flow: &crate::workload::Flow) {
+        self.stats += &flow.stats;
+        self.latency += &flow.latency;
+        self.progress += &flow.progress;
+        self.duration = self.duration.max(flow.duration());
+    }
+}
+
 impl Record {
     /// Assembles the record of a finished run. `client` holds the client's counters as
     /// counted (per thread, already merged, or per CPU).

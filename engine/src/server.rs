@@ -19,17 +19,21 @@ use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::backend;
-use crate::config::{check_pool, format_size, Backend, Mode, ServerConfig, Workload, MIN_SIZE};
+use crate::backend::uring::{Dispatch, Incoming, ServeHost, ServeOpts};
+use crate::config::{
+    check_pool, format_size, Backend, Mode, ServerConfig, UringRecv, Workload, MIN_SIZE,
+};
+use crate::conn::{ConnReport, ConnSpec};
 use crate::counters::{CounterSet, Metering, RawCounts, CORE_KEY};
 use crate::error::Error;
-use crate::message::{Layout, Region, Template};
+use crate::path::path;
 use crate::placement::{self, available_cpus, Placement, Plan, Side};
-use crate::pool::{Pool, PoolPlan};
-use crate::stats::{IoStats, PeerReport, Sample, Totals};
+use crate::pool::PoolPlan;
+use crate::stats::{IoStats, PeerReport, RingSetup, Sample, Totals};
 use crate::vocab::Role;
 use crate::wire::{self, Accept, Frame, Hello, ReadError, Refuse, RefuseCode, WireError};
 use crate::workload::{Flow, FlowSpec};
@@ -153,6 +157,7 @@ impl Server {
         let (linger_tx, linger_rx) = mpsc::channel();
         let shared = Shared {
             config: &self.config,
+            stop,
             on_event,
             plan: &self.plan,
             metering,
@@ -168,9 +173,14 @@ impl Server {
                 Backend::Syscall => {
                     self.accept_loop(stop, &shared, &|accepted| serve_syscall(&shared, accepted))
                 }
-                Backend::Uring => backend::uring::serve(stop, &shared, |dispatch| {
-                    self.accept_loop(stop, &shared, dispatch)
-                }),
+                Backend::Uring => {
+                    let opts = uring_opts(&self.config);
+                    backend::uring::serve(&opts, &shared, |dispatch| {
+                        self.accept_loop(stop, &shared, &|accepted| {
+                            hand_to_worker(&shared, dispatch, accepted)
+                        })
+                    })
+                }
             }
         })
     }
@@ -207,15 +217,17 @@ impl Server {
                     let served = catch_unwind(AssertUnwindSafe(|| {
                         let mut stream = stream;
                         match handshake(&mut stream, shared, id, &mut slot) {
-                            Ok((hello, buffers)) => {
+                            Ok((hello, spec)) => {
                                 (shared.on_event)(ServerEvent::Connected { id, peer, hello });
                                 dispatch(Accepted {
-                                    slot,
-                                    stream,
-                                    peer,
-                                    id,
-                                    hello,
-                                    buffers,
+                                    spec,
+                                    client: Client {
+                                        slot,
+                                        stream,
+                                        peer,
+                                        id,
+                                        hello,
+                                    },
                                 });
                             }
                             Err(Handshake::Refused(reason)) => {
@@ -230,7 +242,7 @@ impl Server {
                         (shared.on_event)(ServerEvent::Failed {
                             id,
                             peer,
-                            error: Error::Internal(panic_text(&panic)).to_string(),
+                            error: Error::from_panic(&*panic).to_string(),
                         });
                     }
                 });
@@ -283,6 +295,8 @@ impl Server {
 /// State every connection thread of one server shares.
 pub(crate) struct Shared<'a> {
     pub config: &'a ServerConfig,
+    /// Set when the server should stop.
+    stop: &'a AtomicBool,
     pub on_event: &'a (dyn Fn(ServerEvent) + Sync),
     /// Where the server's threads go.
     pub plan: &'a Plan,
@@ -392,45 +406,22 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// A connection's buffers, allocated before it was accepted.
-pub(crate) struct Buffers {
-    pub template: Arc<Template>,
-    pub pool: Pool,
-    pub plan: PoolPlan,
-    /// zc-fixed: the region the pool lives in, registered by the serving ring.
-    pub region: Option<Arc<Region>>,
-}
-
-impl Buffers {
-    fn allocate(plan: PoolPlan) -> Result<Buffers, Error> {
-        let template = Template::new(Layout::new(plan.size));
-        let (pool, region) = match plan.stride {
-            Some(_) => {
-                let (pool, region) = Pool::fixed(&template, &plan)
-                    .map_err(|e| Error::io("mapping fixed buffers", e))?;
-                (pool, Some(region))
-            }
-            None => (Pool::heap(&template, &plan), None),
-        };
-        Ok(Buffers {
-            template,
-            pool,
-            plan,
-            region,
-        })
-    }
-}
-
-/// A client past its handshake. Fields drop in order: the buffers go before the slot
-/// gives their budget back, and the slot (and its registry entry) goes before the socket
-/// closes, so stop never shuts down a reused descriptor.
-pub(crate) struct Accepted<'a> {
-    pub buffers: Buffers,
+/// A client past its handshake: its place, its socket, what it asked for. Fields drop in
+/// order: the slot (its registry entry, its budget) goes before the socket closes, so stop
+/// never shuts down a reused descriptor.
+pub(crate) struct Client<'a> {
     pub slot: Slot<'a>,
     pub stream: TcpStream,
     pub peer: SocketAddr,
     pub id: u64,
     pub hello: Hello,
+}
+
+/// A client and its connection, ready to run: its buffers were allocated on the
+/// handshake thread, before it was accepted.
+pub(crate) struct Accepted<'a> {
+    pub spec: ConnSpec,
+    pub client: Client<'a>,
 }
 
 enum Handshake {
@@ -445,7 +436,7 @@ fn handshake(
     shared: &Shared<'_>,
     id: u64,
     slot: &mut Slot<'_>,
-) -> Result<(Hello, Buffers), Handshake> {
+) -> Result<(Hello, ConnSpec), Handshake> {
     let config = shared.config;
     let timeout = HELLO_TIMEOUT.min(config.idle_timeout);
     stream
@@ -491,21 +482,24 @@ fn handshake(
         refuse(shared, stream, RefuseCode::Memory, &reason);
         return Err(Handshake::Refused(reason));
     }
-    let buffers = match Buffers::allocate(plan) {
-        Ok(b) => b,
+    #[allow(unused_mut)]
+    let mut spec = match ConnSpec::new(stream.as_raw_fd(), server_flow_spec(&hello), plan) {
+        Ok(spec) => spec,
         Err(e) => {
             let reason = format!("could not allocate the connection's buffers: {e}");
             refuse(shared, stream, RefuseCode::Memory, &reason);
             return Err(Handshake::Refused(reason));
         }
     };
+    #[cfg(debug_assertions)]
+    spec.flow.inject_fault();
     let accept = Frame::Accept(Accept {
         backend: config.backend,
         connection: id,
     });
     wire::write_frame(stream, &accept)
         .map_err(|e| Handshake::Failed(format!("sending accept: {e}")))?;
-    Ok((hello, buffers))
+    Ok((hello, spec))
 }
 
 /// Why this server will not serve `hello`, if it will not; else what its buffers take.
@@ -622,46 +616,51 @@ fn linger(inbox: Receiver<(TcpStream, Instant)>, stop: &AtomicBool) {
     }
 }
 
-/// The text of a caught panic.
-pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    let what = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic".into());
-    format!("{what} (a copyperf bug: please report it); only this connection was closed")
-}
-
 /// The server sends only echoes, each awaited by the client: TCP_NODELAY for echo, Nagle
 /// (it never sends anyway) for stream.
-pub(crate) fn nodelay_for(hello: &Hello) -> bool {
+fn nodelay_for(hello: &Hello) -> bool {
     hello.workload == Workload::Echo
 }
 
-/// Builds the server side of a connection's workload from its hello.
-pub(crate) fn server_flow(hello: &Hello, buffers: Buffers) -> Flow {
-    let spec = FlowSpec {
+/// The server side of a connection's workload, from its hello.
+fn server_flow_spec(hello: &Hello) -> FlowSpec {
+    FlowSpec {
         role: Role::Server,
         workload: hello.workload,
         mode: hello.mode,
         verify: hello.verify,
         depth: hello.depth as usize,
         duration: Duration::ZERO,
-    };
-    #[allow(unused_mut)]
-    let mut flow = Flow::new(spec, buffers.template, buffers.pool);
-    #[cfg(debug_assertions)]
-    flow.inject_fault();
-    flow
+    }
+}
+
+/// The server's figures for one connection, whichever engine served it: the one place a
+/// [`PeerReport`] is built.
+fn peer_report(
+    shared: &Shared<'_>,
+    backend: Backend,
+    id: u64,
+    flow: &Flow,
+    ring: Option<RingSetup>,
+    samples: Vec<Sample>,
+    placement: Placement,
+) -> PeerReport {
+    PeerReport {
+        backend,
+        connection: id,
+        duration_s: flow.duration().as_secs_f64(),
+        stats: flow.stats.clone(),
+        ring,
+        samples,
+        counter_scope: shared.metering.scope,
+        counters_missing: shared.metering.missing.clone(),
+        placement: Some(placement),
+    }
 }
 
 /// Sends the end-of-run report; returns the event to log once the connection's slot is
 /// given back (so that whoever sees the event may take the slot).
-pub(crate) fn finish_connection(
-    stream: &mut TcpStream,
-    peer: SocketAddr,
-    report: PeerReport,
-) -> ServerEvent {
+fn finish_connection(stream: &mut TcpStream, peer: SocketAddr, report: PeerReport) -> ServerEvent {
     let id = report.connection;
     let report = Box::new(report);
     let frame = Frame::Stats(report.clone());
@@ -678,51 +677,67 @@ pub(crate) fn finish_connection(
     }
 }
 
+/// The socket options a connection's hello calls for, on either engine.
+fn prepare_socket(stream: &TcpStream, hello: &Hello, backend: Backend) -> Result<(), Error> {
+    stream
+        .set_nodelay(nodelay_for(hello))
+        .map_err(|e| Error::io("TCP_NODELAY", e))?;
+    // The server sends only in echo.
+    if backend == Backend::Syscall && hello.workload == Workload::Echo {
+        backend::syscall::prepare(stream.as_fd(), hello.mode)?;
+    }
+    Ok(())
+}
+
 /// The syscall backend's thread per client.
 fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
-    let Accepted {
-        buffers,
+    let Accepted { spec, client } = accepted;
+    let Client {
         slot,
         mut stream,
         peer,
         id,
         hello,
-    } = accepted;
-    let result = (|| -> Result<PeerReport, Error> {
-        let cpu = shared.plan.cpu(slot.place);
-        placement::apply(cpu)?;
-        let fd = stream.as_fd();
-        backend::syscall::set_timeouts(fd, shared.config.idle_timeout)
-            .map_err(|e| Error::io("socket timeouts", e))?;
-        stream
-            .set_nodelay(nodelay_for(&hello))
-            .map_err(|e| Error::io("TCP_NODELAY", e))?;
-        // The server sends only in echo.
-        if hello.workload == Workload::Echo {
-            backend::syscall::prepare(fd, hello.mode)?;
-        }
-        let mut flow = server_flow(&hello, buffers);
-        let thread = format!("conn {id}");
-        let mut meter = ConnMeter::start(shared, &thread, None);
-        flow.begin(Instant::now());
-        let run = backend::syscall::drive(fd, &mut flow, shared.config.idle_timeout, None);
-        flow.finish(Instant::now());
-        let samples = meter.finish(shared, None);
-        run?;
-        Ok(PeerReport {
-            backend: Backend::Syscall,
-            connection: id,
-            duration_s: flow.duration().as_secs_f64(),
-            stats: flow.stats,
-            ring: None,
-            samples,
-            counter_scope: shared.metering.scope,
-            counters_missing: shared.metering.missing.clone(),
-            placement: Some(Placement { thread, cpu }),
+    } = client;
+    let cpu = shared.plan.cpu(slot.place);
+    let thread = format!("conn {id}");
+    let mut meter = None;
+    let result = placement::apply(cpu)
+        .and_then(|()| {
+            backend::syscall::set_timeouts(stream.as_fd(), shared.config.idle_timeout)
+                .map_err(|e| Error::io("socket timeouts", e))
         })
-    })();
+        .and_then(|()| prepare_socket(&stream, &hello, Backend::Syscall))
+        .and_then(|()| {
+            backend::syscall::run(spec, shared.config.idle_timeout, None, || {
+                meter = Some(ConnMeter::start(shared, &thread, None));
+                Ok(())
+            })
+        });
     let event = match result {
-        Ok(report) => finish_connection(&mut stream, peer, report),
+        Ok(conn) => {
+            let samples = meter.map_or_else(Vec::new, |mut m| m.finish(shared, None));
+            match conn.error {
+                Some(e) => ServerEvent::Failed {
+                    id,
+                    peer,
+                    error: e.to_string(),
+                },
+                None => {
+                    let placement = Placement { thread, cpu };
+                    let report = peer_report(
+                        shared,
+                        Backend::Syscall,
+                        id,
+                        &conn.flow,
+                        None,
+                        samples,
+                        placement,
+                    );
+                    finish_connection(&mut stream, peer, report)
+                }
+            }
+        }
         Err(e) => ServerEvent::Failed {
             id,
             peer,
@@ -731,6 +746,153 @@ fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
     };
     drop(slot);
     (shared.on_event)(event);
+}
+
+/// The uring engine's options, from the server's configuration.
+fn uring_opts(config: &ServerConfig) -> ServeOpts {
+    // A server that serves any mode gets what any may need.
+    let may = |f: fn(Mode) -> bool| config.mode.map_or(true, f);
+    ServeOpts {
+        workers: config.workers,
+        files: config.max_clients as u32,
+        fixed_buffers: may(|m| path(m).fixed),
+        multishot: config.uring_recv == UringRecv::Multishot && may(|m| path(m).wire),
+        idle_timeout: config.idle_timeout,
+    }
+}
+
+/// Hands an accepted client to a uring worker.
+fn hand_to_worker<'s>(
+    shared: &Shared<'s>,
+    dispatch: &Dispatch<'_, Served<'s>>,
+    accepted: Accepted<'s>,
+) {
+    let Accepted { spec, client } = accepted;
+    if let Err(e) = prepare_socket(&client.stream, &client.hello, Backend::Uring) {
+        let (id, peer) = (client.id, client.peer);
+        drop(client);
+        (shared.on_event)(ServerEvent::Failed {
+            id,
+            peer,
+            error: e.to_string(),
+        });
+        return;
+    }
+    let incoming = Incoming {
+        spec,
+        conn: Served {
+            client,
+            meter: None,
+        },
+    };
+    if let Err(back) = dispatch(incoming) {
+        let (id, peer) = (back.conn.client.id, back.conn.client.peer);
+        drop(back);
+        (shared.on_event)(ServerEvent::Failed {
+            id,
+            peer,
+            error: "its uring worker has stopped".into(),
+        });
+    }
+}
+
+/// What the server keeps beside a connection a uring worker serves.
+pub(crate) struct Served<'s> {
+    client: Client<'s>,
+    /// Readings taken when the connection joined its worker.
+    meter: Option<ConnMeter>,
+}
+
+/// What the server keeps per uring worker thread.
+pub(crate) struct WorkerState {
+    name: String,
+    cpu: Option<usize>,
+    /// This worker's counters (per-thread scope): they run for its whole life; each
+    /// connection reads them when it joins and when it leaves.
+    set: Option<CounterSet>,
+}
+
+impl<'s> ServeHost for Shared<'s> {
+    type Conn = Served<'s>;
+    type Worker = WorkerState;
+
+    fn worker_started(&self, worker: usize) -> Result<WorkerState, Error> {
+        let cpu = self.plan.cpu(worker);
+        placement::apply(cpu)?;
+        let mut set = self.metering.thread_set();
+        if let Some(s) = set.as_mut() {
+            s.enable();
+        }
+        Ok(WorkerState {
+            name: format!("worker {worker}"),
+            cpu,
+            set,
+        })
+    }
+
+    fn joined(&self, worker: &mut WorkerState, conn: &mut Served<'s>, ring: IoStats) {
+        let running = Running {
+            io: ring,
+            set: worker.set.as_mut(),
+        };
+        conn.meter = Some(ConnMeter::start(self, &worker.name, Some(running)));
+    }
+
+    fn retired(
+        &self,
+        worker: &mut WorkerState,
+        conn: Served<'s>,
+        report: ConnReport,
+        ring: IoStats,
+        setup: &RingSetup,
+    ) {
+        let Served { mut client, meter } = conn;
+        let (id, peer) = (client.id, client.peer);
+        let event = match report.error {
+            Some(e) => ServerEvent::Failed {
+                id,
+                peer,
+                error: e.to_string(),
+            },
+            None => {
+                let running = Running {
+                    io: ring,
+                    set: worker.set.as_mut(),
+                };
+                let samples = meter.map_or_else(Vec::new, |mut m| m.finish(self, Some(running)));
+                let placement = Placement {
+                    thread: worker.name.clone(),
+                    cpu: worker.cpu,
+                };
+                let peer_report = peer_report(
+                    self,
+                    Backend::Uring,
+                    id,
+                    &report.flow,
+                    Some(setup.clone()),
+                    samples,
+                    placement,
+                );
+                // Never block the worker on one client: a client that does not read
+                // loses its report, not everybody's progress.
+                let _ = client.stream.set_nonblocking(true);
+                finish_connection(&mut client.stream, peer, peer_report)
+            }
+        };
+        // Buffers first, then the slot and the socket; only then the log line, so
+        // whoever reads it may take the slot.
+        drop(report.flow);
+        drop(client);
+        (self.on_event)(event);
+    }
+
+    fn notice(&self, text: String) {
+        (self.on_event)(ServerEvent::Notice(text));
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
 }
 
 /// What a thread that serves many connections keeps running across them (a uring

@@ -22,6 +22,8 @@ pub const MAX_DEPTH: usize = 1024;
 pub const MAX_POOL_BYTES: usize = 256 << 20;
 /// Most client threads, uring connections per thread and server clients.
 pub const MAX_THREADS: usize = 1024;
+/// Most registered buffers one io_uring ring takes (IORING_MAX_REG_BUFFERS).
+pub const MAX_FIXED_BUFFERS: u32 = 1 << 14;
 /// Longest measured interval.
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 

@@ -267,6 +267,11 @@ impl Flow {
         }
     }
 
+    /// The buffers, to register them (zc-fixed) before the flow begins.
+    pub fn pool_mut(&mut self) -> &mut Pool {
+        &mut self.pool
+    }
+
     /// Every buffer is back in the pool.
     pub fn pool_home(&self) -> bool {
         self.pool.all_home()

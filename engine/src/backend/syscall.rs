@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::sys::{SO_EE_CODE_ZEROCOPY_COPIED, SO_EE_ORIGIN_ZEROCOPY};
 use crate::backend::zerocopy::ZcLedger;
+use crate::conn::{ConnReport, ConnSpec};
 use crate::error::Error;
 use crate::message::Message;
 use crate::path::{path, retry_eintr, SysForm};
@@ -85,11 +86,33 @@ fn set_timeout(fd: RawFd, opt: libc::c_int, timeout: Duration) -> io::Result<()>
     )
 }
 
+/// Runs one connection on the calling thread: meets the common start line (`start`),
+/// runs the flow until it is done, and hands back its report. `stop`, once set, ends the
+/// flow's sending early. The socket's timeouts must have been set ([`set_timeouts`]).
+pub(crate) fn run(
+    spec: ConnSpec,
+    timeout: Duration,
+    stop: Option<&AtomicBool>,
+    start: impl FnOnce() -> Result<(), Error>,
+) -> Result<ConnReport, Error> {
+    let ConnSpec { fd, mut flow, .. } = spec;
+    start()?;
+    flow.begin(Instant::now());
+    // SAFETY: the orchestrator keeps the socket open until the report is back.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let result = drive(borrowed, &mut flow, timeout, stop);
+    flow.finish(Instant::now());
+    Ok(ConnReport {
+        flow,
+        error: result.err(),
+    })
+}
+
 /// Runs `flow` on the connected socket `fd` until it is done and every buffer is home.
 /// The caller has called `flow.begin` and calls `flow.finish` afterwards. `stop`, once
 /// set, ends the flow's sending early (the user interrupted the run). The socket's
 /// timeouts must have been set to `timeout` ([`set_timeouts`]).
-pub fn drive(
+fn drive(
     fd: BorrowedFd<'_>,
     flow: &mut Flow,
     timeout: Duration,

@@ -1,65 +1,71 @@
 //! The uring client: each worker thread builds its own ring, drives `--conns` connections
 //! on it, and reaps every ready completion per wake-up.
 
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::conn::{decode, UConn};
 use super::ring::{Cqe, Ring};
 use super::setup::{build_ring, ring_sizes};
-use super::MAX_FIXED_BUFFERS;
-use crate::client::{client_flow, Connection};
-use crate::config::{ClientConfig, Mode, UringRecv};
+use crate::conn::{ConnReport, ConnSpec};
 use crate::error::Error;
-use crate::message::{Region, Template};
-use crate::pool::{pool_size, Pool, PoolPlan};
-use crate::record::ThreadResult;
-use crate::vocab::Role;
+use crate::message::Region;
+use crate::pool::{Pool, PoolPlan};
+use crate::stats::{IoStats, RingSetup};
 
 /// How long one wait in the kernel may last before timeouts are checked.
 const TICK: Duration = Duration::from_millis(100);
 
+/// How a client thread's ring is set up.
+pub(crate) struct RingOpts {
+    /// Receive two-copy messages with a multishot RECV into provided buffers.
+    pub multishot: bool,
+    /// A connection that moves no whole message for this long is failed.
+    pub timeout: Duration,
+}
+
+/// What one ring hands back: each connection's report, and what the ring cost.
+pub(crate) struct RingReport {
+    pub conns: Vec<ConnReport>,
+    pub io: IoStats,
+    pub setup: RingSetup,
+}
+
 /// Runs one client thread's connections on one ring. `start` is the common start line:
-/// called once the ring is ready (or with the error that stopped it).
-pub(crate) fn run_client_thread(
-    conns: &[Connection],
-    config: &ClientConfig,
-    template: &Arc<Template>,
-    result: &mut ThreadResult,
+/// called once the ring is ready (or with the error that stopped it). `stop`, once set,
+/// ends the flows' sending early.
+pub(crate) fn run_ring(
+    specs: Vec<ConnSpec>,
+    opts: &RingOpts,
     stop: &AtomicBool,
     start: impl FnOnce(Result<(), Error>) -> Result<(), Error>,
-) -> Result<(), Error> {
-    let per_conn = pool_size(config.depth);
-    let (sq, cq) = ring_sizes(conns.len() * (per_conn + 1));
-    let fixed = config.mode == Mode::ZcFixed;
-    let buffers = if fixed {
-        let n = (conns.len() * per_conn) as u32;
-        if n > MAX_FIXED_BUFFERS {
-            return start(Err(Error::Config(format!(
-                "zc-fixed needs {n} registered buffers per ring ({} connections × {per_conn}); the kernel takes {MAX_FIXED_BUFFERS}: lower --depth or --conns",
-                conns.len()
-            ))));
-        }
-        n
-    } else {
-        0
-    };
+) -> Result<RingReport, Error> {
+    let per_conn = specs.first().map_or(1, |s| s.plan.count());
+    let (sq, cq) = ring_sizes(specs.len() * (per_conn + 1));
+    let buffers: u32 = specs
+        .iter()
+        .filter(|s| s.region.is_some())
+        .map(|s| s.plan.count() as u32)
+        .sum();
     let (mut uring, flags) = match build_ring(sq, cq) {
         Ok(r) => r,
-        Err(e) => return start(Err(e)),
+        Err(e) => return Err(start(Err(e)).expect_err("start passes an error on")),
     };
-    let multishot = config.uring_recv == UringRecv::Multishot && config.mode == Mode::TwoCopy;
-    let mut ring = match Ring::new(&mut uring, flags, conns.len() as u32, buffers, multishot) {
+    let mut ring = match Ring::new(
+        &mut uring,
+        flags,
+        specs.len() as u32,
+        buffers,
+        opts.multishot,
+    ) {
         Ok(r) => r,
-        Err(e) => return start(Err(e)),
+        Err(e) => return Err(start(Err(e)).expect_err("start passes an error on")),
     };
-    let mut uconns = Vec::with_capacity(conns.len());
-    for conn in conns {
-        match client_conn(&mut ring, conn, config, template, per_conn) {
+    let mut uconns = Vec::with_capacity(specs.len());
+    for spec in specs {
+        match client_conn(&mut ring, spec) {
             Ok(c) => uconns.push(c),
-            Err(e) => return start(Err(e)),
+            Err(e) => return Err(start(Err(e)).expect_err("start passes an error on")),
         }
     }
     start(Ok(()))?;
@@ -71,50 +77,41 @@ pub(crate) fn run_client_thread(
             c.fail(e);
         }
     }
-    let run = drive(&mut ring, &mut uconns, config.io_timeout, stop);
-
-    let mut first_error = run.err();
-    for c in &mut uconns {
-        result.stats += &c.flow.stats;
-        result.latency += &c.flow.latency;
-        result.progress += &c.flow.progress;
-        result.duration = result.duration.max(c.flow.duration());
-        if let Some(e) = c.take_error() {
-            first_error.get_or_insert(e);
-        }
+    let run = drive(&mut ring, &mut uconns, opts.timeout, stop);
+    let mut conns: Vec<ConnReport> = uconns
+        .into_iter()
+        .map(|mut c| {
+            let error = c.take_error();
+            let (flow, ()) = c.into_parts();
+            ConnReport { flow, error }
+        })
+        .collect();
+    if let (Err(e), Some(first)) = (run, conns.first_mut()) {
+        first.error.get_or_insert(e);
     }
-    result.stats.io += ring.io;
-    result.ring = Some(ring.setup.clone());
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    Ok(RingReport {
+        conns,
+        io: ring.io,
+        setup: ring.setup.clone(),
+    })
 }
 
-/// Prepares one connection: fixed file, buffer pool, flow.
-fn client_conn(
-    ring: &mut Ring<'_>,
-    conn: &Connection,
-    config: &ClientConfig,
-    template: &Arc<Template>,
-    per_conn: usize,
-) -> Result<UConn<()>, Error> {
-    let fd = conn.stream.as_raw_fd();
+/// Prepares one connection: its fixed file, its registered buffers (zc-fixed).
+fn client_conn(ring: &mut Ring<'_>, spec: ConnSpec) -> Result<UConn<()>, Error> {
+    let ConnSpec {
+        fd,
+        mut flow,
+        region,
+        plan,
+    } = spec;
     let file = ring.add_file(fd);
-    let plan = PoolPlan::new(Role::Client, config.mode, config.size, config.depth);
-    debug_assert_eq!(plan.count(), per_conn);
-    let (pool, range) = if config.mode == Mode::ZcFixed {
-        let (mut pool, region) =
-            Pool::fixed(template, &plan).map_err(|e| Error::io("mapping fixed buffers", e))?;
-        let range = register_pool(ring, &mut pool, &region, &plan)?;
-        (pool, Some(range))
-    } else {
-        (Pool::heap(template, &plan), None)
+    let range = match region {
+        Some(region) => Some(register_pool(ring, flow.pool_mut(), &region, &plan)?),
+        None => None,
     };
-    let flow = client_flow(config, template, pool);
     let multishot = ring.pbuf.is_some();
     let cqe_skip = ring.setup.cqe_skip;
-    let mut c = UConn::new(flow, fd, file, per_conn, multishot, cqe_skip, ());
+    let mut c = UConn::new(flow, fd, file, plan.count(), multishot, cqe_skip, ());
     c.fixed_range = range;
     Ok(c)
 }

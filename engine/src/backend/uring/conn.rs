@@ -619,6 +619,11 @@ impl<X> UConn<X> {
         self.in_kernel()
     }
 
+    /// The connection's flow and what its owner keeps beside it, once it is finished.
+    pub fn into_parts(self) -> (Flow, X) {
+        (self.flow, self.extra)
+    }
+
     pub fn take_error(&mut self) -> Option<Error> {
         self.error.take()
     }

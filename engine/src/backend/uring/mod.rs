@@ -20,10 +20,9 @@ mod server;
 mod setup;
 mod slots;
 
-pub(crate) use client::run_client_thread;
+pub(crate) use client::{run_ring, RingOpts};
 pub(crate) use probe::check_kernel;
-pub(crate) use server::serve;
+pub(crate) use server::{serve, Dispatch, Incoming, ServeHost, ServeOpts};
 pub(crate) use setup::{check_memlock, check_server_rings};
 
-/// Most registered buffers a ring takes (IORING_MAX_REG_BUFFERS).
-pub(crate) const MAX_FIXED_BUFFERS: u32 = 1 << 14;
+pub(crate) use crate::vocab::MAX_FIXED_BUFFERS;

@@ -1,9 +1,10 @@
 //! The uring server: a fixed pool of worker threads, one ring each, every ring serving
-//! many connections. The acceptor's handshake threads hand each accepted connection to a
-//! worker (round-robin) through a channel and wake it through an eventfd that the worker
-//! keeps a READ posted on.
+//! many connections. The orchestrator hands each accepted connection to a worker
+//! (round-robin) through a channel and wakes it through an eventfd that the worker keeps
+//! a READ posted on. What the server does around a connection — its slot, its meter, its
+//! report and log line — it does through [`ServeHost`], on the worker's thread: this
+//! module knows rings and connections, nothing of the server above it.
 
-use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -17,15 +18,9 @@ use super::conn::{decode, UConn};
 use super::ring::{Cqe, Ring};
 use super::setup::{build_ring, ring_sizes, SERVER_RING_INFLIGHT};
 use super::MAX_FIXED_BUFFERS;
-use crate::config::{Backend, Mode, UringRecv};
-use crate::counters::CounterSet;
+use crate::conn::{ConnReport, ConnSpec};
 use crate::error::Error;
-use crate::placement::{self, Placement};
-use crate::server::{
-    finish_connection, nodelay_for, panic_text, server_flow, Accepted, ConnMeter, Running,
-    ServerEvent, Shared, Slot,
-};
-use crate::stats::PeerReport;
+use crate::stats::{IoStats, RingSetup};
 
 /// How long one wait in the kernel may last before stop and timeouts are checked.
 const TICK: Duration = Duration::from_millis(100);
@@ -35,14 +30,63 @@ const STOP_GRACE: Duration = Duration::from_millis(500);
 /// user_data of the eventfd read that wakes a worker for new connections.
 const WAKE: u64 = u64::MAX;
 
+/// How the workers' rings are set up.
+pub(crate) struct ServeOpts {
+    pub workers: usize,
+    /// Fixed-file slots per ring: the most connections the server takes.
+    pub files: u32,
+    /// Register a fixed buffer table (the server may serve zc-fixed).
+    pub fixed_buffers: bool,
+    /// Receive two-copy messages with multishot RECVs into provided buffers.
+    pub multishot: bool,
+    /// A connection that moves no whole message for this long is failed.
+    pub idle_timeout: Duration,
+}
+
+/// What the server does around each connection a worker serves, called on that worker's
+/// thread.
+pub(crate) trait ServeHost: Sync {
+    /// What the server keeps beside each connection (its slot, socket, meter).
+    type Conn: Send;
+    /// What the server keeps per worker thread (its place, its counters).
+    type Worker;
+
+    /// A worker thread starts, before its ring is made: pin it, open its counters.
+    fn worker_started(&self, worker: usize) -> Result<Self::Worker, Error>;
+    /// A connection joins `worker`, whose ring has made the calls in `ring` so far.
+    fn joined(&self, worker: &mut Self::Worker, conn: &mut Self::Conn, ring: IoStats);
+    /// A connection is done (or failed): its report, and the ring's calls and setup.
+    fn retired(
+        &self,
+        worker: &mut Self::Worker,
+        conn: Self::Conn,
+        report: ConnReport,
+        ring: IoStats,
+        setup: &RingSetup,
+    );
+    /// Something the user should know, for the log.
+    fn notice(&self, text: String);
+    /// The server is stopping: close every connection.
+    fn stopping(&self) -> bool;
+}
+
+/// A connection on its way to a worker.
+pub(crate) struct Incoming<C> {
+    pub spec: ConnSpec,
+    pub conn: C,
+}
+
+/// Hands a connection to a worker; gives it back when no worker can take it.
+pub(crate) type Dispatch<'d, C> = dyn Fn(Incoming<C>) -> Result<(), Box<Incoming<C>>> + Sync + 'd;
+
 /// Starts the workers, runs `accept` with a dispatcher that feeds them, and returns once
 /// `accept` has returned (on stop) and every worker has closed its connections.
-pub(crate) fn serve<'s>(
-    stop: &AtomicBool,
-    shared: &'s Shared<'s>,
-    accept: impl FnOnce(&(dyn Fn(Accepted<'s>) + Sync)) -> Result<(), Error>,
+pub(crate) fn serve<H: ServeHost>(
+    opts: &ServeOpts,
+    host: &H,
+    accept: impl FnOnce(&Dispatch<'_, H::Conn>) -> Result<(), Error>,
 ) -> Result<(), Error> {
-    let workers = shared.config.workers;
+    let workers = opts.workers;
     let halt = AtomicBool::new(false);
     let mut wakers = Vec::with_capacity(workers);
     for _ in 0..workers {
@@ -58,12 +102,12 @@ pub(crate) fn serve<'s>(
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut inboxes = Vec::with_capacity(workers);
         for (id, waker) in wakers.iter().enumerate() {
-            let (tx, rx) = mpsc::channel::<Accepted<'s>>();
+            let (tx, rx) = mpsc::channel::<Incoming<H::Conn>>();
             inboxes.push(tx);
             let (ready, halt, efd) = (ready_tx.clone(), &halt, waker.as_raw_fd());
             scope.spawn(move || {
-                let stopping = || stop.load(Ordering::Relaxed) || halt.load(Ordering::Relaxed);
-                worker(id, shared, rx, efd, &stopping, ready)
+                let stopping = || host.stopping() || halt.load(Ordering::Relaxed);
+                worker(id, opts, host, rx, efd, &stopping, ready)
             });
         }
         drop(ready_tx);
@@ -77,22 +121,18 @@ pub(crate) fn serve<'s>(
                 }
                 Err(_) => {
                     halt.store(true, Ordering::Relaxed);
-                    return Err(Error::Peer("a uring worker exited during setup".into()));
+                    return Err(Error::Internal("a uring worker exited during setup".into()));
                 }
             }
         }
         let next = AtomicUsize::new(0);
-        let dispatch = |acc: Accepted<'s>| {
+        let dispatch = |incoming: Incoming<H::Conn>| {
             let w = next.fetch_add(1, Ordering::Relaxed) % workers;
-            if let Err(mpsc::SendError(acc)) = inboxes[w].send(acc) {
-                (shared.on_event)(ServerEvent::Failed {
-                    id: acc.id,
-                    peer: acc.peer,
-                    error: "its uring worker has stopped".into(),
-                });
-                return;
-            }
+            inboxes[w]
+                .send(incoming)
+                .map_err(|mpsc::SendError(back)| Box::new(back))?;
             wake(wakers[w].as_raw_fd());
+            Ok(())
         };
         let result = accept(&dispatch);
         halt.store(true, Ordering::Relaxed);
@@ -106,52 +146,36 @@ fn wake(efd: RawFd) {
     unsafe { libc::write(efd, (&one as *const u64).cast(), 8) };
 }
 
-/// What a worker keeps beside each connection. Dropped after the connection's flow (and
-/// so its buffers): the slot gives their budget back, then the socket closes.
-struct Served<'s> {
-    _slot: Slot<'s>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    id: u64,
-    /// Readings taken when the connection joined.
-    meter: ConnMeter,
-}
-
-fn worker<'s>(
+fn worker<H: ServeHost>(
     id: usize,
-    shared: &'s Shared<'s>,
-    inbox: Receiver<Accepted<'s>>,
+    opts: &ServeOpts,
+    host: &H,
+    inbox: Receiver<Incoming<H::Conn>>,
     efd: RawFd,
     stopping: &dyn Fn() -> bool,
     ready: Sender<Result<(), Error>>,
 ) {
-    let config = shared.config;
-    let cpu = shared.plan.cpu(id);
-    if let Err(e) = placement::apply(cpu) {
-        let _ = ready.send(Err(e));
-        return;
-    }
-    // Counted per thread, a worker's counters run for its whole life; each connection
-    // reads them when it joins and when it leaves.
-    let mut set = shared.metering.thread_set();
-    if let Some(s) = set.as_mut() {
-        s.enable();
-    }
-    let fixed_capable = matches!(config.mode, None | Some(Mode::ZcFixed));
-    let (sq, cq) = ring_sizes(SERVER_RING_INFLIGHT);
-    let mut uring = match build_ring(sq, cq) {
-        Ok((ring, flags)) => (ring, flags),
+    let state = match host.worker_started(id) {
+        Ok(s) => s,
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
         }
     };
-    let buffers = if fixed_capable { MAX_FIXED_BUFFERS } else { 0 };
-    let flags = std::mem::take(&mut uring.1);
-    let multishot = config.uring_recv == UringRecv::Multishot
-        && matches!(config.mode, None | Some(Mode::TwoCopy));
-    let files = config.max_clients as u32;
-    let mut ring = match Ring::new(&mut uring.0, flags, files, buffers, multishot) {
+    let (sq, cq) = ring_sizes(SERVER_RING_INFLIGHT);
+    let (mut uring, flags) = match build_ring(sq, cq) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let buffers = if opts.fixed_buffers {
+        MAX_FIXED_BUFFERS
+    } else {
+        0
+    };
+    let mut ring = match Ring::new(&mut uring, flags, opts.files, buffers, opts.multishot) {
         Ok(r) => r,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -163,34 +187,32 @@ fn worker<'s>(
     let wake_buf: &'static mut u64 = Box::leak(Box::new(0));
     let mut w = Worker {
         id,
-        shared,
+        host,
+        state,
         conns: Vec::new(),
         free: Vec::new(),
         wake_buf,
         efd,
-        set,
-        cpu,
     };
     let armed = w.arm_wake(&mut ring);
-    let _ = ready.send(armed.map(|_| ()));
-    w.run(&mut ring, &inbox, stopping);
+    let _ = ready.send(armed);
+    w.run(&mut ring, &inbox, opts.idle_timeout, stopping);
 }
 
-struct Worker<'s> {
+struct Worker<'h, H: ServeHost> {
     id: usize,
-    shared: &'s Shared<'s>,
-    conns: Vec<Option<UConn<Served<'s>>>>,
+    host: &'h H,
+    state: H::Worker,
+    conns: Vec<Option<UConn<H::Conn>>>,
     free: Vec<u32>,
     wake_buf: &'static mut u64,
     efd: RawFd,
-    /// This worker's counters (per-thread scope).
-    set: Option<CounterSet>,
-    cpu: Option<usize>,
 }
 
-impl<'s> Worker<'s> {
+impl<H: ServeHost> Worker<'_, H> {
     fn arm_wake(&mut self, ring: &mut Ring<'_>) -> Result<(), Error> {
         let buf = (self.wake_buf as *mut u64).cast::<u8>();
+        // SAFETY (of the pointer): `wake_buf` is leaked, so it outlives the read.
         let read = opcode::Read::new(types::Fd(self.efd), buf, 8)
             .build()
             .user_data(WAKE);
@@ -200,13 +222,13 @@ impl<'s> Worker<'s> {
     fn run(
         &mut self,
         ring: &mut Ring<'_>,
-        inbox: &Receiver<Accepted<'s>>,
+        inbox: &Receiver<Incoming<H::Conn>>,
+        timeout: Duration,
         stopping: &dyn Fn() -> bool,
     ) {
         let mut cqes: Vec<Cqe> = Vec::with_capacity(256);
         let mut dirty: Vec<u32> = Vec::new();
         let mut stop_seen: Option<Instant> = None;
-        let timeout = self.shared.config.idle_timeout;
         loop {
             if let Err(e) = ring.submit_and_wait(1, TICK) {
                 self.fail_all(e.to_string());
@@ -226,8 +248,8 @@ impl<'s> Worker<'s> {
                 }
             }
             if woken {
-                while let Ok(acc) = inbox.try_recv() {
-                    if let Some(index) = self.add(ring, acc, now) {
+                while let Ok(incoming) = inbox.try_recv() {
+                    if let Some(index) = self.add(ring, incoming, now) {
                         dirty.push(index);
                     }
                 }
@@ -262,8 +284,14 @@ impl<'s> Worker<'s> {
             self.retire_finished(ring);
             if stop_seen.is_some() && self.conns.iter().all(Option::is_none) {
                 // Connections handed over while stopping are closed unserved.
-                while let Ok(acc) = inbox.try_recv() {
-                    self.report_failure(acc.id, acc.peer, "server stopping".into());
+                while let Ok(incoming) = inbox.try_recv() {
+                    let report = ConnReport {
+                        flow: incoming.spec.flow,
+                        error: Some(Error::Peer("server stopping".into())),
+                    };
+                    let (io, setup) = (ring.io, ring.setup.clone());
+                    self.host
+                        .retired(&mut self.state, incoming.conn, report, io, &setup);
                 }
                 return;
             }
@@ -273,7 +301,7 @@ impl<'s> Worker<'s> {
     /// Runs `f` on connection `index`, if it is still here. A panic inside (a bug) costs
     /// that connection only: it is failed, and abandoned if it panics again, since its
     /// state can no longer be trusted to account for what the kernel holds.
-    fn guarded(&mut self, index: u32, f: impl FnOnce(&mut UConn<Served<'s>>)) {
+    fn guarded(&mut self, index: u32, f: impl FnOnce(&mut UConn<H::Conn>)) {
         let Some(c) = self.conns.get_mut(index as usize).and_then(Option::as_mut) else {
             return;
         };
@@ -281,7 +309,7 @@ impl<'s> Worker<'s> {
             if c.has_error() {
                 c.abandon();
             }
-            c.fail(Error::Internal(panic_text(&*panic)));
+            c.fail(Error::from_panic(&*panic));
         }
     }
 
@@ -293,77 +321,49 @@ impl<'s> Worker<'s> {
         }
     }
 
-    /// Takes a connection over: registers its buffers (zc-fixed) and its fixed file,
-    /// builds its flow. Its buffers were allocated before it was accepted, so nothing
-    /// here stalls the worker's other connections. Returns its index, or `None` when it
-    /// could not be set up (logged).
-    fn add(&mut self, ring: &mut Ring<'_>, acc: Accepted<'s>, now: Instant) -> Option<u32> {
-        let Accepted {
-            mut buffers,
-            slot,
-            stream,
-            peer,
-            id,
-            hello,
-        } = acc;
-        let range = match buffers.region.clone() {
-            Some(region) => {
-                let plan = buffers.plan;
-                match register_pool(ring, &mut buffers.pool, &region, &plan) {
-                    Ok(range) => Some(range),
-                    Err(e) => {
-                        self.report_failure(id, peer, e.to_string());
-                        return None;
-                    }
+    /// Takes a connection over: registers its buffers (zc-fixed) and its fixed file.
+    /// Its buffers were allocated before it was handed over, so nothing here stalls the
+    /// worker's other connections. Returns its index, or `None` when it could not be set
+    /// up (reported).
+    fn add(
+        &mut self,
+        ring: &mut Ring<'_>,
+        incoming: Incoming<H::Conn>,
+        now: Instant,
+    ) -> Option<u32> {
+        let Incoming { mut spec, mut conn } = incoming;
+        let range = match spec.region.clone() {
+            Some(region) => match register_pool(ring, spec.flow.pool_mut(), &region, &spec.plan) {
+                Ok(range) => Some(range),
+                Err(e) => {
+                    let report = ConnReport {
+                        flow: spec.flow,
+                        error: Some(e),
+                    };
+                    let (io, setup) = (ring.io, ring.setup.clone());
+                    self.host.retired(&mut self.state, conn, report, io, &setup);
+                    return None;
                 }
-            }
+            },
             None => None,
         };
-        if let Err(e) = stream.set_nodelay(nodelay_for(&hello)) {
-            if let Some((first, n)) = range {
-                ring.remove_buffers(first, n);
-            }
-            self.report_failure(id, peer, format!("TCP_NODELAY: {e}"));
-            return None;
-        }
-        let fd = stream.as_raw_fd();
-        let file = ring.add_file(fd);
-        let count = buffers.plan.count();
-        let flow = server_flow(&hello, buffers);
-        let name = self.name();
-        let running = Running {
-            io: ring.io,
-            set: self.set.as_mut(),
-        };
-        let served = Served {
-            _slot: slot,
-            stream,
-            peer,
-            id,
-            meter: ConnMeter::start(self.shared, &name, Some(running)),
-        };
+        let file = ring.add_file(spec.fd);
+        self.host.joined(&mut self.state, &mut conn, ring.io);
         let multishot = ring.pbuf.is_some();
         let cqe_skip = ring.setup.cqe_skip;
-        let mut conn = UConn::new(flow, fd, file, count, multishot, cqe_skip, served);
-        conn.fixed_range = range;
-        conn.flow.begin(now);
+        let count = spec.plan.count();
+        let mut c = UConn::new(spec.flow, spec.fd, file, count, multishot, cqe_skip, conn);
+        c.fixed_range = range;
+        c.flow.begin(now);
         let index = self.free.pop().unwrap_or_else(|| {
             self.conns.push(None);
             (self.conns.len() - 1) as u32
         });
-        self.conns[index as usize] = Some(conn);
+        self.conns[index as usize] = Some(c);
         Some(index)
     }
 
-    fn name(&self) -> String {
-        format!("worker {}", self.id)
-    }
-
-    fn report_failure(&self, id: u64, peer: SocketAddr, error: String) {
-        (self.shared.on_event)(ServerEvent::Failed { id, peer, error });
-    }
-
-    /// Reports and drops every connection with nothing left in the kernel.
+    /// Hands every connection with nothing left in the kernel back to the host.
     fn retire_finished(&mut self, ring: &mut Ring<'_>) {
         for index in 0..self.conns.len() {
             if !self.conns[index].as_ref().is_some_and(UConn::is_finished) {
@@ -372,12 +372,11 @@ impl<'s> Worker<'s> {
             let mut c = self.conns[index].take().expect("checked");
             if c.abandoned {
                 // A late completion may still carry this index: never hand it out again.
-                (self.shared.on_event)(ServerEvent::Notice(format!(
-                    "{}: gave up on connection {} with operations still in the kernel; \
-                     its buffers are leaked, not reused",
-                    self.name(),
-                    c.extra.id
-                )));
+                self.host.notice(format!(
+                    "worker {}: gave up on a connection with operations still in the \\
+                     kernel; its buffers are leaked, not reused",
+                    self.id
+                ));
             } else {
                 self.free.push(index as u32);
             }
@@ -387,50 +386,15 @@ impl<'s> Worker<'s> {
             if let Some((first, n)) = c.fixed_range {
                 ring.remove_buffers(first, n);
             }
-            let (id, peer) = (c.extra.id, c.extra.peer);
-            let event = catch_unwind(AssertUnwindSafe(|| self.report(ring, &mut c)))
-                .unwrap_or_else(|panic| ServerEvent::Failed {
-                    id,
-                    peer,
-                    error: Error::Internal(panic_text(&*panic)).to_string(),
-                });
-            // Dropped whole, in field order: buffers, then the slot, then the socket; and
-            // only then logged, so whoever reads the log may take the slot.
-            drop(c);
-            (self.shared.on_event)(event);
+            let error = c.take_error();
+            let (flow, conn) = c.into_parts();
+            let report = ConnReport { flow, error };
+            let (io, setup) = (ring.io, ring.setup.clone());
+            let (host, state) = (self.host, &mut self.state);
+            // A bug in what the host does with one connection costs that connection.
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                host.retired(state, conn, report, io, &setup)
+            }));
         }
-    }
-
-    /// Sends a retired connection its report; returns what to log.
-    fn report(&mut self, ring: &Ring<'_>, c: &mut UConn<Served<'s>>) -> ServerEvent {
-        if let Some(e) = c.take_error() {
-            return ServerEvent::Failed {
-                id: c.extra.id,
-                peer: c.extra.peer,
-                error: e.to_string(),
-            };
-        }
-        let running = Running {
-            io: ring.io,
-            set: self.set.as_mut(),
-        };
-        let report = PeerReport {
-            backend: Backend::Uring,
-            connection: c.extra.id,
-            duration_s: c.flow.duration().as_secs_f64(),
-            stats: c.flow.stats.clone(),
-            ring: Some(ring.setup.clone()),
-            samples: c.extra.meter.finish(self.shared, Some(running)),
-            counter_scope: self.shared.metering.scope,
-            counters_missing: self.shared.metering.missing.clone(),
-            placement: Some(Placement {
-                thread: self.name(),
-                cpu: self.cpu,
-            }),
-        };
-        // Never block the worker on one client: a client that does not read loses its
-        // report, not everybody's progress.
-        let _ = c.extra.stream.set_nonblocking(true);
-        finish_connection(&mut c.extra.stream, c.extra.peer, report)
     }
 }
