@@ -68,6 +68,16 @@ pub struct SideFlags {
     pub counters: CounterScope,
 }
 
+/// `--nodelay` as given: `auto` (`None`), `on` or `off`. A newtype, so that clap does not
+/// read the `Option` as "the flag may be absent".
+#[derive(Debug, Clone, Copy)]
+pub struct Nodelay(pub Option<bool>);
+
+/// TCP_NODELAY: `auto`, `on` or `off`.
+pub fn nodelay_arg(s: &str) -> Result<Nodelay, String> {
+    engine::config::parse_nodelay(s).map(Nodelay)
+}
+
 /// A CPU list: `auto`, `off`, or `0,2-3`.
 pub fn cpus_arg(s: &str) -> Result<engine::placement::CpuSpec, String> {
     s.parse()

@@ -80,7 +80,7 @@ pub fn run_client_until(
         let mss = max_segment(&threads[0][0].stream).unwrap_or(usize::MAX);
         auto_nodelay(config.workload, config.size, mss)
     });
-    config.nodelay = Some(nodelay);
+    config.resolve_nodelay(nodelay);
     for conn in threads.iter().flatten() {
         conn.stream
             .set_nodelay(nodelay)
@@ -162,7 +162,7 @@ pub fn run_client_until(
         fallbacks: metering.fallbacks.clone(),
     };
     Ok(Record::new(
-        config,
+        config.into_inner(),
         addr.to_string(),
         started,
         &results,
@@ -386,7 +386,9 @@ fn start(
     barrier.wait();
     ready?;
     if abort.load(Ordering::Relaxed) {
-        return Err(Error::Peer("another client thread failed to start".into()));
+        return Err(Error::Resource(
+            "another client thread failed to start; its error is reported instead".into(),
+        ));
     }
     on_event(ClientEvent::ThreadStarted { thread });
     Ok(())

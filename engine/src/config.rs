@@ -1,7 +1,11 @@
 //! Flags become one validated, typed configuration here, and nowhere else.
 //!
-//! The binaries parse raw flags with clap and hand them to [`ClientConfig::validate`] or
-//! [`ServerConfig::validate`]; everything past that point can rely on the limits below.
+//! Two steps, as ripgrep parses its flags: the binaries turn raw flags into a
+//! [`ClientConfig`] or [`ServerConfig`] (plain data, no checks), and
+//! [`ClientConfig::validate`] / [`ServerConfig::validate`] check every limit once and
+//! return a [`Valid`] one. The engine's entry points validate what they are given and
+//! pass only [`Valid`] configurations inward, so nothing runs unchecked and nothing is
+//! checked twice.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -13,7 +17,32 @@ use crate::placement::CpuSpec;
 use crate::pool::PoolPlan;
 pub use crate::vocab::*;
 
-/// Everything one client run needs, validated.
+/// A configuration that passed its `validate`: only `validate` makes one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Valid<T>(T);
+
+impl<T> std::ops::Deref for Valid<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> Valid<T> {
+    /// The configuration itself, e.g. for a record.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl Valid<ClientConfig> {
+    /// Resolves `--nodelay auto` once the connection's segment size is known.
+    pub(crate) fn resolve_nodelay(&mut self, nodelay: bool) {
+        self.0.nodelay.get_or_insert(nodelay);
+    }
+}
+
+/// Everything one client run needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClientConfig {
     /// Server host name or address.
@@ -78,7 +107,7 @@ impl Default for ClientConfig {
 
 impl ClientConfig {
     /// Checks every limit once; the engine relies on them afterwards.
-    pub fn validate(self) -> Result<Self, Error> {
+    pub fn validate(self) -> Result<Valid<Self>, Error> {
         check_size(self.size)?;
         check_count("threads (-t)", self.threads)?;
         check_count("connections per thread (--conns)", self.conns)?;
@@ -117,12 +146,24 @@ impl ClientConfig {
         if self.host.is_empty() {
             return Err(Error::Config("host (-h) must not be empty".into()));
         }
-        Ok(self)
+        Ok(Valid(self))
     }
 
     /// Connections in the whole run.
     pub fn total_connections(&self) -> usize {
         self.threads * self.conns
+    }
+}
+
+/// Parses `--nodelay`: `auto` (decided per connection, [`auto_nodelay`]), `on` or `off`.
+pub fn parse_nodelay(text: &str) -> Result<Option<bool>, String> {
+    match text {
+        "auto" => Ok(None),
+        "on" => Ok(Some(true)),
+        "off" => Ok(Some(false)),
+        _ => Err(format!(
+            "invalid --nodelay '{text}': expected auto, on or off"
+        )),
     }
 }
 
@@ -135,7 +176,7 @@ pub fn auto_nodelay(workload: Workload, size: usize, mss: usize) -> bool {
     workload == Workload::Echo || size >= mss
 }
 
-/// Everything one server needs, validated.
+/// Everything one server needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerConfig {
     pub bind: IpAddr,
@@ -147,8 +188,9 @@ pub struct ServerConfig {
     pub max_size: usize,
     /// Most clients connected at once; one more is refused with the reason.
     pub max_clients: usize,
-    /// uring worker threads (rings); ignored by the syscall backend's thread per client.
-    pub workers: usize,
+    /// uring worker threads (rings); `None`: one per CPU ([`ServerConfig::workers`]). The
+    /// syscall backend runs a thread per client and takes none.
+    pub workers: Option<usize>,
     /// A connection that moves no whole message for this long is closed.
     #[serde(with = "secs_f64")]
     pub idle_timeout: Duration,
@@ -173,7 +215,7 @@ impl Default for ServerConfig {
             mode: None,
             max_size: 1 << 20,
             max_clients: 64,
-            workers: default_workers(),
+            workers: None,
             idle_timeout: Duration::from_secs(10),
             max_memory: default_max_memory(),
             uring_recv: UringRecv::DEFAULT,
@@ -206,11 +248,24 @@ pub fn default_workers() -> usize {
 }
 
 impl ServerConfig {
+    /// The uring worker count: as given, or one per CPU.
+    pub fn workers(&self) -> usize {
+        self.workers.unwrap_or_else(default_workers)
+    }
+
     /// Checks every limit once; the engine relies on them afterwards.
-    pub fn validate(self) -> Result<Self, Error> {
+    pub fn validate(self) -> Result<Valid<Self>, Error> {
         check_size(self.max_size)?;
         check_count("max clients (-t)", self.max_clients)?;
-        check_count("workers (--workers)", self.workers)?;
+        match (self.workers, self.backend) {
+            (Some(_), Backend::Syscall) => {
+                return Err(Error::Config(
+                    "--workers sizes the uring backend's ring pool; the syscall backend runs a thread per client".into(),
+                ))
+            }
+            (Some(n), Backend::Uring) => check_count("workers (--workers)", n)?,
+            (None, _) => {}
+        }
         if let Some(mode) = self.mode {
             if !mode.supported_on(self.backend) {
                 return Err(Error::Config(format!(
@@ -231,7 +286,7 @@ impl ServerConfig {
                 smallest.bytes()
             )));
         }
-        Ok(self)
+        Ok(Valid(self))
     }
 }
 
@@ -405,6 +460,20 @@ mod tests {
         .is_err());
         assert!(ServerConfig {
             mode: Some(Mode::ZcFixed),
+            backend: Backend::Uring,
+            ..ok.clone()
+        }
+        .validate()
+        .is_ok());
+        let e = ServerConfig {
+            workers: Some(2),
+            ..ok.clone()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("--workers"), "{e}");
+        assert!(ServerConfig {
+            workers: Some(2),
             backend: Backend::Uring,
             ..ok
         }

@@ -9,7 +9,8 @@ use std::io;
 pub mod exit {
     /// The run completed and every check passed.
     pub const OK: i32 = 0;
-    /// An I/O or protocol failure: bind, connect, a peer that went away or went silent.
+    /// An I/O or protocol failure (bind, connect, a peer that went away or went silent),
+    /// a resource that ran out, or an internal error.
     pub const FAILURE: i32 = 1;
     /// Bad flags or values: nothing was run.
     pub const USAGE: i32 = 2;
@@ -19,6 +20,9 @@ pub mod exit {
     pub const VERIFY: i32 = 4;
     /// The kernel lacks a feature the chosen backend or mode needs.
     pub const UNSUPPORTED: i32 = 5;
+    /// Stopped by SIGINT before anything was measured (128 + SIGINT, as shells report
+    /// it; after SIGTERM the client exits 143).
+    pub const INTERRUPTED: i32 = 130;
 }
 
 /// Everything that can stop a run, each with the context a user needs to act on it.
@@ -94,13 +98,22 @@ impl Error {
         ))
     }
 
-    /// The documented process exit code for this error.
+    /// The documented process exit code for this error. Every variant is named, so a new
+    /// one must be given its code here.
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) => exit::USAGE,
             Error::Refused { .. } => exit::REFUSED,
             Error::Unsupported { .. } | Error::Memlock { .. } => exit::UNSUPPORTED,
-            _ => exit::FAILURE,
+            Error::Interrupted => exit::INTERRUPTED,
+            Error::Bind { .. }
+            | Error::Connect { .. }
+            | Error::Wire(_)
+            | Error::Io { .. }
+            | Error::Timeout(_)
+            | Error::Peer(_)
+            | Error::Resource(_)
+            | Error::Internal(_) => exit::FAILURE,
         }
     }
 }

@@ -173,7 +173,7 @@ pub fn pin(cpu: usize) -> Result<(), Error> {
     // core_affinity indexes a fixed-size cpu_set_t and panics past it.
     if cpu >= libc::CPU_SETSIZE as usize {
         return Err(Error::Config(format!(
-            "CPU {cpu} is beyond the {} CPUs a cpu_set_t can name",
+            "CPU {cpu} is beyond the {} CPUs a cpu_set_t can name (--cpus)",
             libc::CPU_SETSIZE
         )));
     }

@@ -388,6 +388,7 @@ impl Record {
             ..ClientConfig::default()
                 .validate()
                 .expect("the default config is valid")
+                .into_inner()
         };
         let mut stats = FlowStats {
             bytes_sent: 4096,

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use crate::backend;
 use crate::backend::uring::{Dispatch, Incoming, ServeHost, ServeOpts};
 use crate::config::{
-    check_pool, format_size, Backend, Mode, ServerConfig, UringRecv, Workload, MIN_SIZE,
+    check_pool, format_size, Backend, Mode, ServerConfig, UringRecv, Valid, Workload, MIN_SIZE,
 };
 use crate::conn::{ConnReport, ConnSpec};
 use crate::counters::{CounterSet, Metering, RawCounts, CORE_KEY};
@@ -89,7 +89,7 @@ pub enum ServerEvent {
 /// A bound, not yet serving, server.
 pub struct Server {
     listener: TcpListener,
-    config: ServerConfig,
+    config: Valid<ServerConfig>,
     addr: SocketAddr,
     plan: Plan,
 }
@@ -100,11 +100,11 @@ impl Server {
         let config = config.validate()?;
         if config.backend == Backend::Uring {
             backend::uring::check_kernel(config.mode)?;
-            backend::uring::check_server_rings(config.workers)?;
+            backend::uring::check_server_rings(config.workers())?;
         }
         let threads = match config.backend {
             Backend::Syscall => config.max_clients,
-            Backend::Uring => config.workers,
+            Backend::Uring => config.workers(),
         };
         let plan = placement::plan(&config.cpus, Side::Server, threads, available_cpus())?;
         let want = SocketAddr::new(config.bind, config.port);
@@ -753,7 +753,7 @@ fn uring_opts(config: &ServerConfig) -> ServeOpts {
     // A server that serves any mode gets what any may need.
     let may = |f: fn(Mode) -> bool| config.mode.map_or(true, f);
     ServeOpts {
-        workers: config.workers,
+        workers: config.workers(),
         files: config.max_clients as u32,
         fixed_buffers: may(|m| path(m).fixed),
         multishot: config.uring_recv == UringRecv::Multishot && may(|m| path(m).wire),

@@ -73,8 +73,8 @@ struct Args {
     side: cli::SideFlags,
     /// TCP_NODELAY: auto is on for echo (each message waits on its reply); for stream, off
     /// (Nagle coalesces small writes) unless a message fills a TCP segment.
-    #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = ["auto", "on", "off"])]
-    nodelay: String,
+    #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = cli::nodelay_arg)]
+    nodelay: cli::Nodelay,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
@@ -107,11 +107,7 @@ fn main() -> ExitCode {
         uring_recv: args.side.uring_recv,
         cpus: args.side.cpus,
         counters: args.side.counters,
-        nodelay: match args.nodelay.as_str() {
-            "on" => Some(true),
-            "off" => Some(false),
-            _ => None,
-        },
+        nodelay: args.nodelay.0,
     };
     let human = args.format == Format::Human;
     if human {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{ArgAction, Parser};
 use cli::{EnumArg, STOP};
-use engine::config::{default_max_memory, default_workers, format_size};
+use engine::config::{default_max_memory, format_size};
 use engine::{Backend, Mode, Server, ServerConfig, ServerEvent};
 
 /// Serve copyperf clients: echo or sink their messages, check every one, report back.
@@ -67,10 +67,6 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     cli::install_signal_handlers();
-    if args.workers.is_some() && args.backend != Backend::Uring {
-        eprintln!("error: --workers sizes the uring backend's ring pool; the syscall backend runs a thread per client");
-        return cli::exit_code(engine::exit::USAGE);
-    }
     let config = ServerConfig {
         bind: args.bind,
         port: args.port,
@@ -78,7 +74,7 @@ fn main() -> ExitCode {
         mode: args.mode,
         max_size: args.max_size,
         max_clients: args.max_clients,
-        workers: args.workers.unwrap_or_else(default_workers),
+        workers: args.workers,
         idle_timeout: args.idle_timeout,
         max_memory: args
             .max_memory
@@ -123,7 +119,7 @@ fn print_banner(server: &Server) {
         None => println!("Mode: any (each client chooses)"),
     }
     if c.backend == Backend::Uring {
-        println!("Workers: {}", c.workers);
+        println!("Workers: {}", c.workers());
     }
     let cpus = server.cpus();
     if cpus.is_empty() {

@@ -336,7 +336,7 @@ impl Conn<'_> {
     fn wait(&mut self, flow: &mut Flow, events: libc::c_short) -> Result<(), Error> {
         let zc_pending = self.ledger.as_ref().is_some_and(|l| l.outstanding() > 0);
         if events == 0 && !zc_pending {
-            return Err(Error::Peer(
+            return Err(Error::Internal(
                 "connection stalled: nothing to send, receive or complete".into(),
             ));
         }
@@ -489,7 +489,7 @@ fn read_errqueue(fd: RawFd) -> Result<Option<Notice>, Error> {
         // SAFETY: advances within the same control buffer.
         cmsg = unsafe { libc::CMSG_NXTHDR(&hdr, cmsg) };
     }
-    Err(Error::Peer(
+    Err(Error::Internal(
         "error queue entry without an IP_RECVERR control message".into(),
     ))
 }

@@ -16,7 +16,7 @@ const HARDWARE: [&str; 4] = [
 fn server(backend: Backend, counters: CounterScope, cpus: CpuSpec) -> TestServer {
     TestServer::start(ServerConfig {
         backend,
-        workers: 2,
+        workers: (backend == Backend::Uring).then_some(2),
         counters,
         cpus,
         idle_timeout: std::time::Duration::from_secs(2),

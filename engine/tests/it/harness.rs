@@ -46,7 +46,7 @@ impl TestServer {
     pub fn with_backend(backend: Backend) -> TestServer {
         Self::start(ServerConfig {
             backend,
-            workers: 2,
+            workers: (backend == Backend::Uring).then_some(2),
             idle_timeout: Duration::from_secs(2),
             ..Default::default()
         })

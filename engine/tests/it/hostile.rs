@@ -194,7 +194,7 @@ fn reset_mid_run_is_dropped_and_others_are_undisturbed(backend: Backend) {
 fn clients_beyond_max_are_refused_with_the_reason(backend: Backend) {
     let server = TestServer::start(ServerConfig {
         backend,
-        workers: 2,
+        workers: (backend == Backend::Uring).then_some(2),
         max_clients: 1,
         idle_timeout: Duration::from_secs(5),
         ..Default::default()
@@ -223,7 +223,7 @@ fn clients_beyond_max_are_refused_with_the_reason(backend: Backend) {
 fn boundary_hellos_cannot_hurt_the_server(backend: Backend) {
     let server = TestServer::start(ServerConfig {
         backend,
-        workers: 2,
+        workers: (backend == Backend::Uring).then_some(2),
         max_size: 1 << 20,
         idle_timeout: Duration::from_secs(2),
         ..Default::default()
@@ -313,7 +313,7 @@ fn a_panic_serving_one_connection_costs_only_that_connection(backend: Backend) {
     std::env::set_var("COPYPERF_FAULT_PANIC_SIZE", FAULTY.to_string());
     let server = TestServer::start(ServerConfig {
         backend,
-        workers: 2,
+        workers: (backend == Backend::Uring).then_some(2),
         max_clients: 2,
         idle_timeout: Duration::from_secs(5),
         ..Default::default()
@@ -351,7 +351,7 @@ fn a_panic_serving_one_connection_costs_only_that_connection(backend: Backend) {
 fn stop_reading_then(backend: Backend, mode: Mode, depth: u32, then_reset: bool) {
     let server = TestServer::start(ServerConfig {
         backend,
-        workers: 1,
+        workers: (backend == Backend::Uring).then_some(1),
         max_clients: 1,
         idle_timeout: Duration::from_secs(1),
         ..Default::default()
@@ -429,7 +429,7 @@ fn a_peer_that_stops_reading_and_goes_silent_frees_its_slot(backend: Backend) {
 fn slowloris_is_cut_off(backend: Backend) {
     let server = TestServer::start(ServerConfig {
         backend,
-        workers: 1,
+        workers: (backend == Backend::Uring).then_some(1),
         idle_timeout: Duration::from_secs(1),
         ..Default::default()
     });
@@ -465,7 +465,7 @@ fn slowloris_is_cut_off(backend: Backend) {
 fn a_silent_connection_beside_a_busy_one_times_out(backend: Backend) {
     let server = TestServer::start(ServerConfig {
         backend,
-        workers: 1,
+        workers: (backend == Backend::Uring).then_some(1),
         idle_timeout: Duration::from_secs(1),
         ..Default::default()
     });
@@ -492,7 +492,7 @@ fn a_silent_connection_beside_a_busy_one_times_out(backend: Backend) {
 fn a_burst_beyond_max_clients_is_refused_with_the_reason(backend: Backend) {
     let server = TestServer::start(ServerConfig {
         backend,
-        workers: 1,
+        workers: (backend == Backend::Uring).then_some(1),
         max_clients: 1,
         idle_timeout: Duration::from_secs(10),
         ..Default::default()
@@ -518,7 +518,7 @@ fn hellos_beyond_the_memory_budget_are_refused(backend: Backend) {
     let per_conn: u64 = 9 * 2 * (1 << 20) + 2 * (1 << 20);
     let server = TestServer::start(ServerConfig {
         backend,
-        workers: 2,
+        workers: (backend == Backend::Uring).then_some(2),
         max_memory: 3 * per_conn + (1 << 20),
         idle_timeout: Duration::from_secs(10),
         ..Default::default()

@@ -189,7 +189,7 @@ fn two_copy_multishot_receive() {
     ] {
         let server = TestServer::start(ServerConfig {
             backend: Backend::Uring,
-            workers: 2,
+            workers: Some(2),
             uring_recv: server_recv,
             idle_timeout: std::time::Duration::from_secs(2),
             ..Default::default()

@@ -316,7 +316,7 @@ impl<X> UConn<X> {
         match cqe.res {
             n if n > 0 => {
                 let bid = cqueue::buffer_select(cqe.flags)
-                    .ok_or_else(|| Error::Peer("multishot receive without a buffer".into()))?;
+                    .ok_or_else(|| Error::Internal("multishot receive without a buffer".into()))?;
                 ms.pending.push_back((bid, 0, n as u32));
             }
             0 => ms.eof = true,
@@ -348,8 +348,8 @@ impl<X> UConn<X> {
             .get_mut(slot as usize)
             .and_then(Option::take)
             .ok_or_else(|| {
-                Error::Peer(format!(
-                    "internal error: a completion for buffer {slot}, which the kernel does not hold"
+                Error::Internal(format!(
+                    "a completion for buffer {slot}, which the kernel does not hold"
                 ))
             })?;
         self.held -= 1;
