@@ -10,25 +10,27 @@
 //! BENCH_REPS (default 5) and BENCH_SECS (default 2) set repeats and seconds per point.
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Result;
 use cli::proc::{run_client, ServerProcess};
 use cli::summary::{machine, median, median_range};
-use engine::Record;
+use engine::{Backend, ClientConfig, Mode, Record, ServerConfig, UringRecv, Workload};
 
-/// One side of a comparison: a server and the client flags that go with it.
+/// One side of a comparison: the engine both ends run and how uring receives.
 struct Variant {
     label: &'static str,
-    server: &'static [&'static str],
-    client: &'static [&'static str],
+    backend: Backend,
+    uring_recv: UringRecv,
 }
 
 /// One point measured under every variant.
 struct Case {
     label: String,
-    client: Vec<String>,
-    /// Variants this case does not apply to (by index).
-    skip: Vec<usize>,
+    mode: Mode,
+    size: usize,
+    workload: Workload,
+    depth: usize,
 }
 
 fn env_or(name: &str, default: f64) -> f64 {
@@ -43,24 +45,22 @@ struct Bench<'a> {
     secs: f64,
     server_bin: &'a Path,
     client_bin: &'a Path,
-    next_port: u16,
 }
 
 impl Bench<'_> {
-    /// Runs every case under every variant, interleaved, and returns records per
-    /// [case][variant].
+    /// Runs every case under every variant that runs it, interleaved, and returns
+    /// records per [case][variant].
     fn compare(&mut self, variants: &[Variant], cases: &[Case]) -> Result<Vec<Vec<Vec<Record>>>> {
-        let mut ports = Vec::new();
         let mut servers = Vec::new();
         for v in variants {
-            let port = self.next_port;
-            self.next_port += 1;
-            let mut args: Vec<String> = ["--bind", "127.0.0.1", "-p", &port.to_string()]
-                .map(String::from)
-                .to_vec();
-            args.extend(v.server.iter().map(|s| s.to_string()));
-            servers.push(ServerProcess::start(self.server_bin, None, &args)?);
-            ports.push(port);
+            let config = ServerConfig {
+                bind: [127, 0, 0, 1].into(),
+                port: 0,
+                backend: v.backend,
+                uring_recv: v.uring_recv,
+                ..ServerConfig::default()
+            };
+            servers.push(ServerProcess::start(self.server_bin, None, &config)?);
         }
         let mut out = vec![vec![Vec::new(); variants.len()]; cases.len()];
         for rep in 0..self.reps {
@@ -69,21 +69,27 @@ impl Bench<'_> {
                 if (rep + c) % 2 == 1 {
                     order.reverse();
                 }
-                for v in order.into_iter().filter(|v| !case.skip.contains(v)) {
-                    let mut args: Vec<String> = vec![
-                        "-h".into(),
-                        "127.0.0.1".into(),
-                        "-p".into(),
-                        ports[v].to_string(),
-                        "-d".into(),
-                        self.secs.to_string(),
-                    ];
-                    args.extend(variants[v].client.iter().map(|s| s.to_string()));
-                    args.extend(case.client.iter().cloned());
-                    let r = run_client(self.client_bin, None, &args)?;
+                for v in order {
+                    let variant = &variants[v];
+                    if !case.mode.supported_on(variant.backend) {
+                        continue;
+                    }
+                    let config = ClientConfig {
+                        host: "127.0.0.1".into(),
+                        port: servers[v].addr().port(),
+                        backend: variant.backend,
+                        uring_recv: variant.uring_recv,
+                        mode: case.mode,
+                        size: case.size,
+                        workload: case.workload,
+                        depth: case.depth,
+                        duration: Duration::from_secs_f64(self.secs),
+                        ..ClientConfig::default()
+                    };
+                    let r = run_client(self.client_bin, None, &config)?;
                     eprintln!(
                         "rep {rep} {:<24} {:<10} {:7.2} Gbit/s",
-                        case.label, variants[v].label, r.summary.throughput_gbps
+                        case.label, variant.label, r.summary.throughput_gbps
                     );
                     out[c][v].push(r);
                 }
@@ -144,7 +150,6 @@ fn main() -> Result<()> {
         secs: env_or("BENCH_SECS", 2.0),
         server_bin: Path::new(env!("CARGO_BIN_EXE_server")),
         client_bin: Path::new(env!("CARGO_BIN_EXE_client")),
-        next_port: 18611,
     };
     println!(
         "{} s per point, {} interleaved repeats; machine: {}",
@@ -152,38 +157,30 @@ fn main() -> Result<()> {
         bench.reps,
         machine()
     );
+    const K: usize = 1024;
 
     // 1. Engines per mode.
     let engines = [
         Variant {
             label: "syscall",
-            server: &["--backend", "syscall"],
-            client: &["--backend", "syscall"],
+            backend: Backend::Syscall,
+            uring_recv: UringRecv::DEFAULT,
         },
         Variant {
             label: "uring",
-            server: &["--backend", "uring"],
-            client: &["--backend", "uring"],
+            backend: Backend::Uring,
+            uring_recv: UringRecv::DEFAULT,
         },
     ];
     let mut cases = Vec::new();
-    for mode in ["two-copy", "one-copy", "zc", "zc-fixed"] {
-        for size in ["4K", "64K"] {
+    for &mode in Mode::ALL {
+        for size in [4 * K, 64 * K] {
             cases.push(Case {
-                label: format!("{mode} {size}"),
-                client: [
-                    "--mode",
-                    mode,
-                    "-s",
-                    size,
-                    "--workload",
-                    "stream",
-                    "--depth",
-                    "8",
-                ]
-                .map(String::from)
-                .to_vec(),
-                skip: if mode == "zc-fixed" { vec![0] } else { vec![] },
+                label: format!("{mode} {}K", size / K),
+                mode,
+                size,
+                workload: Workload::Stream,
+                depth: 8,
             });
         }
     }
@@ -201,33 +198,24 @@ fn main() -> Result<()> {
     let recv = [
         Variant {
             label: "single",
-            server: &["--backend", "uring", "--uring-recv", "single"],
-            client: &["--backend", "uring", "--uring-recv", "single"],
+            backend: Backend::Uring,
+            uring_recv: UringRecv::Single,
         },
         Variant {
             label: "multishot",
-            server: &["--backend", "uring", "--uring-recv", "multishot"],
-            client: &["--backend", "uring", "--uring-recv", "multishot"],
+            backend: Backend::Uring,
+            uring_recv: UringRecv::Multishot,
         },
     ];
     let mut cases = Vec::new();
-    for (workload, depth) in [("echo", "1"), ("stream", "8")] {
-        for size in ["4K", "64K"] {
+    for (workload, depth) in [(Workload::Echo, 1), (Workload::Stream, 8)] {
+        for size in [4 * K, 64 * K] {
             cases.push(Case {
-                label: format!("{workload} d{depth} {size}"),
-                client: [
-                    "--mode",
-                    "two-copy",
-                    "-s",
-                    size,
-                    "--workload",
-                    workload,
-                    "--depth",
-                    depth,
-                ]
-                .map(String::from)
-                .to_vec(),
-                skip: vec![],
+                label: format!("{workload} d{depth} {}K", size / K),
+                mode: Mode::TwoCopy,
+                size,
+                workload,
+                depth,
             });
         }
     }

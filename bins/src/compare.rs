@@ -11,7 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use engine::config::format_size;
+use engine::config::{format_size, Backend, CounterScope, Workload};
+use engine::placement::CpuSpec;
+use engine::{ClientConfig, ServerConfig};
 
 use crate::proc::{run_client, ServerProcess};
 use crate::report::chart::{self, Marker, Panel, Series, XAxis};
@@ -215,29 +217,20 @@ pub fn run(config: &CompareConfig, on: &dyn Fn(&Sample)) -> Result<Vec<Sample>> 
     let port = |i: u16| config.port + i;
     let server_bin = config.bin_dir.join("server");
     let client_bin = config.bin_dir.join("client");
-    let cpus = |cpu: usize| cpu.to_string();
-    let copyperf = |backend: &str, p: u16| {
-        let mut args = vec![
-            s("--bind"),
-            s("127.0.0.1"),
-            s("-p"),
-            p.to_string(),
-            s("--backend"),
-            s(backend),
-        ];
-        args.extend([
-            s("--cpus"),
-            cpus(config.server_cpu),
-            s("--counters"),
-            s("off"),
-        ]);
-        if backend == "uring" {
-            args.extend([s("--workers"), s("1")]);
-        }
-        ServerProcess::start(&server_bin, None, &args)
+    let copyperf = |backend: Backend, p: u16| {
+        let server = ServerConfig {
+            bind: [127, 0, 0, 1].into(),
+            port: p,
+            backend,
+            cpus: CpuSpec::List(vec![config.server_cpu]),
+            counters: CounterScope::Off,
+            workers: (backend == Backend::Uring).then_some(1),
+            ..ServerConfig::default()
+        };
+        ServerProcess::start(&server_bin, None, &server)
     };
-    let _syscall = copyperf("syscall", port(0))?;
-    let _uring = copyperf("uring", port(1))?;
+    let _syscall = copyperf(Backend::Syscall, port(0))?;
+    let _uring = copyperf(Backend::Uring, port(1))?;
     let _iperf3 = PeerServer::start(
         config.server_cpu,
         &[s("iperf3"), s("-s"), s("-p"), port(2).to_string()],
@@ -274,35 +267,24 @@ pub fn run(config: &CompareConfig, on: &dyn Fn(&Sample)) -> Result<Vec<Sample>> 
                                 port(0)
                             };
                             let (workload, depth) = match comparison {
-                                Comparison::Stream => ("stream", "8"),
-                                Comparison::Echo => ("echo", "1"),
+                                Comparison::Stream => (Workload::Stream, 8),
+                                Comparison::Echo => (Workload::Echo, 1),
                             };
-                            let args = [
-                                "-h",
-                                "127.0.0.1",
-                                "-p",
-                                &p.to_string(),
-                                "--backend",
-                                backend,
-                                "--mode",
-                                mode,
-                                "-s",
-                                &size.to_string(),
-                                "-t",
-                                "1",
-                                "-d",
-                                &secs,
-                                "--workload",
+                            let client = ClientConfig {
+                                host: "127.0.0.1".into(),
+                                port: p,
+                                backend: backend.parse().map_err(anyhow::Error::msg)?,
+                                mode: mode.parse().map_err(anyhow::Error::msg)?,
+                                size,
+                                threads: 1,
+                                duration: Duration::from_secs(config.seconds),
                                 workload,
-                                "--depth",
                                 depth,
-                                "--cpus",
-                                &cpus(config.client_cpu),
-                                "--counters",
-                                "off",
-                            ]
-                            .map(String::from);
-                            let r = run_client(&client_bin, None, &args)?;
+                                cpus: CpuSpec::List(vec![config.client_cpu]),
+                                counters: CounterScope::Off,
+                                ..ClientConfig::default()
+                            };
+                            let r = run_client(&client_bin, None, &client)?;
                             let value = match comparison {
                                 Comparison::Stream => r.summary.throughput_gbps,
                                 Comparison::Echo => {

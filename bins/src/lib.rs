@@ -121,6 +121,23 @@ pub fn install_signal_handlers() {
     }
 }
 
+/// Writes the server's readiness, `{"addr": "IP:PORT"}` and a newline, to the inherited
+/// descriptor `fd`, and closes it.
+pub fn announce_ready(fd: i32, addr: std::net::SocketAddr) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    if fd < 3 {
+        return Err(std::io::Error::other(
+            "not a descriptor of its own (0, 1 and 2 are stdio)",
+        ));
+    }
+    // SAFETY: the parent handed this descriptor to this process for this one line; it is
+    // owned here from now on and closed when the File drops.
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+    let line = serde_json::json!({ "addr": addr.to_string() });
+    writeln!(f, "{line}")
+}
+
 /// Prints `error: …` and returns the error's documented exit code.
 pub fn fail(e: &engine::Error) -> ExitCode {
     eprintln!("error: {e}");

@@ -1,15 +1,19 @@
 //! Running copyperf's own binaries as child processes, optionally inside a network
 //! namespace: a server that is always killed and reaped, and a client whose JSON record
-//! is parsed back. Shared by the sweep and the benchmarks.
+//! is parsed back. Shared by the sweep, compare and the benchmarks. Children are driven
+//! by the engine's own configuration types (`--spec` JSON), and a server says it is ready
+//! on a pipe (`--ready-fd`), so no argument list is built by hand and no log is parsed.
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use engine::Record;
+use engine::{ClientConfig, Record, ServerConfig};
 
 /// The directory holding this executable's sibling binaries (target/release, target/debug).
 pub fn bin_dir() -> PathBuf {
@@ -42,17 +46,28 @@ pub fn command(bin: &Path, netns: Option<&str>) -> Command {
 pub struct ServerProcess {
     child: Child,
     lines: mpsc::Receiver<String>,
+    addr: SocketAddr,
 }
 
 impl ServerProcess {
-    /// Starts `server` with `args` and waits until it listens.
-    pub fn start(bin: &Path, netns: Option<&str>, args: &[String]) -> Result<ServerProcess> {
+    /// Starts `server` on exactly `config` (passed as `--spec` JSON) and waits until it
+    /// says it listens, on a pipe of its own (`--ready-fd`), not in its log.
+    pub fn start(bin: &Path, netns: Option<&str>, config: &ServerConfig) -> Result<ServerProcess> {
+        let spec = serde_json::to_string(config).context("serializing the server's config")?;
+        let (ready_rx, ready_tx) = pipe()?;
         let mut child = command(bin, netns)
-            .args(args)
+            .args([
+                "--spec",
+                &spec,
+                "--ready-fd",
+                &ready_tx.as_raw_fd().to_string(),
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
+        // Ours closed, the child's end is the only writer: EOF means it died.
+        drop(ready_tx);
         let (tx, lines) = mpsc::channel();
         for stream in [
             child
@@ -74,22 +89,32 @@ impl ServerProcess {
                 }
             });
         }
-        let mut server = ServerProcess { child, lines };
-        let mut seen = Vec::new();
-        loop {
-            match server.lines.recv_timeout(Duration::from_secs(10)) {
-                Ok(l) if l.contains("Listening on") => return Ok(server),
-                Ok(l) => seen.push(l),
-                Err(_) => {
-                    let status = server.child.try_wait().ok().flatten();
-                    bail!(
-                        "server did not start ({}): {}",
-                        status.map_or("still running".into(), |s| s.to_string()),
-                        seen.join(" | ")
-                    );
-                }
+        let ready = read_ready(ready_rx, Duration::from_secs(10));
+        let mut server = ServerProcess {
+            child,
+            lines,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
+        match ready {
+            Ok(addr) => {
+                server.addr = addr;
+                Ok(server)
+            }
+            Err(e) => {
+                std::thread::sleep(Duration::from_millis(50));
+                let status = server.child.try_wait().ok().flatten();
+                bail!(
+                    "server did not start ({}; {e}): {}",
+                    status.map_or("still running".into(), |s| s.to_string()),
+                    server.drain_lines().join(" | ")
+                );
             }
         }
+    }
+
+    /// The address the server listens on, as it said.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// Log lines printed so far.
@@ -126,11 +151,54 @@ impl Drop for ServerProcess {
     }
 }
 
-/// Runs `client` with `args` plus `--format json` and returns its record. A run whose
-/// data failed verification still returns its record (exit code 4).
-pub fn run_client(bin: &Path, netns: Option<&str>, args: &[String]) -> Result<Record> {
+/// A pipe whose read end stays here and whose write end a child inherits.
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        bail!("pipe: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors are fresh and ours.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // The write end goes to the child: clear its close-on-exec.
+    // SAFETY: fcntl on a descriptor we own.
+    if unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETFD, 0) } != 0 {
+        bail!("fcntl: {}", std::io::Error::last_os_error());
+    }
+    Ok((r, w))
+}
+
+/// Reads the server's readiness line, `{"addr": "IP:PORT"}`, within `limit`.
+fn read_ready(r: OwnedFd, limit: Duration) -> Result<SocketAddr> {
+    let mut pfd = libc::pollfd {
+        fd: r.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut pfd, 1, limit.as_millis() as i32) };
+    if n <= 0 {
+        bail!("no readiness within {:.0} s", limit.as_secs_f64());
+    }
+    let mut line = String::new();
+    BufReader::new(std::fs::File::from(r))
+        .read_line(&mut line)
+        .context("reading the readiness line")?;
+    #[derive(serde::Deserialize)]
+    struct Ready {
+        addr: SocketAddr,
+    }
+    let ready: Ready = serde_json::from_str(line.trim())
+        .with_context(|| format!("it exited before it was ready ({line:?})"))?;
+    Ok(ready.addr)
+}
+
+/// Runs `client` on exactly `config` (passed as `--spec` JSON, output `--format json`) and
+/// returns its record. A run whose data failed verification still returns its record
+/// (exit code 4).
+pub fn run_client(bin: &Path, netns: Option<&str>, config: &ClientConfig) -> Result<Record> {
     let never = std::sync::atomic::AtomicBool::new(false);
-    run_client_until(bin, netns, args, &never, Duration::MAX)?
+    run_client_until(bin, netns, config, &never, Duration::MAX)?
         .context("client run ended without a record")
 }
 
@@ -139,15 +207,15 @@ pub fn run_client(bin: &Path, netns: Option<&str>, args: &[String]) -> Result<Re
 pub fn run_client_until(
     bin: &Path,
     netns: Option<&str>,
-    args: &[String],
+    config: &ClientConfig,
     stop: &std::sync::atomic::AtomicBool,
     limit: Duration,
 ) -> Result<Option<Record>> {
     use std::io::Read;
     use std::sync::atomic::Ordering;
+    let spec = serde_json::to_string(config).context("serializing the client's config")?;
     let mut child = command(bin, netns)
-        .args(args)
-        .args(["--format", "json"])
+        .args(["--spec", &spec, "--format", "json"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use engine::config::{format_size, Backend, CounterScope, Mode, Workload};
-use engine::{Record, WarningKind};
+use engine::{ClientConfig, Record, ServerConfig, WarningKind};
 use serde::{Deserialize, Serialize};
 
 use crate::proc::{run_client_until, ServerProcess};
@@ -323,8 +323,6 @@ fn measure(
     stop: &AtomicBool,
 ) -> Result<Record> {
     let m = &config.matrix;
-    let port = config.port.to_string();
-    let threads = p.threads.to_string();
     let max_size = config
         .matrix
         .sizes
@@ -333,52 +331,34 @@ fn measure(
         .max()
         .unwrap_or(p.size)
         .max(p.size);
-    let mut server_args: Vec<String> = vec![
-        "--bind".into(),
-        config.network.addr.to_string(),
-        "-p".into(),
-        port.clone(),
-        "--backend".into(),
-        p.engine.to_string(),
-        "-t".into(),
-        threads.clone(),
-        "-s".into(),
-        max_size.to_string(),
-        "--counters".into(),
-        config.counters.to_string(),
-    ];
-    if p.engine == Backend::Uring {
-        server_args.extend(["--workers".into(), threads.clone()]);
-    }
+    let server_config = ServerConfig {
+        bind: config.network.addr,
+        port: config.port,
+        backend: p.engine,
+        max_clients: p.threads,
+        max_size,
+        counters: config.counters,
+        workers: (p.engine == Backend::Uring).then_some(p.threads),
+        ..ServerConfig::default()
+    };
     let server = ServerProcess::start(
         server_bin,
         config.network.server_netns.as_deref(),
-        &server_args,
+        &server_config,
     )?;
-    let client_args: Vec<String> = [
-        "-h",
-        &config.network.addr.to_string(),
-        "-p",
-        &port,
-        "--backend",
-        p.engine.as_str(),
-        "--mode",
-        p.mode.as_str(),
-        "-s",
-        &p.size.to_string(),
-        "-t",
-        &threads,
-        "-d",
-        &m.duration_s.to_string(),
-        "--workload",
-        m.workload.as_str(),
-        "--depth",
-        &m.depth.to_string(),
-        "--counters",
-        config.counters.as_str(),
-    ]
-    .map(String::from)
-    .to_vec();
+    let client_args = ClientConfig {
+        host: config.network.addr.to_string(),
+        port: server.addr().port(),
+        backend: p.engine,
+        mode: p.mode,
+        size: p.size,
+        threads: p.threads,
+        duration: Duration::from_secs_f64(m.duration_s),
+        workload: m.workload,
+        depth: m.depth,
+        counters: config.counters,
+        ..ClientConfig::default()
+    };
     let limit = Duration::from_secs_f64(m.duration_s) + Duration::from_secs(60);
     let record = run_client_until(
         client_bin,

@@ -728,3 +728,59 @@ fn verify_failures_exit_4() {
     );
     assert!(out.contains("Warning:"), "{out}");
 }
+
+/// Child processes are driven by the engine's own configuration types: a server started
+/// from a `ServerConfig` on port 0 says where it listens on its readiness pipe, and a
+/// client run from a `ClientConfig` returns a record of exactly that configuration.
+#[test]
+fn children_run_from_config_types_and_say_when_ready() {
+    use cli::proc::{run_client, ServerProcess};
+    use engine::{Backend, ClientConfig, Mode, ServerConfig, Verify, Workload};
+    let server_bin = std::path::Path::new(SERVER);
+    let config = ServerConfig {
+        bind: [127, 0, 0, 1].into(),
+        port: 0,
+        backend: Backend::Uring,
+        workers: Some(1),
+        ..ServerConfig::default()
+    };
+    let server = ServerProcess::start(server_bin, None, &config).expect("a ready server");
+    assert_ne!(
+        server.addr().port(),
+        0,
+        "the real port, not the one asked for"
+    );
+    let client = ClientConfig {
+        port: server.addr().port(),
+        backend: Backend::Uring,
+        mode: Mode::OneCopy,
+        workload: Workload::Stream,
+        verify: Verify::Full,
+        size: 8192,
+        depth: 4,
+        duration: Duration::from_millis(200),
+        nodelay: Some(true),
+        ..ClientConfig::default()
+    };
+    let record = run_client(std::path::Path::new(CLIENT), None, &client).expect("a record");
+    assert_eq!(record.config, client, "the record holds exactly the spec");
+    assert!(record.summary.messages > 0);
+
+    // A spec and run flags at once is a usage error; so is a spec that is not one.
+    let spec = serde_json::to_string(&client).unwrap();
+    let o = run(CLIENT, &["--spec", &spec, "-s", "4K"]);
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    let o = run(CLIENT, &["--spec", "{\"size\": 4096}"]);
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    assert!(text(&o).1.contains("--spec is not a client configuration"));
+    // A server that cannot start says so on its pipe's end, not by timing out.
+    let bad = ServerConfig {
+        workers: Some(2),
+        backend: Backend::Syscall,
+        ..config
+    };
+    let e = ServerProcess::start(server_bin, None, &bad)
+        .err()
+        .expect("refused");
+    assert!(format!("{e:#}").contains("--workers"), "{e:#}");
+}

@@ -75,10 +75,35 @@ struct Args {
     /// (Nagle coalesces small writes) unless a message fills a TCP segment.
     #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = cli::nodelay_arg)]
     nodelay: cli::Nodelay,
+    /// Run exactly this configuration, as JSON (a record's `config`); the other run
+    /// flags must not be given with it.
+    #[arg(long, value_name = "JSON", conflicts_with_all = RUN_FLAGS)]
+    spec: Option<String>,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
 }
+
+/// The flags a `--spec` replaces.
+const RUN_FLAGS: [&str; 17] = [
+    "host",
+    "port",
+    "size",
+    "threads",
+    "duration",
+    "backend",
+    "mode",
+    "workload",
+    "depth",
+    "conns",
+    "verify",
+    "connect_timeout",
+    "io_timeout",
+    "nodelay",
+    "uring_recv",
+    "cpus",
+    "counters",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
@@ -90,7 +115,23 @@ enum Format {
 fn main() -> ExitCode {
     let args = Args::parse();
     cli::install_signal_handlers();
-    let config = ClientConfig {
+    let format = args.format;
+    let config = match &args.spec {
+        Some(json) => match serde_json::from_str::<ClientConfig>(json) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: --spec is not a client configuration: {e}");
+                return cli::exit_code(engine::exit::USAGE);
+            }
+        },
+        None => config_from(args),
+    };
+    run(&config, format)
+}
+
+/// The configuration the run flags describe.
+fn config_from(args: Args) -> ClientConfig {
+    ClientConfig {
         host: args.host,
         port: args.port,
         backend: args.backend,
@@ -108,12 +149,16 @@ fn main() -> ExitCode {
         cpus: args.side.cpus,
         counters: args.side.counters,
         nodelay: args.nodelay.0,
-    };
-    let human = args.format == Format::Human;
+    }
+}
+
+/// Runs `config`, prints its record as asked, and says how it went in the exit code.
+fn run(config: &ClientConfig, format: Format) -> ExitCode {
+    let human = format == Format::Human;
     if human {
         println!(
             "{}",
-            export::client_banner(&config, &format!("{}:{}", config.host, config.port))
+            export::client_banner(config, &format!("{}:{}", config.host, config.port))
         );
     }
     let on_event = |e: ClientEvent| match e {
@@ -123,7 +168,7 @@ fn main() -> ExitCode {
         ClientEvent::Notice(text) => eprintln!("notice: {text}"),
         _ => {}
     };
-    let record = match run_client_until(&config, &STOP, &on_event) {
+    let record = match run_client_until(config, &STOP, &on_event) {
         Ok(r) => r,
         Err(e @ Error::Interrupted) => {
             eprintln!("error: {e}");
@@ -131,7 +176,7 @@ fn main() -> ExitCode {
         }
         Err(e) => return cli::fail(&e),
     };
-    match args.format {
+    match format {
         Format::Human => println!("{}", export::human(&record)),
         Format::Json => println!("{}", export::json(&record)),
         Format::Csv => print!("{}", export::csv(&record)),

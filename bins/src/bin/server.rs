@@ -59,15 +59,72 @@ struct Args {
     max_memory: Option<usize>,
     #[command(flatten)]
     side: cli::SideFlags,
+    /// Serve exactly this configuration, as JSON; the other serving flags must not be
+    /// given with it.
+    #[arg(long, value_name = "JSON", conflicts_with_all = SERVE_FLAGS)]
+    spec: Option<String>,
+    /// Once listening, write one JSON line `{"addr": "IP:PORT"}` to this inherited file
+    /// descriptor and close it: how a parent process learns the server is ready.
+    #[arg(long, value_name = "FD")]
+    ready_fd: Option<i32>,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
 }
 
+/// The flags a `--spec` replaces.
+const SERVE_FLAGS: [&str; 12] = [
+    "port",
+    "max_size",
+    "max_clients",
+    "bind",
+    "backend",
+    "mode",
+    "workers",
+    "idle_timeout",
+    "max_memory",
+    "uring_recv",
+    "cpus",
+    "counters",
+];
+
 fn main() -> ExitCode {
     let args = Args::parse();
     cli::install_signal_handlers();
-    let config = ServerConfig {
+    let ready_fd = args.ready_fd;
+    let config = match &args.spec {
+        Some(json) => match serde_json::from_str::<ServerConfig>(json) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: --spec is not a server configuration: {e}");
+                return cli::exit_code(engine::exit::USAGE);
+            }
+        },
+        None => config_from(args),
+    };
+    let server = match Server::bind(config) {
+        Ok(s) => s,
+        Err(e) => return cli::fail(&e),
+    };
+    print_banner(&server);
+    if let Some(fd) = ready_fd {
+        if let Err(e) = cli::announce_ready(fd, server.local_addr()) {
+            eprintln!("error: --ready-fd {fd}: {e}");
+            return cli::exit_code(engine::exit::USAGE);
+        }
+    }
+    match server.run(&STOP, &log_event) {
+        Ok(()) => {
+            println!("[Server] Stopped.");
+            ExitCode::SUCCESS
+        }
+        Err(e) => cli::fail(&e),
+    }
+}
+
+/// The configuration the serving flags describe.
+fn config_from(args: Args) -> ServerConfig {
+    ServerConfig {
         bind: args.bind,
         port: args.port,
         backend: args.backend,
@@ -82,18 +139,6 @@ fn main() -> ExitCode {
         uring_recv: args.side.uring_recv,
         cpus: args.side.cpus,
         counters: args.side.counters,
-    };
-    let server = match Server::bind(config) {
-        Ok(s) => s,
-        Err(e) => return cli::fail(&e),
-    };
-    print_banner(&server);
-    match server.run(&STOP, &log_event) {
-        Ok(()) => {
-            println!("[Server] Stopped.");
-            ExitCode::SUCCESS
-        }
-        Err(e) => cli::fail(&e),
     }
 }
 
