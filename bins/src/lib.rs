@@ -4,6 +4,7 @@
 pub mod compare;
 pub mod proc;
 pub mod report;
+pub mod results;
 pub mod summary;
 pub mod sweep;
 #[cfg(test)]

@@ -12,7 +12,6 @@
 //! doubtful point when it happens, and counted in the point's `results.csv` row, so a
 //! median built partly from doubtful runs says so.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -20,97 +19,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
-use engine::config::{format_size, Backend, CounterScope, Mode, Workload};
+use engine::config::{format_size, Backend, CounterScope, Workload};
 use engine::{ClientConfig, Record, ServerConfig, WarningKind};
-use serde::{Deserialize, Serialize};
 
 use crate::proc::{run_client_until, ServerProcess};
+use crate::report::data::{Dataset, Metric};
+pub use crate::results::{point_of, Failed, Matrix, Meta, Point, Skipped, FOLDER_VERSION};
 use crate::summary::{median, range};
-
-/// Version of the folder layout (files, columns, meta.json fields).
-pub const FOLDER_VERSION: u32 = 1;
-
-/// What to measure.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Matrix {
-    pub engines: Vec<Backend>,
-    pub modes: Vec<Mode>,
-    pub sizes: Vec<usize>,
-    pub threads: Vec<usize>,
-    pub workload: Workload,
-    pub depth: usize,
-    pub duration_s: f64,
-    pub repeats: usize,
-}
-
-/// One point of the matrix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Point {
-    pub engine: Backend,
-    pub mode: Mode,
-    pub size: usize,
-    pub threads: usize,
-}
-
-impl Point {
-    pub fn new(engine: Backend, mode: Mode, size: usize, threads: usize) -> Point {
-        Point {
-            engine,
-            mode,
-            size,
-            threads,
-        }
-    }
-}
-
-impl std::fmt::Display for Point {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {} {} x{}",
-            self.engine,
-            self.mode,
-            format_size(self.size),
-            self.threads
-        )
-    }
-}
-
-impl Matrix {
-    /// The points, size by size and thread count by thread count, both engines next to
-    /// each other so drift over the run touches them alike. Modes an engine lacks
-    /// (zc-fixed on syscall) are left out.
-    pub fn points(&self) -> Vec<Point> {
-        let mut v = Vec::new();
-        for &size in &self.sizes {
-            for &threads in &self.threads {
-                for &engine in &self.engines {
-                    for &mode in &self.modes {
-                        if mode.supported_on(engine) {
-                            v.push(Point {
-                                engine,
-                                mode,
-                                size,
-                                threads,
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        v
-    }
-}
-
-/// The point a record measured.
-pub fn point_of(r: &Record) -> Point {
-    Point {
-        engine: r.config.backend,
-        mode: r.config.mode,
-        size: r.config.size,
-        threads: r.config.threads,
-    }
-}
 
 /// Where the two sides run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,56 +46,6 @@ impl Network {
             "loopback"
         }
     }
-}
-
-/// A point that was not measured, and why.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Skipped {
-    pub engine: Backend,
-    pub mode: Mode,
-    pub size: usize,
-    pub threads: usize,
-    pub reason: String,
-}
-
-/// A point whose measurement failed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Failed {
-    pub point: String,
-    pub repeat: usize,
-    pub error: String,
-}
-
-/// meta.json: the machine, the network, the matrix, and how far the run got.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Meta {
-    pub schema_version: u32,
-    pub copyperf_version: String,
-    pub git_revision: Option<String>,
-    pub command_line: String,
-    pub host: String,
-    pub kernel: String,
-    pub cpu_model: String,
-    pub cores: usize,
-    pub memory_bytes: Option<u64>,
-    pub optmem_max: Option<u64>,
-    /// RLIMIT_MEMLOCK soft limit; null when unlimited.
-    pub memlock_limit_bytes: Option<u64>,
-    /// The ring setup flags the kernel took (from the first uring record).
-    pub uring_setup_flags: Option<String>,
-    /// `netns` or `loopback`.
-    pub network: String,
-    pub network_detail: String,
-    /// The counter scope asked for (the records say what each side got).
-    pub counter_scope: CounterScope,
-    pub matrix: Matrix,
-    pub started_at: String,
-    pub finished_at: Option<String>,
-    pub points_total: usize,
-    pub points_done: usize,
-    pub skipped: Vec<Skipped>,
-    pub failed: Vec<Failed>,
-    pub interrupted: bool,
 }
 
 /// Everything one sweep needs.
@@ -236,7 +101,7 @@ pub fn run(config: &SweepConfig, stop: &AtomicBool, on: &dyn Fn(SweepEvent)) -> 
             Ok(()) => runnable.push(*p),
             Err(e) => {
                 on(SweepEvent::Notice(format!("skipping {p}: {e}")));
-                meta.skipped.push(Skipped {
+                meta.skipped.get_or_insert_with(Vec::new).push(Skipped {
                     engine: p.engine,
                     mode: p.mode,
                     size: p.size,
@@ -247,7 +112,7 @@ pub fn run(config: &SweepConfig, stop: &AtomicBool, on: &dyn Fn(SweepEvent)) -> 
         }
     }
     let total = runnable.len() * config.matrix.repeats;
-    meta.points_total = total;
+    meta.points_total = Some(total);
     write_all(&config.dir, &meta, &records, &config.matrix)?;
     on(SweepEvent::Start { total });
     let server_bin = config.bin_dir.join("server");
@@ -257,12 +122,12 @@ pub fn run(config: &SweepConfig, stop: &AtomicBool, on: &dyn Fn(SweepEvent)) -> 
     'outer: for repeat in 0..config.matrix.repeats {
         for p in &runnable {
             if stop.load(Ordering::Relaxed) {
-                meta.interrupted = true;
+                meta.interrupted = Some(true);
                 break 'outer;
             }
             let result = measure(config, *p, &server_bin, &client_bin, stop);
             if stop.load(Ordering::Relaxed) {
-                meta.interrupted = true;
+                meta.interrupted = Some(true);
                 break 'outer;
             }
             done += 1;
@@ -275,7 +140,7 @@ pub fn run(config: &SweepConfig, stop: &AtomicBool, on: &dyn Fn(SweepEvent)) -> 
                             record.client.uring.as_ref().map(|u| u.flags.to_string());
                     }
                     records.push(record);
-                    meta.points_done = records.len();
+                    meta.points_done = Some(records.len());
                     on(SweepEvent::Point {
                         done,
                         total,
@@ -287,9 +152,9 @@ pub fn run(config: &SweepConfig, stop: &AtomicBool, on: &dyn Fn(SweepEvent)) -> 
                 }
                 Err(e) => {
                     let error = format!("{e:#}");
-                    meta.failed.push(Failed {
+                    meta.failed.get_or_insert_with(Vec::new).push(Failed {
                         point: p.to_string(),
-                        repeat,
+                        repeat: Some(repeat),
                         error: error.clone(),
                     });
                     on(SweepEvent::Point {
@@ -373,31 +238,31 @@ fn measure(
 
 fn new_meta(config: &SweepConfig, total: usize) -> Meta {
     Meta {
-        schema_version: FOLDER_VERSION,
-        copyperf_version: env!("CARGO_PKG_VERSION").into(),
+        schema_version: Some(FOLDER_VERSION),
+        copyperf_version: Some(env!("CARGO_PKG_VERSION").into()),
         git_revision: git_revision(),
-        command_line: config.command_line.clone(),
-        host: hostname(),
-        kernel: engine::kernel_release(),
-        cpu_model: crate::summary::cpu_model(),
-        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        command_line: Some(config.command_line.clone()),
+        host: Some(hostname()),
+        kernel: Some(engine::kernel_release()),
+        cpu_model: Some(crate::summary::cpu_model()),
+        cores: std::thread::available_parallelism().ok().map(|n| n.get()),
         memory_bytes: meminfo_total(),
         optmem_max: std::fs::read_to_string("/proc/sys/net/core/optmem_max")
             .ok()
             .and_then(|s| s.trim().parse().ok()),
-        memlock_limit_bytes: memlock_limit(),
+        memlock_limit_bytes: Some(memlock_limit()),
         uring_setup_flags: None,
-        network: config.network.kind().into(),
-        network_detail: config.network.detail.clone(),
-        counter_scope: config.counters,
-        matrix: config.matrix.clone(),
-        started_at: engine::rfc3339(SystemTime::now()),
+        network: Some(config.network.kind().into()),
+        network_detail: Some(config.network.detail.clone()),
+        counter_scope: Some(config.counters),
+        matrix: Some(config.matrix.clone()),
+        started_at: Some(engine::rfc3339(SystemTime::now())),
         finished_at: None,
-        points_total: total,
-        points_done: 0,
-        skipped: Vec::new(),
-        failed: Vec::new(),
-        interrupted: false,
+        points_total: Some(total),
+        points_done: Some(0),
+        skipped: Some(Vec::new()),
+        failed: Some(Vec::new()),
+        interrupted: Some(false),
     }
 }
 
@@ -588,26 +453,21 @@ fn side_agg(records: &[&Record], side: impl Fn(&Record) -> Option<&engine::SideR
     }
 }
 
-/// Groups records by point, in point order, and takes medians.
+/// Groups records by point (the report's grouping: by workload and depth, then by
+/// point) and takes medians; rows in size, threads, engine, mode order.
 pub fn aggregate(records: &[Record]) -> Vec<Aggregate> {
-    let mut groups: BTreeMap<(usize, usize, Backend, Mode), Vec<&Record>> = BTreeMap::new();
-    for r in records {
-        let p = point_of(r);
-        groups
-            .entry((p.size, p.threads, p.engine, p.mode))
-            .or_default()
-            .push(r);
-    }
-    groups
-        .into_values()
-        .map(|rs| {
-            let first = rs[0];
-            let tp: Vec<f64> = rs.iter().map(|r| r.summary.throughput_gbps).collect();
+    let datasets = Dataset::split(records.to_vec(), None);
+    let mut aggs: Vec<Aggregate> = datasets
+        .iter()
+        .flat_map(|d| d.points().map(move |p| (d, *p)))
+        .map(|(d, p)| {
+            let rs: Vec<&Record> = d.of(&p).collect();
+            let tp = d.values(&p, Metric::Throughput);
             let (lo, hi) = range(&tp).unwrap_or((0.0, 0.0));
             Aggregate {
-                point: point_of(first),
-                workload: first.config.workload,
-                depth: first.config.depth,
+                point: p,
+                workload: d.workload,
+                depth: d.depth,
                 repeats: rs.len(),
                 throughput_gbps: median(&tp).unwrap_or(0.0),
                 throughput_min: lo,
@@ -625,7 +485,9 @@ pub fn aggregate(records: &[Record]) -> Vec<Aggregate> {
                 warnings: kinds(&rs),
             }
         })
-        .collect()
+        .collect();
+    aggs.sort_by_key(|a| (a.point.size, a.point.threads, a.point.engine, a.point.mode));
+    aggs
 }
 
 /// The kinds of warning `records` carry, each once, in the order first seen.
@@ -848,6 +710,7 @@ pub fn warning_lines(r: &Record) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::testing::{record, warn};
+    use engine::Mode;
 
     fn matrix() -> Matrix {
         Matrix {

@@ -244,12 +244,12 @@ fn run(args: Args) -> Result<ExitCode> {
     let m = &outcome.meta;
     eprintln!(
         "{} of {} measurements in {} ({} failed, {} skipped){}",
-        m.points_done,
-        m.points_total,
+        m.points_done.unwrap_or(0),
+        m.points_total.unwrap_or(0),
         config.dir.display(),
-        m.failed.len(),
-        m.skipped.len(),
-        if m.interrupted { "; interrupted" } else { "" }
+        m.failed.as_ref().map_or(0, Vec::len),
+        m.skipped.as_ref().map_or(0, Vec::len),
+        if m.interrupted() { "; interrupted" } else { "" }
     );
     // Repeated at the end: the per-point lines may have scrolled away.
     if outcome.warned > 0 {
@@ -258,9 +258,9 @@ fn run(args: Args) -> Result<ExitCode> {
             outcome.warned
         );
     }
-    Ok(if m.interrupted {
+    Ok(if m.interrupted() {
         ExitCode::from(130)
-    } else if !m.failed.is_empty() {
+    } else if m.failed.as_ref().is_some_and(|f| !f.is_empty()) {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

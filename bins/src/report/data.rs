@@ -8,9 +8,10 @@ use engine::{Backend, Mode, Record, Warning, Workload};
 
 use crate::summary::{median, range};
 
+use crate::results::point_of;
 /// One cell of the matrix (engine × mode × size × threads) within a [`Dataset`], whose
 /// records share workload and depth.
-pub use crate::sweep::Point;
+pub use crate::results::Point;
 
 /// A figure taken from one record; `None` where the record did not measure it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,11 +77,7 @@ impl Dataset {
     pub fn new(workload: Workload, depth: usize, records: Vec<Record>) -> Dataset {
         let mut points: BTreeMap<Point, Vec<usize>> = BTreeMap::new();
         for (i, r) in records.iter().enumerate() {
-            let c = &r.config;
-            points
-                .entry(Point::new(c.backend, c.mode, c.size, c.threads))
-                .or_default()
-                .push(i);
+            points.entry(point_of(r)).or_default().push(i);
         }
         Dataset {
             workload,

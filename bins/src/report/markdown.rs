@@ -13,8 +13,8 @@ use super::analysis::{
     latency_answer, list, ratio, size, summarize_engines, threads, unexpected,
 };
 use super::data::{Dataset, Doubtful, Metric, Point};
-use super::meta::Meta;
 use super::plots::Figure;
+use crate::results::Meta;
 use crate::summary::median_range;
 use crate::sweep::kind_name;
 
@@ -275,7 +275,7 @@ fn machine(o: &mut String, inp: &Inputs) {
         "Counter scope",
         or_unknown(
             m.counter_scope
-                .clone()
+                .map(|c| c.to_string())
                 .or_else(|| from_records(rec.map(|r| r.client.counter_scope.to_string()))),
         ),
     );
@@ -349,30 +349,16 @@ fn machine(o: &mut String, inp: &Inputs) {
     points_list(
         o,
         "Skipped points",
-        m.skipped.as_ref().map(|v| {
-            v.iter()
-                .map(|s| {
-                    (
-                        s.point(),
-                        s.reason.clone().unwrap_or_else(|| "no reason given".into()),
-                    )
-                })
-                .collect()
-        }),
+        m.skipped
+            .as_ref()
+            .map(|v| v.iter().map(|s| (s.point(), s.reason.clone())).collect()),
     );
     points_list(
         o,
         "Failed points",
-        m.failed.as_ref().map(|v| {
-            v.iter()
-                .map(|f| {
-                    (
-                        f.point(),
-                        f.error.clone().unwrap_or_else(|| "no error given".into()),
-                    )
-                })
-                .collect()
-        }),
+        m.failed
+            .as_ref()
+            .map(|v| v.iter().map(|f| (f.point(), f.error.clone())).collect()),
     );
     let _ = writeln!(o);
 }
@@ -397,24 +383,22 @@ fn matrix(o: &mut String, inp: &Inputs) {
             let _ = writeln!(o, "The matrix asked for is {UNKNOWN}.\n");
         }
         Some(x) => {
-            let join = |v: &Option<Vec<String>>| v.as_ref().map(|v| v.join(", "));
-            let nums = |v: &Option<Vec<u64>>, f: fn(u64) -> String| {
-                v.as_ref()
-                    .map(|v| v.iter().map(|n| f(*n)).collect::<Vec<_>>().join(", "))
-            };
+            fn list<T>(v: &[T], f: impl Fn(&T) -> String) -> String {
+                v.iter().map(f).collect::<Vec<_>>().join(", ")
+            }
             let _ = writeln!(o, "| parameter | asked for |\n|---|---|");
             let rows = [
-                ("engines", join(&x.engines)),
-                ("modes", join(&x.modes)),
-                ("sizes", nums(&x.sizes, |n| size(n as usize))),
-                ("threads", nums(&x.threads, |n| n.to_string())),
-                ("workload", x.workload.clone()),
-                ("depth", x.depth.map(|d| d.to_string())),
-                ("duration per run", x.duration_s.map(|d| format!("{d} s"))),
-                ("repeats per point", x.repeats.map(|r| r.to_string())),
+                ("engines", list(&x.engines, |e| e.to_string())),
+                ("modes", list(&x.modes, |m| m.to_string())),
+                ("sizes", list(&x.sizes, |&n| size(n))),
+                ("threads", list(&x.threads, |n| n.to_string())),
+                ("workload", x.workload.to_string()),
+                ("depth", x.depth.to_string()),
+                ("duration per run", format!("{} s", x.duration_s)),
+                ("repeats per point", x.repeats.to_string()),
             ];
             for (k, v) in rows {
-                let _ = writeln!(o, "| {k} | {} |", v.unwrap_or_else(|| "unknown".into()));
+                let _ = writeln!(o, "| {k} | {v} |");
             }
             let _ = writeln!(o);
         }

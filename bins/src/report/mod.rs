@@ -9,7 +9,6 @@ pub mod analysis;
 pub mod chart;
 pub mod data;
 pub mod markdown;
-pub mod meta;
 pub mod plots;
 
 use std::fs;
@@ -19,8 +18,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use engine::Record;
 
+pub use crate::results::Meta;
 pub use data::{Dataset, Metric, Point};
-pub use meta::Meta;
 
 /// What [`write_report`] wrote.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,10 +90,7 @@ pub fn build_report(
     unchecked: usize,
     warnings: &[String],
 ) -> Result<Report> {
-    let prefer = meta.matrix.as_ref().and_then(|m| {
-        let w = m.workload.as_deref()?.parse().ok()?;
-        Some((w, m.depth? as usize))
-    });
+    let prefer = meta.matrix.as_ref().map(|m| (m.workload, m.depth));
     let mut datasets = Dataset::split(records, prefer);
     if datasets.is_empty() {
         let workload = prefer.map_or(engine::Workload::Echo, |p| p.0);

@@ -1,0 +1,242 @@
+//! The results model the sweep writes and the report (and compare) read: the matrix and
+//! its points, the run's `meta.json`, and the one way repeats become a figure (median and
+//! spread). One type per file, written and read alike; fields a folder of an older
+//! version may lack read as unknown (`None`), never as a guess.
+
+use engine::config::format_size;
+use engine::{Backend, CounterScope, Mode, Record, Workload};
+use serde::{Deserialize, Serialize};
+
+/// Version of the folder layout (files, columns, meta.json fields).
+pub const FOLDER_VERSION: u32 = 1;
+
+/// What to measure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Matrix {
+    pub engines: Vec<Backend>,
+    pub modes: Vec<Mode>,
+    pub sizes: Vec<usize>,
+    pub threads: Vec<usize>,
+    pub workload: Workload,
+    pub depth: usize,
+    pub duration_s: f64,
+    pub repeats: usize,
+}
+
+/// One point of the matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Point {
+    pub engine: Backend,
+    pub mode: Mode,
+    pub size: usize,
+    pub threads: usize,
+}
+
+impl Point {
+    pub fn new(engine: Backend, mode: Mode, size: usize, threads: usize) -> Point {
+        Point {
+            engine,
+            mode,
+            size,
+            threads,
+        }
+    }
+}
+
+impl std::fmt::Display for Point {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} {} x{}",
+            self.engine,
+            self.mode,
+            format_size(self.size),
+            self.threads
+        )
+    }
+}
+
+impl Matrix {
+    /// The points, size by size and thread count by thread count, both engines next to
+    /// each other so drift over the run touches them alike. Modes an engine lacks
+    /// (zc-fixed on syscall) are left out.
+    pub fn points(&self) -> Vec<Point> {
+        let mut v = Vec::new();
+        for &size in &self.sizes {
+            for &threads in &self.threads {
+                for &engine in &self.engines {
+                    for &mode in &self.modes {
+                        if mode.supported_on(engine) {
+                            v.push(Point {
+                                engine,
+                                mode,
+                                size,
+                                threads,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        v
+    }
+}
+
+/// The point a record measured.
+pub fn point_of(r: &Record) -> Point {
+    Point {
+        engine: r.config.backend,
+        mode: r.config.mode,
+        size: r.config.size,
+        threads: r.config.threads,
+    }
+}
+
+/// A point that was not measured, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub engine: Backend,
+    pub mode: Mode,
+    pub size: usize,
+    pub threads: usize,
+    pub reason: String,
+}
+
+impl Skipped {
+    /// `syscall zc 64K ×2`.
+    pub fn point(&self) -> String {
+        format!(
+            "{} {} {} ×{}",
+            self.engine,
+            self.mode,
+            format_size(self.size),
+            self.threads
+        )
+    }
+}
+
+/// A point whose measurement failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failed {
+    pub point: String,
+    /// Which repeat failed; absent in some older folders.
+    #[serde(default)]
+    pub repeat: Option<usize>,
+    pub error: String,
+}
+
+impl Failed {
+    /// The point and, where known, the repeat, in one line.
+    pub fn point(&self) -> String {
+        match self.repeat {
+            Some(r) => format!("{} (repeat {r})", self.point),
+            None => self.point.clone(),
+        }
+    }
+}
+
+/// `meta.json`: the machine, the network, the matrix, and how far the run got. The sweep
+/// fills every field; a field missing from an older folder reads as `None` (unknown).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Meta {
+    pub schema_version: Option<u32>,
+    pub copyperf_version: Option<String>,
+    pub git_revision: Option<String>,
+    pub command_line: Option<String>,
+    pub host: Option<String>,
+    pub kernel: Option<String>,
+    pub cpu_model: Option<String>,
+    pub cores: Option<usize>,
+    pub memory_bytes: Option<u64>,
+    pub optmem_max: Option<u64>,
+    /// RLIMIT_MEMLOCK soft limit: absent, unknown; `null`, unlimited.
+    #[serde(deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub memlock_limit_bytes: Option<Option<u64>>,
+    /// The ring setup flags the kernel took (from the first uring record).
+    pub uring_setup_flags: Option<String>,
+    /// `netns` or `loopback`.
+    pub network: Option<String>,
+    pub network_detail: Option<String>,
+    /// The counter scope asked for (the records say what each side got).
+    pub counter_scope: Option<CounterScope>,
+    pub matrix: Option<Matrix>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub points_total: Option<usize>,
+    pub points_done: Option<usize>,
+    pub skipped: Option<Vec<Skipped>>,
+    pub failed: Option<Vec<Failed>>,
+    pub interrupted: Option<bool>,
+}
+
+/// A field that is present: `null` becomes `Some(None)`; an absent field stays `None`
+/// through `#[serde(default)]`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+impl Meta {
+    /// Parses `meta.json` text; `null` for a whole list or object is as good as absent.
+    pub fn parse(text: &str) -> serde_json::Result<Meta> {
+        let mut v: serde_json::Value = serde_json::from_str(text)?;
+        if let serde_json::Value::Object(map) = &mut v {
+            map.retain(|k, val| !val.is_null() || k == "memlock_limit_bytes");
+        }
+        serde_json::from_value(v)
+    }
+
+    pub fn interrupted(&self) -> bool {
+        self.interrupted == Some(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_and_null_fields_are_unknown_but_null_memlock_is_unlimited() {
+        let m = Meta::parse("{}").unwrap();
+        assert_eq!(m, Meta::default());
+        assert_eq!(m.memlock_limit_bytes, None);
+        let m = Meta::parse(r#"{"memlock_limit_bytes": null, "skipped": null, "cores": null}"#)
+            .unwrap();
+        assert_eq!(m.memlock_limit_bytes, Some(None));
+        assert_eq!(m.skipped, None);
+        assert_eq!(m.cores, None);
+        let m = Meta::parse(r#"{"memlock_limit_bytes": 8388608, "interrupted": true}"#).unwrap();
+        assert_eq!(m.memlock_limit_bytes, Some(Some(8 << 20)));
+        assert!(m.interrupted());
+    }
+
+    #[test]
+    fn what_the_sweep_writes_reads_back_whole() {
+        let m = Meta {
+            schema_version: Some(FOLDER_VERSION),
+            memlock_limit_bytes: Some(None),
+            counter_scope: Some(CounterScope::Core),
+            skipped: Some(vec![Skipped {
+                engine: Backend::Syscall,
+                mode: Mode::ZcFixed,
+                size: 65536,
+                threads: 2,
+                reason: "uring only".into(),
+            }]),
+            failed: Some(vec![Failed {
+                point: "uring zc 4K x1".into(),
+                repeat: Some(2),
+                error: "boom".into(),
+            }]),
+            ..Meta::default()
+        };
+        let back = Meta::parse(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.skipped.unwrap()[0].point(), "syscall zc-fixed 64K ×2");
+        assert_eq!(back.failed.unwrap()[0].point(), "uring zc 4K x1 (repeat 2)");
+    }
+}
