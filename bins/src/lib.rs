@@ -139,6 +139,15 @@ pub fn announce_ready(fd: i32, addr: std::net::SocketAddr) -> std::io::Result<()
     writeln!(f, "{line}")
 }
 
+/// A `--spec` JSON as the configuration type `T` (`what` names it in the error); a spec
+/// that is not one is a usage error, exit 2.
+pub fn parse_spec<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> Result<T, ExitCode> {
+    serde_json::from_str(json).map_err(|e| {
+        eprintln!("error: --spec is not a {what} configuration: {e}");
+        exit_code(engine::exit::USAGE)
+    })
+}
+
 /// Prints `error: …` and returns the error's documented exit code.
 pub fn fail(e: &engine::Error) -> ExitCode {
     eprintln!("error: {e}");

@@ -250,7 +250,7 @@ fn new_meta(config: &SweepConfig, total: usize) -> Meta {
         optmem_max: std::fs::read_to_string("/proc/sys/net/core/optmem_max")
             .ok()
             .and_then(|s| s.trim().parse().ok()),
-        memlock_limit_bytes: Some(memlock_limit()),
+        memlock_limit_bytes: Some(engine::memlock_limit()),
         uring_setup_flags: None,
         network: Some(config.network.kind().into()),
         network_detail: Some(config.network.detail.clone()),
@@ -303,16 +303,6 @@ fn meminfo_total() -> Option<u64> {
         .parse()
         .ok()?;
     Some(kb * 1024)
-}
-
-fn memlock_limit() -> Option<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit.
-    let ok = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } == 0;
-    (ok && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
 }
 
 /// The folder name for a run: `<date>-<HHMM>_<host>[_label]`, UTC.

@@ -38,6 +38,12 @@ pub use record::{
 pub use server::{Server, ServerEvent};
 pub use stats::{FlowStats, IoStats, LatencySummary, PeerReport, ZeroCopyStats};
 
+/// The soft RLIMIT_MEMLOCK (what io_uring rings and registered buffers may pin without
+/// CAP_IPC_LOCK); `None` when unlimited.
+pub fn memlock_limit() -> Option<u64> {
+    backend::uring::memlock_limit()
+}
+
 /// Whether this kernel can run `mode` on `backend`; the error names what is missing.
 pub fn check_support(backend: Backend, mode: Mode) -> Result<(), Error> {
     if !mode.supported_on(backend) {

@@ -117,12 +117,9 @@ fn main() -> ExitCode {
     cli::install_signal_handlers();
     let format = args.format;
     let config = match &args.spec {
-        Some(json) => match serde_json::from_str::<ClientConfig>(json) {
+        Some(json) => match cli::parse_spec::<ClientConfig>(json, "client") {
             Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: --spec is not a client configuration: {e}");
-                return cli::exit_code(engine::exit::USAGE);
-            }
+            Err(code) => return code,
         },
         None => config_from(args),
     };

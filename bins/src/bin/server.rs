@@ -93,12 +93,9 @@ fn main() -> ExitCode {
     cli::install_signal_handlers();
     let ready_fd = args.ready_fd;
     let config = match &args.spec {
-        Some(json) => match serde_json::from_str::<ServerConfig>(json) {
+        Some(json) => match cli::parse_spec::<ServerConfig>(json, "server") {
             Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: --spec is not a server configuration: {e}");
-                return cli::exit_code(engine::exit::USAGE);
-            }
+            Err(code) => return code,
         },
         None => config_from(args),
     };

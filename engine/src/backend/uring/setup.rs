@@ -38,7 +38,7 @@ fn memlock_verdict(needed: u64, limit: Option<u64>, cap_ipc_lock: bool) -> Resul
 }
 
 /// The soft RLIMIT_MEMLOCK; `None` when unlimited.
-fn memlock_limit() -> Option<u64> {
+pub fn memlock_limit() -> Option<u64> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
