@@ -563,6 +563,8 @@ fn maximal_hellos_stay_within_the_memory_budget() {
                 .all(|r| r.contains("depth 255") || r.contains("memory budget")),
             "{backend}: {refused:?}"
         );
+        let accepted = answers.len() - refused.len();
+        assert!(accepted >= 2, "{backend}: {answers:?}");
         let o = server.client(&["--backend", backend]);
         assert!(o.status.success(), "{backend}: good client: {:?}", text(&o));
         let peak = status("VmHWM:");
@@ -783,4 +785,141 @@ fn children_run_from_config_types_and_say_when_ready() {
         .err()
         .expect("refused");
     assert!(format!("{e:#}").contains("--workers"), "{e:#}");
+}
+
+/// A server stops promptly on SIGTERM even while zero-copy sends wait on a peer that
+/// never reads (found by hostile testing: the syscall engine spun for ever on them).
+#[test]
+fn sigterm_does_not_wait_for_a_peer_that_never_reads() {
+    use std::io::Write;
+    for backend in ["syscall", "uring"] {
+        let mut server = ServerProc::start(&["--backend", backend, "--idle-timeout", "30"]);
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        let hello = engine::wire::Frame::Hello(engine::wire::Hello {
+            workload: engine::Workload::Echo,
+            mode: engine::Mode::Zc,
+            verify: engine::Verify::Off,
+            backend: engine::Backend::Syscall,
+            size: 65536,
+            depth: 64,
+            duration_ms: 1000,
+            flow: 0,
+        });
+        s.write_all(&hello.encode()).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let chunk = vec![0u8; 65536];
+        let t = std::time::Instant::now();
+        while t.elapsed() < Duration::from_millis(800) {
+            if s.write(&chunk).is_err() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        server.expect("connected");
+        signal(&server.child, libc::SIGTERM);
+        let t = std::time::Instant::now();
+        let status = loop {
+            if let Some(st) = server.child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "{backend}: still running 10 s after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "{backend}: {status:?}");
+        drop(s);
+    }
+}
+
+/// SIGINT while connecting (a server that accepts and never answers) ends the client at
+/// once with 130, not after the connect timeout.
+#[test]
+fn sigint_while_connecting_exits_at_once() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let mut child = Command::new(CLIENT)
+        .args(["-p", &port, "--connect-timeout", "60"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (_conn, _) = listener.accept().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, libc::SIGINT);
+    let t = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "still waiting on the handshake"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{:?}", text(&o));
+    assert!(text(&o).1.contains("interrupted"), "{:?}", text(&o));
+}
+
+/// SIGINT while the server has stopped answering: the client prints what it measured
+/// itself, says what it could not collect, and exits 130 within about a second.
+#[test]
+fn sigint_with_a_stalled_server_still_prints_the_clients_figures() {
+    for backend in ["syscall", "uring"] {
+        let server = ServerProc::start(&[]);
+        let (child, lines) = spawn_client(
+            &server,
+            &["-d", "60", "--io-timeout", "60", "--backend", backend],
+        );
+        wait_line(&lines, "Thread started");
+        std::thread::sleep(Duration::from_millis(300));
+        signal(&server.child, libc::SIGSTOP);
+        std::thread::sleep(Duration::from_millis(200));
+        signal(&child, libc::SIGINT);
+        let (o, took) = finish(child, Duration::from_secs(15));
+        signal(&server.child, libc::SIGCONT);
+        let mut out: Vec<String> = lines.try_iter().collect();
+        out.extend(text(&o).0.lines().map(String::from));
+        let out = out.join("\n");
+        assert_eq!(
+            o.status.code(),
+            Some(130),
+            "{backend}: {out}\n{}",
+            text(&o).1
+        );
+        assert!(took < Duration::from_secs(8), "{backend}: {took:?}");
+        assert!(
+            out.contains("SUMMARY") && out.contains("not collected after the interruption"),
+            "{backend}: {out}"
+        );
+    }
+}
+
+/// A server whose stdout is closed (`server | head`) still serves and stops with 0.
+#[test]
+fn a_closed_stdout_costs_the_server_nothing() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(SERVER)
+        .args(["--bind", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let o = loop {
+        let o = run(CLIENT, &["-p", &port.to_string(), "-d", "0.2"]);
+        if o.status.success() || std::time::Instant::now() > deadline {
+            break o;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(o.status.success(), "{:?}", text(&o));
+    signal(&child, libc::SIGTERM);
+    let (o, _) = finish(child, Duration::from_secs(10));
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
 }

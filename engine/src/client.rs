@@ -67,14 +67,7 @@ pub fn run_client_until(
     }
     let addr = resolve(&config)?;
     let plan = placement::plan(&config.cpus, Side::Client, config.threads, available_cpus())?;
-    let mut threads: Vec<Vec<Connection>> = Vec::with_capacity(config.threads);
-    for t in 0..config.threads {
-        let mut conns = Vec::with_capacity(config.conns);
-        for c in 0..config.conns {
-            conns.push(connect(&config, addr, (t * config.conns + c) as u32)?);
-        }
-        threads.push(conns);
-    }
+    let threads = connect_all(&config, addr, stop)?;
     let mut config = config;
     let nodelay = config.nodelay.unwrap_or_else(|| {
         let mss = max_segment(&threads[0][0].stream).unwrap_or(usize::MAX);
@@ -133,6 +126,10 @@ pub fn run_client_until(
         (results, core)
     });
     let results = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let incomplete: Vec<String> = results
+        .iter()
+        .filter_map(|t| t.incomplete.clone())
+        .collect();
     let counters = match metering.scope {
         CounterScope::Off => None,
         CounterScope::Core => core,
@@ -160,6 +157,7 @@ pub fn run_client_until(
         interrupted: stop.load(Ordering::Relaxed),
         planned: config.duration,
         fallbacks: metering.fallbacks.clone(),
+        incomplete,
     };
     Ok(Record::new(
         config.into_inner(),
@@ -184,6 +182,45 @@ fn resolve(config: &ClientConfig) -> Result<SocketAddr, Error> {
             addr: name,
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address found"),
         })
+}
+
+/// Connects and handshakes every connection, grouped by thread. Runs on a thread of its
+/// own so that a stop can end the wait at once (connecting and the hello's answer can
+/// each take up to the connect timeout); the connections are closed if it comes.
+fn connect_all(
+    config: &ClientConfig,
+    addr: SocketAddr,
+    stop: &AtomicBool,
+) -> Result<Vec<Vec<Connection>>, Error> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let config = config.clone();
+    std::thread::spawn(move || {
+        let mut threads: Vec<Vec<Connection>> = Vec::with_capacity(config.threads);
+        let result = (|| {
+            for t in 0..config.threads {
+                let mut conns = Vec::with_capacity(config.conns);
+                for c in 0..config.conns {
+                    conns.push(connect(&config, addr, (t * config.conns + c) as u32)?);
+                }
+                threads.push(conns);
+            }
+            Ok(threads)
+        })();
+        let _ = tx.send(result);
+    });
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_millis(50)) {
+            Ok(result) => return result,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if stop.load(Ordering::Relaxed) {
+                    return Err(Error::Interrupted);
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(Error::Internal("the connecting thread died".into()))
+            }
+        }
+    }
 }
 
 /// Connects, handshakes and prepares one connection's socket.
@@ -361,12 +398,35 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
         }
         Err(e) => first_error = Some(e),
     }
-    if let Some(e) = first_error {
-        ctx.abort.store(true, Ordering::Relaxed);
-        return Err(e);
+    let interrupted = ctx.stop.load(Ordering::Relaxed);
+    match first_error {
+        // Interrupted: what this thread measured stands; the server may not answer.
+        Some(e) if interrupted && result.stats.msgs_sent > 0 => {
+            result.incomplete = Some(format!("thread {}: {e}", ctx.thread));
+            return Ok(result);
+        }
+        Some(e) => {
+            ctx.abort.store(true, Ordering::Relaxed);
+            return Err(e);
+        }
+        None => {}
     }
     for conn in &conns {
-        result.server.push(server_report(conn, config)?);
+        // Once interrupted, the server gets a short grace to send its figures.
+        let wait = if interrupted {
+            config.io_timeout.min(backend::syscall::STOP_GRACE)
+        } else {
+            config.io_timeout
+        };
+        match server_report(conn, wait) {
+            Ok(report) => result.server.push(report),
+            Err(e) if interrupted => {
+                result.incomplete = Some(format!("the server's figures: {e}"));
+                result.server.clear();
+                break;
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(result)
 }
@@ -395,11 +455,11 @@ fn start(
 }
 
 /// Half-closes the connection and reads the server's figures for it.
-fn server_report(conn: &Connection, config: &ClientConfig) -> Result<PeerReport, Error> {
+fn server_report(conn: &Connection, wait: std::time::Duration) -> Result<PeerReport, Error> {
     conn.stream
         .shutdown(Shutdown::Write)
         .map_err(|e| Error::io("closing the sending side", e))?;
-    match wire::read_frame_by(&conn.stream, Instant::now() + config.io_timeout) {
+    match wire::read_frame_by(&conn.stream, Instant::now() + wait) {
         Ok(Frame::Stats(report)) => Ok(*report),
         Ok(other) => Err(WireError::Unexpected {
             expected: "stats",

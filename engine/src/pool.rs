@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use crate::message::{Message, Region, Template};
+use crate::message::{Message, Region, Template, FIELDS};
 use crate::path::path;
 use crate::vocab::Mode;
 use crate::vocab::Role;
@@ -55,16 +55,31 @@ impl PoolPlan {
         self.tx + self.rx
     }
 
-    /// Bytes the pool allocates, and the template beside it.
+    /// Bytes the pool allocates, and the template beside it: payloads, and what each
+    /// buffer costs beyond them (see [`BUFFER_OVERHEAD`]), so that a hello asking for many
+    /// tiny messages is charged what it really takes.
     pub fn bytes(&self) -> u64 {
-        let fields = match self.stride {
-            Some(stride) => stride as u64,
-            None => self.size as u64,
+        let (fields, allocations) = match self.stride {
+            Some(stride) => (stride as u64, 0),
+            None => (self.size as u64, FIELDS as u64),
         };
         let wire = if self.wire { self.size as u64 } else { 0 };
-        self.count() as u64 * (fields + wire) + Template::allocated_bytes(self.size)
+        let per_buffer = fields
+            + wire
+            + BUFFER_OVERHEAD
+            + MALLOC_OVERHEAD * (allocations + u64::from(self.wire));
+        self.count() as u64 * per_buffer + Template::allocated_bytes(self.size)
     }
 }
+
+/// What one buffer costs beyond its payload, whichever backend runs it: the message
+/// struct and its boxed array of field pointers (each with its allocation header), and
+/// the per-slot state a backend keeps beside it (io_uring's msghdr and iovec block, its
+/// in-kernel table entry). Measured RSS per buffer stays below this plus the payload.
+pub const BUFFER_OVERHEAD: u64 = 512;
+/// The allocator's header and rounding on each separate allocation (a field, a wire
+/// buffer).
+const MALLOC_OVERHEAD: u64 = 32;
 
 /// The buffers one connection owns.
 pub struct Pool {
@@ -212,13 +227,17 @@ mod tests {
 
     #[test]
     fn a_plan_charges_what_its_pool_allocates() {
+        let extra = |allocs: u64| BUFFER_OVERHEAD + allocs * MALLOC_OVERHEAD;
         let two = PoolPlan::new(Role::Server, Mode::TwoCopy, 1 << 20, 255);
         // 511 messages of 1 MiB fields + 1 MiB wire, and the 2 MiB template pair.
-        assert_eq!(two.bytes(), 511 * (2 << 20) + (2 << 20));
+        assert_eq!(two.bytes(), 511 * ((2 << 20) + extra(9)) + (2 << 20));
         let one = PoolPlan::new(Role::Server, Mode::OneCopy, 1 << 20, 255);
-        assert_eq!(one.bytes(), 511 * (1 << 20) + (2 << 20));
+        assert_eq!(one.bytes(), 511 * ((1 << 20) + extra(8)) + (2 << 20));
         let fixed = PoolPlan::new(Role::Client, Mode::ZcFixed, 100, 1);
-        assert_eq!(fixed.bytes(), 3 * page_size() as u64 + 200);
+        assert_eq!(fixed.bytes(), 3 * (page_size() as u64 + extra(0)) + 200);
+        // Tiny messages are charged what they take, not their 64 payload bytes.
+        let tiny = PoolPlan::new(Role::Server, Mode::OneCopy, 64, 1024);
+        assert!(tiny.bytes() / tiny.count() as u64 > 700, "{}", tiny.bytes());
         let t = Template::new(Layout::new(100));
         let (pool, region) = Pool::fixed(&t, &fixed).unwrap();
         assert_eq!(region.len(), 3 * page_size());

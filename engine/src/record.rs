@@ -84,6 +84,8 @@ pub struct RunNotes {
     pub planned: Duration,
     /// Fallbacks taken, in words.
     pub fallbacks: Vec<String>,
+    /// What an interrupted run could not collect.
+    pub incomplete: Vec<String>,
 }
 
 /// The warnings a run's figures deserve: a pure function of what was measured.
@@ -105,6 +107,12 @@ pub fn warnings(
                 notes.planned.as_secs_f64()
             ),
         );
+        for missing in &notes.incomplete {
+            warn(
+                WarningKind::Interrupted,
+                format!("not collected after the interruption: {missing}"),
+            );
+        }
     }
     let gap = progress.longest_gap.as_secs_f64();
     if secs > 0.0 && gap > STALL_FRACTION * secs {
@@ -277,6 +285,8 @@ pub struct ThreadResult {
     pub counters: Option<Counters>,
     /// Where this thread ran.
     pub cpu: Option<usize>,
+    /// Interrupted before everything was collected: what is missing, and why.
+    pub incomplete: Option<String>,
 }
 
 impl ThreadResult {
@@ -455,6 +465,7 @@ impl Record {
             ring: Some(example_ring()),
             counters: Some(counters.clone()),
             cpu: Some(0),
+            incomplete: None,
         };
         let client = SideCounts {
             scope: CounterScope::Thread,
@@ -472,6 +483,7 @@ impl Record {
                 planned: Duration::from_secs(1),
                 interrupted: false,
                 fallbacks: vec!["an example fallback".into()],
+                incomplete: Vec::new(),
             },
         )
     }

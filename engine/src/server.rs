@@ -385,6 +385,12 @@ impl<'a> Slot<'a> {
         }
     }
 
+    /// The connection's buffers were leaked (the kernel never gave them back): their
+    /// share of the budget stays charged for good, so the budget keeps bounding memory.
+    fn forfeit_budget(&mut self) {
+        self.reserved = 0;
+    }
+
     /// Charges the memory budget with `bytes` for this connection.
     fn reserve(&mut self, bytes: u64) -> Result<(), String> {
         self.shared.budget.reserve(bytes)?;
@@ -709,11 +715,15 @@ fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
         })
         .and_then(|()| prepare_socket(&stream, &hello, Backend::Syscall))
         .and_then(|()| {
-            backend::syscall::run(spec, shared.config.idle_timeout, None, || {
+            backend::syscall::run(spec, shared.config.idle_timeout, Some(shared.stop), || {
                 meter = Some(ConnMeter::start(shared, &thread, None));
                 Ok(())
             })
         });
+    let mut slot = slot;
+    if result.as_ref().is_ok_and(|c| c.flow.leaked) {
+        slot.forfeit_budget();
+    }
     let event = match result {
         Ok(conn) => {
             let samples = meter.map_or_else(Vec::new, |mut m| m.finish(shared, None));
@@ -848,6 +858,9 @@ impl<'s> ServeHost for Shared<'s> {
     ) {
         let Served { mut client, meter } = conn;
         let (id, peer) = (client.id, client.peer);
+        if report.flow.leaked {
+            client.slot.forfeit_budget();
+        }
         let event = match report.error {
             Some(e) => ServerEvent::Failed {
                 id,

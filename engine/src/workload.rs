@@ -60,6 +60,9 @@ pub struct Flow {
     pub latency: Latency,
     /// Client: when each message completed, to tell a steady run from a stalled one.
     pub progress: Progress,
+    /// Some buffers were given up on while the kernel still held them: they are leaked,
+    /// so the memory they took is never free again.
+    pub leaked: bool,
     /// Debug builds: panic on the first received message (see [`Flow::inject_fault`]).
     #[cfg(debug_assertions)]
     fault: bool,
@@ -89,6 +92,7 @@ impl Flow {
             stats: FlowStats::default(),
             latency: Latency::default(),
             progress: Progress::default(),
+            leaked: false,
             #[cfg(debug_assertions)]
             fault: false,
         }

@@ -88,6 +88,16 @@ const SERVE_FLAGS: [&str; 12] = [
     "counters",
 ];
 
+/// A line on stdout that cannot take the server down: with stdout closed (`server |
+/// head`), println! would panic; a log line is not worth a connection, let alone the
+/// server.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     cli::install_signal_handlers();
@@ -112,7 +122,7 @@ fn main() -> ExitCode {
     }
     match server.run(&STOP, &log_event) {
         Ok(()) => {
-            println!("[Server] Stopped.");
+            say!("[Server] Stopped.");
             ExitCode::SUCCESS
         }
         Err(e) => cli::fail(&e),
@@ -141,44 +151,48 @@ fn config_from(args: Args) -> ServerConfig {
 
 fn print_banner(server: &Server) {
     let c = server.config();
-    println!("=====");
-    println!("copyperf server ({} backend)", c.backend);
-    println!("=====");
-    println!("Port: {}", server.local_addr().port());
-    println!(
+    say!("=====");
+    say!("copyperf server ({} backend)", c.backend);
+    say!("=====");
+    say!("Port: {}", server.local_addr().port());
+    say!(
         "Max Message Size: {} bytes ({})",
         c.max_size,
         format_size(c.max_size)
     );
-    println!("Max Clients: {}", c.max_clients);
-    println!(
+    say!("Max Clients: {}", c.max_clients);
+    say!(
         "Memory Budget: {} bytes ({:.1} MiB, --max-memory)",
         c.max_memory,
         c.max_memory as f64 / (1 << 20) as f64
     );
     match c.mode {
-        Some(m) => println!("Mode: {m} only"),
-        None => println!("Mode: any (each client chooses)"),
+        Some(m) => say!("Mode: {m} only"),
+        None => say!("Mode: any (each client chooses)"),
     }
     if c.backend == Backend::Uring {
-        println!("Workers: {}", c.workers());
+        say!("Workers: {}", c.workers());
     }
     let cpus = server.cpus();
     if cpus.is_empty() {
-        println!("CPUs: not pinned");
+        say!("CPUs: not pinned");
     } else {
-        println!("CPUs: {}", engine::placement::join(&cpus));
+        say!("CPUs: {}", engine::placement::join(&cpus));
     }
-    println!("Counters: {}", c.counters);
-    println!("=====");
-    println!("[Server] Listening on {}...", server.local_addr());
+    say!("Counters: {}", c.counters);
+    say!("=====");
+    say!("[Server] Listening on {}...", server.local_addr());
 }
 
 fn log_event(e: ServerEvent) {
     match e {
-        ServerEvent::Connected { id, peer, hello } => println!(
+        ServerEvent::Connected { id, peer, hello } => say!(
             "[Server] Client {id} connected ({peer}): {} {}, {} bytes, depth {}, {} client",
-            hello.workload, hello.mode, hello.size, hello.depth, hello.backend
+            hello.workload,
+            hello.mode,
+            hello.size,
+            hello.depth,
+            hello.backend
         ),
         ServerEvent::Disconnected { id, report, .. } => {
             let s = &report.stats;
@@ -193,18 +207,18 @@ fn log_event(e: ServerEvent) {
                     s.first_verify_error.as_deref().unwrap_or("?")
                 );
             }
-            println!("{line}");
+            say!("{line}");
         }
         ServerEvent::Refused { id, peer, reason } => {
-            println!("[Server] Client {id} ({peer}) refused: {reason}")
+            say!("[Server] Client {id} ({peer}) refused: {reason}")
         }
         ServerEvent::Failed { id, peer, error } => {
-            println!("[Server] Client {id} ({peer}) dropped: {error}")
+            say!("[Server] Client {id} ({peer}) dropped: {error}")
         }
-        ServerEvent::AcceptError { error } => println!("[Server] accept failed: {error}"),
+        ServerEvent::AcceptError { error } => say!("[Server] accept failed: {error}"),
         ServerEvent::Stopping { active } => {
-            println!("[Server] Stopping: closing {active} connection(s)")
+            say!("[Server] Stopping: closing {active} connection(s)")
         }
-        ServerEvent::Notice(text) => println!("[Server] notice: {text}"),
+        ServerEvent::Notice(text) => say!("[Server] notice: {text}"),
     }
 }

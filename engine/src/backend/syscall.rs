@@ -24,7 +24,7 @@ use crate::backend::zerocopy::ZcLedger;
 use crate::conn::{ConnReport, ConnSpec};
 use crate::error::Error;
 use crate::message::Message;
-use crate::path::{path, retry_eintr, SysForm};
+use crate::path::{path, SysForm};
 use crate::vocab::Mode;
 use crate::workload::Flow;
 
@@ -143,6 +143,12 @@ fn drive(
     result
 }
 
+/// The longest one blocking call waits when there is a stop flag to watch.
+const SLICE: Duration = Duration::from_millis(100);
+
+/// Once interrupted, how long what is outstanding may still take.
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(1);
+
 /// A message part-way through the kernel, how many of its bytes have moved, and by when
 /// the rest must have.
 type InFlight = Option<(Box<Message>, usize, Instant)>;
@@ -170,14 +176,23 @@ impl Conn<'_> {
         // Reap zero-copy completions once this many buffers wait on the kernel: "every few
         // sends", so the pool rarely runs dry.
         let reap_at = (flow.send_buffers_free() / 2).max(1);
+        let mut stopped = false;
         loop {
             if let Some(ledger) = &self.ledger {
                 if ledger.held() >= reap_at || flow.send_buffers_free() == 0 {
                     self.reap(flow)?;
                 }
             }
-            if self.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            if !stopped && self.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                // Interrupted: send nothing new, and give what is outstanding a short
+                // grace rather than the whole timeout.
+                stopped = true;
                 flow.stop();
+                let by = Instant::now() + STOP_GRACE;
+                self.timeout = self.timeout.min(STOP_GRACE);
+                for m in [&mut self.tx, &mut self.rx].into_iter().flatten() {
+                    m.2 = m.2.min(by);
+                }
             }
             if self.tx.is_none() {
                 let now = Instant::now();
@@ -216,8 +231,24 @@ impl Conn<'_> {
                 self.wait(flow, events)?;
             }
         }
-        // Every zero-copy buffer comes home before the flow reports.
+        // Every zero-copy buffer comes home before the flow reports — within one timeout
+        // (the peer may have gone with our data unacknowledged), and at once when asked
+        // to stop. What does not come home is leaked, never reused under the kernel.
+        let by = Instant::now() + self.timeout;
         while self.ledger.as_ref().is_some_and(|l| l.outstanding() > 0) {
+            let stopping = self.stop.is_some_and(|s| s.load(Ordering::Relaxed));
+            if stopping || Instant::now() >= by {
+                let n = self.ledger.as_mut().map_or(0, |l| l.abandon());
+                flow.leaked = true;
+                return Err(Error::Timeout(format!(
+                    "{n} zero-copy send buffer(s) never completed{}; they are leaked, not reused",
+                    if stopping {
+                        " before the stop"
+                    } else {
+                        " within the timeout"
+                    }
+                )));
+            }
             self.wait(flow, 0)?;
         }
         Ok(())
@@ -230,16 +261,28 @@ impl Conn<'_> {
         if left.is_zero() {
             return Err(self.timed_out(what));
         }
-        // A call starting with (nearly) the whole timeout left keeps what is armed.
-        if self.armed[slot] == self.timeout && left + Duration::from_millis(5) >= self.timeout {
+        // With a stop flag to watch, a blocking call waits at most a slice and is called
+        // again (a signal interrupts another thread, not this one's call).
+        let target = if self.stop.is_some() {
+            left.min(SLICE)
+        } else {
+            left
+        };
+        let full = if self.stop.is_some() {
+            SLICE.min(self.timeout)
+        } else {
+            self.timeout
+        };
+        // A call starting with (nearly) the whole of what is armed keeps it.
+        if self.armed[slot] == full && target + Duration::from_millis(5) >= full {
             return Ok(());
         }
         let opt = [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO][slot];
-        set_timeout(self.fd, opt, left).map_err(|e| Error::io("socket timeouts", e))?;
-        self.armed[slot] = if left + Duration::from_millis(5) >= self.timeout {
-            self.timeout
+        set_timeout(self.fd, opt, target).map_err(|e| Error::io("socket timeouts", e))?;
+        self.armed[slot] = if target + Duration::from_millis(5) >= full {
+            full
         } else {
-            left
+            target
         };
         Ok(())
     }
@@ -274,10 +317,17 @@ impl Conn<'_> {
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if flags & libc::MSG_DONTWAIT == 0 {
+                    // A slice ran out; the message's own deadline decides.
+                    let by = self.tx.as_ref().map_or_else(Instant::now, |t| t.2);
+                    if Instant::now() < by {
+                        return Ok(Step::Partial);
+                    }
                     return Err(self.timed_out("send"));
                 }
                 Ok(Step::WouldBlock)
             }
+            // A signal: look at the stop flag, then carry on where the call left off.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Step::Partial),
             // Too much memory pinned: reap completions and retry the same send. With
             // none outstanding, the socket's option memory cannot hold even one.
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) && self.ledger.is_some() => {
@@ -323,10 +373,15 @@ impl Conn<'_> {
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if block {
+                    let by = self.rx.as_ref().map_or_else(Instant::now, |r| r.2);
+                    if Instant::now() < by {
+                        return Ok(Step::Partial);
+                    }
                     return Err(self.timed_out("receive"));
                 }
                 Ok(Step::WouldBlock)
             }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Step::Partial),
             Err(e) => Err(Error::io("receive", e)),
         }
     }
@@ -354,7 +409,10 @@ impl Conn<'_> {
         if events & libc::POLLIN != 0 {
             by = by.min(self.rx.as_ref().map_or(by, |r| r.2));
         }
-        let left = by.saturating_duration_since(now);
+        let mut left = by.saturating_duration_since(now);
+        if self.stop.is_some() {
+            left = left.min(SLICE);
+        }
         let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
         flow.stats.io.syscalls += 1;
         // SAFETY: one valid pollfd.
@@ -379,7 +437,13 @@ impl Conn<'_> {
             }));
         }
         if pfd.revents & libc::POLLERR != 0 && self.ledger.is_some() {
-            self.reap(flow)?;
+            if self.reap(flow)? == 0 && events == 0 {
+                // POLLERR without a completion: a socket error; nothing to spin on.
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        } else if events == 0 && pfd.revents & libc::POLLHUP != 0 {
+            // A shut-down socket polls ready for ever; completions are what we wait for.
+            std::thread::sleep(Duration::from_millis(10));
         }
         Ok(())
     }
@@ -458,7 +522,18 @@ fn read_errqueue(fd: RawFd) -> Result<Option<Notice>, Error> {
     hdr.msg_controllen = size_of::<[u64; 16]>();
     let flags = libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT;
     // SAFETY: the kernel writes at most msg_controllen bytes into `control`.
-    match retry_eintr(|| unsafe { libc::recvmsg(fd, &mut hdr, flags) }) {
+    let read = loop {
+        match unsafe { libc::recvmsg(fd, &mut hdr, flags) } {
+            n if n >= 0 => break Ok(n),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    break Err(e);
+                }
+            }
+        }
+    };
+    match read {
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
         Err(e) => return Err(Error::io("reading the error queue", e)),

@@ -76,6 +76,17 @@ impl<T> ZcLedger<T> {
         }
     }
 
+    /// Gives up on buffers whose completions will not come (the peer is gone and the
+    /// kernel still holds the pages): they are leaked, never reused under the kernel.
+    /// Returns how many.
+    pub fn abandon(&mut self) -> usize {
+        let n = self.held.len();
+        for (buf, _) in self.held.drain(..) {
+            std::mem::forget(buf);
+        }
+        n
+    }
+
     /// The oldest held buffer, if all its calls have completed.
     pub fn pop_ready(&mut self) -> Option<T> {
         match self.held.front() {

@@ -194,16 +194,13 @@ const EMPTY_IOV: libc::iovec = libc::iovec {
     iov_len: 0,
 };
 
-pub(crate) fn retry_eintr(mut f: impl FnMut() -> isize) -> io::Result<usize> {
-    loop {
-        let n = f();
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
+/// One call's result: a count, or the error (EINTR included: the caller looks at its stop
+/// flag and calls again).
+fn once(n: isize) -> io::Result<usize> {
+    if n >= 0 {
+        Ok(n as usize)
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -216,14 +213,14 @@ fn no_setup(_: BorrowedFd<'_>) -> Result<(), Error> {
 fn send_wire(fd: RawFd, msg: &mut Message, off: usize, flags: libc::c_int) -> io::Result<usize> {
     let wire = &msg.wire()[off..];
     // SAFETY: `wire` is valid for reads of its length for the duration of the call.
-    retry_eintr(|| unsafe { libc::send(fd, wire.as_ptr().cast(), wire.len(), flags) })
+    once(unsafe { libc::send(fd, wire.as_ptr().cast(), wire.len(), flags) })
 }
 
 /// recv() into the wire buffer, bytes `off..`.
 fn recv_wire(fd: RawFd, msg: &mut Message, off: usize, flags: libc::c_int) -> io::Result<usize> {
     let wire = &mut msg.wire_mut()[off..];
     // SAFETY: `wire` is valid for writes of its length for the duration of the call.
-    retry_eintr(|| unsafe { libc::recv(fd, wire.as_mut_ptr().cast(), wire.len(), flags) })
+    once(unsafe { libc::recv(fd, wire.as_mut_ptr().cast(), wire.len(), flags) })
 }
 
 /// sendmsg() with an iovec over the fields, bytes `off..`.
@@ -237,7 +234,7 @@ fn send_fields(fd: RawFd, msg: &mut Message, off: usize, flags: libc::c_int) -> 
     // SAFETY: the iovecs cover live fields of `msg`, borrowed for the call. With
     // MSG_ZEROCOPY the kernel keeps reading those pages after returning; the caller hands
     // the buffer to its ledger, which keeps it until the completion arrives.
-    retry_eintr(|| unsafe { libc::sendmsg(fd, &hdr, flags) })
+    once(unsafe { libc::sendmsg(fd, &hdr, flags) })
 }
 
 /// recvmsg() scattering into the fields, bytes `off..`.
@@ -248,7 +245,7 @@ fn recv_fields(fd: RawFd, msg: &mut Message, off: usize, flags: libc::c_int) -> 
     let mut hdr: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
     hdr.msg_iov = iov.as_mut_ptr();
     hdr.msg_iovlen = n;
-    retry_eintr(|| unsafe { libc::recvmsg(fd, &mut hdr, flags) })
+    once(unsafe { libc::recvmsg(fd, &mut hdr, flags) })
 }
 
 /// RECV into the wire buffer, bytes `from..`.

@@ -543,10 +543,18 @@ fn hellos_beyond_the_memory_budget_are_refused(backend: Backend) {
     assert_eq!(held.len(), 3, "three fit the budget: {refused:?}");
     for r in &refused {
         assert_eq!(r.code, RefuseCode::Memory);
+        assert!(r.reason.contains("memory budget"), "{}", r.reason);
+        // Charged what the buffers take: the payloads and a little per buffer.
+        let needed: u64 = r
+            .reason
+            .split("buffers need ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no byte count in {}", r.reason));
         assert!(
-            r.reason.contains("memory budget") && r.reason.contains(&per_conn.to_string()),
-            "{}",
-            r.reason
+            (per_conn..per_conn + (64 << 10)).contains(&needed),
+            "{needed} for {per_conn} bytes of payload"
         );
     }
     still_serves(&server);
@@ -571,6 +579,123 @@ fn hellos_beyond_the_memory_budget_are_refused(backend: Backend) {
             ),
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A pipeline deeper than a server ring can take in one submission still arrives in
+/// order: chains are never split across submissions (found by hostile testing: depth 1024
+/// reordered echoes and could panic a uring worker).
+fn a_deep_pipeline_keeps_its_order(backend: Backend) {
+    let server = TestServer::start(ServerConfig {
+        backend,
+        workers: (backend == Backend::Uring).then_some(1),
+        idle_timeout: Duration::from_secs(5),
+        ..Default::default()
+    });
+    for (client, conns, depth, size) in [
+        (Backend::Syscall, 1, 1024, 16 << 10),
+        (Backend::Uring, 1, 1024, 16 << 10),
+        (Backend::Uring, 8, 512, 4 << 10),
+    ] {
+        let mut config = server.client(client, Mode::OneCopy, Workload::Echo);
+        config.depth = depth;
+        config.conns = conns;
+        config.size = size;
+        config.duration = Duration::from_millis(400);
+        let case = format!("{client} client, {conns} conns, depth {depth}");
+        let record = run_client(&config, &|_| {}).unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert_clean_run(&record, &case);
+    }
+    let events = server.events();
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.contains("internal error") || e.contains("gave up")),
+        "{events:#?}"
+    );
+}
+
+/// A peer that floods two-copy messages without reading its echoes, then resets, cannot
+/// take a multishot worker's provided buffers with it: the next two-copy clients are
+/// served (found by hostile testing: one such peer stopped the worker for good).
+fn a_flooding_peer_cannot_take_the_provided_buffers(backend: Backend) {
+    let server = TestServer::start(ServerConfig {
+        backend,
+        workers: (backend == Backend::Uring).then_some(1),
+        uring_recv: engine::UringRecv::Multishot,
+        idle_timeout: Duration::from_secs(2),
+        ..Default::default()
+    });
+    let size = 1 << 20;
+    for round in 0..2 {
+        // A tiny receive buffer: the server's echoes stall at once.
+        let s = connect_with_small_rcvbuf(&server);
+        let mut s = s;
+        let h = Hello {
+            workload: Workload::Echo,
+            mode: Mode::TwoCopy,
+            verify: Verify::Off,
+            ..hello(size)
+        };
+        wire::write_frame(&mut s, &Frame::Hello(h)).unwrap();
+        assert!(matches!(
+            wire::read_frame(&mut s, WAIT),
+            Ok(Frame::Accept(_))
+        ));
+        s.set_nonblocking(true).unwrap();
+        let chunk = vec![0u8; 64 << 10];
+        let t = std::time::Instant::now();
+        while t.elapsed() < Duration::from_secs(1) {
+            if s.write(&chunk).is_err() {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        reset(s);
+        server.wait_for(&format!("failed {}", round * 2), Duration::from_secs(10));
+        let mut config = server.client(Backend::Uring, Mode::TwoCopy, Workload::Echo);
+        config.uring_recv = engine::UringRecv::Multishot;
+        config.io_timeout = Duration::from_secs(4);
+        let record = run_client(&config, &|_| {})
+            .unwrap_or_else(|e| panic!("round {round}: a good client after the flood: {e}"));
+        assert_clean_run(&record, "good two-copy client after a flooding peer");
+    }
+}
+
+/// Connects with a 4 KiB receive buffer.
+fn connect_with_small_rcvbuf(server: &TestServer) -> TcpStream {
+    // SAFETY: a fresh socket, options set on it before connecting, then owned by the
+    // TcpStream.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let small: libc::c_int = 4096;
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&small as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as u32,
+        );
+        let std::net::SocketAddr::V4(v4) = server.addr else {
+            panic!("test servers are IPv4")
+        };
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: v4.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(v4.ip().octets()),
+            },
+            sin_zero: [0; 8],
+        };
+        let rc = libc::connect(
+            fd,
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as u32,
+        );
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        let s = <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd);
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s
     }
 }
 
@@ -603,4 +728,6 @@ against_both!(
     a_silent_connection_beside_a_busy_one_times_out,
     a_burst_beyond_max_clients_is_refused_with_the_reason,
     hellos_beyond_the_memory_budget_are_refused,
+    a_deep_pipeline_keeps_its_order,
+    a_flooding_peer_cannot_take_the_provided_buffers,
 );

@@ -78,6 +78,9 @@ pub(crate) fn run_ring(
         }
     }
     let run = drive(&mut ring, &mut uconns, opts.timeout, stop);
+    for c in &mut uconns {
+        c.recycle_provided(&mut ring);
+    }
     let mut conns: Vec<ConnReport> = uconns
         .into_iter()
         .map(|mut c| {
@@ -151,10 +154,12 @@ fn drive(
     let mut dirty: Vec<u32> = Vec::with_capacity(conns.len());
     let mut stuck_since: Option<Instant> = None;
     let mut stopped = false;
+    let mut timeout = timeout;
     while !conns.iter().all(UConn::is_finished) {
         if !stopped && stop.load(Ordering::Relaxed) {
-            // Interrupted: send nothing new, collect what is outstanding.
+            // Interrupted: send nothing new; what is outstanding gets a short grace.
             stopped = true;
+            timeout = timeout.min(crate::backend::syscall::STOP_GRACE);
             let now = Instant::now();
             for (i, c) in conns.iter_mut().enumerate() {
                 c.flow.stop();

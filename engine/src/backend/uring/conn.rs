@@ -37,6 +37,15 @@ const OP_RECV: u64 = 2;
 const OP_RECV_MULTI: u64 = 3;
 const OP_CANCEL: u64 = 4;
 
+/// Most provided buffers one connection may hold unconsumed before its multishot
+/// receive is paused: a quarter of the ring's.
+const PENDING_SHARE: usize = super::bufring::PBUF_ENTRIES as usize / 4;
+
+/// The connection index a user_data carries.
+fn index_of(user_data: u64) -> u32 {
+    (user_data >> 32) as u32
+}
+
 /// user_data: connection index (32 bits) | op (8 bits) | buffer slot (16 bits).
 pub(crate) fn user_data(conn: u32, op: u64, slot: u16) -> u64 {
     (u64::from(conn) << 32) | (op << 16) | u64::from(slot)
@@ -172,7 +181,10 @@ impl<X> UConn<X> {
         }
         if self.tx_inflight == 0 {
             let mut chain = std::mem::take(&mut self.chain);
-            while chain.len() < self.depth {
+            // A chain reaches the kernel whole or not at all (see `Ring::reserve`): deep
+            // pipelines go out as consecutive chains of at most half the ring.
+            let longest = self.depth.min(ring.max_chain() - 1).max(1);
+            while chain.len() < longest {
                 match self.flow.next_tx(now) {
                     Some(m) => chain.push(m),
                     None => break,
@@ -194,6 +206,7 @@ impl<X> UConn<X> {
             };
             let ops = chain.len() + usize::from(linked_rx.is_some());
             let n = chain.len();
+            ring.reserve(ops)?;
             for (i, mut msg) in chain.drain(..).enumerate() {
                 let slot = msg.slot();
                 let mut entry = self
@@ -326,10 +339,35 @@ impl<X> UConn<X> {
             n if -n == libc::ECANCELED && ms.canceled => {}
             n => return Err(Error::io("receive", std::io::Error::from_raw_os_error(-n))),
         }
-        if self.error.is_none() {
-            self.consume_chunks(ring, now)?;
+        if self.error.is_some() {
+            self.recycle_provided(ring);
+            return Ok(());
+        }
+        self.consume_chunks(ring, now)?;
+        // A connection that cannot consume what arrives (its echoes are stuck: the peer
+        // does not read) must not take the ring's provided buffers from its neighbours:
+        // past a share of them, its receive is cancelled, and re-armed once it drains.
+        let ms = self.multishot.as_mut().expect("multishot connection");
+        if ms.armed && !ms.canceling && ms.pending.len() >= PENDING_SHARE {
+            let target = user_data(index_of(cqe.user_data), OP_RECV_MULTI, 0);
+            let entry = opcode::AsyncCancel::new(target).build();
+            ring.push(&entry.user_data(user_data(index_of(cqe.user_data), OP_CANCEL, 0)))?;
+            ms.canceling = true;
+            ms.canceled = true;
         }
         Ok(())
+    }
+
+    /// Gives every provided buffer this connection still holds back to the ring: they
+    /// are the worker's, shared by all its connections, and a failed or finished
+    /// connection must not take them along.
+    pub fn recycle_provided(&mut self, ring: &mut Ring<'_>) {
+        let (Some(ms), Some(pbuf)) = (self.multishot.as_mut(), ring.pbuf.as_mut()) else {
+            return;
+        };
+        for (bid, _, _) in ms.pending.drain(..) {
+            pbuf.recycle(bid);
+        }
     }
 
     fn hand_over(&mut self, msg: Box<Message>) {
@@ -546,6 +584,18 @@ impl<X> UConn<X> {
             self.error = Some(e);
             self.failed_at = Some(Instant::now());
         }
+        self.shut_down();
+    }
+
+    /// A bug caught in this connection's handling: that is what its log line says, over
+    /// whatever failed before.
+    pub fn fail_internal(&mut self, e: Error) {
+        self.error = Some(e);
+        self.failed_at.get_or_insert_with(Instant::now);
+        self.shut_down();
+    }
+
+    fn shut_down(&mut self) {
         if !self.shut {
             self.shut = true;
             // SAFETY: the fd stays open for as long as this connection exists.
@@ -641,6 +691,7 @@ impl<X> UConn<X> {
         std::mem::forget(std::mem::take(&mut self.args));
         self.held = 0;
         self.abandoned = true;
+        self.flow.leaked = true;
         self.silent.clear();
         self.chain_tail = None;
         if let Some(ms) = self.multishot.as_mut() {

@@ -161,7 +161,36 @@ impl<'r> Ring<'r> {
         }
     }
 
-    /// Queues one SQE, flushing the queue to the kernel first when it is full.
+    /// The longest linked chain [`Ring::reserve`] guarantees room for.
+    pub fn max_chain(&self) -> usize {
+        (self.sq.capacity() / 2).max(1)
+    }
+
+    /// Makes room for `n` SQEs that must reach the kernel in one submission (a linked
+    /// chain: split over two, its second half would run on its own and could overtake
+    /// the first). Flushes what is queued when there is not room enough.
+    pub fn reserve(&mut self, n: usize) -> Result<(), Error> {
+        if n > self.sq.capacity() {
+            return Err(Error::Internal(format!(
+                "a chain of {n} SQEs on a ring of {}",
+                self.sq.capacity()
+            )));
+        }
+        self.sq.sync();
+        while self.sq.capacity() - self.sq.len() < n {
+            self.io.enters += 1;
+            let done = self
+                .submitter
+                .submit()
+                .map_err(|e| Error::io("io_uring_enter (submit)", e))?;
+            self.io.sqes += done as u64;
+            self.sq.sync();
+        }
+        Ok(())
+    }
+
+    /// Queues one SQE, flushing the queue to the kernel first when it is full. A chain's
+    /// members must have been [`Ring::reserve`]d first.
     pub fn push(&mut self, entry: &squeue::Entry) -> Result<(), Error> {
         loop {
             // SAFETY: every entry copyperf builds points at buffers and argument structs

@@ -309,7 +309,7 @@ impl<H: ServeHost> Worker<'_, H> {
             if c.has_error() {
                 c.abandon();
             }
-            c.fail(Error::from_panic(&*panic));
+            c.fail_internal(Error::from_panic(&*panic));
         }
     }
 
@@ -370,6 +370,7 @@ impl<H: ServeHost> Worker<'_, H> {
                 continue;
             }
             let mut c = self.conns[index].take().expect("checked");
+            c.recycle_provided(ring);
             if c.abandoned {
                 // A late completion may still carry this index: never hand it out again.
                 self.host.notice(format!(
