@@ -923,3 +923,62 @@ fn a_closed_stdout_costs_the_server_nothing() {
     let (o, _) = finish(child, Duration::from_secs(10));
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
 }
+
+/// Out of file descriptors, a server still answers: the client waiting in the queue is
+/// refused with the reason, and the log says so once a second, not every 100 ms.
+#[test]
+fn clients_past_the_descriptor_limit_are_refused_with_the_reason() {
+    use std::io::Write;
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new("prlimit")
+        .args([
+            "--nofile=40",
+            SERVER,
+            "--bind",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .args(["-t", "200", "--counters", "off", "--idle-timeout", "20"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("prlimit runs");
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    wait_line(&lines, "Listening on");
+    let mut held = Vec::new();
+    let (mut accepted, mut refused) = (0, 0);
+    for _ in 0..60 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(&echo_hello(4096, 1)).unwrap();
+        match engine::wire::read_frame(&mut s, Duration::from_secs(10)) {
+            Ok(engine::wire::Frame::Accept(_)) => accepted += 1,
+            Ok(engine::wire::Frame::Refuse(r)) => {
+                assert!(r.reason.contains("file descriptors"), "{}", r.reason);
+                refused += 1;
+            }
+            other => panic!("no answer: {other:?} after {accepted} accepted, {refused} refused"),
+        }
+        held.push(s);
+    }
+    assert!(
+        accepted > 10 && refused > 10,
+        "{accepted} accepted, {refused} refused"
+    );
+    drop(held);
+    signal(&child, libc::SIGTERM);
+    let (o, _) = finish(child, Duration::from_secs(10));
+    assert_eq!(o.status.code(), Some(0));
+    let log: Vec<String> = lines.try_iter().collect();
+    let errors = log.iter().filter(|l| l.contains("accept failed")).count();
+    assert!(errors <= 10, "{errors} accept-error lines: {log:#?}");
+}

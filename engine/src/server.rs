@@ -154,6 +154,17 @@ impl Server {
         for notice in &metering.notices {
             on_event(ServerEvent::Notice(notice.clone()));
         }
+        // A connection takes its socket, and per thread or per CPU up to one descriptor
+        // per counter; refusals linger beside them.
+        let per_conn = 2 + crate::counters::CounterId::ALL.len() as u64;
+        let needed = self.config.max_clients as u64 * per_conn + REFUSAL_BACKLOG as u64 + 64;
+        if let Some(limit) = raise_nofile_limit().filter(|&l| l < needed) {
+            on_event(ServerEvent::Notice(format!(
+                "RLIMIT_NOFILE is {limit}, below the {needed} descriptors -t {} clients may \
+                 need; past it, clients are refused with that reason (raise it: ulimit -n)",
+                self.config.max_clients
+            )));
+        }
         let (linger_tx, linger_rx) = mpsc::channel();
         let shared = Shared {
             config: &self.config,
@@ -166,6 +177,8 @@ impl Server {
             open: Mutex::new(HashMap::new()),
             budget: Budget::new(self.config.max_memory),
             lingering: Mutex::new(linger_tx),
+            spare_fd: Mutex::new(std::fs::File::open("/dev/null").ok()),
+            accept_errors: Mutex::new((None, 0)),
         };
         std::thread::scope(|scope| {
             scope.spawn(|| linger(linger_rx, stop));
@@ -273,23 +286,84 @@ impl Server {
             Ok((stream, peer)) => match stream.set_nonblocking(false) {
                 Ok(()) => Some((stream, peer)),
                 Err(e) => {
-                    (shared.on_event)(ServerEvent::AcceptError {
-                        error: e.to_string(),
-                    });
+                    shared.accept_error(e.to_string());
                     None
                 }
             },
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => None,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
+                self.refuse_without_descriptors(shared, &e);
+                None
+            }
             Err(e) => {
-                (shared.on_event)(ServerEvent::AcceptError {
-                    error: e.to_string(),
-                });
-                // Out of descriptors and the like: back off instead of spinning.
+                shared.accept_error(e.to_string());
+                // Out of memory and the like: back off instead of spinning.
                 std::thread::sleep(ACCEPT_TICK);
                 None
             }
         }
     }
+
+    /// Out of descriptors: the spare one kept for this moment is given up so the waiting
+    /// client can be accepted, told why, and closed; then it is taken again.
+    fn refuse_without_descriptors(&self, shared: &Shared<'_>, e: &std::io::Error) {
+        let mut spare = shared.spare_fd.lock().expect("spare fd lock");
+        let limit = nofile_limit().map_or("unknown".into(), |n| n.to_string());
+        let reason = format!(
+            "server out of file descriptors ({e}; RLIMIT_NOFILE is {limit}): try again later"
+        );
+        shared.accept_error(reason.clone());
+        if spare.take().is_some() {
+            if let Ok((mut stream, _)) = self.listener.accept() {
+                let frame = Frame::Refuse(Refuse {
+                    code: RefuseCode::Other,
+                    reason,
+                });
+                let _ = stream.set_nonblocking(true);
+                let _ = wire::write_frame(&mut stream, &frame);
+                let _ = stream.shutdown(Shutdown::Write);
+            }
+            *spare = std::fs::File::open("/dev/null").ok();
+        } else {
+            std::thread::sleep(ACCEPT_TICK);
+        }
+    }
+}
+
+/// RLIMIT_NOFILE's soft limit.
+fn nofile_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit.
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0).then_some(lim.rlim_cur)
+}
+
+/// Raises RLIMIT_NOFILE's soft limit to its hard limit, as servers do: the soft default
+/// (often 1024) is below what `-t` clients, their counters and the lingering refusals can
+/// take. Returns the limit in force.
+fn raise_nofile_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write one rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return None;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    Some(lim.rlim_cur)
 }
 
 /// State every connection thread of one server shares.
@@ -312,6 +386,32 @@ pub(crate) struct Shared<'a> {
     budget: Budget,
     /// Refused sockets, handed to the thread that lets their clients read the reason.
     lingering: Mutex<Sender<(TcpStream, Instant)>>,
+    /// A descriptor kept spare, to answer a client even when all others are taken.
+    spare_fd: Mutex<Option<std::fs::File>>,
+    /// Accept errors: the last logged, when, and how many since.
+    accept_errors: Mutex<(Option<Instant>, u64)>,
+}
+
+impl Shared<'_> {
+    /// Logs an accept error, at most once a second with how many came since.
+    fn accept_error(&self, error: String) {
+        let mut state = self.accept_errors.lock().expect("accept error lock");
+        let now = Instant::now();
+        state.1 += 1;
+        if state
+            .0
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        let error = if state.1 > 1 {
+            format!("{error} ({} times in the last second or so)", state.1)
+        } else {
+            error
+        };
+        *state = (Some(now), 0);
+        (self.on_event)(ServerEvent::AcceptError { error });
+    }
 }
 
 /// The server-wide memory budget for connection buffers (`--max-memory`).
