@@ -982,3 +982,81 @@ fn clients_past_the_descriptor_limit_are_refused_with_the_reason() {
     let errors = log.iter().filter(|l| l.contains("accept failed")).count();
     assert!(errors <= 10, "{errors} accept-error lines: {log:#?}");
 }
+
+/// Without CAP_IPC_LOCK, zc-fixed connections that would pin more than RLIMIT_MEMLOCK
+/// all together are refused with the reason, before they are accepted.
+#[test]
+fn zc_fixed_beyond_the_memlock_limit_is_refused_with_the_reason() {
+    use std::io::Write;
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new("prlimit")
+        .args([
+            "--memlock=8388608",
+            "setpriv",
+            "--bounding-set",
+            "-ipc_lock",
+        ])
+        .args([
+            "--inh-caps",
+            "-ipc_lock",
+            SERVER,
+            "--backend",
+            "uring",
+            "--workers",
+            "1",
+        ])
+        .args(["--bind", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("prlimit runs");
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    wait_line(&lines, "Listening on");
+    // 1 MiB zc-fixed at depth 1: 3 registered buffers, 3 MiB pinned each.
+    let hello = engine::wire::Frame::Hello(engine::wire::Hello {
+        workload: engine::Workload::Echo,
+        mode: engine::Mode::ZcFixed,
+        verify: engine::Verify::Off,
+        backend: engine::Backend::Uring,
+        size: 1 << 20,
+        depth: 1,
+        duration_ms: 1000,
+        flow: 0,
+    })
+    .encode();
+    let mut held = Vec::new();
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(&hello).unwrap();
+        answers.push(engine::wire::read_frame(&mut s, Duration::from_secs(10)).unwrap());
+        held.push(s);
+    }
+    assert!(
+        matches!(answers[0], engine::wire::Frame::Accept(_)),
+        "{answers:?}"
+    );
+    assert!(
+        matches!(answers[1], engine::wire::Frame::Accept(_)),
+        "{answers:?}"
+    );
+    match &answers[2] {
+        engine::wire::Frame::Refuse(r) => {
+            assert!(r.reason.contains("RLIMIT_MEMLOCK"), "{}", r.reason)
+        }
+        other => panic!("expected a refusal: {other:?}"),
+    }
+    drop(held);
+    signal(&child, libc::SIGTERM);
+    let (o, _) = finish(child, Duration::from_secs(10));
+    assert_eq!(o.status.code(), Some(0));
+}

@@ -178,6 +178,9 @@ impl Server {
             budget: Budget::new(self.config.max_memory),
             lingering: Mutex::new(linger_tx),
             spare_fd: Mutex::new(std::fs::File::open("/dev/null").ok()),
+            fixed: (self.config.backend == Backend::Uring
+                && uring_opts(&self.config).fixed_buffers)
+                .then(|| FixedRoom::new(self.config.workers())),
             accept_errors: Mutex::new((None, 0)),
         };
         std::thread::scope(|scope| {
@@ -386,6 +389,8 @@ pub(crate) struct Shared<'a> {
     budget: Budget,
     /// Refused sockets, handed to the thread that lets their clients read the reason.
     lingering: Mutex<Sender<(TcpStream, Instant)>>,
+    /// A uring server's registered-buffer room (zc-fixed).
+    fixed: Option<FixedRoom>,
     /// A descriptor kept spare, to answer a client even when all others are taken.
     spare_fd: Mutex<Option<std::fs::File>>,
     /// Accept errors: the last logged, when, and how many since.
@@ -451,6 +456,70 @@ impl Budget {
     }
 }
 
+/// The registered-buffer room of a uring server's workers: each ring's table of fixed
+/// buffers, and the locked memory they may pin in all. A zc-fixed client is given a
+/// worker with room, or refused with the reason, before it is accepted: a registration
+/// that fails after the accept could only close the connection without a word.
+struct FixedRoom {
+    /// Free table entries per worker.
+    free: Mutex<Vec<u32>>,
+    /// Bytes pinned by the registered buffers of connections being served.
+    pinned: AtomicU64,
+    /// RLIMIT_MEMLOCK, unless unlimited or the process holds CAP_IPC_LOCK.
+    limit: Option<u64>,
+}
+
+impl FixedRoom {
+    fn new(workers: usize) -> FixedRoom {
+        FixedRoom {
+            free: Mutex::new(vec![backend::uring::MAX_FIXED_BUFFERS; workers]),
+            pinned: AtomicU64::new(0),
+            limit: backend::uring::pin_limit(),
+        }
+    }
+
+    /// Reserves `count` table entries on the worker with the most room, and `bytes` of
+    /// locked memory; returns the worker, or why there is no room.
+    fn reserve(&self, count: u32, bytes: u64) -> Result<usize, String> {
+        if let Some(limit) = self.limit {
+            self.pinned
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                    p.checked_add(bytes).filter(|&t| t <= limit)
+                })
+                .map_err(|pinned| {
+                    format!(
+                        "registered buffers: this connection would pin {bytes} bytes, {pinned} of \
+                         the {limit} RLIMIT_MEMLOCK allows are pinned (raise ulimit -l, or \
+                         grant CAP_IPC_LOCK)"
+                    )
+                })?;
+        } else {
+            self.pinned.fetch_add(bytes, Ordering::AcqRel);
+        }
+        let mut free = self.free.lock().expect("fixed room lock");
+        let best = (0..free.len()).max_by_key(|&w| free[w]);
+        match best.filter(|&w| free[w] >= count) {
+            Some(w) => {
+                free[w] -= count;
+                Ok(w)
+            }
+            None => {
+                self.pinned.fetch_sub(bytes, Ordering::AcqRel);
+                Err(format!(
+                    "registered buffers: this connection needs {count} table entries and no \
+                     worker has that many free ({} at most each); try again later or lower --depth",
+                    backend::uring::MAX_FIXED_BUFFERS
+                ))
+            }
+        }
+    }
+
+    fn release(&self, worker: usize, count: u32, bytes: u64) {
+        self.free.lock().expect("fixed room lock")[worker] += count;
+        self.pinned.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
 /// A connection's place among the `-t` allowed and its share of the memory budget; both
 /// given back when dropped.
 pub(crate) struct Slot<'a> {
@@ -460,6 +529,8 @@ pub(crate) struct Slot<'a> {
     pub place: usize,
     /// Bytes of the memory budget charged for the connection's buffers.
     reserved: u64,
+    /// zc-fixed on uring: the worker, table entries and pinned bytes reserved.
+    fixed: Option<(usize, u32, u64)>,
 }
 
 impl<'a> Slot<'a> {
@@ -482,7 +553,23 @@ impl<'a> Slot<'a> {
             id,
             place,
             reserved: 0,
+            fixed: None,
         }
+    }
+
+    /// Reserves registered-buffer room on a worker for a zc-fixed connection.
+    fn reserve_fixed(&mut self, count: u32, bytes: u64) -> Result<(), String> {
+        let Some(room) = &self.shared.fixed else {
+            return Ok(());
+        };
+        let worker = room.reserve(count, bytes)?;
+        self.fixed = Some((worker, count, bytes));
+        Ok(())
+    }
+
+    /// The worker whose registered-buffer room this connection holds.
+    fn fixed_worker(&self) -> Option<usize> {
+        self.fixed.map(|(w, _, _)| w)
     }
 
     /// The connection's buffers were leaked (the kernel never gave them back): their
@@ -502,6 +589,9 @@ impl<'a> Slot<'a> {
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         self.shared.budget.release(self.reserved);
+        if let (Some((worker, count, bytes)), Some(room)) = (self.fixed, &self.shared.fixed) {
+            room.release(worker, count, bytes);
+        }
         self.shared.places.lock().expect("places lock")[self.place] = false;
         self.shared
             .open
@@ -588,6 +678,13 @@ fn handshake(
         refuse(shared, stream, RefuseCode::Memory, &reason);
         return Err(Handshake::Refused(reason));
     }
+    if plan.stride.is_some() {
+        let pinned = plan.count() as u64 * plan.size as u64;
+        if let Err(reason) = slot.reserve_fixed(plan.count() as u32, pinned) {
+            refuse(shared, stream, RefuseCode::Memory, &reason);
+            return Err(Handshake::Refused(reason));
+        }
+    }
     #[allow(unused_mut)]
     let mut spec = match ConnSpec::new(stream.as_raw_fd(), server_flow_spec(&hello), plan) {
         Ok(spec) => spec,
@@ -646,11 +743,6 @@ fn check_hello(h: &Hello, config: &ServerConfig) -> Result<PoolPlan, (RefuseCode
     if config.backend == Backend::Uring {
         backend::uring::check_kernel(Some(h.mode))
             .map_err(|e| (RefuseCode::Mode, e.to_string()))?;
-        if h.mode == Mode::ZcFixed {
-            let needed = plan.count() as u64 * size as u64;
-            backend::uring::check_memlock(needed)
-                .map_err(|e| (RefuseCode::Other, e.to_string()))?;
-        }
     }
     Ok(plan)
 }
@@ -890,6 +982,7 @@ fn hand_to_worker<'s>(
     }
     let incoming = Incoming {
         spec,
+        worker: client.slot.fixed_worker(),
         conn: Served {
             client,
             meter: None,

@@ -661,6 +661,69 @@ fn a_flooding_peer_cannot_take_the_provided_buffers(backend: Backend) {
     }
 }
 
+/// zc-fixed clients beyond what a worker's registered-buffer table holds are refused
+/// with the reason before they are accepted (found by hostile testing: they were
+/// accepted, then closed without a word).
+fn zc_fixed_beyond_the_buffer_table_is_refused_with_the_reason(backend: Backend) {
+    let server = TestServer::start(ServerConfig {
+        backend,
+        workers: (backend == Backend::Uring).then_some(1),
+        idle_timeout: Duration::from_secs(10),
+        ..Default::default()
+    });
+    let mut held = Vec::new();
+    let mut refusals = Vec::new();
+    // 2049 table entries each: 7 fit a worker's 16384, the 8th does not.
+    for _ in 0..8 {
+        let mut s = connect(&server);
+        let h = Hello {
+            workload: Workload::Echo,
+            mode: Mode::ZcFixed,
+            depth: 1024,
+            ..hello(64)
+        };
+        wire::write_frame(&mut s, &Frame::Hello(h)).unwrap();
+        match wire::read_frame(&mut s, WAIT).unwrap() {
+            Frame::Accept(_) => held.push(s),
+            Frame::Refuse(r) => refusals.push(r),
+            other => panic!("{other:?}"),
+        }
+    }
+    match backend {
+        Backend::Uring => {
+            assert_eq!(held.len(), 7, "{refusals:?}");
+            assert!(refusals[0].reason.contains("table entries"), "{refusals:?}");
+        }
+        Backend::Syscall => {
+            assert!(held.is_empty());
+            assert!(
+                refusals.iter().all(|r| r.code == RefuseCode::Mode),
+                "{refusals:?}"
+            );
+        }
+    }
+    drop(held);
+    // Their room comes back.
+    for id in 0..held_count(backend) {
+        server.wait_for(&format!("disconnected {id} "), WAIT);
+    }
+    if backend == Backend::Uring {
+        let mut config = server.client(Backend::Uring, Mode::ZcFixed, Workload::Echo);
+        config.depth = 1024;
+        config.size = 64;
+        let record = run_client(&config, &|_| {}).expect("room again once they left");
+        assert_clean_run(&record, "zc-fixed after the table emptied");
+    }
+}
+
+fn held_count(backend: Backend) -> u64 {
+    if backend == Backend::Uring {
+        7
+    } else {
+        0
+    }
+}
+
 /// Connects with a 4 KiB receive buffer.
 fn connect_with_small_rcvbuf(server: &TestServer) -> TcpStream {
     // SAFETY: a fresh socket, options set on it before connecting, then owned by the
@@ -730,4 +793,5 @@ against_both!(
     hellos_beyond_the_memory_budget_are_refused,
     a_deep_pipeline_keeps_its_order,
     a_flooding_peer_cannot_take_the_provided_buffers,
+    zc_fixed_beyond_the_buffer_table_is_refused_with_the_reason,
 );

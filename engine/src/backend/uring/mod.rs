@@ -23,6 +23,6 @@ mod slots;
 pub(crate) use client::{run_ring, RingOpts};
 pub(crate) use probe::check_kernel;
 pub(crate) use server::{serve, Dispatch, Incoming, ServeHost, ServeOpts};
-pub(crate) use setup::{check_memlock, check_server_rings, memlock_limit};
+pub(crate) use setup::{check_server_rings, memlock_limit, pin_limit};
 
 pub(crate) use crate::vocab::MAX_FIXED_BUFFERS;

@@ -74,6 +74,9 @@ pub(crate) trait ServeHost: Sync {
 pub(crate) struct Incoming<C> {
     pub spec: ConnSpec,
     pub conn: C,
+    /// The worker that must take it (its registered buffers were reserved there); any,
+    /// round-robin, when `None`.
+    pub worker: Option<usize>,
 }
 
 /// Hands a connection to a worker; gives it back when no worker can take it.
@@ -127,7 +130,10 @@ pub(crate) fn serve<H: ServeHost>(
         }
         let next = AtomicUsize::new(0);
         let dispatch = |incoming: Incoming<H::Conn>| {
-            let w = next.fetch_add(1, Ordering::Relaxed) % workers;
+            let w = incoming
+                .worker
+                .unwrap_or_else(|| next.fetch_add(1, Ordering::Relaxed))
+                % workers;
             inboxes[w]
                 .send(incoming)
                 .map_err(|mpsc::SendError(back)| Box::new(back))?;
@@ -331,7 +337,9 @@ impl<H: ServeHost> Worker<'_, H> {
         incoming: Incoming<H::Conn>,
         now: Instant,
     ) -> Option<u32> {
-        let Incoming { mut spec, mut conn } = incoming;
+        let Incoming {
+            mut spec, mut conn, ..
+        } = incoming;
         let range = match spec.region.clone() {
             Some(region) => match register_pool(ring, spec.flow.pool_mut(), &region, &spec.plan) {
                 Ok(range) => Some(range),

@@ -22,6 +22,12 @@ pub(crate) fn ring_memory(sq_entries: u32, cq_entries: u32) -> u64 {
 
 /// Registered buffers pin memory, charged to RLIMIT_MEMLOCK unless the process holds
 /// CAP_IPC_LOCK. Checked before registering, so the error can say how much is needed.
+/// What registered buffers may pin in all: RLIMIT_MEMLOCK, or `None` when unlimited (or
+/// the process holds CAP_IPC_LOCK).
+pub(crate) fn pin_limit() -> Option<u64> {
+    memlock_limit().filter(|_| !has_cap_ipc_lock())
+}
+
 pub(crate) fn check_memlock(needed: u64) -> Result<(), Error> {
     memlock_verdict(needed, memlock_limit(), has_cap_ipc_lock())
 }
