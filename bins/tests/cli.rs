@@ -405,6 +405,19 @@ fn spawn_client(server: &ServerProc, args: &[&str]) -> (Child, mpsc::Receiver<St
     (child, lines)
 }
 
+/// Every line still to come from a child's output, once it has exited (the reader thread
+/// ends at EOF), up to 10 s.
+fn rest(lines: &mpsc::Receiver<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while let Ok(l) =
+        lines.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+    {
+        out.push(l);
+    }
+    out
+}
+
 /// Lines until one contains `needle`, up to 10 s.
 fn wait_line(lines: &mpsc::Receiver<String>, needle: &str) -> Vec<String> {
     let mut seen = Vec::new();
@@ -430,9 +443,7 @@ fn an_interrupted_client_reports_what_it_measured() {
     std::thread::sleep(Duration::from_millis(300));
     signal(&child, libc::SIGINT);
     let (o, took) = finish(child, Duration::from_secs(15));
-    let mut out: Vec<String> = lines.try_iter().collect();
-    out.extend(text(&o).0.lines().map(String::from));
-    let out = out.join("\n");
+    let out = rest(&lines).join("\n");
     assert_eq!(o.status.code(), Some(130), "{out}\n{}", text(&o).1);
     assert!(
         took < Duration::from_secs(10),
@@ -452,7 +463,7 @@ fn an_interrupted_client_reports_what_it_measured() {
     signal(&child, libc::SIGTERM);
     let (o, _) = finish(child, Duration::from_secs(15));
     assert_eq!(o.status.code(), Some(143), "{}", text(&o).1);
-    let json: String = lines.try_iter().collect::<Vec<_>>().join("\n") + &text(&o).0;
+    let json: String = rest(&lines).join("\n");
     let v: serde_json::Value = serde_json::from_str(&json).expect("one JSON record");
     assert_eq!(v["interrupted"], true);
     assert!(v["summary"]["messages"].as_u64().unwrap() > 0);
@@ -878,9 +889,7 @@ fn sigint_with_a_stalled_server_still_prints_the_clients_figures() {
         signal(&child, libc::SIGINT);
         let (o, took) = finish(child, Duration::from_secs(15));
         signal(&server.child, libc::SIGCONT);
-        let mut out: Vec<String> = lines.try_iter().collect();
-        out.extend(text(&o).0.lines().map(String::from));
-        let out = out.join("\n");
+        let out = rest(&lines).join("\n");
         assert_eq!(
             o.status.code(),
             Some(130),
