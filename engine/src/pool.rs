@@ -76,7 +76,7 @@ impl PoolPlan {
 /// struct and its boxed array of field pointers (each with its allocation header), and
 /// the per-slot state a backend keeps beside it (io_uring's msghdr and iovec block, its
 /// in-kernel table entry). Measured RSS per buffer stays below this plus the payload.
-pub const BUFFER_OVERHEAD: u64 = 512;
+pub const BUFFER_OVERHEAD: u64 = 640;
 /// The allocator's header and rounding on each separate allocation (a field, a wire
 /// buffer).
 const MALLOC_OVERHEAD: u64 = 32;
