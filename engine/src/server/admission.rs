@@ -1,0 +1,461 @@
+//! Who gets in: the hello read whole within its deadline, checked against the server;
+//! the memory budget and a uring server's registered-buffer room reserved; the buffers
+//! allocated; accept, or a refusal with its reason that the client gets to read.
+
+use super::*;
+
+/// The server-wide memory budget for connection buffers (`--max-memory`).
+pub(super) struct Budget {
+    pub(super) limit: u64,
+    pub(super) used: AtomicU64,
+}
+
+impl Budget {
+    pub(super) fn new(limit: u64) -> Budget {
+        Budget {
+            limit,
+            used: AtomicU64::new(0),
+        }
+    }
+
+    /// Charges `bytes`, or says why not.
+    pub(super) fn reserve(&self, bytes: u64) -> Result<(), String> {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&total| total <= self.limit)
+            })
+            .map(|_| ())
+            .map_err(|used| {
+                format!(
+                    "server memory budget exhausted: this connection's buffers need {} bytes, \
+                     {used} of the {} bytes allowed are in use (--max-memory {})",
+                    bytes,
+                    self.limit,
+                    format_size(self.limit as usize)
+                )
+            })
+    }
+
+    pub(super) fn release(&self, bytes: u64) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+/// The registered-buffer room of a uring server's workers: each ring's table of fixed
+/// buffers, and the locked memory they may pin in all. A zc-fixed client is given a
+/// worker with room, or refused with the reason, before it is accepted: a registration
+/// that fails after the accept could only close the connection without a word.
+pub(super) struct FixedRoom {
+    /// Free table entries per worker.
+    pub(super) free: Mutex<Vec<u32>>,
+    /// Bytes pinned by the registered buffers of connections being served.
+    pub(super) pinned: AtomicU64,
+    /// RLIMIT_MEMLOCK, unless unlimited or the process holds CAP_IPC_LOCK.
+    pub(super) limit: Option<u64>,
+}
+
+impl FixedRoom {
+    pub(super) fn new(workers: usize) -> FixedRoom {
+        FixedRoom {
+            free: Mutex::new(vec![backend::uring::MAX_FIXED_BUFFERS; workers]),
+            pinned: AtomicU64::new(0),
+            limit: backend::uring::pin_limit(),
+        }
+    }
+
+    /// Reserves `count` table entries on the worker with the most room, and `bytes` of
+    /// locked memory; returns the worker, or why there is no room.
+    pub(super) fn reserve(&self, count: u32, bytes: u64) -> Result<usize, String> {
+        if let Some(limit) = self.limit {
+            self.pinned
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                    p.checked_add(bytes).filter(|&t| t <= limit)
+                })
+                .map_err(|pinned| {
+                    format!(
+                        "registered buffers: this connection would pin {bytes} bytes, {pinned} of \
+                         the {limit} RLIMIT_MEMLOCK allows are pinned (raise ulimit -l, or \
+                         grant CAP_IPC_LOCK)"
+                    )
+                })?;
+        } else {
+            self.pinned.fetch_add(bytes, Ordering::AcqRel);
+        }
+        let mut free = self.free.lock().expect("fixed room lock");
+        let best = (0..free.len()).max_by_key(|&w| free[w]);
+        match best.filter(|&w| free[w] >= count) {
+            Some(w) => {
+                free[w] -= count;
+                Ok(w)
+            }
+            None => {
+                self.pinned.fetch_sub(bytes, Ordering::AcqRel);
+                Err(format!(
+                    "registered buffers: this connection needs {count} table entries and no \
+                     worker has that many free ({} at most each); try again later or lower --depth",
+                    backend::uring::MAX_FIXED_BUFFERS
+                ))
+            }
+        }
+    }
+
+    pub(super) fn release(&self, worker: usize, count: u32, bytes: u64) {
+        self.free.lock().expect("fixed room lock")[worker] += count;
+        self.pinned.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
+/// A connection's place among the `-t` allowed and its share of the memory budget; both
+/// given back when dropped.
+pub(crate) struct Slot<'a> {
+    pub(super) shared: &'a Shared<'a>,
+    pub(super) id: u64,
+    /// The lowest place free when the connection came: its index in the CPU plan.
+    pub place: usize,
+    /// Bytes of the memory budget charged for the connection's buffers.
+    pub(super) reserved: u64,
+    /// zc-fixed on uring: the worker, table entries and pinned bytes reserved.
+    pub(super) fixed: Option<(usize, u32, u64)>,
+}
+
+impl<'a> Slot<'a> {
+    pub(super) fn open(shared: &'a Shared<'a>, id: u64, stream: &TcpStream) -> Slot<'a> {
+        shared.active.fetch_add(1, Ordering::AcqRel);
+        shared
+            .open
+            .lock()
+            .expect("registry lock")
+            .insert(id, stream.as_raw_fd());
+        let mut places = shared.places.lock().expect("places lock");
+        let place = places.iter().position(|used| !used).unwrap_or(places.len());
+        if place == places.len() {
+            places.push(true);
+        } else {
+            places[place] = true;
+        }
+        Slot {
+            shared,
+            id,
+            place,
+            reserved: 0,
+            fixed: None,
+        }
+    }
+
+    /// Reserves registered-buffer room on a worker for a zc-fixed connection.
+    pub(super) fn reserve_fixed(&mut self, count: u32, bytes: u64) -> Result<(), String> {
+        let Some(room) = &self.shared.fixed else {
+            return Ok(());
+        };
+        let worker = room.reserve(count, bytes)?;
+        self.fixed = Some((worker, count, bytes));
+        Ok(())
+    }
+
+    /// The worker whose registered-buffer room this connection holds.
+    pub(super) fn fixed_worker(&self) -> Option<usize> {
+        self.fixed.map(|(w, _, _)| w)
+    }
+
+    /// The connection's buffers were leaked (the kernel never gave them back): their
+    /// share of the budget stays charged for good, so the budget keeps bounding memory.
+    pub(super) fn forfeit_budget(&mut self) {
+        self.reserved = 0;
+    }
+
+    /// Charges the memory budget with `bytes` for this connection.
+    pub(super) fn reserve(&mut self, bytes: u64) -> Result<(), String> {
+        self.shared.budget.reserve(bytes)?;
+        self.reserved += bytes;
+        Ok(())
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.shared.budget.release(self.reserved);
+        if let (Some((worker, count, bytes)), Some(room)) = (self.fixed, &self.shared.fixed) {
+            room.release(worker, count, bytes);
+        }
+        self.shared.places.lock().expect("places lock")[self.place] = false;
+        self.shared
+            .open
+            .lock()
+            .expect("registry lock")
+            .remove(&self.id);
+        self.shared.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A client past its handshake: its place, its socket, what it asked for. Fields drop in
+/// order: the slot (its registry entry, its budget) goes before the socket closes, so stop
+/// never shuts down a reused descriptor.
+pub(crate) struct Client<'a> {
+    pub slot: Slot<'a>,
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub id: u64,
+    pub hello: Hello,
+}
+
+/// A client and its connection, ready to run: its buffers were allocated on the
+/// handshake thread, before it was accepted.
+pub(crate) struct Accepted<'a> {
+    pub spec: ConnSpec,
+    pub client: Client<'a>,
+}
+
+pub(super) enum Handshake {
+    Refused(String),
+    Failed(String),
+}
+
+/// Reads the hello, checks it against this server and its budget, allocates the
+/// connection's buffers, and answers accept or refuse.
+pub(super) fn handshake(
+    stream: &mut TcpStream,
+    shared: &Shared<'_>,
+    id: u64,
+    slot: &mut Slot<'_>,
+) -> Result<(Hello, ConnSpec), Handshake> {
+    let config = shared.config;
+    let timeout = HELLO_TIMEOUT.min(config.idle_timeout);
+    stream
+        .set_write_timeout(Some(timeout))
+        .map_err(|e| Handshake::Failed(format!("socket setup: {e}")))?;
+    // The whole hello must arrive by then, however it is sliced.
+    let hello = match wire::read_frame_by(stream, Instant::now() + timeout) {
+        Ok(Frame::Hello(h)) => h,
+        Ok(other) => {
+            let reason = format!(
+                "bad hello: {}",
+                WireError::Unexpected {
+                    expected: "hello",
+                    got: other.name(),
+                }
+            );
+            refuse(shared, stream, RefuseCode::Malformed, &reason);
+            return Err(Handshake::Refused(reason));
+        }
+        Err(ReadError::Wire(WireError::Version(v))) => {
+            let reason = format!(
+                "protocol version {v} is not spoken here (this server speaks {})",
+                wire::VERSION
+            );
+            refuse(shared, stream, RefuseCode::Version, &reason);
+            return Err(Handshake::Refused(reason));
+        }
+        Err(ReadError::Wire(e)) => {
+            let reason = format!("bad hello: {e}");
+            refuse(shared, stream, RefuseCode::Malformed, &reason);
+            return Err(Handshake::Refused(reason));
+        }
+        Err(e) => return Err(Handshake::Failed(format!("bad hello: {e}"))),
+    };
+    let plan = match check_hello(&hello, config) {
+        Ok(plan) => plan,
+        Err((code, reason)) => {
+            refuse(shared, stream, code, &reason);
+            return Err(Handshake::Refused(reason));
+        }
+    };
+    if let Err(reason) = slot.reserve(plan.bytes()) {
+        refuse(shared, stream, RefuseCode::Memory, &reason);
+        return Err(Handshake::Refused(reason));
+    }
+    if plan.stride.is_some() {
+        let pinned = plan.count() as u64 * plan.size as u64;
+        if let Err(reason) = slot.reserve_fixed(plan.count() as u32, pinned) {
+            refuse(shared, stream, RefuseCode::Memory, &reason);
+            return Err(Handshake::Refused(reason));
+        }
+    }
+    #[allow(unused_mut)]
+    let mut spec = match ConnSpec::new(stream.as_raw_fd(), server_flow_spec(&hello), plan) {
+        Ok(spec) => spec,
+        Err(e) => {
+            let reason = format!("could not allocate the connection's buffers: {e}");
+            refuse(shared, stream, RefuseCode::Memory, &reason);
+            return Err(Handshake::Refused(reason));
+        }
+    };
+    #[cfg(debug_assertions)]
+    spec.flow.inject_fault();
+    let accept = Frame::Accept(Accept {
+        backend: config.backend,
+        connection: id,
+    });
+    wire::write_frame(stream, &accept)
+        .map_err(|e| Handshake::Failed(format!("sending accept: {e}")))?;
+    Ok((hello, spec))
+}
+
+/// Why this server will not serve `hello`, if it will not; else what its buffers take.
+pub(super) fn check_hello(
+    h: &Hello,
+    config: &ServerConfig,
+) -> Result<PoolPlan, (RefuseCode, String)> {
+    let size = h.size as usize;
+    if !(MIN_SIZE..=config.max_size).contains(&size) {
+        return Err((
+            RefuseCode::Size,
+            format!(
+                "message size {size} is outside what this server takes: {MIN_SIZE} to {} bytes (-s)",
+                config.max_size
+            ),
+        ));
+    }
+    let depth = h.depth as usize;
+    let plan = check_pool(Role::Server, h.mode, depth, size)
+        .map_err(|e| (RefuseCode::Depth, e.to_string()))?;
+    if let Some(mode) = config.mode {
+        if mode != h.mode {
+            return Err((
+                RefuseCode::Mode,
+                format!(
+                    "this server serves {mode} only; the client asked for {}",
+                    h.mode
+                ),
+            ));
+        }
+    }
+    if !h.mode.supported_on(config.backend) {
+        return Err((
+            RefuseCode::Mode,
+            format!(
+                "mode {} needs a uring server; this one runs the {} backend",
+                h.mode, config.backend
+            ),
+        ));
+    }
+    if config.backend == Backend::Uring {
+        backend::uring::check_kernel(Some(h.mode))
+            .map_err(|e| (RefuseCode::Mode, e.to_string()))?;
+    }
+    Ok(plan)
+}
+
+/// Sends a refusal and leaves the socket with the lingering thread, which drains what the
+/// client still sends (its hello, if not read yet) until it closes: closing with unread
+/// data would send a reset that can destroy the refusal before the client reads it.
+pub(super) fn refuse(shared: &Shared<'_>, stream: &mut TcpStream, code: RefuseCode, reason: &str) {
+    let frame = Frame::Refuse(Refuse {
+        code,
+        reason: reason.to_owned(),
+    });
+    let _ = stream.set_write_timeout(Some(REFUSAL_LINGER));
+    if wire::write_frame(stream, &frame).is_err() {
+        return;
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+    if let Ok(copy) = stream.try_clone() {
+        let deadline = Instant::now() + REFUSAL_LINGER;
+        let _ = shared
+            .lingering
+            .lock()
+            .expect("lingering lock")
+            .send((copy, deadline));
+    }
+}
+
+/// Holds refused sockets open until their clients close or [`REFUSAL_LINGER`] passes,
+/// reading and dropping whatever they still send; at most [`REFUSAL_BACKLOG`] at once.
+pub(super) fn linger(inbox: Receiver<(TcpStream, Instant)>, stop: &AtomicBool) {
+    let mut held: Vec<(TcpStream, Instant)> = Vec::new();
+    let mut sink = [0u8; 4096];
+    while !stop.load(Ordering::Relaxed) {
+        while let Ok(s) = inbox.try_recv() {
+            if held.len() < REFUSAL_BACKLOG {
+                let _ = s.0.set_nonblocking(true);
+                held.push(s);
+            } // else dropped: closed unanswered beyond the documented backlog
+        }
+        let now = Instant::now();
+        held.retain(|(_, deadline)| *deadline > now);
+        let mut fds: Vec<libc::pollfd> = held
+            .iter()
+            .map(|(s, _)| libc::pollfd {
+                fd: s.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let tick = if fds.is_empty() { 20 } else { 10 };
+        // SAFETY: `fds` is a live array of pollfds of sockets `held` keeps open.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, tick) };
+        let mut i = 0;
+        held.retain_mut(|(s, _)| {
+            let revents = fds[i].revents;
+            i += 1;
+            if revents == 0 {
+                return true;
+            }
+            loop {
+                match s.read(&mut sink) {
+                    Ok(0) => return false,
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                    Err(_) => return false,
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Verify;
+
+    fn hello() -> Hello {
+        Hello {
+            workload: Workload::Echo,
+            mode: Mode::OneCopy,
+            verify: Verify::Full,
+            backend: Backend::Syscall,
+            size: 4096,
+            depth: 1,
+            duration_ms: 1000,
+            flow: 0,
+        }
+    }
+
+    #[test]
+    fn hellos_are_checked_against_the_server() {
+        let config = ServerConfig {
+            max_size: 65536,
+            ..Default::default()
+        };
+        assert!(check_hello(&hello(), &config).is_ok());
+        let big = Hello {
+            size: 65537,
+            ..hello()
+        };
+        assert_eq!(check_hello(&big, &config).unwrap_err().0, RefuseCode::Size);
+        let tiny = Hello { size: 8, ..hello() };
+        assert_eq!(check_hello(&tiny, &config).unwrap_err().0, RefuseCode::Size);
+        let deep = Hello {
+            depth: 0,
+            ..hello()
+        };
+        assert_eq!(
+            check_hello(&deep, &config).unwrap_err().0,
+            RefuseCode::Depth
+        );
+        let fixed = Hello {
+            mode: Mode::ZcFixed,
+            ..hello()
+        };
+        let (code, why) = check_hello(&fixed, &config).unwrap_err();
+        assert_eq!(code, RefuseCode::Mode);
+        assert!(why.contains("uring"), "{why}");
+        let only_zc = ServerConfig {
+            mode: Some(Mode::Zc),
+            ..config
+        };
+        assert_eq!(
+            check_hello(&hello(), &only_zc).unwrap_err().0,
+            RefuseCode::Mode
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! A connection's run: its thread on the syscall engine, or its hand-over to a uring
+//! worker and what the server does around it there ([`ServeHost`]); the one place a
+//! [`PeerReport`] is built and sent.
+
+use super::*;
+
+/// The server sends only echoes, each awaited by the client: TCP_NODELAY for echo, Nagle
+/// (it never sends anyway) for stream.
+pub(super) fn nodelay_for(hello: &Hello) -> bool {
+    hello.workload == Workload::Echo
+}
+
+/// The server side of a connection's workload, from its hello.
+pub(super) fn server_flow_spec(hello: &Hello) -> FlowSpec {
+    FlowSpec {
+        role: Role::Server,
+        workload: hello.workload,
+        mode: hello.mode,
+        verify: hello.verify,
+        depth: hello.depth as usize,
+        duration: Duration::ZERO,
+    }
+}
+
+/// The server's figures for one connection, whichever engine served it: the one place a
+/// [`PeerReport`] is built.
+pub(super) fn peer_report(
+    shared: &Shared<'_>,
+    backend: Backend,
+    id: u64,
+    flow: &Flow,
+    ring: Option<RingSetup>,
+    samples: Vec<Sample>,
+    placement: Placement,
+) -> PeerReport {
+    PeerReport {
+        backend,
+        connection: id,
+        duration_s: flow.duration().as_secs_f64(),
+        stats: flow.stats.clone(),
+        ring,
+        samples,
+        counter_scope: shared.metering.scope,
+        counters_missing: shared.metering.missing.clone(),
+        placement: Some(placement),
+    }
+}
+
+/// Sends the end-of-run report; returns the event to log once the connection's slot is
+/// given back (so that whoever sees the event may take the slot).
+pub(super) fn finish_connection(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    report: PeerReport,
+) -> ServerEvent {
+    let id = report.connection;
+    let report = Box::new(report);
+    let frame = Frame::Stats(report.clone());
+    match stream.write_all(&frame.encode()) {
+        Ok(()) => {
+            let _ = stream.shutdown(Shutdown::Write);
+            ServerEvent::Disconnected { id, peer, report }
+        }
+        Err(e) => ServerEvent::Failed {
+            id,
+            peer,
+            error: format!("sending the end-of-run stats: {e}"),
+        },
+    }
+}
+
+/// The socket options a connection's hello calls for, on either engine.
+pub(super) fn prepare_socket(
+    stream: &TcpStream,
+    hello: &Hello,
+    backend: Backend,
+) -> Result<(), Error> {
+    stream
+        .set_nodelay(nodelay_for(hello))
+        .map_err(|e| Error::io("TCP_NODELAY", e))?;
+    // The server sends only in echo.
+    if backend == Backend::Syscall && hello.workload == Workload::Echo {
+        backend::syscall::prepare(stream.as_fd(), hello.mode)?;
+    }
+    Ok(())
+}
+
+/// The syscall backend's thread per client.
+pub(super) fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
+    let Accepted { spec, client } = accepted;
+    let Client {
+        slot,
+        mut stream,
+        peer,
+        id,
+        hello,
+    } = client;
+    let cpu = shared.plan.cpu(slot.place);
+    let thread = format!("conn {id}");
+    let mut meter = None;
+    let result = placement::apply(cpu)
+        .and_then(|()| {
+            backend::syscall::set_timeouts(stream.as_fd(), shared.config.idle_timeout)
+                .map_err(|e| Error::io("socket timeouts", e))
+        })
+        .and_then(|()| prepare_socket(&stream, &hello, Backend::Syscall))
+        .and_then(|()| {
+            backend::syscall::run(spec, shared.config.idle_timeout, Some(shared.stop), || {
+                meter = Some(ConnMeter::start(shared, &thread, None));
+                Ok(())
+            })
+        });
+    let mut slot = slot;
+    if result.as_ref().is_ok_and(|c| c.flow.leaked) {
+        slot.forfeit_budget();
+    }
+    let event = match result {
+        Ok(conn) => {
+            let samples = meter.map_or_else(Vec::new, |mut m| m.finish(shared, None));
+            match conn.error {
+                Some(e) => ServerEvent::Failed {
+                    id,
+                    peer,
+                    error: e.to_string(),
+                },
+                None => {
+                    let placement = Placement { thread, cpu };
+                    let report = peer_report(
+                        shared,
+                        Backend::Syscall,
+                        id,
+                        &conn.flow,
+                        None,
+                        samples,
+                        placement,
+                    );
+                    finish_connection(&mut stream, peer, report)
+                }
+            }
+        }
+        Err(e) => ServerEvent::Failed {
+            id,
+            peer,
+            error: e.to_string(),
+        },
+    };
+    drop(slot);
+    (shared.on_event)(event);
+}
+
+/// The uring engine's options, from the server's configuration.
+pub(super) fn uring_opts(config: &ServerConfig) -> ServeOpts {
+    // A server that serves any mode gets what any may need.
+    let may = |f: fn(Mode) -> bool| config.mode.map_or(true, f);
+    ServeOpts {
+        workers: config.workers(),
+        files: config.max_clients as u32,
+        fixed_buffers: may(|m| path(m).fixed),
+        multishot: config.uring_recv == UringRecv::Multishot && may(|m| path(m).wire),
+        idle_timeout: config.idle_timeout,
+    }
+}
+
+/// Hands an accepted client to a uring worker.
+pub(super) fn hand_to_worker<'s>(
+    shared: &Shared<'s>,
+    dispatch: &Dispatch<'_, Served<'s>>,
+    accepted: Accepted<'s>,
+) {
+    let Accepted { spec, client } = accepted;
+    if let Err(e) = prepare_socket(&client.stream, &client.hello, Backend::Uring) {
+        let (id, peer) = (client.id, client.peer);
+        drop(client);
+        (shared.on_event)(ServerEvent::Failed {
+            id,
+            peer,
+            error: e.to_string(),
+        });
+        return;
+    }
+    let incoming = Incoming {
+        spec,
+        worker: client.slot.fixed_worker(),
+        conn: Served {
+            client,
+            meter: None,
+        },
+    };
+    if let Err(back) = dispatch(incoming) {
+        let (id, peer) = (back.conn.client.id, back.conn.client.peer);
+        drop(back);
+        (shared.on_event)(ServerEvent::Failed {
+            id,
+            peer,
+            error: "its uring worker has stopped".into(),
+        });
+    }
+}
+
+/// What the server keeps beside a connection a uring worker serves.
+pub(crate) struct Served<'s> {
+    pub(super) client: Client<'s>,
+    /// Readings taken when the connection joined its worker.
+    pub(super) meter: Option<ConnMeter>,
+}
+
+/// What the server keeps per uring worker thread.
+pub(crate) struct WorkerState {
+    pub(super) name: String,
+    pub(super) cpu: Option<usize>,
+    /// This worker's counters (per-thread scope): they run for its whole life; each
+    /// connection reads them when it joins and when it leaves.
+    pub(super) set: Option<CounterSet>,
+}
+
+impl<'s> ServeHost for Shared<'s> {
+    type Conn = Served<'s>;
+    type Worker = WorkerState;
+
+    fn worker_started(&self, worker: usize) -> Result<WorkerState, Error> {
+        let cpu = self.plan.cpu(worker);
+        placement::apply(cpu)?;
+        let mut set = self.metering.thread_set();
+        if let Some(s) = set.as_mut() {
+            s.enable();
+        }
+        Ok(WorkerState {
+            name: format!("worker {worker}"),
+            cpu,
+            set,
+        })
+    }
+
+    fn joined(&self, worker: &mut WorkerState, conn: &mut Served<'s>, ring: IoStats) {
+        let running = Running {
+            io: ring,
+            set: worker.set.as_mut(),
+        };
+        conn.meter = Some(ConnMeter::start(self, &worker.name, Some(running)));
+    }
+
+    fn retired(
+        &self,
+        worker: &mut WorkerState,
+        conn: Served<'s>,
+        report: ConnReport,
+        ring: IoStats,
+        setup: &RingSetup,
+    ) {
+        let Served { mut client, meter } = conn;
+        let (id, peer) = (client.id, client.peer);
+        if report.flow.leaked {
+            client.slot.forfeit_budget();
+        }
+        let event = match report.error {
+            Some(e) => ServerEvent::Failed {
+                id,
+                peer,
+                error: e.to_string(),
+            },
+            None => {
+                let running = Running {
+                    io: ring,
+                    set: worker.set.as_mut(),
+                };
+                let samples = meter.map_or_else(Vec::new, |mut m| m.finish(self, Some(running)));
+                let placement = Placement {
+                    thread: worker.name.clone(),
+                    cpu: worker.cpu,
+                };
+                let peer_report = peer_report(
+                    self,
+                    Backend::Uring,
+                    id,
+                    &report.flow,
+                    Some(setup.clone()),
+                    samples,
+                    placement,
+                );
+                // Never block the worker on one client: a client that does not read
+                // loses its report, not everybody's progress.
+                let _ = client.stream.set_nonblocking(true);
+                finish_connection(&mut client.stream, peer, peer_report)
+            }
+        };
+        // Buffers first, then the slot and the socket; only then the log line, so
+        // whoever reads it may take the slot.
+        drop(report.flow);
+        drop(client);
+        (self.on_event)(event);
+    }
+
+    fn notice(&self, text: String) {
+        (self.on_event)(ServerEvent::Notice(text));
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
