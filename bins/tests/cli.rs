@@ -20,6 +20,15 @@ fn text(o: &Output) -> (String, String) {
     )
 }
 
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A server process on a free port, its stdout lines forwarded to a channel.
 struct ServerProc {
     child: Child,
@@ -29,11 +38,7 @@ struct ServerProc {
 
 impl ServerProc {
     fn start(extra: &[&str]) -> ServerProc {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut child = Command::new(SERVER)
             .args(["--bind", "127.0.0.1", "-p", &port.to_string()])
             .args(extra)
@@ -158,11 +163,7 @@ fn bad_flags_exit_2_with_one_line() {
 
 #[test]
 fn connection_refused_exits_1() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let o = run(CLIENT, &["-p", &port.to_string(), "-d", "0.1"]);
     assert_eq!(o.status.code(), Some(1));
     let (_, err) = text(&o);
@@ -671,11 +672,7 @@ fn enobufs_names_optmem_max() {
 /// A uring server short of locked memory for its rings says how much it needs, exit 5.
 #[test]
 fn ring_memlock_shortfall_says_how_much_is_needed() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let o = Command::new("prlimit")
         .args([
             "--memlock=4096",
@@ -907,11 +904,7 @@ fn sigint_with_a_stalled_server_still_prints_the_clients_figures() {
 /// A server whose stdout is closed (`server | head`) still serves and stops with 0.
 #[test]
 fn a_closed_stdout_costs_the_server_nothing() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = Command::new(SERVER)
         .args(["--bind", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::piped())
@@ -938,11 +931,7 @@ fn a_closed_stdout_costs_the_server_nothing() {
 #[test]
 fn clients_past_the_descriptor_limit_are_refused_with_the_reason() {
     use std::io::Write;
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = Command::new("prlimit")
         .args([
             "--nofile=40",
@@ -997,11 +986,7 @@ fn clients_past_the_descriptor_limit_are_refused_with_the_reason() {
 #[test]
 fn zc_fixed_beyond_the_memlock_limit_is_refused_with_the_reason() {
     use std::io::Write;
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = Command::new("prlimit")
         .args([
             "--memlock=8388608",

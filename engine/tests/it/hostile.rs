@@ -61,6 +61,23 @@ fn reset(s: TcpStream) {
     drop(s);
 }
 
+/// Sends the same hello on `n` connections; the accepted ones (held open) and the
+/// refusals.
+fn offer(server: &TestServer, h: Hello, n: usize) -> (Vec<TcpStream>, Vec<wire::Refuse>) {
+    let mut held = Vec::new();
+    let mut refused = Vec::new();
+    for _ in 0..n {
+        let mut s = connect(server);
+        wire::write_frame(&mut s, &Frame::Hello(h)).unwrap();
+        match wire::read_frame(&mut s, WAIT).unwrap() {
+            Frame::Accept(_) => held.push(s),
+            Frame::Refuse(r) => refused.push(r),
+            other => panic!("{other:?}"),
+        }
+    }
+    (held, refused)
+}
+
 /// After the hostile clients, a good one is served in full.
 fn still_serves(server: &TestServer) {
     let config = server.client(Backend::Syscall, Mode::OneCopy, Workload::Echo);
@@ -523,23 +540,13 @@ fn hellos_beyond_the_memory_budget_are_refused(backend: Backend) {
         idle_timeout: Duration::from_secs(10),
         ..Default::default()
     });
-    let mut held = Vec::new();
-    let mut refused = Vec::new();
-    for _ in 0..6 {
-        let mut s = connect(&server);
-        let h = Hello {
-            workload: Workload::Echo,
-            mode: Mode::TwoCopy,
-            depth: 4,
-            ..hello(1 << 20)
-        };
-        wire::write_frame(&mut s, &Frame::Hello(h)).unwrap();
-        match wire::read_frame(&mut s, WAIT).unwrap() {
-            Frame::Accept(_) => held.push(s),
-            Frame::Refuse(r) => refused.push(r),
-            other => panic!("{other:?}"),
-        }
-    }
+    let h = Hello {
+        workload: Workload::Echo,
+        mode: Mode::TwoCopy,
+        depth: 4,
+        ..hello(1 << 20)
+    };
+    let (held, refused) = offer(&server, h, 6);
     assert_eq!(held.len(), 3, "three fit the budget: {refused:?}");
     for r in &refused {
         assert_eq!(r.code, RefuseCode::Memory);
@@ -671,24 +678,14 @@ fn zc_fixed_beyond_the_buffer_table_is_refused_with_the_reason(backend: Backend)
         idle_timeout: Duration::from_secs(10),
         ..Default::default()
     });
-    let mut held = Vec::new();
-    let mut refusals = Vec::new();
     // 2049 table entries each: 7 fit a worker's 16384, the 8th does not.
-    for _ in 0..8 {
-        let mut s = connect(&server);
-        let h = Hello {
-            workload: Workload::Echo,
-            mode: Mode::ZcFixed,
-            depth: 1024,
-            ..hello(64)
-        };
-        wire::write_frame(&mut s, &Frame::Hello(h)).unwrap();
-        match wire::read_frame(&mut s, WAIT).unwrap() {
-            Frame::Accept(_) => held.push(s),
-            Frame::Refuse(r) => refusals.push(r),
-            other => panic!("{other:?}"),
-        }
-    }
+    let h = Hello {
+        workload: Workload::Echo,
+        mode: Mode::ZcFixed,
+        depth: 1024,
+        ..hello(64)
+    };
+    let (held, refusals) = offer(&server, h, 8);
     match backend {
         Backend::Uring => {
             assert_eq!(held.len(), 7, "{refusals:?}");
