@@ -358,12 +358,26 @@ pub(super) fn refuse(shared: &Shared<'_>, stream: &mut TcpStream, code: RefuseCo
     }
 }
 
+/// How often the lingering thread looks at its deadlines while it holds sockets.
+const LINGER_TICK_MS: libc::c_int = 10;
+
 /// Holds refused sockets open until their clients close or [`REFUSAL_LINGER`] passes,
 /// reading and dropping whatever they still send; at most [`REFUSAL_BACKLOG`] at once.
 pub(super) fn linger(inbox: Receiver<(TcpStream, Instant)>, stop: &AtomicBool) {
     let mut held: Vec<(TcpStream, Instant)> = Vec::new();
     let mut sink = [0u8; 4096];
     while !stop.load(Ordering::Relaxed) {
+        // With nothing held, sleep on the inbox (waking each tick to see the stop flag)
+        // rather than polling an empty set.
+        if held.is_empty() {
+            match inbox.recv_timeout(ACCEPT_TICK) {
+                Ok(s) => {
+                    let _ = s.0.set_nonblocking(true);
+                    held.push(s);
+                }
+                Err(_) => continue,
+            }
+        }
         while let Ok(s) = inbox.try_recv() {
             if held.len() < REFUSAL_BACKLOG {
                 let _ = s.0.set_nonblocking(true);
@@ -380,9 +394,8 @@ pub(super) fn linger(inbox: Receiver<(TcpStream, Instant)>, stop: &AtomicBool) {
                 revents: 0,
             })
             .collect();
-        let tick = if fds.is_empty() { 20 } else { 10 };
         // SAFETY: `fds` is a live array of pollfds of sockets `held` keeps open.
-        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, tick) };
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, LINGER_TICK_MS) };
         let mut i = 0;
         held.retain_mut(|(s, _)| {
             let revents = fds[i].revents;

@@ -180,6 +180,7 @@ impl Server {
             )));
         }
         let (linger_tx, linger_rx) = mpsc::channel();
+        let opts = uring_opts(&self.config);
         let shared = Shared {
             config: &self.config,
             stop,
@@ -192,8 +193,7 @@ impl Server {
             budget: Budget::new(self.config.max_memory),
             lingering: Mutex::new(linger_tx),
             spare_fd: Mutex::new(std::fs::File::open("/dev/null").ok()),
-            fixed: (self.config.backend == Backend::Uring
-                && uring_opts(&self.config).fixed_buffers)
+            fixed: (self.config.backend == Backend::Uring && opts.fixed_buffers)
                 .then(|| FixedRoom::new(self.config.workers())),
             accept_errors: Mutex::new((None, 0)),
         };
@@ -203,14 +203,11 @@ impl Server {
                 Backend::Syscall => {
                     self.accept_loop(stop, &shared, &|accepted| serve_syscall(&shared, accepted))
                 }
-                Backend::Uring => {
-                    let opts = uring_opts(&self.config);
-                    backend::uring::serve(&opts, &shared, |dispatch| {
-                        self.accept_loop(stop, &shared, &|accepted| {
-                            hand_to_worker(&shared, dispatch, accepted)
-                        })
+                Backend::Uring => backend::uring::serve(&opts, &shared, |dispatch| {
+                    self.accept_loop(stop, &shared, &|accepted| {
+                        hand_to_worker(&shared, dispatch, accepted)
                     })
-                }
+                }),
             }
         })
     }

@@ -2,6 +2,8 @@
 //! on it, and reaps every ready completion per wake-up.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use io_uring::IoUring;
 use std::time::{Duration, Instant};
 
 use super::conn::{decode, UConn};
@@ -40,34 +42,11 @@ pub(crate) fn run_ring(
     stop: &AtomicBool,
     start: impl FnOnce(Result<(), Error>) -> Result<(), Error>,
 ) -> Result<RingReport, Error> {
-    let per_conn = specs.first().map_or(1, |s| s.plan.count());
-    let (sq, cq) = ring_sizes(specs.len() * (per_conn + 1));
-    let buffers: u32 = specs
-        .iter()
-        .filter(|s| s.region.is_some())
-        .map(|s| s.plan.count() as u32)
-        .sum();
-    let (mut uring, flags) = match build_ring(sq, cq) {
-        Ok(r) => r,
+    let mut uring = None;
+    let (mut ring, mut uconns) = match set_up(&mut uring, specs, opts) {
+        Ok(ready) => ready,
         Err(e) => return Err(start(Err(e)).expect_err("start passes an error on")),
     };
-    let mut ring = match Ring::new(
-        &mut uring,
-        flags,
-        specs.len() as u32,
-        buffers,
-        opts.multishot,
-    ) {
-        Ok(r) => r,
-        Err(e) => return Err(start(Err(e)).expect_err("start passes an error on")),
-    };
-    let mut uconns = Vec::with_capacity(specs.len());
-    for spec in specs {
-        match client_conn(&mut ring, spec) {
-            Ok(c) => uconns.push(c),
-            Err(e) => return Err(start(Err(e)).expect_err("start passes an error on")),
-        }
-    }
     start(Ok(()))?;
 
     let now = Instant::now();
@@ -97,6 +76,30 @@ pub(crate) fn run_ring(
         io: ring.io,
         setup: ring.setup.clone(),
     })
+}
+
+/// Makes the thread's ring (kept in `uring`, which the ring borrows) and takes every
+/// connection onto it.
+fn set_up<'u>(
+    uring: &'u mut Option<IoUring>,
+    specs: Vec<ConnSpec>,
+    opts: &RingOpts,
+) -> Result<(Ring<'u>, Vec<UConn<()>>), Error> {
+    let per_conn = specs.first().map_or(1, |s| s.plan.count());
+    let (sq, cq) = ring_sizes(specs.len() * (per_conn + 1));
+    let buffers: u32 = specs
+        .iter()
+        .filter(|s| s.region.is_some())
+        .map(|s| s.plan.count() as u32)
+        .sum();
+    let (built, flags) = build_ring(sq, cq)?;
+    let files = specs.len() as u32;
+    let mut ring = Ring::new(uring.insert(built), flags, files, buffers, opts.multishot)?;
+    let conns = specs
+        .into_iter()
+        .map(|spec| client_conn(&mut ring, spec))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((ring, conns))
 }
 
 /// Prepares one connection: its fixed file, its registered buffers (zc-fixed).
