@@ -38,8 +38,21 @@ struct ServerProc {
 
 impl ServerProc {
     fn start(extra: &[&str]) -> ServerProc {
+        ServerProc::start_under(&[], extra)
+    }
+
+    /// Starts the server under a wrapper command (`prlimit …`, `ip netns exec NS`).
+    fn start_under(wrapper: &[&str], extra: &[&str]) -> ServerProc {
         let port = free_port();
-        let mut child = Command::new(SERVER)
+        let mut command = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(SERVER);
+                c
+            }
+            None => Command::new(SERVER),
+        };
+        let mut child = command
             .args(["--bind", "127.0.0.1", "-p", &port.to_string()])
             .args(extra)
             .stdout(Stdio::piped())
@@ -66,6 +79,43 @@ impl ServerProc {
                 Err(e) => panic!("no server line containing {needle:?}: {e}"),
             }
         }
+    }
+
+    /// SIGTERM, and the exit status (within 10 s).
+    fn stop(&mut self) -> std::process::ExitStatus {
+        signal(&self.child, libc::SIGTERM);
+        let t = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(10),
+                "still running after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `hello` on `n` connections and reads each answer; the connections stay open.
+    fn offer(
+        &self,
+        hello: &[u8],
+        n: usize,
+    ) -> (Vec<std::net::TcpStream>, Vec<engine::wire::Frame>) {
+        use std::io::Write;
+        let mut held = Vec::new();
+        let mut answers = Vec::new();
+        for _ in 0..n {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+            s.write_all(hello).unwrap();
+            let answer = engine::wire::read_frame(&mut s, Duration::from_secs(10));
+            answers.push(
+                answer.unwrap_or_else(|e| panic!("no answer after {} others: {e}", answers.len())),
+            );
+            held.push(s);
+        }
+        (held, answers)
     }
 
     fn client(&self, args: &[&str]) -> Output {
@@ -531,7 +581,6 @@ fn a_uring_server_stops_promptly_on_sigterm() {
 /// excess is refused with the reason, and a good client beside them is served.
 #[test]
 fn maximal_hellos_stay_within_the_memory_budget() {
-    use std::io::Write;
     for backend in ["syscall", "uring"] {
         let budget: u64 = 96 << 20;
         let server = ServerProc::start(&["--backend", backend, "--max-memory", "96M"]);
@@ -546,20 +595,19 @@ fn maximal_hellos_stay_within_the_memory_budget() {
                 * 1024
         };
         let before = status("VmRSS:");
-        // 1 MiB messages at depth 255: what a hostile 36-byte hello may ask for.
-        let hello = echo_hello(1 << 20, 255);
-        let small = echo_hello(1 << 20, 10);
+        // 1 MiB messages at depth 255: what a hostile 36-byte hello may ask for; then
+        // 1 MiB at depth 10, and many tiny messages (2049 buffers of 64 bytes cost far
+        // more than their 128 KiB of payload).
         let mut held = Vec::new();
         let mut answers = Vec::new();
-        for bytes in [
-            &hello, &hello, &small, &small, &small, &small, &small, &small,
+        for (hello, n) in [
+            (echo_hello(1 << 20, 255), 2),
+            (echo_hello(1 << 20, 10), 6),
+            (echo_hello(64, 1024), 64),
         ] {
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-            s.write_all(bytes).unwrap();
-            answers.push(
-                engine::wire::read_frame(&mut s, Duration::from_secs(10)).expect("an answer"),
-            );
-            held.push(s);
+            let (h, a) = server.offer(&hello, n);
+            held.extend(h);
+            answers.extend(a);
         }
         let refused: Vec<_> = answers
             .iter()
@@ -622,28 +670,7 @@ fn enobufs_names_optmem_max() {
         "-qw",
         "net.core.optmem_max=0",
     ]);
-    let mut server = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &ns,
-            SERVER,
-            "--bind",
-            "127.0.0.1",
-            "-p",
-            "8080",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = BufReader::new(server.stdout.take().unwrap());
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in out.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    wait_line(&lines, "Listening on");
+    let mut server = ServerProc::start_under(&["ip", "netns", "exec", &ns], &[]);
     let o = Command::new("ip")
         .args([
             "netns",
@@ -656,11 +683,12 @@ fn enobufs_names_optmem_max() {
             "stream",
             "-d",
             "0.3",
+            "-p",
+            &server.port.to_string(),
         ])
         .output()
         .unwrap();
-    let _ = server.kill();
-    let _ = server.wait();
+    server.stop();
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
@@ -930,53 +958,29 @@ fn a_closed_stdout_costs_the_server_nothing() {
 /// refused with the reason, and the log says so once a second, not every 100 ms.
 #[test]
 fn clients_past_the_descriptor_limit_are_refused_with_the_reason() {
-    use std::io::Write;
-    let port = free_port();
-    let mut child = Command::new("prlimit")
-        .args([
-            "--nofile=40",
-            SERVER,
-            "--bind",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .args(["-t", "200", "--counters", "off", "--idle-timeout", "20"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("prlimit runs");
-    let out = BufReader::new(child.stdout.take().unwrap());
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in out.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    wait_line(&lines, "Listening on");
-    let mut held = Vec::new();
+    let mut server = ServerProc::start_under(
+        &["prlimit", "--nofile=40"],
+        &["-t", "200", "--counters", "off", "--idle-timeout", "20"],
+    );
+    let (held, answers) = server.offer(&echo_hello(4096, 1), 60);
     let (mut accepted, mut refused) = (0, 0);
-    for _ in 0..60 {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.write_all(&echo_hello(4096, 1)).unwrap();
-        match engine::wire::read_frame(&mut s, Duration::from_secs(10)) {
-            Ok(engine::wire::Frame::Accept(_)) => accepted += 1,
-            Ok(engine::wire::Frame::Refuse(r)) => {
+    for a in &answers {
+        match a {
+            engine::wire::Frame::Accept(_) => accepted += 1,
+            engine::wire::Frame::Refuse(r) => {
                 assert!(r.reason.contains("file descriptors"), "{}", r.reason);
                 refused += 1;
             }
-            other => panic!("no answer: {other:?} after {accepted} accepted, {refused} refused"),
+            other => panic!("{other:?}"),
         }
-        held.push(s);
     }
     assert!(
         accepted > 10 && refused > 10,
         "{accepted} accepted, {refused} refused"
     );
     drop(held);
-    signal(&child, libc::SIGTERM);
-    let (o, _) = finish(child, Duration::from_secs(10));
-    assert_eq!(o.status.code(), Some(0));
-    let log: Vec<String> = rest(&lines);
+    assert_eq!(server.stop().code(), Some(0));
+    let log: Vec<String> = rest(&server.lines);
     let errors = log.iter().filter(|l| l.contains("accept failed")).count();
     assert!(errors <= 10, "{errors} accept-error lines: {log:#?}");
 }
@@ -985,36 +989,18 @@ fn clients_past_the_descriptor_limit_are_refused_with_the_reason() {
 /// all together are refused with the reason, before they are accepted.
 #[test]
 fn zc_fixed_beyond_the_memlock_limit_is_refused_with_the_reason() {
-    use std::io::Write;
-    let port = free_port();
-    let mut child = Command::new("prlimit")
-        .args([
+    let mut server = ServerProc::start_under(
+        &[
+            "prlimit",
             "--memlock=8388608",
             "setpriv",
             "--bounding-set",
             "-ipc_lock",
-        ])
-        .args([
             "--inh-caps",
             "-ipc_lock",
-            SERVER,
-            "--backend",
-            "uring",
-            "--workers",
-            "1",
-        ])
-        .args(["--bind", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("prlimit runs");
-    let out = BufReader::new(child.stdout.take().unwrap());
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in out.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    wait_line(&lines, "Listening on");
+        ],
+        &["--backend", "uring", "--workers", "1"],
+    );
     // 1 MiB zc-fixed at depth 1: 3 registered buffers, 3 MiB pinned each.
     let hello = engine::wire::Frame::Hello(engine::wire::Hello {
         workload: engine::Workload::Echo,
@@ -1027,14 +1013,7 @@ fn zc_fixed_beyond_the_memlock_limit_is_refused_with_the_reason() {
         flow: 0,
     })
     .encode();
-    let mut held = Vec::new();
-    let mut answers = Vec::new();
-    for _ in 0..3 {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.write_all(&hello).unwrap();
-        answers.push(engine::wire::read_frame(&mut s, Duration::from_secs(10)).unwrap());
-        held.push(s);
-    }
+    let (held, answers) = server.offer(&hello, 3);
     assert!(
         matches!(answers[0], engine::wire::Frame::Accept(_)),
         "{answers:?}"
@@ -1050,7 +1029,5 @@ fn zc_fixed_beyond_the_memlock_limit_is_refused_with_the_reason() {
         other => panic!("expected a refusal: {other:?}"),
     }
     drop(held);
-    signal(&child, libc::SIGTERM);
-    let (o, _) = finish(child, Duration::from_secs(10));
-    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(server.stop().code(), Some(0));
 }

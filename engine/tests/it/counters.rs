@@ -4,7 +4,7 @@
 use engine::placement::{available_cpus, CpuSpec};
 use engine::{run_client, Backend, CounterScope, Mode, Record, ServerConfig, SideReport, Workload};
 
-use crate::harness::{assert_clean_run, TestServer};
+use crate::harness::{assert_clean_run, workers, TestServer};
 
 const HARDWARE: [&str; 4] = [
     "cycles",
@@ -16,7 +16,7 @@ const HARDWARE: [&str; 4] = [
 fn server(backend: Backend, counters: CounterScope, cpus: CpuSpec) -> TestServer {
     TestServer::start(ServerConfig {
         backend,
-        workers: (backend == Backend::Uring).then_some(2),
+        workers: workers(backend, 2),
         counters,
         cpus,
         idle_timeout: std::time::Duration::from_secs(2),

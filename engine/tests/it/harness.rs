@@ -46,7 +46,7 @@ impl TestServer {
     pub fn with_backend(backend: Backend) -> TestServer {
         Self::start(ServerConfig {
             backend,
-            workers: (backend == Backend::Uring).then_some(2),
+            workers: workers(backend, 2),
             idle_timeout: Duration::from_secs(2),
             ..Default::default()
         })
@@ -87,6 +87,11 @@ impl TestServer {
             ..Default::default()
         }
     }
+}
+
+/// `--workers n` where it applies: the uring backend (the syscall one refuses it).
+pub fn workers(backend: Backend, n: usize) -> Option<usize> {
+    (backend == Backend::Uring).then_some(n)
 }
 
 impl Drop for TestServer {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use engine::wire::{self, Frame, Hello, RefuseCode, HEADER_LEN, MAGIC, VERSION};
 use engine::{run_client, Backend, Error, Mode, ServerConfig, Verify, Workload};
 
-use crate::harness::{assert_clean_run, TestServer};
+use crate::harness::{assert_clean_run, workers, TestServer};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -211,7 +211,7 @@ fn reset_mid_run_is_dropped_and_others_are_undisturbed(backend: Backend) {
 fn clients_beyond_max_are_refused_with_the_reason(backend: Backend) {
     let server = TestServer::start(ServerConfig {
         backend,
-        workers: (backend == Backend::Uring).then_some(2),
+        workers: workers(backend, 2),
         max_clients: 1,
         idle_timeout: Duration::from_secs(5),
         ..Default::default()
@@ -240,7 +240,7 @@ fn clients_beyond_max_are_refused_with_the_reason(backend: Backend) {
 fn boundary_hellos_cannot_hurt_the_server(backend: Backend) {
     let server = TestServer::start(ServerConfig {
         backend,
-        workers: (backend == Backend::Uring).then_some(2),
+        workers: workers(backend, 2),
         max_size: 1 << 20,
         idle_timeout: Duration::from_secs(2),
         ..Default::default()
@@ -330,7 +330,7 @@ fn a_panic_serving_one_connection_costs_only_that_connection(backend: Backend) {
     std::env::set_var("COPYPERF_FAULT_PANIC_SIZE", FAULTY.to_string());
     let server = TestServer::start(ServerConfig {
         backend,
-        workers: (backend == Backend::Uring).then_some(2),
+        workers: workers(backend, 2),
         max_clients: 2,
         idle_timeout: Duration::from_secs(5),
         ..Default::default()
@@ -368,7 +368,7 @@ fn a_panic_serving_one_connection_costs_only_that_connection(backend: Backend) {
 fn stop_reading_then(backend: Backend, mode: Mode, depth: u32, then_reset: bool) {
     let server = TestServer::start(ServerConfig {
         backend,
-        workers: (backend == Backend::Uring).then_some(1),
+        workers: workers(backend, 1),
         max_clients: 1,
         idle_timeout: Duration::from_secs(1),
         ..Default::default()
@@ -446,7 +446,7 @@ fn a_peer_that_stops_reading_and_goes_silent_frees_its_slot(backend: Backend) {
 fn slowloris_is_cut_off(backend: Backend) {
     let server = TestServer::start(ServerConfig {
         backend,
-        workers: (backend == Backend::Uring).then_some(1),
+        workers: workers(backend, 1),
         idle_timeout: Duration::from_secs(1),
         ..Default::default()
     });
@@ -482,7 +482,7 @@ fn slowloris_is_cut_off(backend: Backend) {
 fn a_silent_connection_beside_a_busy_one_times_out(backend: Backend) {
     let server = TestServer::start(ServerConfig {
         backend,
-        workers: (backend == Backend::Uring).then_some(1),
+        workers: workers(backend, 1),
         idle_timeout: Duration::from_secs(1),
         ..Default::default()
     });
@@ -509,7 +509,7 @@ fn a_silent_connection_beside_a_busy_one_times_out(backend: Backend) {
 fn a_burst_beyond_max_clients_is_refused_with_the_reason(backend: Backend) {
     let server = TestServer::start(ServerConfig {
         backend,
-        workers: (backend == Backend::Uring).then_some(1),
+        workers: workers(backend, 1),
         max_clients: 1,
         idle_timeout: Duration::from_secs(10),
         ..Default::default()
@@ -535,7 +535,7 @@ fn hellos_beyond_the_memory_budget_are_refused(backend: Backend) {
     let per_conn: u64 = 9 * 2 * (1 << 20) + 2 * (1 << 20);
     let server = TestServer::start(ServerConfig {
         backend,
-        workers: (backend == Backend::Uring).then_some(2),
+        workers: workers(backend, 2),
         max_memory: 3 * per_conn + (1 << 20),
         idle_timeout: Duration::from_secs(10),
         ..Default::default()
@@ -595,7 +595,7 @@ fn hellos_beyond_the_memory_budget_are_refused(backend: Backend) {
 fn a_deep_pipeline_keeps_its_order(backend: Backend) {
     let server = TestServer::start(ServerConfig {
         backend,
-        workers: (backend == Backend::Uring).then_some(1),
+        workers: workers(backend, 1),
         idle_timeout: Duration::from_secs(5),
         ..Default::default()
     });
@@ -628,7 +628,7 @@ fn a_deep_pipeline_keeps_its_order(backend: Backend) {
 fn a_flooding_peer_cannot_take_the_provided_buffers(backend: Backend) {
     let server = TestServer::start(ServerConfig {
         backend,
-        workers: (backend == Backend::Uring).then_some(1),
+        workers: workers(backend, 1),
         uring_recv: engine::UringRecv::Multishot,
         idle_timeout: Duration::from_secs(2),
         ..Default::default()
@@ -674,7 +674,7 @@ fn a_flooding_peer_cannot_take_the_provided_buffers(backend: Backend) {
 fn zc_fixed_beyond_the_buffer_table_is_refused_with_the_reason(backend: Backend) {
     let server = TestServer::start(ServerConfig {
         backend,
-        workers: (backend == Backend::Uring).then_some(1),
+        workers: workers(backend, 1),
         idle_timeout: Duration::from_secs(10),
         ..Default::default()
     });
