@@ -267,8 +267,6 @@ fn connect(config: &ClientConfig, addr: SocketAddr, flow: u32) -> Result<Connect
         }
         Err(e) => return Err(read_error(e, "the server's answer to the hello")),
     }
-    backend::syscall::set_timeouts(stream.as_fd(), config.io_timeout)
-        .map_err(io("socket timeouts"))?;
     if config.backend == Backend::Syscall {
         backend::syscall::prepare(stream.as_fd(), config.mode)?;
     }
@@ -367,7 +365,7 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
         (Err(e), _) => Err(begin(Err(e)).expect_err("the start line passes an error on")),
         (Ok(mut specs), Backend::Syscall) => {
             let spec = specs.pop().expect("one connection per syscall thread");
-            backend::syscall::run(spec, config.io_timeout, Some(ctx.stop), || begin(Ok(())))
+            backend::syscall::run(spec, config.io_timeout, ctx.stop, || begin(Ok(())))
                 .map(|report| vec![report])
         }
         (Ok(specs), Backend::Uring) => {

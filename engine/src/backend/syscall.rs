@@ -62,14 +62,6 @@ pub fn prepare(fd: BorrowedFd<'_>, mode: Mode) -> Result<(), Error> {
     }
 }
 
-/// Sets both socket timeouts: a blocking call that waits longer fails with EAGAIN.
-pub fn set_timeouts(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<()> {
-    for opt in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
-        set_timeout(fd.as_raw_fd(), opt, timeout)?;
-    }
-    Ok(())
-}
-
 /// Sets SO_RCVTIMEO or SO_SNDTIMEO; never to zero, which would mean "forever".
 fn set_timeout(fd: RawFd, opt: libc::c_int, timeout: Duration) -> io::Result<()> {
     let timeout = timeout.max(Duration::from_millis(1));
@@ -88,11 +80,11 @@ fn set_timeout(fd: RawFd, opt: libc::c_int, timeout: Duration) -> io::Result<()>
 
 /// Runs one connection on the calling thread: meets the common start line (`start`),
 /// runs the flow until it is done, and hands back its report. `stop`, once set, ends the
-/// flow's sending early. The socket's timeouts must have been set ([`set_timeouts`]).
+/// flow's sending early.
 pub(crate) fn run(
     spec: ConnSpec,
     timeout: Duration,
-    stop: Option<&AtomicBool>,
+    stop: &AtomicBool,
     start: impl FnOnce() -> Result<(), Error>,
 ) -> Result<ConnReport, Error> {
     let ConnSpec { fd, mut flow, .. } = spec;
@@ -111,12 +103,12 @@ pub(crate) fn run(
 /// Runs `flow` on the connected socket `fd` until it is done and every buffer is home.
 /// The caller has called `flow.begin` and calls `flow.finish` afterwards. `stop`, once
 /// set, ends the flow's sending early (the user interrupted the run). The socket's
-/// timeouts must have been set to `timeout` ([`set_timeouts`]).
+/// timeouts are armed here, call by call.
 fn drive(
     fd: BorrowedFd<'_>,
     flow: &mut Flow,
     timeout: Duration,
-    stop: Option<&AtomicBool>,
+    stop: &AtomicBool,
 ) -> Result<(), Error> {
     let copy = path(flow.spec().mode);
     let sys = copy.syscall.as_ref().ok_or_else(|| {
@@ -133,7 +125,8 @@ fn drive(
         ledger: copy.zero_copy.then(ZcLedger::default),
         tx: None,
         rx: None,
-        armed: [timeout; 2],
+        // Whatever the socket had before is unknown: the first blocking call arms it.
+        armed: [Duration::ZERO; 2],
         stop,
     };
     let result = conn.run(flow);
@@ -143,7 +136,7 @@ fn drive(
     result
 }
 
-/// The longest one blocking call waits when there is a stop flag to watch.
+/// The longest one blocking call waits before the stop flag is looked at again.
 const SLICE: Duration = Duration::from_millis(100);
 
 /// Once interrupted, how long what is outstanding may still take.
@@ -166,9 +159,9 @@ struct Conn<'s> {
     ledger: Option<ZcLedger<Box<Message>>>,
     tx: InFlight,
     rx: InFlight,
-    /// SO_RCVTIMEO and SO_SNDTIMEO as last set.
+    /// SO_RCVTIMEO and SO_SNDTIMEO as last set here (zero: not yet).
     armed: [Duration; 2],
-    stop: Option<&'s AtomicBool>,
+    stop: &'s AtomicBool,
 }
 
 impl Conn<'_> {
@@ -183,7 +176,7 @@ impl Conn<'_> {
                     self.reap(flow)?;
                 }
             }
-            if !stopped && self.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            if !stopped && self.stop.load(Ordering::Relaxed) {
                 // Interrupted: send nothing new, and give what is outstanding a short
                 // grace rather than the whole timeout.
                 stopped = true;
@@ -236,7 +229,7 @@ impl Conn<'_> {
         // to stop. What does not come home is leaked, never reused under the kernel.
         let by = Instant::now() + self.timeout;
         while self.ledger.as_ref().is_some_and(|l| l.outstanding() > 0) {
-            let stopping = self.stop.is_some_and(|s| s.load(Ordering::Relaxed));
+            let stopping = self.stop.load(Ordering::Relaxed);
             if stopping || Instant::now() >= by {
                 let n = self.ledger.as_mut().map_or(0, |l| l.abandon());
                 flow.leaked = true;
@@ -261,18 +254,10 @@ impl Conn<'_> {
         if left.is_zero() {
             return Err(self.timed_out(what));
         }
-        // With a stop flag to watch, a blocking call waits at most a slice and is called
-        // again (a signal interrupts another thread, not this one's call).
-        let target = if self.stop.is_some() {
-            left.min(SLICE)
-        } else {
-            left
-        };
-        let full = if self.stop.is_some() {
-            SLICE.min(self.timeout)
-        } else {
-            self.timeout
-        };
+        // A blocking call waits at most a slice and is called again, so that the stop
+        // flag is seen (a signal interrupts another thread, not this one's call).
+        let target = left.min(SLICE);
+        let full = SLICE.min(self.timeout);
         // A call starting with (nearly) the whole of what is armed keeps it.
         if self.armed[slot] == full && target + Duration::from_millis(5) >= full {
             return Ok(());
@@ -409,10 +394,7 @@ impl Conn<'_> {
         if events & libc::POLLIN != 0 {
             by = by.min(self.rx.as_ref().map_or(by, |r| r.2));
         }
-        let mut left = by.saturating_duration_since(now);
-        if self.stop.is_some() {
-            left = left.min(SLICE);
-        }
+        let left = by.saturating_duration_since(now).min(SLICE);
         let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
         flow.stats.io.syscalls += 1;
         // SAFETY: one valid pollfd.

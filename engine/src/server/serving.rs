@@ -99,13 +99,9 @@ pub(super) fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
     let thread = format!("conn {id}");
     let mut meter = None;
     let result = placement::apply(cpu)
-        .and_then(|()| {
-            backend::syscall::set_timeouts(stream.as_fd(), shared.config.idle_timeout)
-                .map_err(|e| Error::io("socket timeouts", e))
-        })
         .and_then(|()| prepare_socket(&stream, &hello, Backend::Syscall))
         .and_then(|()| {
-            backend::syscall::run(spec, shared.config.idle_timeout, Some(shared.stop), || {
+            backend::syscall::run(spec, shared.config.idle_timeout, shared.stop, || {
                 meter = Some(ConnMeter::start(shared, &thread, None));
                 Ok(())
             })
