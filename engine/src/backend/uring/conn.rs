@@ -41,11 +41,6 @@ const OP_CANCEL: u64 = 4;
 /// receive is paused: a quarter of the ring's.
 const PENDING_SHARE: usize = super::bufring::PBUF_ENTRIES as usize / 4;
 
-/// The connection index a user_data carries.
-fn index_of(user_data: u64) -> u32 {
-    (user_data >> 32) as u32
-}
-
 /// user_data: connection index (32 bits) | op (8 bits) | buffer slot (16 bits).
 pub(crate) fn user_data(conn: u32, op: u64, slot: u16) -> u64 {
     (u64::from(conn) << 32) | (op << 16) | u64::from(slot)
@@ -260,12 +255,18 @@ impl<X> UConn<X> {
             ring.push(&entry.user_data(user_data(index, OP_RECV_MULTI, 0)))?;
             ms.armed = true;
         } else if ms.armed && !ms.canceling && done {
-            let target = user_data(index, OP_RECV_MULTI, 0);
-            let entry = opcode::AsyncCancel::new(target).build();
-            ring.push(&entry.user_data(user_data(index, OP_CANCEL, 0)))?;
-            ms.canceling = true;
-            ms.canceled = true;
+            Self::cancel_multishot(ms, ring, index)?;
         }
+        Ok(())
+    }
+
+    /// Cancels the armed multishot receive; its -ECANCELED is then no error.
+    fn cancel_multishot(ms: &mut Multishot, ring: &mut Ring<'_>, index: u32) -> Result<(), Error> {
+        let target = user_data(index, OP_RECV_MULTI, 0);
+        let entry = opcode::AsyncCancel::new(target).build();
+        ring.push(&entry.user_data(user_data(index, OP_CANCEL, 0)))?;
+        ms.canceling = true;
+        ms.canceled = true;
         Ok(())
     }
 
@@ -314,6 +315,7 @@ impl<X> UConn<X> {
     fn multishot_done(
         &mut self,
         ring: &mut Ring<'_>,
+        index: u32,
         op: u64,
         cqe: Cqe,
         now: Instant,
@@ -349,11 +351,7 @@ impl<X> UConn<X> {
         // past a share of them, its receive is cancelled, and re-armed once it drains.
         let ms = self.multishot.as_mut().expect("multishot connection");
         if ms.armed && !ms.canceling && ms.pending.len() >= PENDING_SHARE {
-            let target = user_data(index_of(cqe.user_data), OP_RECV_MULTI, 0);
-            let entry = opcode::AsyncCancel::new(target).build();
-            ring.push(&entry.user_data(user_data(index_of(cqe.user_data), OP_CANCEL, 0)))?;
-            ms.canceling = true;
-            ms.canceled = true;
+            Self::cancel_multishot(ms, ring, index)?;
         }
         Ok(())
     }
@@ -448,7 +446,7 @@ impl<X> UConn<X> {
         let result = match op {
             OP_SEND => self.send_done(slot, cqe),
             OP_RECV => self.recv_done(ring, index, slot, cqe.res, now),
-            _ => self.multishot_done(ring, op, cqe, now),
+            _ => self.multishot_done(ring, index, op, cqe, now),
         };
         if let Err(e) = result {
             self.fail(e);
