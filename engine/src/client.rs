@@ -14,7 +14,7 @@ use std::time::{Instant, SystemTime};
 use crate::backend;
 use crate::backend::uring::RingOpts;
 use crate::config::{auto_nodelay, Backend, ClientConfig, CounterScope, UringRecv};
-use crate::conn::ConnSpec;
+use crate::conn::{ConnSpec, STOP_GRACE};
 use crate::counters::Metering;
 use crate::error::Error;
 use crate::message::{Layout, Template};
@@ -409,13 +409,13 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
         }
         None => {}
     }
+    // Once interrupted, the server gets a short grace to send its figures.
+    let wait = if interrupted {
+        config.io_timeout.min(STOP_GRACE)
+    } else {
+        config.io_timeout
+    };
     for conn in &conns {
-        // Once interrupted, the server gets a short grace to send its figures.
-        let wait = if interrupted {
-            config.io_timeout.min(backend::syscall::STOP_GRACE)
-        } else {
-            config.io_timeout
-        };
         match server_report(conn, wait) {
             Ok(report) => result.server.push(report),
             Err(e) if interrupted => {

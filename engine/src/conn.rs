@@ -5,11 +5,16 @@
 
 use std::os::fd::RawFd;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::Error;
 use crate::message::{Layout, Region, Template};
 use crate::pool::{Pool, PoolPlan};
 use crate::workload::{Flow, FlowSpec};
+
+/// Once a client is interrupted, how long what is outstanding (the last messages, the
+/// server's figures) may still take.
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// One connection, ready to run.
 pub(crate) struct ConnSpec {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::backend::sys::{SO_EE_CODE_ZEROCOPY_COPIED, SO_EE_ORIGIN_ZEROCOPY};
 use crate::backend::zerocopy::ZcLedger;
-use crate::conn::{ConnReport, ConnSpec};
+use crate::conn::{ConnReport, ConnSpec, STOP_GRACE};
 use crate::error::Error;
 use crate::message::Message;
 use crate::path::{path, SysForm};
@@ -138,9 +138,6 @@ fn drive(
 
 /// The longest one blocking call waits before the stop flag is looked at again.
 const SLICE: Duration = Duration::from_millis(100);
-
-/// Once interrupted, how long what is outstanding may still take.
-pub(crate) const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// A message part-way through the kernel, how many of its bytes have moved, and by when
 /// the rest must have.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::conn::{decode, UConn};
 use super::ring::{Cqe, Ring};
 use super::setup::{build_ring, ring_sizes};
-use crate::conn::{ConnReport, ConnSpec};
+use crate::conn::{ConnReport, ConnSpec, STOP_GRACE};
 use crate::error::Error;
 use crate::message::Region;
 use crate::pool::{Pool, PoolPlan};
@@ -162,7 +162,7 @@ fn drive(
         if !stopped && stop.load(Ordering::Relaxed) {
             // Interrupted: send nothing new; what is outstanding gets a short grace.
             stopped = true;
-            timeout = timeout.min(crate::backend::syscall::STOP_GRACE);
+            timeout = timeout.min(STOP_GRACE);
             let now = Instant::now();
             for (i, c) in conns.iter_mut().enumerate() {
                 c.flow.stop();
