@@ -491,20 +491,11 @@ pub fn kinds(records: &[&Record]) -> Vec<WarningKind> {
     v
 }
 
-/// A warning kind as records.jsonl and the client's CSV spell it (`below-own-rate`):
-/// taken from serde so the sweep's files and the record's never disagree.
-pub fn kind_name(k: WarningKind) -> String {
-    match serde_json::to_value(k) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => format!("{k:?}"),
-    }
-}
-
 /// Kinds `+`-joined, as the client's CSV `warnings` cell writes them; empty for none.
 pub fn kinds_cell(kinds: &[WarningKind]) -> String {
     kinds
         .iter()
-        .map(|k| kind_name(*k))
+        .map(|k| k.as_str())
         .collect::<Vec<_>>()
         .join("+")
 }
@@ -692,7 +683,7 @@ pub fn point_line(
 pub fn warning_lines(r: &Record) -> Vec<String> {
     r.warnings
         .iter()
-        .map(|w| format!("  warning ({}): {}", kind_name(w.kind), w.text))
+        .map(|w| format!("  warning ({}): {}", w.kind.as_str(), w.text))
         .collect()
 }
 
@@ -843,8 +834,11 @@ mod tests {
 
     #[test]
     fn kinds_are_spelled_as_the_records_spell_them() {
-        assert_eq!(kind_name(WarningKind::BelowOwnRate), "below-own-rate");
-        assert_eq!(kind_name(WarningKind::VerifyErrors), "verify-errors");
+        assert_eq!(WarningKind::BelowOwnRate.as_str(), "below-own-rate");
+        assert_eq!(
+            serde_json::to_value(WarningKind::VerifyErrors).unwrap(),
+            "verify-errors"
+        );
         assert_eq!(
             kinds_cell(&[WarningKind::Interrupted, WarningKind::Stall]),
             "interrupted+stall"

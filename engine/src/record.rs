@@ -12,6 +12,7 @@ use crate::stats::{
     merge_samples, FlowStats, Latency, LatencySummary, PeerReport, Progress, RingSetup, Sample,
     Totals,
 };
+pub use crate::vocab::WarningKind;
 use crate::vocab::{SetupFlag, SetupFlags, UringRecv};
 
 /// Bumped whenever a field changes meaning or goes away (adding one does not).
@@ -45,22 +46,6 @@ pub struct Record {
     /// What makes these figures doubtful, each with what to do about it.
     #[serde(default)]
     pub warnings: Vec<Warning>,
-}
-
-/// What kind of doubt a [`Warning`] raises.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum WarningKind {
-    /// The run was stopped before its planned end.
-    Interrupted,
-    /// No message completed for a large part of the run.
-    Stall,
-    /// Far fewer messages than the run's own median rate predicts.
-    BelowOwnRate,
-    /// Received data failed verification.
-    VerifyErrors,
-    /// Something asked for was not had; what ran instead.
-    Fallback,
 }
 
 /// One doubt about a record, in words a user can act on.

@@ -137,6 +137,22 @@ named_enum! {
     }
 }
 
+named_enum! {
+    /// What kind of doubt a record's warning raises.
+    WarningKind {
+        /// The run was stopped before its planned end.
+        Interrupted = "interrupted",
+        /// No message completed for a large part of the run.
+        Stall = "stall",
+        /// Far fewer messages than the run's own median rate predicts.
+        BelowOwnRate = "below-own-rate",
+        /// Received data failed verification.
+        VerifyErrors = "verify-errors",
+        /// Something asked for was not had; what ran instead.
+        Fallback = "fallback",
+    }
+}
+
 impl UringRecv {
     /// The faster of the two on the benchmark (README, "Engines").
     pub const DEFAULT: UringRecv = UringRecv::Single;

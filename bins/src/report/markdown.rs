@@ -16,7 +16,6 @@ use super::data::{Dataset, Doubtful, Metric, Point};
 use super::plots::Figure;
 use crate::results::Meta;
 use crate::summary::median_range;
-use crate::sweep::kind_name;
 
 /// The question headings, in order.
 pub const QUESTIONS: [&str; 6] = [
@@ -117,7 +116,7 @@ fn doubtful_line(label: &str, x: &Doubtful) -> String {
     };
     let mut kinds: Vec<String> = Vec::new();
     for w in x.warnings {
-        let k = format!("`{}`", kind_name(w.kind));
+        let k = format!("`{}`", w.kind.as_str());
         if !kinds.contains(&k) {
             kinds.push(k);
         }
