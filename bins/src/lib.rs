@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use engine::config::{Backend, CounterScope, Mode, UringRecv, Verify, Workload};
+use engine::config::{Backend, CounterScope, Mode, PlacementPolicy, UringRecv, Verify, Workload};
 
 /// A clap parser for one of the engine's named enums, listing its values in `--help`.
 pub trait EnumArg: Sized + Copy + Send + Sync + 'static {
@@ -39,7 +39,15 @@ macro_rules! enum_arg {
         }
     )+};
 }
-enum_arg!(Backend, Mode, Workload, Verify, UringRecv, CounterScope);
+enum_arg!(
+    Backend,
+    Mode,
+    Workload,
+    Verify,
+    UringRecv,
+    CounterScope,
+    PlacementPolicy
+);
 
 /// Sizes with K/M/G suffixes, as `engine::config::parse_size` reads them.
 pub fn size_arg(s: &str) -> Result<usize, String> {
@@ -58,10 +66,13 @@ pub struct SideFlags {
     /// multishot RECV into provided buffers.
     #[arg(long, value_name = "HOW", default_value = UringRecv::DEFAULT.as_str(), value_parser = UringRecv::parser())]
     pub uring_recv: UringRecv,
-    /// CPUs to pin worker threads to: a list such as 0,2-3 (thread i on the i-th), auto
-    /// (spread over the CPUs; with twice as many CPUs as threads, the server on the first
-    /// half and the client on the second), or off.
-    #[arg(long, value_name = "LIST", default_value = "auto", value_parser = cpus_arg)]
+    /// Where worker threads run: a placement policy — split (servers on the first half of
+    /// the CPUs, clients on the other half), paired (client thread i and server thread i
+    /// share CPU i), unpinned (or off) —, a list such as 0,2-3 (thread i on the i-th), or
+    /// auto (the old plan: split while there are twice as many CPUs as threads, both sides
+    /// over all CPUs beyond, so it changes with the thread count). Give both sides the same
+    /// policy.
+    #[arg(long, value_name = "POLICY|LIST", default_value = "split", value_parser = cpus_arg)]
     pub cpus: engine::placement::CpuSpec,
     /// Kernel counters: per worker thread, per pinned CPU (core: also catches softirq
     /// work), or off.

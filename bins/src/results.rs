@@ -4,11 +4,12 @@
 //! version may lack read as unknown (`None`), never as a guess.
 
 use engine::config::format_size;
+use engine::placement::PlacementPolicy;
 use engine::{Backend, CounterScope, Mode, Record, Workload};
 use serde::{Deserialize, Serialize};
 
 /// Version of the folder layout (files, columns, meta.json fields).
-pub const FOLDER_VERSION: u32 = 1;
+pub const FOLDER_VERSION: u32 = 2;
 
 /// What to measure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,6 +22,10 @@ pub struct Matrix {
     pub depth: usize,
     pub duration_s: f64,
     pub repeats: usize,
+    /// Placement policies, each applied to both sides at every thread count; empty in
+    /// folders from before placement policies (their points ran under the old `auto`).
+    #[serde(default)]
+    pub placements: Vec<PlacementPolicy>,
 }
 
 /// One point of the matrix.
@@ -30,49 +35,63 @@ pub struct Point {
     pub mode: Mode,
     pub size: usize,
     pub threads: usize,
+    /// Where both sides' threads ran; `None` for a record whose CPUs were a list or the
+    /// old `auto` plan, which is no one policy.
+    pub placement: Option<PlacementPolicy>,
 }
 
 impl Point {
+    /// A point under the default placement (`split`).
     pub fn new(engine: Backend, mode: Mode, size: usize, threads: usize) -> Point {
         Point {
             engine,
             mode,
             size,
             threads,
+            placement: Some(PlacementPolicy::Split),
         }
     }
+}
+
+/// A placement as reports name it: the policy, or `auto/list` for none.
+pub fn placement_name(p: Option<PlacementPolicy>) -> &'static str {
+    p.map_or("auto/list", PlacementPolicy::as_str)
 }
 
 impl std::fmt::Display for Point {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} {} {} x{}",
+            "{} {} {} x{} {}",
             self.engine,
             self.mode,
             format_size(self.size),
-            self.threads
+            self.threads,
+            placement_name(self.placement)
         )
     }
 }
 
 impl Matrix {
-    /// The points, size by size and thread count by thread count, both engines next to
-    /// each other so drift over the run touches them alike. Modes an engine lacks
-    /// (zc-fixed on syscall) are left out.
+    /// The points, size by size, thread count by thread count, placement by placement.
+    /// Modes an engine lacks (zc-fixed on syscall) are left out. The sweep runs them in a
+    /// new shuffled order every round.
     pub fn points(&self) -> Vec<Point> {
         let mut v = Vec::new();
         for &size in &self.sizes {
             for &threads in &self.threads {
-                for &engine in &self.engines {
-                    for &mode in &self.modes {
-                        if mode.supported_on(engine) {
-                            v.push(Point {
-                                engine,
-                                mode,
-                                size,
-                                threads,
-                            });
+                for &placement in &self.placements {
+                    for &engine in &self.engines {
+                        for &mode in &self.modes {
+                            if mode.supported_on(engine) {
+                                v.push(Point {
+                                    engine,
+                                    mode,
+                                    size,
+                                    threads,
+                                    placement: Some(placement),
+                                });
+                            }
                         }
                     }
                 }
@@ -89,6 +108,7 @@ pub fn point_of(r: &Record) -> Point {
         mode: r.config.mode,
         size: r.config.size,
         threads: r.config.threads,
+        placement: r.config.cpus.policy(),
     }
 }
 
@@ -99,14 +119,18 @@ pub struct Skipped {
     pub mode: Mode,
     pub size: usize,
     pub threads: usize,
+    /// Absent in folders from before placement policies.
+    #[serde(default)]
+    pub placement: Option<PlacementPolicy>,
     pub reason: String,
 }
 
 impl Skipped {
-    /// `syscall zc 64K ×2`.
+    /// `syscall zc 64K ×2`, and the placement where known.
     pub fn point(&self) -> String {
+        let placement = self.placement.map_or(String::new(), |p| format!(" {p}"));
         format!(
-            "{} {} {} ×{}",
+            "{} {} {} ×{}{placement}",
             self.engine,
             self.mode,
             format_size(self.size),
@@ -161,6 +185,8 @@ pub struct Meta {
     /// The counter scope asked for (the records say what each side got).
     pub counter_scope: Option<CounterScope>,
     pub matrix: Option<Matrix>,
+    /// The seed of the rounds' shuffled orders (`--seed` repeats a run's order).
+    pub order_seed: Option<u64>,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub points_total: Option<usize>,
@@ -225,6 +251,7 @@ mod tests {
                 mode: Mode::ZcFixed,
                 size: 65536,
                 threads: 2,
+                placement: None,
                 reason: "uring only".into(),
             }]),
             failed: Some(vec![Failed {

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use engine::config::{format_size, Backend, CounterScope, Workload};
+use engine::placement::CpuSpec;
 use engine::{ClientConfig, Record, ServerConfig, WarningKind};
 
 use crate::proc::{run_client_until, ServerProcess};
@@ -55,6 +56,8 @@ pub struct SweepConfig {
     pub network: Network,
     pub counters: CounterScope,
     pub port: u16,
+    /// Seeds the shuffled order of every round ([`round_order`]).
+    pub seed: u64,
     /// The run's own folder (created if missing).
     pub dir: PathBuf,
     /// Where the server and client binaries are.
@@ -106,6 +109,7 @@ pub fn run(config: &SweepConfig, stop: &AtomicBool, on: &dyn Fn(SweepEvent)) -> 
                     mode: p.mode,
                     size: p.size,
                     threads: p.threads,
+                    placement: p.placement,
                     reason: e.to_string(),
                 });
             }
@@ -120,7 +124,7 @@ pub fn run(config: &SweepConfig, stop: &AtomicBool, on: &dyn Fn(SweepEvent)) -> 
     let started = Instant::now();
     let mut done = 0;
     'outer: for repeat in 0..config.matrix.repeats {
-        for p in &runnable {
+        for p in &round_order(&runnable, config.seed, repeat) {
             if stop.load(Ordering::Relaxed) {
                 meta.interrupted = Some(true);
                 break 'outer;
@@ -179,6 +183,27 @@ pub fn run(config: &SweepConfig, stop: &AtomicBool, on: &dyn Fn(SweepEvent)) -> 
     })
 }
 
+/// The order of round `round`: every point once, shuffled afresh (Fisher–Yates driven by
+/// splitmix64 from `seed` and the round), so that drift over the run — a neighbour's
+/// load, thermal state, the VM's steal — spreads over all points instead of always
+/// landing on the same ones. The same seed gives the same orders.
+pub fn round_order(points: &[Point], seed: u64, round: usize) -> Vec<Point> {
+    let mut state = seed ^ (round as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut v = points.to_vec();
+    for i in (1..v.len()).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+    v
+}
+
 /// One measurement: a fresh server for the point, the client against it.
 fn measure(
     config: &SweepConfig,
@@ -204,6 +229,7 @@ fn measure(
         max_size,
         counters: config.counters,
         workers: (p.engine == Backend::Uring).then_some(p.threads),
+        cpus: placement(p),
         ..ServerConfig::default()
     };
     let server = ServerProcess::start(
@@ -222,6 +248,7 @@ fn measure(
         workload: m.workload,
         depth: m.depth,
         counters: config.counters,
+        cpus: placement(p),
         ..ClientConfig::default()
     };
     let limit = Duration::from_secs_f64(m.duration_s) + Duration::from_secs(60);
@@ -234,6 +261,11 @@ fn measure(
     );
     server.stop()?;
     record?.context("interrupted")
+}
+
+/// Both sides' CPUs at `p`: its placement policy (every point the sweep makes has one).
+fn placement(p: Point) -> CpuSpec {
+    p.placement.map_or_else(CpuSpec::default, CpuSpec::from)
 }
 
 fn new_meta(config: &SweepConfig, total: usize) -> Meta {
@@ -256,6 +288,7 @@ fn new_meta(config: &SweepConfig, total: usize) -> Meta {
         network_detail: Some(config.network.detail.clone()),
         counter_scope: Some(config.counters),
         matrix: Some(config.matrix.clone()),
+        order_seed: Some(config.seed),
         started_at: Some(engine::rfc3339(SystemTime::now())),
         finished_at: None,
         points_total: Some(total),
@@ -691,6 +724,7 @@ pub fn warning_lines(r: &Record) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::testing::{record, warn};
+    use engine::placement::PlacementPolicy;
     use engine::Mode;
 
     fn matrix() -> Matrix {
@@ -703,6 +737,7 @@ mod tests {
             depth: 1,
             duration_s: 3.0,
             repeats: 1,
+            placements: vec![PlacementPolicy::Split],
         }
     }
 
@@ -715,6 +750,43 @@ mod tests {
         assert!(!points
             .iter()
             .any(|p| p.engine == Backend::Syscall && p.mode == Mode::ZcFixed));
+    }
+
+    #[test]
+    fn placements_multiply_the_points() {
+        let mut m = matrix();
+        m.placements = vec![PlacementPolicy::Paired, PlacementPolicy::Split];
+        let points = m.points();
+        assert_eq!(points.len(), 2 * 112);
+        assert_eq!(
+            points
+                .iter()
+                .filter(|p| p.placement == Some(PlacementPolicy::Paired))
+                .count(),
+            112
+        );
+    }
+
+    #[test]
+    fn every_round_runs_every_point_once_in_its_own_order() {
+        let points = matrix().points();
+        let mut sorted = points.clone();
+        sorted.sort();
+        let orders: Vec<Vec<Point>> = (0..3).map(|r| round_order(&points, 42, r)).collect();
+        for o in &orders {
+            let mut s = o.clone();
+            s.sort();
+            assert_eq!(s, sorted, "a permutation of the points");
+        }
+        assert_ne!(orders[0], orders[1]);
+        assert_ne!(orders[1], orders[2]);
+        assert_ne!(orders[0], points, "shuffled, not the matrix order");
+        assert_eq!(
+            round_order(&points, 42, 1),
+            orders[1],
+            "the seed repeats it"
+        );
+        assert_ne!(round_order(&points, 43, 1), orders[1]);
     }
 
     #[test]
@@ -873,6 +945,7 @@ mod tests {
             },
             counters: CounterScope::Thread,
             port: 0,
+            seed: 7,
             dir: dir.clone(),
             bin_dir: dir.clone(),
             command_line: "test".into(),

@@ -14,6 +14,7 @@ pub fn record(engine: Backend, mode: Mode, size: usize, threads: usize, gbps: f6
     r.config.threads = threads;
     r.summary.threads = threads;
     r.summary.throughput_gbps = gbps;
+    r.summary.one_way_gbps = Some(gbps / 2.0);
     r.client.backend = engine;
     r
 }

@@ -411,6 +411,7 @@ fn echo_hello(size: u32, depth: u32) -> Vec<u8> {
         depth,
         duration_ms: 1000,
         flow: 0,
+        thread: 0,
     })
     .encode()
 }
@@ -840,6 +841,7 @@ fn sigterm_does_not_wait_for_a_peer_that_never_reads() {
             depth: 64,
             duration_ms: 1000,
             flow: 0,
+            thread: 0,
         });
         s.write_all(&hello.encode()).unwrap();
         s.set_nonblocking(true).unwrap();
@@ -1011,6 +1013,7 @@ fn zc_fixed_beyond_the_memlock_limit_is_refused_with_the_reason() {
         depth: 1,
         duration_ms: 1000,
         flow: 0,
+        thread: 0,
     })
     .encode();
     let (held, answers) = server.offer(&hello, 3);

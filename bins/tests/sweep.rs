@@ -124,9 +124,13 @@ fn quick_sweep_in_namespaces_writes_every_file() {
             "--modes",
             "two-copy",
             "--sizes",
-            "1K,4K",
+            "1K",
             "--threads",
             "1,2",
+            "--placement",
+            "split,paired",
+            "--repeats",
+            "2",
         ],
     );
     let pid = child.id();
@@ -139,29 +143,37 @@ fn quick_sweep_in_namespaces_writes_every_file() {
         .unwrap()
         .to_string_lossy()
         .ends_with("_test"));
-    assert_eq!(rows(&dir.join("results.csv"), &RESULTS_COLUMNS), 4 * 2);
-    assert_eq!(
-        rows(&dir.join("perfstats.csv"), &PERFSTATS_COLUMNS),
-        4 * 2 * 2
-    );
-    for f in [
-        "1024B_1T.csv",
-        "1024B_2T.csv",
-        "4096B_1T.csv",
-        "4096B_2T.csv",
-    ] {
-        assert_eq!(rows(&dir.join(f), &RESULTS_COLUMNS), 2, "{f}: both engines");
+    // 2 engines × 2 thread counts × 2 placements, 2 rounds each.
+    assert_eq!(rows(&dir.join("results.csv"), &RESULTS_COLUMNS), 8);
+    assert_eq!(rows(&dir.join("perfstats.csv"), &PERFSTATS_COLUMNS), 8 * 2);
+    for f in ["1024B_1T.csv", "1024B_2T.csv"] {
+        assert_eq!(
+            rows(&dir.join(f), &RESULTS_COLUMNS),
+            4,
+            "{f}: both engines, both placements"
+        );
     }
     let records: Vec<engine::Record> = read(&dir.join("records.jsonl"))
         .lines()
         .map(|l| serde_json::from_str(l).expect("a record per line"))
         .collect();
-    assert_eq!(records.len(), 8);
+    assert_eq!(records.len(), 16);
+    for policy in ["split", "paired"] {
+        assert_eq!(
+            records
+                .iter()
+                .filter(|r| r.config.cpus.to_string() == policy)
+                .count(),
+            8,
+            "{policy}"
+        );
+    }
     assert!(records
         .iter()
         .all(|r| r.summary.verify_errors == 0 && r.summary.messages > 0));
     let meta: Meta = serde_json::from_str(&read(&dir.join("meta.json"))).unwrap();
-    assert_eq!((meta.points_done, meta.points_total), (Some(8), Some(8)));
+    assert_eq!((meta.points_done, meta.points_total), (Some(16), Some(16)));
+    assert!(meta.order_seed.is_some());
     assert!(!meta.interrupted() && meta.failed == Some(vec![]) && meta.finished_at.is_some());
     let netns_possible = root() && Command::new("ip").arg("-V").output().is_ok();
     if netns_possible {

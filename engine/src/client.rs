@@ -71,7 +71,7 @@ pub fn run_client_until(
     let mut config = config;
     let nodelay = config.nodelay.unwrap_or_else(|| {
         let mss = max_segment(&threads[0][0].stream).unwrap_or(usize::MAX);
-        auto_nodelay(config.workload, config.size, mss)
+        auto_nodelay(config.workload, config.mode, config.size, mss)
     });
     config.resolve_nodelay(nodelay);
     for conn in threads.iter().flatten() {
@@ -86,7 +86,7 @@ pub fn run_client_until(
         connections: config.total_connections(),
     });
     let metering = Metering::new(config.counters, &plan.distinct());
-    for notice in &metering.notices {
+    for notice in plan.note.iter().chain(&metering.notices) {
         on_event(ClientEvent::Notice(notice.clone()));
     }
 
@@ -156,7 +156,12 @@ pub fn run_client_until(
     let notes = RunNotes {
         interrupted: stop.load(Ordering::Relaxed),
         planned: config.duration,
-        fallbacks: metering.fallbacks.clone(),
+        fallbacks: plan
+            .note
+            .iter()
+            .chain(&metering.fallbacks)
+            .cloned()
+            .collect(),
         incomplete,
     };
     Ok(Record::new(
@@ -200,7 +205,8 @@ fn connect_all(
             for t in 0..config.threads {
                 let mut conns = Vec::with_capacity(config.conns);
                 for c in 0..config.conns {
-                    conns.push(connect(&config, addr, (t * config.conns + c) as u32)?);
+                    let flow = (t * config.conns + c) as u32;
+                    conns.push(connect(&config, addr, flow, t as u32)?);
                 }
                 threads.push(conns);
             }
@@ -223,8 +229,13 @@ fn connect_all(
     }
 }
 
-/// Connects, handshakes and prepares one connection's socket.
-fn connect(config: &ClientConfig, addr: SocketAddr, flow: u32) -> Result<Connection, Error> {
+/// Connects, handshakes and prepares one connection's socket; `thread` runs it.
+fn connect(
+    config: &ClientConfig,
+    addr: SocketAddr,
+    flow: u32,
+    thread: u32,
+) -> Result<Connection, Error> {
     let mut stream =
         TcpStream::connect_timeout(&addr, config.connect_timeout).map_err(|source| {
             Error::Connect {
@@ -248,6 +259,7 @@ fn connect(config: &ClientConfig, addr: SocketAddr, flow: u32) -> Result<Connect
         depth: config.depth as u32,
         duration_ms: config.duration.as_millis().min(u32::MAX as u128) as u32,
         flow,
+        thread,
     });
     wire::write_frame(&mut stream, &hello).map_err(io("sending the hello"))?;
     match wire::read_frame_by(&stream, Instant::now() + config.connect_timeout) {

@@ -77,6 +77,14 @@ pub fn human(r: &Record) -> String {
     let _ = writeln!(s, "Total Bytes Received: {}", m.bytes_received);
     let _ = writeln!(s, "Total Messages: {}", m.messages);
     let _ = writeln!(s, "Throughput: {:.4} Gbps", m.throughput_gbps);
+    if let Some(one_way) = m.one_way_gbps {
+        if r.config.workload == Workload::Echo {
+            let _ = writeln!(
+                s,
+                "Throughput one way: {one_way:.4} Gbps (the line above counts every byte twice: sent and echoed back)"
+            );
+        }
+    }
     match &r.latency {
         Some(l) => {
             let _ = writeln!(s, "Avg Latency: {:.2} µs", l.mean_us);
@@ -311,6 +319,7 @@ mod tests {
             "Total Bytes Received: 4096",
             "Total Messages: 1",
             "Throughput: 0.0001 Gbps",
+            "Throughput one way: 0.0000 Gbps (the line above counts every byte twice",
             "Avg Latency: 20.0",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
@@ -327,6 +336,7 @@ mod tests {
             "config_mode",
             "config_duration",
             "summary_throughput_gbps",
+            "summary_one_way_gbps",
             "latency_p99_us",
             "client_stats_zc_copied",
             "server_stats_io_syscalls",

@@ -1,10 +1,12 @@
 //! Which CPU each worker thread runs on: an explicit plan, applied by pinning, recorded as
 //! applied. A pin that fails is an error, never a silent no-op.
 //!
-//! The default plan spreads a side's threads over the CPUs this process may use and, when
-//! there are at least twice as many CPUs as threads, keeps the two sides apart: the
-//! server takes the first half, the client the second, so on the same machine they do not
-//! compete for a core (`--cpus` overrides either side).
+//! A plan comes from a named [`PlacementPolicy`] applied the same way at every thread
+//! count (the default is `split`: servers on the first half of the CPUs, clients on the
+//! other half), from an explicit CPU list, or from the old `auto` plan kept for scripts
+//! that name it. `auto` changed with the thread count (split while there were twice as
+//! many CPUs as threads, both sides over all CPUs beyond), so comparing thread counts
+//! under it also compared placements: it is no longer the default.
 
 use std::fmt;
 use std::str::FromStr;
@@ -13,30 +15,61 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Error;
+pub use crate::vocab::PlacementPolicy;
 
 /// How a side places its threads.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CpuSpec {
-    /// The default plan.
-    #[default]
+    /// A named policy (`unpinned` is also spelled `off`).
+    Policy(PlacementPolicy),
+    /// The plan before placement policies: split while there are at least twice as many
+    /// CPUs as threads, both sides round robin over all CPUs beyond that.
     Auto,
-    /// No pinning; the scheduler decides.
-    Off,
     /// Thread i runs on the i-th listed CPU (wrapping).
     List(Vec<usize>),
+}
+
+impl Default for CpuSpec {
+    fn default() -> CpuSpec {
+        CpuSpec::Policy(PlacementPolicy::Split)
+    }
+}
+
+impl From<PlacementPolicy> for CpuSpec {
+    fn from(p: PlacementPolicy) -> CpuSpec {
+        CpuSpec::Policy(p)
+    }
+}
+
+impl CpuSpec {
+    /// The named policy, if this is one (not a list, not the old `auto`).
+    pub fn policy(&self) -> Option<PlacementPolicy> {
+        match self {
+            CpuSpec::Policy(p) => Some(*p),
+            _ => None,
+        }
+    }
 }
 
 impl FromStr for CpuSpec {
     type Err = String;
 
-    /// `auto`, `off`, or a list such as `0,2-3`.
+    /// `paired`, `split`, `unpinned` (or `off`), `auto`, or a list such as `0,2-3`.
     fn from_str(s: &str) -> Result<CpuSpec, String> {
         match s.trim() {
             "auto" => return Ok(CpuSpec::Auto),
-            "off" | "none" => return Ok(CpuSpec::Off),
-            _ => {}
+            "off" | "none" => return Ok(CpuSpec::Policy(PlacementPolicy::Unpinned)),
+            t => {
+                if let Ok(p) = t.parse() {
+                    return Ok(CpuSpec::Policy(p));
+                }
+            }
         }
-        let bad = || format!("invalid CPU list '{s}': expected auto, off, or a list such as 0,2-3");
+        let bad = || {
+            format!(
+                "invalid CPU list '{s}': expected paired, split, unpinned, auto, or a list such as 0,2-3"
+            )
+        };
         let mut cpus = Vec::new();
         for part in s.split(',') {
             let part = part.trim();
@@ -62,8 +95,8 @@ impl FromStr for CpuSpec {
 impl fmt::Display for CpuSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            CpuSpec::Policy(p) => f.write_str(p.as_str()),
             CpuSpec::Auto => f.write_str("auto"),
-            CpuSpec::Off => f.write_str("off"),
             CpuSpec::List(l) => f.write_str(&join(l)),
         }
     }
@@ -94,6 +127,8 @@ pub enum Side {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
     cpus: Vec<Option<usize>>,
+    /// Where the plan could not do what its policy promises, in words for the user.
+    pub note: Option<String>,
 }
 
 impl Plan {
@@ -132,7 +167,8 @@ pub fn available_cpus() -> &'static [usize] {
     })
 }
 
-/// Plans `threads` threads of `side` over `available`.
+/// Plans `threads` threads of `side` over `available`. `split` on a single CPU cannot
+/// keep the sides apart: both go on it, and [`Plan::note`] says so.
 pub fn plan(
     spec: &CpuSpec,
     side: Side,
@@ -140,8 +176,10 @@ pub fn plan(
     available: &[usize],
 ) -> Result<Plan, Error> {
     let threads = threads.max(1);
+    let over = |pool: &[usize]| (0..threads).map(|i| Some(pool[i % pool.len()])).collect();
+    let mut note = None;
     let cpus = match spec {
-        CpuSpec::Off => vec![None; threads],
+        CpuSpec::Policy(PlacementPolicy::Unpinned) => vec![None; threads],
         CpuSpec::List(list) => {
             if let Some(bad) = list.iter().find(|c| !available.contains(c)) {
                 return Err(Error::Config(format!(
@@ -149,23 +187,37 @@ pub fn plan(
                     join(available)
                 )));
             }
-            (0..threads).map(|i| Some(list[i % list.len()])).collect()
+            over(list)
         }
-        CpuSpec::Auto if available.is_empty() => vec![None; threads],
+        _ if available.is_empty() => vec![None; threads],
+        CpuSpec::Policy(PlacementPolicy::Paired) => over(available),
+        CpuSpec::Policy(PlacementPolicy::Split) if available.len() < 2 => {
+            note = Some(format!(
+                "split placement needs two CPUs and this process may use only CPU {}: both sides share it",
+                join(available)
+            ));
+            over(available)
+        }
+        CpuSpec::Policy(PlacementPolicy::Split) => over(half(side, available)),
         CpuSpec::Auto => {
-            let half = available.len() / 2;
-            let pool = if half >= threads {
-                match side {
-                    Side::Server => &available[..half],
-                    Side::Client => &available[half..],
-                }
+            if available.len() / 2 >= threads {
+                over(half(side, available))
             } else {
-                available
-            };
-            (0..threads).map(|i| Some(pool[i % pool.len()])).collect()
+                over(available)
+            }
         }
     };
-    Ok(Plan { cpus })
+    Ok(Plan { cpus, note })
+}
+
+/// A side's half of `available` (at least 2 CPUs): servers the first half, clients the
+/// rest (the larger half when the count is odd).
+fn half(side: Side, available: &[usize]) -> &[usize] {
+    let mid = available.len() / 2;
+    match side {
+        Side::Server => &available[..mid],
+        Side::Client => &available[mid..],
+    }
 }
 
 /// Pins the calling thread to `cpu`.
@@ -223,38 +275,98 @@ mod tests {
     #[test]
     fn specs_parse_and_print() {
         assert_eq!("auto".parse(), Ok(CpuSpec::Auto));
-        assert_eq!("off".parse(), Ok(CpuSpec::Off));
+        assert_eq!(
+            "off".parse::<CpuSpec>(),
+            Ok(PlacementPolicy::Unpinned.into())
+        );
+        assert_eq!(
+            "unpinned".parse::<CpuSpec>(),
+            Ok(PlacementPolicy::Unpinned.into())
+        );
+        assert_eq!(
+            "paired".parse::<CpuSpec>(),
+            Ok(PlacementPolicy::Paired.into())
+        );
+        assert_eq!("split".parse(), Ok(CpuSpec::default()));
         assert_eq!("0,2-4".parse(), Ok(CpuSpec::List(vec![0, 2, 3, 4])));
         assert_eq!(CpuSpec::List(vec![1, 3]).to_string(), "1,3");
+        assert_eq!(
+            CpuSpec::from(PlacementPolicy::Unpinned).to_string(),
+            "unpinned"
+        );
+        assert_eq!(CpuSpec::Auto.policy(), None);
         assert!("".parse::<CpuSpec>().is_err());
         assert!("3-1".parse::<CpuSpec>().is_err());
-        assert!("a".parse::<CpuSpec>().is_err());
+        assert!("a"
+            .parse::<CpuSpec>()
+            .unwrap_err()
+            .contains("paired, split, unpinned"));
+    }
+
+    fn cpus_of(
+        spec: impl Into<CpuSpec>,
+        side: Side,
+        threads: usize,
+        available: &[usize],
+    ) -> Vec<Option<usize>> {
+        let p = plan(&spec.into(), side, threads, available).unwrap();
+        (0..threads).map(|i| p.cpu(i)).collect()
     }
 
     #[test]
-    fn the_default_plan_keeps_sides_apart_when_cores_allow() {
-        let cpus: Vec<usize> = (0..8).collect();
-        let s = plan(&CpuSpec::Auto, Side::Server, 4, &cpus).unwrap();
-        let c = plan(&CpuSpec::Auto, Side::Client, 4, &cpus).unwrap();
-        assert_eq!(s.distinct(), [0, 1, 2, 3]);
-        assert_eq!(c.distinct(), [4, 5, 6, 7]);
-        // 8 threads on 8 CPUs: both sides spread over all of them.
-        let c = plan(&CpuSpec::Auto, Side::Client, 8, &cpus).unwrap();
-        assert_eq!(c.distinct(), (0..8).collect::<Vec<_>>());
-        // 2 CPUs, 1 thread each: one CPU per side.
+    fn policies_place_every_thread_count_alike() {
+        use PlacementPolicy::*;
         let two = [0, 1];
+        for threads in [1, 2, 4, 8] {
+            // split: the server always on CPU 0, the client always on CPU 1.
+            assert_eq!(
+                cpus_of(Split, Side::Server, threads, &two),
+                vec![Some(0); threads]
+            );
+            assert_eq!(
+                cpus_of(Split, Side::Client, threads, &two),
+                vec![Some(1); threads]
+            );
+            // paired: thread i of either side on CPU i mod 2.
+            let paired: Vec<_> = (0..threads).map(|i| Some(i % 2)).collect();
+            assert_eq!(cpus_of(Paired, Side::Server, threads, &two), paired);
+            assert_eq!(cpus_of(Paired, Side::Client, threads, &two), paired);
+            assert_eq!(
+                cpus_of(Unpinned, Side::Client, threads, &two),
+                vec![None; threads]
+            );
+        }
+        let eight: Vec<usize> = (0..8).collect();
         assert_eq!(
-            plan(&CpuSpec::Auto, Side::Server, 1, &two).unwrap().cpu(0),
-            Some(0)
+            plan(&Split.into(), Side::Server, 8, &eight)
+                .unwrap()
+                .distinct(),
+            [0, 1, 2, 3]
         );
         assert_eq!(
-            plan(&CpuSpec::Auto, Side::Client, 1, &two).unwrap().cpu(0),
-            Some(1)
+            plan(&Split.into(), Side::Client, 2, &[0, 1, 2])
+                .unwrap()
+                .distinct(),
+            [1, 2],
+            "an odd CPU gives the client the larger half"
         );
-        // 4 threads on 2 CPUs: round robin.
-        let p = plan(&CpuSpec::Auto, Side::Client, 4, &two).unwrap();
+        // One CPU: split cannot keep the sides apart, and says so.
+        let p = plan(&Split.into(), Side::Client, 2, &[3]).unwrap();
+        assert_eq!(p.distinct(), [3]);
+        assert!(p.note.unwrap().contains("both sides share it"));
         assert_eq!(
-            (0..4).map(|i| p.cpu(i)).collect::<Vec<_>>(),
+            plan(&Paired.into(), Side::Client, 2, &[3]).unwrap().note,
+            None
+        );
+    }
+
+    #[test]
+    fn the_old_auto_plan_still_changes_with_the_thread_count() {
+        let two = [0, 1];
+        assert_eq!(cpus_of(CpuSpec::Auto, Side::Server, 1, &two), [Some(0)]);
+        assert_eq!(cpus_of(CpuSpec::Auto, Side::Client, 1, &two), [Some(1)]);
+        assert_eq!(
+            cpus_of(CpuSpec::Auto, Side::Client, 4, &two),
             [Some(0), Some(1), Some(0), Some(1)]
         );
     }
@@ -265,12 +377,6 @@ mod tests {
         assert!(e.to_string().contains("CPU 9 is not available"), "{e}");
         let p = plan(&CpuSpec::List(vec![1]), Side::Client, 3, &[0, 1]).unwrap();
         assert_eq!(p.cpu(2), Some(1));
-        assert_eq!(
-            plan(&CpuSpec::Off, Side::Client, 2, &[0, 1])
-                .unwrap()
-                .cpu(0),
-            None
-        );
     }
 
     #[test]

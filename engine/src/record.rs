@@ -151,7 +151,13 @@ pub struct Summary {
     /// Messages the client sent (in echo, each also came back).
     pub messages: u64,
     /// (bytes sent + bytes received) × 8 / duration, in Gbit/s (10^9): the seed's figure.
+    /// In echo every byte crosses twice, so it is twice what flows each way.
     pub throughput_gbps: f64,
+    /// Bytes sent × 8 / duration, in Gbit/s: what flows one way, the figure a peer tool
+    /// (iperf3, a NIC counter) would print. Equal to `throughput_gbps` in stream. Absent
+    /// from records written before it was added.
+    #[serde(default)]
+    pub one_way_gbps: Option<f64>,
     /// Messages sent per second.
     pub msgs_per_s: f64,
     /// Verification errors on both sides.
@@ -318,6 +324,7 @@ impl Record {
             bytes_received: stats.bytes_received,
             messages: stats.msgs_sent,
             throughput_gbps: per_s((stats.bytes_sent + stats.bytes_received) as f64 * 8.0) / 1e9,
+            one_way_gbps: Some(per_s(stats.bytes_sent as f64 * 8.0) / 1e9),
             msgs_per_s: per_s(stats.msgs_sent as f64),
             verify_errors: stats.verify_errors
                 + server.as_ref().map_or(0, |s| s.stats.verify_errors),

@@ -138,6 +138,22 @@ named_enum! {
 }
 
 named_enum! {
+    /// Where the two sides' threads run relative to each other: one named policy applied
+    /// the same way at every thread count, so that a change of thread count is not also a
+    /// change of placement.
+    PlacementPolicy {
+        /// Client thread i and server thread i share CPU i (wrapping over the CPUs): each
+        /// round trip stays on one CPU.
+        Paired = "paired",
+        /// Servers on the first half of the CPUs, clients on the other half (wrapping within
+        /// each half): the two sides never share a CPU, as on two hosts.
+        Split = "split",
+        /// Nothing pinned; the scheduler decides.
+        Unpinned = "unpinned",
+    }
+}
+
+named_enum! {
     /// What kind of doubt a record's warning raises.
     WarningKind {
         /// The run was stopped before its planned end.

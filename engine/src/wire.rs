@@ -94,6 +94,9 @@ pub struct Hello {
     pub duration_ms: u32,
     /// The client's index for this connection, for log lines on both sides.
     pub flow: u32,
+    /// The client thread that runs this connection: under the `paired` placement the
+    /// server runs it on that thread's CPU (protocol version 2).
+    pub thread: u32,
 }
 
 /// The server's yes.
@@ -185,10 +188,9 @@ impl Frame {
                     h.verify.code(),
                     h.backend.code(),
                 ]);
-                for v in [h.size, h.depth, h.duration_ms, h.flow] {
+                for v in [h.size, h.depth, h.duration_ms, h.flow, h.thread] {
                     payload.extend_from_slice(&v.to_le_bytes());
                 }
-                payload.extend_from_slice(&[0; 4]);
             }
             Frame::Accept(a) => {
                 payload.extend_from_slice(&[a.backend.code(), 0, 0, 0]);
@@ -300,9 +302,6 @@ fn decode_payload(kind: u8, p: &[u8]) -> Result<Frame, WireError> {
                 .ok_or_else(|| bad(format!("unknown verify code {}", p[2])))?;
             let backend = Backend::from_code(p[3])
                 .ok_or_else(|| bad(format!("unknown backend code {}", p[3])))?;
-            if p[20..24] != [0; 4] {
-                return Err(bad("reserved bytes are not zero".into()));
-            }
             Ok(Frame::Hello(Hello {
                 workload,
                 mode,
@@ -312,6 +311,7 @@ fn decode_payload(kind: u8, p: &[u8]) -> Result<Frame, WireError> {
                 depth: u32_at(8),
                 duration_ms: u32_at(12),
                 flow: u32_at(16),
+                thread: u32_at(20),
             }))
         }
         KIND_ACCEPT => {
@@ -414,6 +414,7 @@ mod tests {
             depth: 8,
             duration_ms: 3000,
             flow: 5,
+            thread: 2,
         }
     }
 

@@ -18,9 +18,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// Run the copyperf matrix and write a results folder.
 ///
 /// Default: engines syscall and uring × modes two-copy, one-copy, zc (+ zc-fixed on uring)
-/// × sizes 1K, 4K, 16K, 64K × threads 1, 2, 4, 8, echo, 3 s per point, threads pinned,
-/// counters per core. Exit codes: 0 done, 1 failure, 2 bad flags, 130 interrupted (the
-/// points measured so far are kept).
+/// × sizes 1K, 4K, 16K, 64K × threads 1, 2, 4, 8, echo, split placement, 3 rounds of 2 s
+/// per point (each round the whole matrix in a fresh shuffled order), counters per core.
+/// Exit codes: 0 done, 1 failure, 2 bad flags, 130 interrupted (the points measured so far
+/// are kept).
 #[derive(Debug, Parser)]
 #[command(
     name = "sweep",
@@ -47,13 +48,25 @@ struct Args {
     /// Messages in flight per connection.
     #[arg(long, value_name = "N", default_value_t = 1)]
     depth: usize,
-    /// Seconds per point [default: 3; --quick: 1].
+    /// Seconds per point [default: 2; --quick: 1].
     #[arg(short = 'd', long, value_name = "SECONDS")]
     duration: Option<f64>,
-    /// Times the whole matrix is run; files show medians and the spread.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    repeats: usize,
-    /// A short run: 1 s per point, sizes 1K and 64K, threads 1 and 4 (flags still override).
+    /// Rounds: the whole matrix runs once per round, in a fresh shuffled order, so drift
+    /// spreads over all points; files show medians and the [min–max] spread, and the report
+    /// calls a difference only where the spreads do not overlap [default: 3; --quick: 2].
+    #[arg(long, value_name = "N")]
+    repeats: Option<usize>,
+    /// Placement policies, comma-separated, each applied to both sides at every thread
+    /// count: split (servers on the first half of the CPUs, clients on the other), paired
+    /// (client thread i and server thread i share a CPU), unpinned. Two or more make
+    /// placement a dimension of the matrix, with its own section in the report.
+    #[arg(long, value_delimiter = ',', default_value = "split", value_parser = engine::placement::PlacementPolicy::parser())]
+    placement: Vec<engine::placement::PlacementPolicy>,
+    /// Seeds the rounds' shuffled orders [default: from the clock]; recorded in meta.json.
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// A short run: 2 rounds of 1 s per point, sizes 1K and 64K, threads 1 and 4 (flags
+    /// still override).
     #[arg(long)]
     quick: bool,
     /// Appended to the results folder's name.
@@ -107,11 +120,12 @@ fn main() -> ExitCode {
 }
 
 fn config(args: Args) -> Result<SweepConfig> {
-    let (dur, sizes, threads) = if args.quick {
-        (1.0, vec![1024, 65536], vec![1, 4])
+    let (dur, repeats, sizes, threads) = if args.quick {
+        (1.0, 2, vec![1024, 65536], vec![1, 4])
     } else {
         (
-            3.0,
+            2.0,
+            3,
             ["1K", "4K", "16K", "64K"]
                 .map(|s| parse_size(s).expect("valid"))
                 .to_vec(),
@@ -126,12 +140,14 @@ fn config(args: Args) -> Result<SweepConfig> {
         workload: args.workload,
         depth: args.depth,
         duration_s: args.duration.unwrap_or(dur),
-        repeats: args.repeats,
+        repeats: args.repeats.unwrap_or(repeats),
+        placements: dedup(args.placement),
     };
     if matrix.engines.is_empty()
         || matrix.modes.is_empty()
         || matrix.sizes.is_empty()
         || matrix.threads.is_empty()
+        || matrix.placements.is_empty()
     {
         bail!("the matrix is empty: give at least one engine, mode, size and thread count");
     }
@@ -175,6 +191,11 @@ fn config(args: Args) -> Result<SweepConfig> {
         network,
         counters: args.counters,
         port: args.port,
+        seed: args.seed.unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        }),
         dir: args.out.join(name),
         bin_dir,
         command_line: args
@@ -183,13 +204,35 @@ fn config(args: Args) -> Result<SweepConfig> {
     })
 }
 
+/// `v` without repeats, in the order given.
+fn dedup<T: PartialEq>(v: Vec<T>) -> Vec<T> {
+    let mut out = Vec::with_capacity(v.len());
+    for x in v {
+        if !out.contains(&x) {
+            out.push(x);
+        }
+    }
+    out
+}
+
 fn run(args: Args) -> Result<ExitCode> {
     let no_report = args.no_report;
     let config = config(args)?;
     eprintln!("copyperf sweep → {}", config.dir.display());
     eprintln!(
-        "network: {}; counters: {}; {} s per point, {} repeat(s)",
-        config.network.detail, config.counters, config.matrix.duration_s, config.matrix.repeats
+        "network: {}; counters: {}; placement: {}; {} round(s) of {} s per point (order seed {})",
+        config.network.detail,
+        config.counters,
+        config
+            .matrix
+            .placements
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        config.matrix.repeats,
+        config.matrix.duration_s,
+        config.seed
     );
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = ProgressBar::new(0);

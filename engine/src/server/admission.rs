@@ -63,9 +63,15 @@ impl FixedRoom {
         }
     }
 
-    /// Reserves `count` table entries on the worker with the most room, and `bytes` of
-    /// locked memory; returns the worker, or why there is no room.
-    pub(super) fn reserve(&self, count: u32, bytes: u64) -> Result<usize, String> {
+    /// Reserves `count` table entries on `prefer` when it has room (the paired placement's
+    /// worker), else on the worker with the most room, and `bytes` of locked memory;
+    /// returns the worker, or why there is no room.
+    pub(super) fn reserve(
+        &self,
+        prefer: Option<usize>,
+        count: u32,
+        bytes: u64,
+    ) -> Result<usize, String> {
         if let Some(limit) = self.limit {
             self.pinned
                 .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
@@ -82,7 +88,9 @@ impl FixedRoom {
             self.pinned.fetch_add(bytes, Ordering::AcqRel);
         }
         let mut free = self.free.lock().expect("fixed room lock");
-        let best = (0..free.len()).max_by_key(|&w| free[w]);
+        let best = prefer
+            .filter(|&w| free.get(w).is_some_and(|&f| f >= count))
+            .or_else(|| (0..free.len()).max_by_key(|&w| free[w]));
         match best.filter(|&w| free[w] >= count) {
             Some(w) => {
                 free[w] -= count;
@@ -142,12 +150,18 @@ impl<'a> Slot<'a> {
         }
     }
 
-    /// Reserves registered-buffer room on a worker for a zc-fixed connection.
-    pub(super) fn reserve_fixed(&mut self, count: u32, bytes: u64) -> Result<(), String> {
+    /// Reserves registered-buffer room on a worker for a zc-fixed connection, on the
+    /// worker `prefer` where it has room.
+    pub(super) fn reserve_fixed(
+        &mut self,
+        prefer: Option<usize>,
+        count: u32,
+        bytes: u64,
+    ) -> Result<(), String> {
         let Some(room) = &self.shared.fixed else {
             return Ok(());
         };
-        let worker = room.reserve(count, bytes)?;
+        let worker = room.reserve(prefer, count, bytes)?;
         self.fixed = Some((worker, count, bytes));
         Ok(())
     }
@@ -265,7 +279,8 @@ pub(super) fn handshake(
     }
     if plan.stride.is_some() {
         let pinned = plan.count() as u64 * plan.size as u64;
-        if let Err(reason) = slot.reserve_fixed(plan.count() as u32, pinned) {
+        let prefer = paired_place(shared, &hello).map(|p| p % shared.config.workers());
+        if let Err(reason) = slot.reserve_fixed(prefer, plan.count() as u32, pinned) {
             refuse(shared, stream, RefuseCode::Memory, &reason);
             return Err(Handshake::Refused(reason));
         }
@@ -430,6 +445,7 @@ mod tests {
             depth: 1,
             duration_ms: 1000,
             flow: 0,
+            thread: 0,
         }
     }
 

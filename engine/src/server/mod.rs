@@ -41,7 +41,7 @@ use crate::conn::{ConnReport, ConnSpec};
 use crate::counters::{CounterSet, Metering, RawCounts, CORE_KEY};
 use crate::error::Error;
 use crate::path::path;
-use crate::placement::{self, available_cpus, Placement, Plan, Side};
+use crate::placement::{self, available_cpus, Placement, PlacementPolicy, Plan, Side};
 use crate::pool::PoolPlan;
 use crate::stats::{IoStats, PeerReport, RingSetup, Sample, Totals};
 use crate::vocab::Role;
@@ -165,7 +165,7 @@ impl Server {
         on_event: &(dyn Fn(ServerEvent) + Sync),
     ) -> Result<(), Error> {
         let metering = Metering::new(self.config.counters, &self.plan.distinct());
-        for notice in &metering.notices {
+        for notice in self.plan.note.iter().chain(&metering.notices) {
             on_event(ServerEvent::Notice(notice.clone()));
         }
         // A connection takes its socket, and per thread or per CPU up to one descriptor

@@ -10,6 +10,15 @@ pub(super) fn nodelay_for(hello: &Hello) -> bool {
     hello.workload == Workload::Echo
 }
 
+/// Under the `paired` placement, the client thread whose CPU this connection's server
+/// thread takes: the syscall engine runs it on the plan's CPU for that index, the uring
+/// engine hands it to that worker (modulo the workers, so the pairing holds when there
+/// are as many workers as client threads, as the sweep runs). `None` under any other
+/// placement, where a connection takes the lowest free place or the next worker.
+pub(super) fn paired_place(shared: &Shared<'_>, hello: &Hello) -> Option<usize> {
+    (shared.config.cpus.policy() == Some(PlacementPolicy::Paired)).then_some(hello.thread as usize)
+}
+
 /// The server side of a connection's workload, from its hello.
 pub(super) fn server_flow_spec(hello: &Hello) -> FlowSpec {
     FlowSpec {
@@ -95,7 +104,9 @@ pub(super) fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
         id,
         hello,
     } = client;
-    let cpu = shared.plan.cpu(slot.place);
+    let cpu = shared
+        .plan
+        .cpu(paired_place(shared, &hello).unwrap_or(slot.place));
     let thread = format!("conn {id}");
     let mut meter = None;
     let result = placement::apply(cpu)
@@ -176,7 +187,10 @@ pub(super) fn hand_to_worker<'s>(
     }
     let incoming = Incoming {
         spec,
-        worker: client.slot.fixed_worker(),
+        worker: client
+            .slot
+            .fixed_worker()
+            .or_else(|| paired_place(shared, &client.hello).map(|t| t % shared.config.workers())),
         conn: Served {
             client,
             meter: None,

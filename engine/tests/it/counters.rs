@@ -192,7 +192,7 @@ fn placement_recorded_matches_cpus() {
         assert!(!s.placement.is_empty());
 
         let mut config = config.clone();
-        config.cpus = CpuSpec::Off;
+        config.cpus = CpuSpec::Policy(engine::placement::PlacementPolicy::Unpinned);
         let r = run_client(&config, &|_| {}).unwrap();
         assert_eq!(r.client.cpus, None);
         assert!(r.client.placement.iter().all(|p| p.cpu.is_none()));

@@ -23,6 +23,7 @@ fn hello(size: u32) -> Hello {
         depth: 1,
         duration_ms: 1000,
         flow: 0,
+        thread: 0,
     }
 }
 
@@ -760,6 +761,42 @@ fn connect_with_small_rcvbuf(server: &TestServer) -> TcpStream {
 }
 
 /// Each case above, against each server engine.
+/// Under the paired placement a hello's thread index picks the server thread's CPU (and
+/// the uring worker): any value, however large, lands on a planned place and the
+/// connection is served like any other.
+fn a_wild_thread_index_under_paired_placement_is_served(backend: Backend) {
+    let server = TestServer::start(ServerConfig {
+        backend,
+        workers: workers(backend, 2),
+        cpus: engine::placement::PlacementPolicy::Paired.into(),
+        idle_timeout: Duration::from_secs(2),
+        ..Default::default()
+    });
+    for thread in [u32::MAX, 1 << 31, 7] {
+        let mut s = connect(&server);
+        let h = Hello {
+            thread,
+            ..hello(4096)
+        };
+        wire::write_frame(&mut s, &Frame::Hello(h)).unwrap();
+        match wire::read_frame(&mut s, WAIT).unwrap() {
+            Frame::Accept(_) => {}
+            other => panic!("thread {thread}: expected accept, got {other:?}"),
+        }
+        s.write_all(&[0xa5u8; 4096]).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        // Served: the garbage message is received, counted and reported back.
+        match wire::read_frame(&mut s, WAIT) {
+            Ok(Frame::Stats(report)) => {
+                assert_eq!(report.stats.msgs_received, 1, "thread {thread}");
+                assert_eq!(report.stats.verify_errors, 1, "thread {thread}");
+            }
+            other => panic!("thread {thread}: expected stats, got {other:?}"),
+        }
+    }
+    still_serves(&server);
+}
+
 macro_rules! against_both {
     ($($case:ident),+ $(,)?) => {
         mod syscall_server {
@@ -791,4 +828,5 @@ against_both!(
     a_deep_pipeline_keeps_its_order,
     a_flooding_peer_cannot_take_the_provided_buffers,
     zc_fixed_beyond_the_buffer_table_is_refused_with_the_reason,
+    a_wild_thread_index_under_paired_placement_is_served,
 );

@@ -5,5 +5,6 @@ mod errors;
 mod harness;
 mod hostile;
 mod matrix;
+mod placement;
 mod relay;
 mod sizes;
