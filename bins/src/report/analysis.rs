@@ -1,11 +1,14 @@
 //! The study's questions answered from a dataset: pure functions from points to figures
 //! and to the sentences that state them. Every number a sentence holds is computed here
-//! from the medians; where the data cannot answer, the sentence says so.
+//! from the medians, and every comparative word ("outperforms", "faster", "rose") holds
+//! only where the difference survives the measured spread ([`super::data::compare`]);
+//! otherwise the sentence says "no difference beyond noise", or "not judged" for a point
+//! too doubtful to use. Where the data cannot answer, the sentence says so.
 
 use engine::config::format_size;
 use engine::{Backend, Mode};
 
-use super::data::{Dataset, Metric, Point};
+use super::data::{compare, Dataset, Metric, Point, Verdict};
 use crate::summary::median;
 
 /// Gbit/s, 2 decimals.
@@ -63,18 +66,25 @@ pub fn list<S: AsRef<str>>(items: &[S]) -> String {
     }
 }
 
-/// Two points' medians of one metric: `a` at `point`, `b` at `partner`.
+/// Two points' medians of one metric, `a` at `point` and `b` at `partner`, and how they
+/// compare under the noise rule.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Pair {
     pub point: Point,
     pub partner: Point,
     pub a: f64,
     pub b: f64,
+    pub verdict: Verdict,
 }
 
 impl Pair {
     pub fn ratio(&self) -> f64 {
         self.a / self.b
+    }
+
+    /// `1.23× (>)`: the ratio of medians and its verdict's mark.
+    pub fn marked_ratio(&self) -> String {
+        format!("{} ({})", ratio(self.ratio()), self.verdict.mark())
     }
 }
 
@@ -88,58 +98,110 @@ pub fn paired(
 ) -> Vec<Pair> {
     d.points()
         .filter(|p| select(p))
-        .filter_map(|p| {
-            let q = partner(p);
-            let a = d.median(p, m)?;
-            let b = d.median(&q, m).filter(|b| *b > 0.0)?;
-            Some(Pair {
-                point: *p,
-                partner: q,
-                a,
-                b,
-            })
-        })
+        .filter_map(|p| pair(d, *p, d, partner(p), m))
         .collect()
+}
+
+/// `p` of `d` against `q` of `e` (another dataset, or the same) on `m`.
+pub fn pair(d: &Dataset, p: Point, e: &Dataset, q: Point, m: Metric) -> Option<Pair> {
+    let a = d.measured(&p, m)?;
+    let b = e.measured(&q, m).filter(|b| b.median > 0.0)?;
+    Some(Pair {
+        point: p,
+        partner: q,
+        a: a.median,
+        b: b.median,
+        verdict: compare(&a, &b),
+    })
+}
+
+/// How many of `pairs` came out each way: `(higher, lower, same, unjudged)`.
+pub fn tally(pairs: &[Pair]) -> (usize, usize, usize, usize) {
+    let n = |v: Verdict| pairs.iter().filter(|p| p.verdict == v).count();
+    (
+        n(Verdict::Higher),
+        n(Verdict::Lower),
+        n(Verdict::Same),
+        n(Verdict::Unjudged),
+    )
+}
+
+/// `higher beyond noise at 3, lower at 1, no difference beyond noise at 4, not judged at
+/// 2 of 10` with the words for higher and lower given.
+pub fn tally_phrase(pairs: &[Pair], higher: &str, lower: &str) -> String {
+    let (h, l, s, u) = tally(pairs);
+    let mut parts = Vec::new();
+    if h > 0 {
+        parts.push(format!("{higher} beyond noise at {h}"));
+    }
+    if l > 0 {
+        parts.push(format!("{lower} beyond noise at {l}"));
+    }
+    if s > 0 {
+        parts.push(format!("no difference beyond noise at {s}"));
+    }
+    if u > 0 {
+        parts.push(format!("not judged (a doubtful point) at {u}"));
+    }
+    format!("{} of {}", list(&parts), pairs.len())
 }
 
 /// Where one series overtakes another over the sizes measured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Crossover {
-    /// Per size, ascending: a / b.
-    pub ratios: Vec<(usize, f64)>,
-    /// The smallest size from which `a` beats `b` at that size and every larger one.
+    /// Per size, ascending: a / b and the verdict.
+    pub ratios: Vec<(usize, f64, Verdict)>,
+    /// The smallest size from which `a` beats `b` beyond noise at that size and every
+    /// larger one.
     pub from: Option<usize>,
-    /// Every size at which `a` beats `b`.
+    /// Every size at which `a` beats `b` beyond noise.
     pub ahead_at: Vec<usize>,
+    /// Every size at which `b` beats `a` beyond noise.
+    pub behind_at: Vec<usize>,
+    /// Sizes with no difference beyond noise.
+    pub level_at: Vec<usize>,
+    /// Sizes where a point was too doubtful to compare.
+    pub unjudged_at: Vec<usize>,
 }
 
-/// `(size, a, b)` in any order: where `a` overtakes `b`.
-pub fn crossover(points: &[(usize, f64, f64)]) -> Crossover {
+/// `(size, a, b, verdict)` in any order: where `a` overtakes `b`.
+pub fn crossover(points: &[(usize, f64, f64, Verdict)]) -> Crossover {
     let mut v = points.to_vec();
     v.sort_by_key(|x| x.0);
     let mut from = None;
-    for &(s, a, b) in v.iter().rev() {
-        if a > b {
+    for &(s, _, _, verdict) in v.iter().rev() {
+        if verdict == Verdict::Higher {
             from = Some(s);
         } else {
             break;
         }
     }
+    let at =
+        |want: Verdict| -> Vec<usize> { v.iter().filter(|x| x.3 == want).map(|x| x.0).collect() };
     Crossover {
         ratios: v
             .iter()
             .filter(|x| x.2 > 0.0)
-            .map(|&(s, a, b)| (s, a / b))
+            .map(|&(s, a, b, verdict)| (s, a / b, verdict))
             .collect(),
         from,
-        ahead_at: v.iter().filter(|(_, a, b)| a > b).map(|x| x.0).collect(),
+        ahead_at: at(Verdict::Higher),
+        behind_at: at(Verdict::Lower),
+        level_at: at(Verdict::Same),
+        unjudged_at: at(Verdict::Unjudged),
     }
+}
+
+/// `1K, 4K and 16K`.
+fn sizes_list(v: &[usize]) -> String {
+    list(&v.iter().map(|s| size(*s)).collect::<Vec<_>>())
 }
 
 impl Crossover {
     /// The answer in a few words: `from 64K up (measured 1K–64K)`, `at every measured size
-    /// (1K–64K)`, `never in the measured range (1K–64K)`, with a note where `a` leads only
-    /// here and there.
+    /// (1K–64K)`, `never beyond noise in the measured range (1K–64K)`, then what happened
+    /// at the other sizes: ahead only here and there (a non-monotonic curve), behind, level
+    /// within noise, not judged.
     pub fn phrase(&self) -> String {
         let sizes: Vec<usize> = self.ratios.iter().map(|r| r.0).collect();
         let (Some(first), Some(last)) = (sizes.first(), sizes.last()) else {
@@ -150,25 +212,52 @@ impl Crossover {
         } else {
             format!("{}–{}", size(*first), size(*last))
         };
-        match self.from {
-            Some(s) if s == *first => format!("at every measured size ({span})"),
+        let head = match self.from {
+            Some(s) if s == *first => return format!("at every measured size ({span})"),
             Some(s) => format!("from {} up (measured {span})", size(s)),
-            None if self.ahead_at.is_empty() => format!("never in the measured range ({span})"),
-            None => {
-                let at: Vec<String> = self.ahead_at.iter().map(|s| size(*s)).collect();
-                format!(
-                    "never in the measured range ({span}): ahead only at {}, not at every larger size",
-                    list(&at)
-                )
-            }
+            None => format!("never beyond noise in the measured range ({span})"),
+        };
+        let from = self.from.unwrap_or(usize::MAX);
+        let mut notes = Vec::new();
+        let early: Vec<usize> = self
+            .ahead_at
+            .iter()
+            .copied()
+            .filter(|s| *s < from)
+            .collect();
+        if !early.is_empty() {
+            notes.push(format!(
+                "ahead also at {}, but not at every larger size",
+                sizes_list(&early)
+            ));
+        }
+        if !self.behind_at.is_empty() {
+            notes.push(format!("behind at {}", sizes_list(&self.behind_at)));
+        }
+        if !self.level_at.is_empty() {
+            notes.push(format!(
+                "no difference beyond noise at {}",
+                sizes_list(&self.level_at)
+            ));
+        }
+        if !self.unjudged_at.is_empty() {
+            notes.push(format!(
+                "not judged at {} (a doubtful point)",
+                sizes_list(&self.unjudged_at)
+            ));
+        }
+        if notes.is_empty() {
+            head
+        } else {
+            format!("{head}; {}", notes.join("; "))
         }
     }
 
-    /// `1K 0.89×, 64K 1.04×`.
+    /// `1K 0.89× (<), 64K 1.04× (≈)`.
     pub fn ratio_list(&self) -> String {
         self.ratios
             .iter()
-            .map(|(s, r)| format!("{} {}", size(*s), ratio(*r)))
+            .map(|(s, r, v)| format!("{} {} ({})", size(*s), ratio(*r), v.mark()))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -196,8 +285,10 @@ pub fn mode_crossovers(d: &Dataset, a: Mode, b: Mode) -> Vec<ModeCrossover> {
             if pairs.is_empty() {
                 continue;
             }
-            let v: Vec<(usize, f64, f64)> =
-                pairs.iter().map(|p| (p.point.size, p.a, p.b)).collect();
+            let v: Vec<(usize, f64, f64, Verdict)> = pairs
+                .iter()
+                .map(|p| (p.point.size, p.a, p.b, p.verdict))
+                .collect();
             out.push(ModeCrossover {
                 engine,
                 threads: t,
@@ -336,21 +427,36 @@ pub fn compare_engines(d: &Dataset) -> Vec<EngineRow> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EngineSummary {
     pub comparable: usize,
+    /// uring faster beyond noise.
     pub uring_faster: usize,
+    /// uring slower beyond noise.
+    pub uring_slower: usize,
+    /// No difference beyond noise.
+    pub level: usize,
+    /// A point too doubtful to compare.
+    pub unjudged: usize,
+    /// Median uring / syscall over every comparable point.
     pub median_ratio: f64,
-    pub best: EngineRow,
-    pub worst: EngineRow,
+    /// The largest and smallest ratio among the judged points (none when no point could
+    /// be judged): a doubtful point never supplies a headline.
+    pub best: Option<EngineRow>,
+    pub worst: Option<EngineRow>,
 }
 
 pub fn summarize_engines(rows: &[EngineRow]) -> Option<EngineSummary> {
     let ratios: Vec<f64> = rows.iter().map(Pair::ratio).collect();
     let by_ratio = |a: &&EngineRow, b: &&EngineRow| a.ratio().total_cmp(&b.ratio());
+    let judged = || rows.iter().filter(|r| r.verdict.is_judged());
+    let (faster, slower, level, unjudged) = tally(rows);
     Some(EngineSummary {
         comparable: rows.len(),
-        uring_faster: rows.iter().filter(|r| r.a > r.b).count(),
+        uring_faster: faster,
+        uring_slower: slower,
+        level,
+        unjudged,
         median_ratio: median(&ratios)?,
-        best: *rows.iter().max_by(by_ratio)?,
-        worst: *rows.iter().min_by(by_ratio)?,
+        best: judged().max_by(by_ratio).copied(),
+        worst: judged().min_by(by_ratio).copied(),
     })
 }
 
@@ -360,24 +466,30 @@ pub fn where_(p: &Point) -> String {
 }
 
 impl EngineSummary {
-    /// `uring was faster at 5 of 8 comparable points; median uring/syscall 1.04×; best …`.
-    pub fn sentence(&self) -> String {
+    /// `Of 8 comparable points, uring was faster beyond noise at 2, …; median uring/syscall
+    /// 1.04×; largest judged ratio: …`.
+    pub fn sentence(&self, rows: &[EngineRow]) -> String {
         let row = |r: &EngineRow| {
             format!(
                 "{} ({} vs {} Gbit/s, {})",
                 where_(&r.point),
                 gbps(r.a),
                 gbps(r.b),
-                ratio(r.ratio())
+                r.marked_ratio()
             )
         };
+        let extremes = match (&self.best, &self.worst) {
+            (Some(b), Some(w)) => format!(
+                "; among the judged points the largest ratio is {}, the smallest {}",
+                row(b),
+                row(w)
+            ),
+            _ => String::new(),
+        };
         format!(
-            "uring was faster at {} of {} comparable points; median uring/syscall {}; best: {}; worst: {}.",
-            self.uring_faster,
-            self.comparable,
+            "uring against syscall: {}; median uring/syscall {}{extremes}.",
+            tally_phrase(rows, "faster", "slower"),
             ratio(self.median_ratio),
-            row(&self.best),
-            row(&self.worst)
         )
     }
 }
@@ -562,25 +674,180 @@ pub fn cache_answer(d: &Dataset) -> Vec<String> {
     lines
 }
 
-/// Mean latency at the smallest against the largest thread count, per engine × mode.
-pub fn latency_by_threads(d: &Dataset, at: usize) -> Vec<Pair> {
-    let ts = d.threads();
-    let (Some(&lo), Some(&hi)) = (ts.first(), ts.last()) else {
-        return Vec::new();
-    };
-    if lo == hi {
-        return Vec::new();
-    }
-    paired(
-        d,
-        |p| p.size == at && p.threads == hi,
-        |p| Point { threads: lo, ..*p },
-        Metric::LatencyMean,
-    )
+/// One engine × mode × size's figure at every thread count measured, and how each step
+/// from one thread count to the next compares under the noise rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Curve {
+    pub engine: Backend,
+    pub mode: Mode,
+    pub size: usize,
+    /// (threads, median), ascending.
+    pub levels: Vec<(usize, f64)>,
+    /// The verdict of each step: `steps[i]` compares `levels[i + 1]` with `levels[i]`.
+    pub steps: Vec<Verdict>,
+    /// The last level against the first.
+    pub overall: Verdict,
 }
 
-/// Markdown lines answering Q5.
-pub fn latency_answer(d: &Dataset) -> Vec<String> {
+/// What a curve does, in words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Shape {
+    RisesEveryStep,
+    Rises,
+    Flat,
+    Falls,
+    FallsEveryStep,
+    /// Rises beyond noise at one step and falls beyond noise at another.
+    NonMonotonic,
+    /// No step could be judged.
+    Unjudged,
+}
+
+impl Shape {
+    pub fn words(self) -> &'static str {
+        match self {
+            Shape::RisesEveryStep => "rose beyond noise at every step",
+            Shape::Rises => "rose beyond noise, with steps within noise",
+            Shape::Flat => "no step beyond noise",
+            Shape::Falls => "fell beyond noise, with steps within noise",
+            Shape::FallsEveryStep => "fell beyond noise at every step",
+            Shape::NonMonotonic => {
+                "not monotonic: it rose beyond noise at one step and fell at another"
+            }
+            Shape::Unjudged => "not judged: doubtful points at every step",
+        }
+    }
+}
+
+impl Curve {
+    pub fn shape(&self) -> Shape {
+        let judged: Vec<Verdict> = self
+            .steps
+            .iter()
+            .copied()
+            .filter(|v| v.is_judged())
+            .collect();
+        let up = judged.iter().filter(|v| **v == Verdict::Higher).count();
+        let down = judged.iter().filter(|v| **v == Verdict::Lower).count();
+        match (judged.len(), up, down) {
+            (0, ..) => Shape::Unjudged,
+            (_, u, d) if u > 0 && d > 0 => Shape::NonMonotonic,
+            (n, u, 0) if u == n && n == self.steps.len() => Shape::RisesEveryStep,
+            (_, u, 0) if u > 0 => Shape::Rises,
+            (n, 0, d) if d == n && n == self.steps.len() => Shape::FallsEveryStep,
+            (_, 0, d) if d > 0 => Shape::Falls,
+            _ => Shape::Flat,
+        }
+    }
+
+    /// `1: 20.1 → 2: 25.3 (≈) → 4: 48.0 (>)`.
+    pub fn path(&self, fmt: impl Fn(f64) -> String) -> String {
+        let mut s = String::new();
+        for (i, (t, v)) in self.levels.iter().enumerate() {
+            if i > 0 {
+                s.push_str(&format!(
+                    " → {t}: {} ({})",
+                    fmt(*v),
+                    self.steps[i - 1].mark()
+                ));
+            } else {
+                s.push_str(&format!("{t}: {}", fmt(*v)));
+            }
+        }
+        s
+    }
+}
+
+/// `m` against the thread count for every engine × mode at size `at` (every size: `None`),
+/// where at least two thread counts measured it.
+pub fn thread_curves(d: &Dataset, at: Option<usize>, m: Metric) -> Vec<Curve> {
+    let mut out = Vec::new();
+    let sizes = at.map_or_else(|| d.sizes(), |s| vec![s]);
+    for size in sizes {
+        for engine in d.engines() {
+            for mode in d.modes(Some(engine)) {
+                let base = Point {
+                    placement: d.placement,
+                    ..Point::new(engine, mode, size, 0)
+                };
+                let pts: Vec<(usize, super::data::Measured)> = d
+                    .threads()
+                    .into_iter()
+                    .filter_map(|t| Some((t, d.measured(&Point { threads: t, ..base }, m)?)))
+                    .collect();
+                if pts.len() < 2 {
+                    continue;
+                }
+                let steps = pts.windows(2).map(|w| compare(&w[1].1, &w[0].1)).collect();
+                let overall = compare(&pts[pts.len() - 1].1, &pts[0].1);
+                out.push(Curve {
+                    engine,
+                    mode,
+                    size,
+                    levels: pts.iter().map(|(t, x)| (*t, x.median)).collect(),
+                    steps,
+                    overall,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The CPUs one side's threads may run on at the largest thread count: distinct pinned
+/// CPUs from the records, or `cores` where unpinned.
+fn side_cpus(d: &Dataset, cores: Option<usize>) -> Option<usize> {
+    let top = *d.threads().last()?;
+    let pinned = d
+        .records()
+        .iter()
+        .filter(|r| r.config.threads == top)
+        .find_map(|r| r.client.cpus.as_ref().map(|c| c.split(',').count()));
+    match (pinned, d.placement) {
+        (Some(n), _) => Some(n),
+        (None, Some(engine::placement::PlacementPolicy::Unpinned)) => cores,
+        _ => None,
+    }
+}
+
+/// A sentence on what oversubscription alone predicts for `curves` (latency), where the
+/// thread counts outgrow the CPUs a side has; `None` where they never do.
+fn oversubscription(d: &Dataset, curves: &[Curve], cores: Option<usize>) -> Option<String> {
+    let cpus = side_cpus(d, cores)?;
+    let ts = d.threads();
+    let (lo, hi) = (*ts.first()?, *ts.last()?);
+    if hi <= cpus {
+        return Some(format!(
+            "At every thread count measured each client thread had a CPU of its own ({cpus} for the client side under {} placement), so more threads did not have to take turns.",
+            crate::results::placement_name(d.placement)
+        ));
+    }
+    let load = |t: usize| (t as f64 / cpus as f64).max(1.0);
+    let expected = load(hi) / load(lo);
+    let measured: Vec<f64> = curves
+        .iter()
+        .filter_map(|c| Some(c.levels.last()?.1 / c.levels.first()?.1))
+        .collect();
+    let m = median(&measured)?;
+    let first_over = ts.iter().find(|t| **t > cpus).copied().unwrap_or(hi);
+    let verdict = if m > 0.5 * expected && m < 2.0 * expected {
+        "consistent with oversubscription being most of the cause"
+    } else if m >= 2.0 * expected {
+        "more than oversubscription alone explains"
+    } else {
+        "less than oversubscription alone predicts (the extra threads used idle time)"
+    };
+    Some(format!(
+        "Likely cause: from {} on, client threads outnumber the {cpus} CPU(s) the client side has under {} placement, so they take turns: a round trip waits about as long as there are threads per CPU, which predicts ×{expected:.1} from {lo} to {hi} threads. Measured: a median ×{m:.2} over the engine × modes above — {verdict}.",
+        threads(first_over),
+        crate::results::placement_name(d.placement),
+    ))
+}
+
+/// Markdown lines answering Q5: the whole latency curve over every thread count, each step
+/// judged under the noise rule, its shape, and the cause the data points to. `cores` is the
+/// machine's CPU count from meta.json.
+pub fn latency_answer(d: &Dataset, cores: Option<usize>) -> Vec<String> {
     if d.workload == engine::Workload::Stream {
         return vec![
             "Not answerable from this run: the stream workload has no round trips, so no latency was measured."
@@ -602,72 +869,118 @@ pub fn latency_answer(d: &Dataset) -> Vec<String> {
     let Some(at) = d.size_near(16 << 10) else {
         return vec!["Not answerable from this run: no points.".into()];
     };
-    let rows = latency_by_threads(d, at);
-    if rows.is_empty() {
+    let curves = thread_curves(d, Some(at), Metric::LatencyMean);
+    if curves.is_empty() {
         return vec![format!(
-            "Not answerable from this run: no engine × mode has latency at both {} and {} threads at {}.",
-            ts[0],
-            ts[ts.len() - 1],
+            "Not answerable from this run: no engine × mode has latency at two thread counts at {}.",
             size(at)
         )];
     }
-    let (lo, hi) = (rows[0].partner.threads, rows[0].point.threads);
     let mut lines = vec![
         format!(
-            "At {}{}, mean round-trip latency at {lo} vs {hi} threads:",
+            "Mean round-trip latency (µs) at {}{} by client threads, under {} placement (the same at every thread count). Each step is marked > (rose beyond noise), < (fell), ≈ (no difference beyond noise) or ? (not judged):",
             size(at),
             if at == 16 << 10 {
                 ""
             } else {
                 " (the measured size closest to 16K)"
-            }
+            },
+            crate::results::placement_name(d.placement)
         ),
         String::new(),
     ];
-    for r in &rows {
+    for c in &curves {
         lines.push(format!(
-            "- {} {}: {} µs → {} µs ({})",
-            r.point.engine,
-            r.point.mode,
-            us(r.b),
-            us(r.a),
-            ratio(r.ratio())
+            "- {} {}: {} — {}",
+            c.engine,
+            c.mode,
+            c.path(us),
+            c.shape().words()
         ));
     }
-    let rose = rows.iter().filter(|r| r.a > r.b).count();
-    let fell = rows.iter().filter(|r| r.a < r.b).count();
-    let ratios: Vec<f64> = rows.iter().map(Pair::ratio).collect();
-    let m = median(&ratios).unwrap_or(f64::NAN);
-    let direction = if rose == rows.len() {
-        "rose in every engine × mode".to_owned()
-    } else if fell == rows.len() {
-        "fell in every engine × mode".to_owned()
-    } else {
-        format!(
-            "rose in {rose} and fell in {fell} of {} engine × mode pairs",
-            rows.len()
-        )
-    };
     lines.push(String::new());
+    let mut shapes: Vec<Shape> = curves.iter().map(Curve::shape).collect();
+    shapes.sort();
+    shapes.dedup();
+    let parts: Vec<String> = shapes
+        .iter()
+        .map(|sh| {
+            let n = curves.iter().filter(|c| c.shape() == *sh).count();
+            format!("{n} {}", sh.words())
+        })
+        .collect();
     lines.push(format!(
-        "Going from {lo} to {hi} threads, latency {direction} (median ratio {}).",
-        ratio(m)
+        "Of {} engine × modes: {}.",
+        curves.len(),
+        parts.join("; ")
     ));
+    let all = thread_curves(d, None, Metric::LatencyMean);
+    let overall: Vec<Pair> = all
+        .iter()
+        .map(|c| {
+            let at = |i: usize| Point {
+                placement: d.placement,
+                ..Point::new(c.engine, c.mode, c.size, c.levels[i].0)
+            };
+            let last = c.levels.len() - 1;
+            Pair {
+                point: at(last),
+                partner: at(0),
+                a: c.levels[last].1,
+                b: c.levels[0].1,
+                verdict: c.overall,
+            }
+        })
+        .collect();
+    if !overall.is_empty() {
+        lines.push(format!(
+            "Over every size, from {} to {} threads latency {} engine × mode × size series.",
+            ts[0],
+            ts[ts.len() - 1],
+            tally_phrase(&overall, "rose", "fell")
+        ));
+    }
+    if let Some(cause) = oversubscription(d, &curves, cores) {
+        lines.push(String::new());
+        lines.push(cause);
+    }
     lines
 }
 
-/// Findings that contradict the usual expectation, each phrased from the data.
+/// `zc/two-copy 0.50×–0.70×`: the span of the ratios in `pairs`.
+fn span(pairs: &[Pair]) -> String {
+    let r: Vec<f64> = pairs.iter().map(Pair::ratio).collect();
+    let (lo, hi) = crate::summary::range(&r).unwrap_or((f64::NAN, f64::NAN));
+    if ratio(lo) == ratio(hi) {
+        ratio(lo)
+    } else {
+        format!("{}–{}", ratio(lo), ratio(hi))
+    }
+}
+
+/// `at all 3 judged points (of 4)`: how much of `pairs` a finding rests on.
+fn judged_of(pairs: &[Pair]) -> String {
+    let judged = pairs.iter().filter(|p| p.verdict.is_judged()).count();
+    if judged == pairs.len() {
+        format!("at all {judged} comparable points")
+    } else {
+        format!(
+            "at all {judged} judged points (of {}; the others doubtful)",
+            pairs.len()
+        )
+    }
+}
+
+/// Whether every judged pair came out `v`, with at least one judged.
+fn all_judged(pairs: &[Pair], v: Verdict) -> bool {
+    let judged: Vec<&Pair> = pairs.iter().filter(|p| p.verdict.is_judged()).collect();
+    !judged.is_empty() && judged.iter().all(|p| p.verdict == v)
+}
+
+/// Findings that contradict the usual expectation, each phrased from the data and each
+/// resting only on differences beyond noise.
 pub fn unexpected(d: &Dataset) -> Vec<String> {
     let mut out = Vec::new();
-    let span = |pairs: &[Pair]| {
-        let r: Vec<f64> = pairs.iter().map(Pair::ratio).collect();
-        let (lo, hi) = crate::summary::range(&r).unwrap_or((f64::NAN, f64::NAN));
-        if ratio(lo) == ratio(hi) {
-            ratio(lo)
-        } else {
-            format!("{}–{}", ratio(lo), ratio(hi))
-        }
-    };
     // Copy-avoiding modes that never beat two-copy.
     for engine in d.engines() {
         for to in [Mode::OneCopy, Mode::Zc, Mode::ZcFixed] {
@@ -680,11 +993,16 @@ pub fn unexpected(d: &Dataset) -> Vec<String> {
                 },
                 Metric::Throughput,
             );
-            if !pairs.is_empty() && pairs.iter().all(|p| p.a < p.b) {
+            if all_judged(&pairs, Verdict::Lower) {
+                let judged: Vec<Pair> = pairs
+                    .iter()
+                    .copied()
+                    .filter(|p| p.verdict.is_judged())
+                    .collect();
                 let mut s = format!(
-                    "{to} was slower than two-copy on {engine} at all {} comparable points ({to}/two-copy {}), although it skips a copy.",
-                    pairs.len(),
-                    span(&pairs)
+                    "{to} was slower than two-copy on {engine} beyond noise {} ({to}/two-copy {}), although it skips a copy.",
+                    judged_of(&pairs),
+                    span(&judged)
                 );
                 if to.is_zero_copy() {
                     if let Some((lo, hi)) = copied_fraction(d, engine, to).filter(|r| r.0 >= 0.9) {
@@ -705,11 +1023,12 @@ pub fn unexpected(d: &Dataset) -> Vec<String> {
     // uring behind syscall.
     let rows = compare_engines(d);
     if let Some(s) = summarize_engines(&rows) {
-        if s.uring_faster * 2 < s.comparable {
+        if s.uring_slower > s.uring_faster && s.uring_slower * 2 > s.comparable - s.unjudged {
             out.push(format!(
-                "uring was slower than syscall at {} of {} comparable points (median uring/syscall {}), although it batches kernel calls.",
-                s.comparable - s.uring_faster,
+                "uring was slower than syscall beyond noise at {} of {} comparable points (faster at {}; median uring/syscall {}), although it batches kernel calls.",
+                s.uring_slower,
                 s.comparable,
+                s.uring_faster,
                 ratio(s.median_ratio)
             ));
         }
@@ -724,10 +1043,10 @@ pub fn unexpected(d: &Dataset) -> Vec<String> {
         },
         Metric::Throughput,
     );
-    if !fixed.is_empty() && fixed.iter().all(|p| p.a < p.b) {
+    if all_judged(&fixed, Verdict::Lower) {
         out.push(format!(
-            "zc-fixed was slower than zc at all {} comparable points (zc-fixed/zc {}), although it skips per-send pinning.",
-            fixed.len(),
+            "zc-fixed was slower than zc beyond noise {} (zc-fixed/zc {}), although it skips per-send pinning.",
+            judged_of(&fixed),
             span(&fixed)
         ));
     }
@@ -741,7 +1060,10 @@ pub fn unexpected(d: &Dataset) -> Vec<String> {
                 |p| Point { threads: lo, ..*p },
                 Metric::Throughput,
             );
-            let worse: Vec<&Pair> = more.iter().filter(|p| p.a < p.b).collect();
+            let worse: Vec<&Pair> = more
+                .iter()
+                .filter(|p| p.verdict == Verdict::Lower)
+                .collect();
             if !worse.is_empty() {
                 let at: Vec<String> = worse
                     .iter()
@@ -756,7 +1078,7 @@ pub fn unexpected(d: &Dataset) -> Vec<String> {
                     })
                     .collect();
                 out.push(format!(
-                    "{hi} threads moved less than {lo} at {} of {} points: {}.",
+                    "{hi} threads moved less than {lo} beyond noise at {} of {} points: {}.",
                     worse.len(),
                     more.len(),
                     list(&at)
@@ -772,18 +1094,15 @@ pub fn unexpected(d: &Dataset) -> Vec<String> {
             continue;
         };
         let q = Point { size: next, ..*p };
-        if let (Some(a), Some(b)) = (
-            d.median(p, Metric::Throughput),
-            d.median(&q, Metric::Throughput),
-        ) {
-            if b < a {
+        if let Some(x) = pair(d, q, d, *p, Metric::Throughput) {
+            if x.verdict == Verdict::Lower {
                 drops.push(format!(
                     "{} {} ×{}: {} → {} Gbit/s from {} to {}",
                     p.engine,
                     p.mode,
                     p.threads,
-                    gbps(a),
-                    gbps(b),
+                    gbps(x.b),
+                    gbps(x.a),
                     size(p.size),
                     size(next)
                 ));
@@ -792,7 +1111,7 @@ pub fn unexpected(d: &Dataset) -> Vec<String> {
     }
     if !drops.is_empty() {
         out.push(format!(
-            "Throughput fell as messages grew: {}.",
+            "Throughput fell beyond noise as messages grew: {}.",
             drops.join("; ")
         ));
     }
@@ -812,31 +1131,122 @@ pub fn unexpected(d: &Dataset) -> Vec<String> {
     out
 }
 
+/// Markdown lines on what placement does: every point measured under two placements of
+/// the same workload and depth, compared under the noise rule (throughput, and latency in
+/// echo), per thread count. `None` when the folder has one placement only.
+pub fn placement_answer(sets: &[Dataset]) -> Option<Vec<String>> {
+    let mut lines = Vec::new();
+    for (i, a) in sets.iter().enumerate() {
+        for b in &sets[i + 1..] {
+            if (a.workload, a.depth) != (b.workload, b.depth) || a.placement == b.placement {
+                continue;
+            }
+            let (na, nb) = (
+                crate::results::placement_name(a.placement),
+                crate::results::placement_name(b.placement),
+            );
+            if !lines.is_empty() {
+                lines.push(String::new());
+            }
+            lines.push(format!(
+                "**{na} against {nb}** ({}, depth {}), point by point (same engine, mode, size and threads):",
+                a.workload, a.depth
+            ));
+            lines.push(String::new());
+            let mut metrics = vec![(Metric::Throughput, "throughput", "higher", "lower")];
+            if a.workload == engine::Workload::Echo {
+                metrics.push((Metric::LatencyMean, "mean latency", "higher", "lower"));
+            }
+            for (m, name, up, down) in metrics {
+                let pairs: Vec<Pair> = a
+                    .points()
+                    .filter_map(|p| {
+                        let q = Point {
+                            placement: b.placement,
+                            ..*p
+                        };
+                        pair(a, *p, b, q, m)
+                    })
+                    .collect();
+                if pairs.is_empty() {
+                    continue;
+                }
+                let ratios: Vec<f64> = pairs.iter().map(Pair::ratio).collect();
+                lines.push(format!(
+                    "- {name} under {na}: {}; median {na}/{nb} {}.",
+                    tally_phrase(&pairs, up, down),
+                    ratio(median(&ratios).unwrap_or(f64::NAN))
+                ));
+                for t in a.threads() {
+                    let at: Vec<Pair> = pairs
+                        .iter()
+                        .copied()
+                        .filter(|p| p.point.threads == t)
+                        .collect();
+                    if at.is_empty() {
+                        continue;
+                    }
+                    let r: Vec<f64> = at.iter().map(Pair::ratio).collect();
+                    lines.push(format!(
+                        "  - {}: {}; median {}",
+                        threads(t),
+                        tally_phrase(&at, up, down),
+                        ratio(median(&r).unwrap_or(f64::NAN))
+                    ));
+                }
+            }
+        }
+    }
+    (!lines.is_empty()).then_some(lines)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testing::record;
-    use engine::Workload;
+    use engine::{Record, Workload};
 
     const K: usize = 1024;
 
-    #[test]
-    fn crossover_from_a_size_up() {
-        let c = crossover(&[(64 * K, 2.0, 1.0), (K, 1.0, 2.0), (16 * K, 1.5, 1.0)]);
-        assert_eq!(c.from, Some(16 * K));
-        assert_eq!(c.ahead_at, vec![16 * K, 64 * K]);
-        assert_eq!(c.phrase(), "from 16K up (measured 1K–64K)");
-        assert_eq!(c.ratio_list(), "1K 0.50×, 16K 1.50×, 64K 2.00×");
+    use Verdict::{Higher as H, Lower as L, Same as S, Unjudged as U};
+
+    /// Records of one point, one per value: the runs of a repeated point.
+    fn runs(engine: Backend, mode: Mode, size: usize, threads: usize, gbps: &[f64]) -> Vec<Record> {
+        gbps.iter()
+            .map(|g| record(engine, mode, size, threads, *g))
+            .collect()
     }
 
     #[test]
-    fn crossover_everywhere_and_never() {
-        let c = crossover(&[(K, 2.0, 1.0), (4 * K, 2.0, 1.0)]);
-        assert_eq!(c.from, Some(K));
+    fn crossover_from_a_size_up() {
+        let c = crossover(&[
+            (64 * K, 2.0, 1.0, H),
+            (K, 1.0, 2.0, L),
+            (16 * K, 1.5, 1.0, H),
+        ]);
+        assert_eq!(c.from, Some(16 * K));
+        assert_eq!(c.ahead_at, vec![16 * K, 64 * K]);
+        assert_eq!(c.phrase(), "from 16K up (measured 1K–64K); behind at 1K");
+        assert_eq!(c.ratio_list(), "1K 0.50× (<), 16K 1.50× (>), 64K 2.00× (>)");
+    }
+
+    #[test]
+    fn a_higher_median_within_noise_is_not_a_win() {
+        // 21.38 against 21.29 with overlapping runs: level, not "outperforms".
+        let c = crossover(&[(16 * K, 21.38, 21.29, S), (64 * K, 30.0, 20.0, H)]);
+        assert_eq!(c.from, Some(64 * K));
+        assert_eq!(
+            c.phrase(),
+            "from 64K up (measured 16K–64K); no difference beyond noise at 16K"
+        );
+        let c = crossover(&[(K, 2.0, 1.0, S), (4 * K, 2.0, 1.0, U)]);
+        assert_eq!(c.from, None);
+        assert_eq!(
+            c.phrase(),
+            "never beyond noise in the measured range (1K–4K); no difference beyond noise at 1K; not judged at 4K (a doubtful point)"
+        );
+        let c = crossover(&[(K, 2.0, 1.0, H), (4 * K, 2.0, 1.0, H)]);
         assert_eq!(c.phrase(), "at every measured size (1K–4K)");
-        let c = crossover(&[(K, 1.0, 2.0), (4 * K, 1.0, 1.0)]);
-        assert_eq!(c.from, None, "a tie is not a win");
-        assert_eq!(c.phrase(), "never in the measured range (1K–4K)");
         assert_eq!(
             crossover(&[]).phrase(),
             "not answerable: no size where both were measured"
@@ -845,67 +1255,134 @@ mod tests {
 
     #[test]
     fn a_lead_in_the_middle_only_is_not_overtaking() {
-        let c = crossover(&[(K, 1.0, 2.0), (16 * K, 3.0, 2.0), (64 * K, 1.0, 2.0)]);
+        let c = crossover(&[
+            (K, 1.0, 2.0, L),
+            (16 * K, 3.0, 2.0, H),
+            (64 * K, 1.0, 2.0, L),
+        ]);
         assert_eq!(c.from, None);
         assert_eq!(c.ahead_at, vec![16 * K]);
         assert_eq!(
             c.phrase(),
-            "never in the measured range (1K–64K): ahead only at 16K, not at every larger size"
+            "never beyond noise in the measured range (1K–64K); ahead also at 16K, but not at every larger size; behind at 1K and 64K"
         );
     }
 
     #[test]
-    fn crossover_answer_merges_thread_counts_that_agree() {
+    fn crossover_answer_judges_each_size_from_the_runs() {
         let mut recs = Vec::new();
         for t in [1, 2] {
-            for (s, two, one) in [(K, 2.0, 1.0), (64 * K, 2.0, 3.0)] {
-                recs.push(record(Backend::Syscall, Mode::TwoCopy, s, t, two));
-                recs.push(record(Backend::Syscall, Mode::OneCopy, s, t, one));
-            }
+            // 1K: one-copy clearly behind; 64K: ahead, ranges apart.
+            recs.extend(runs(
+                Backend::Syscall,
+                Mode::TwoCopy,
+                K,
+                t,
+                &[2.0, 2.1, 1.9],
+            ));
+            recs.extend(runs(
+                Backend::Syscall,
+                Mode::OneCopy,
+                K,
+                t,
+                &[1.0, 1.1, 0.9],
+            ));
+            recs.extend(runs(
+                Backend::Syscall,
+                Mode::TwoCopy,
+                64 * K,
+                t,
+                &[2.0, 2.1, 1.9],
+            ));
+            recs.extend(runs(
+                Backend::Syscall,
+                Mode::OneCopy,
+                64 * K,
+                t,
+                &[3.0, 3.1, 2.9],
+            ));
         }
         let d = Dataset::new(Workload::Echo, 1, recs);
         let lines = crossover_answer(&d, Mode::OneCopy, Mode::TwoCopy);
         assert_eq!(
             lines[0],
-            "- **syscall**, one-copy outperforms two-copy: from 64K up (measured 1K–64K), at every thread count measured (1 and 2)."
+            "- **syscall**, one-copy outperforms two-copy: from 64K up (measured 1K–64K); behind at 1K, at every thread count measured (1 and 2)."
         );
         assert_eq!(
             lines[1],
-            "  - 1 thread: ratios one-copy/two-copy: 1K 0.50×, 64K 1.50×"
+            "  - 1 thread: ratios one-copy/two-copy: 1K 0.50× (<), 64K 1.50× (>)"
+        );
+        // The same medians with overlapping runs: no difference beyond noise.
+        let mut recs = Vec::new();
+        recs.extend(runs(
+            Backend::Syscall,
+            Mode::TwoCopy,
+            K,
+            1,
+            &[2.0, 1.5, 2.5],
+        ));
+        recs.extend(runs(
+            Backend::Syscall,
+            Mode::OneCopy,
+            K,
+            1,
+            &[2.1, 1.6, 2.6],
+        ));
+        let d = Dataset::new(Workload::Echo, 1, recs);
+        assert_eq!(
+            crossover_answer(&d, Mode::OneCopy, Mode::TwoCopy)[0],
+            "- **syscall**, one-copy outperforms two-copy (1 thread): never beyond noise in the measured range (1K); no difference beyond noise at 1K. Ratios one-copy/two-copy: 1K 1.05× (≈)."
         );
     }
 
     #[test]
-    fn engines_compare_point_by_point() {
-        let recs = vec![
-            record(Backend::Syscall, Mode::TwoCopy, K, 1, 2.0),
-            record(Backend::Uring, Mode::TwoCopy, K, 1, 3.0),
-            record(Backend::Syscall, Mode::TwoCopy, 64 * K, 1, 10.0),
-            record(Backend::Uring, Mode::TwoCopy, 64 * K, 1, 8.0),
-            record(Backend::Syscall, Mode::Zc, K, 2, 1.0),
-            record(Backend::Uring, Mode::Zc, K, 2, 1.1),
-            // Only on one engine: not comparable.
-            record(Backend::Uring, Mode::ZcFixed, K, 1, 9.0),
-        ];
+    fn engines_compare_point_by_point_and_headline_only_judged_points() {
+        let mut recs = Vec::new();
+        recs.extend(runs(Backend::Syscall, Mode::TwoCopy, K, 1, &[2.0, 2.1]));
+        recs.extend(runs(Backend::Uring, Mode::TwoCopy, K, 1, &[3.0, 3.1]));
+        recs.extend(runs(
+            Backend::Syscall,
+            Mode::TwoCopy,
+            64 * K,
+            1,
+            &[10.0, 10.5],
+        ));
+        recs.extend(runs(Backend::Uring, Mode::TwoCopy, 64 * K, 1, &[8.0, 8.2]));
+        recs.extend(runs(Backend::Syscall, Mode::Zc, K, 2, &[1.0, 1.2]));
+        recs.extend(runs(Backend::Uring, Mode::Zc, K, 2, &[1.1, 1.3]));
+        // A wild point: the largest ratio, but its runs disagree; never a headline.
+        recs.extend(runs(Backend::Syscall, Mode::OneCopy, K, 1, &[1.0, 1.0]));
+        recs.extend(runs(Backend::Uring, Mode::OneCopy, K, 1, &[1.0, 9.0]));
+        // Only on one engine: not comparable.
+        recs.push(record(Backend::Uring, Mode::ZcFixed, K, 1, 9.0));
         let d = Dataset::new(Workload::Echo, 1, recs);
         let rows = compare_engines(&d);
-        assert_eq!(rows.len(), 3);
+        assert_eq!(rows.len(), 4);
         let s = summarize_engines(&rows).unwrap();
-        assert_eq!((s.comparable, s.uring_faster), (3, 2));
-        assert!((s.median_ratio - 1.1).abs() < 1e-9);
         assert_eq!(
-            s.best.point,
+            (
+                s.comparable,
+                s.uring_faster,
+                s.uring_slower,
+                s.level,
+                s.unjudged
+            ),
+            (4, 1, 1, 1, 1)
+        );
+        assert_eq!(
+            s.best.unwrap().point,
             Point::new(Backend::Uring, Mode::TwoCopy, K, 1)
         );
-        assert_eq!(s.worst.point.size, 64 * K);
+        assert_eq!(s.worst.unwrap().point.size, 64 * K);
         assert_eq!(
-            s.sentence(),
-            "uring was faster at 2 of 3 comparable points; median uring/syscall 1.10×; \
-             best: two-copy 1K, 1 thread (3.00 vs 2.00 Gbit/s, 1.50×); \
-             worst: two-copy 64K, 1 thread (8.00 vs 10.00 Gbit/s, 0.80×)."
+            s.sentence(&rows),
+            "uring against syscall: faster beyond noise at 1, slower beyond noise at 1, \
+             no difference beyond noise at 1 and not judged (a doubtful point) at 1 of 4; \
+             median uring/syscall 1.29×; among the judged points the largest ratio is \
+             two-copy 1K, 1 thread (3.05 vs 2.05 Gbit/s, 1.49× (>)), the smallest two-copy \
+             64K, 1 thread (8.10 vs 10.25 Gbit/s, 0.79× (<))."
         );
         assert!(summarize_engines(&[]).is_none());
-        // uring faster at most points: not flagged as unexpected.
         assert!(!unexpected(&d)
             .iter()
             .any(|s| s.starts_with("uring was slower")));
@@ -987,27 +1464,93 @@ mod tests {
             recs.push(r);
         }
         let d = Dataset::new(Workload::Stream, 1, recs);
-        assert!(latency_by_threads(&d, 16 * K).is_empty());
+        assert!(thread_curves(&d, Some(16 * K), Metric::LatencyMean).is_empty());
         assert_eq!(
-            latency_answer(&d),
+            latency_answer(&d, Some(2)),
             vec!["Not answerable from this run: the stream workload has no round trips, so no latency was measured."]
         );
     }
 
-    #[test]
-    fn latency_moves_with_threads() {
-        let mut recs = Vec::new();
-        for (t, lat) in [(1, 20.0), (4, 50.0)] {
-            let mut r = record(Backend::Uring, Mode::Zc, 16 * K, t, 1.0);
-            r.latency.as_mut().unwrap().mean_us = lat;
-            recs.push(r);
+    /// Runs of `mode` at 16K with these mean latencies per thread count, the client pinned
+    /// to one CPU (split placement on two CPUs).
+    fn latencies(mode: Mode, by_threads: &[(usize, [f64; 3])]) -> Vec<Record> {
+        let mut v = Vec::new();
+        for (t, lats) in by_threads {
+            for lat in lats {
+                let mut r = record(Backend::Uring, mode, 16 * K, *t, 1.0);
+                r.latency.as_mut().unwrap().mean_us = *lat;
+                r.client.cpus = Some("1".into());
+                v.push(r);
+            }
         }
+        v
+    }
+
+    #[test]
+    fn latency_describes_the_whole_curve_and_its_likely_cause() {
+        let mut recs = latencies(
+            Mode::Zc,
+            &[
+                (1, [20.0, 21.0, 19.0]),
+                (2, [40.0, 41.0, 39.0]),
+                (4, [80.0, 82.0, 79.0]),
+                (8, [160.0, 161.0, 158.0]),
+            ],
+        );
+        // Down, then up: not monotonic; the 2 → 4 step within noise.
+        recs.extend(latencies(
+            Mode::TwoCopy,
+            &[
+                (1, [30.0, 31.0, 29.0]),
+                (2, [20.0, 21.0, 19.0]),
+                (4, [20.5, 22.0, 19.5]),
+                (8, [50.0, 52.0, 49.0]),
+            ],
+        ));
         let d = Dataset::new(Workload::Echo, 1, recs);
-        let lines = latency_answer(&d);
-        assert_eq!(lines[2], "- uring zc: 20.0 µs → 50.0 µs (2.50×)");
-        assert_eq!(
-            lines[4],
-            "Going from 1 to 4 threads, latency rose in every engine × mode (median ratio 2.50×)."
+        let lines = latency_answer(&d, Some(2));
+        let text = lines.join("\n");
+        assert!(
+            text.contains("- uring two-copy: 1: 30.0 → 2: 20.0 (<) → 4: 20.5 (≈) → 8: 50.0 (>) — not monotonic"),
+            "{text}"
+        );
+        assert!(
+            text.contains("- uring zc: 1: 20.0 → 2: 40.0 (>) → 4: 80.0 (>) → 8: 160.0 (>) — rose beyond noise at every step"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "Of 2 engine × modes: 1 rose beyond noise at every step; 1 not monotonic"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("from 1 to 8 threads latency rose beyond noise at 2 of 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("from 2 threads on, client threads outnumber the 1 CPU(s) the client side has under split placement"),
+            "{text}"
+        );
+        assert!(text.contains("predicts ×8.0 from 1 to 8 threads"), "{text}");
+        assert!(text.contains("Measured: a median ×4.83"), "{text}");
+    }
+
+    #[test]
+    fn a_latency_change_within_noise_is_no_rise() {
+        let recs = latencies(
+            Mode::Zc,
+            &[(1, [20.0, 30.0, 25.0]), (4, [26.0, 27.0, 29.0])],
+        );
+        let d = Dataset::new(Workload::Echo, 1, recs);
+        let text = latency_answer(&d, Some(2)).join("\n");
+        assert!(
+            text.contains("1: 25.0 → 4: 27.0 (≈) — no step beyond noise"),
+            "{text}"
+        );
+        assert!(
+            text.contains("latency no difference beyond noise at 1 of 1"),
+            "{text}"
         );
     }
 
@@ -1037,20 +1580,60 @@ mod tests {
     }
 
     #[test]
-    fn unexpected_flags_zero_copy_that_never_wins() {
+    fn unexpected_flags_zero_copy_that_never_wins_beyond_noise() {
         let mut recs = Vec::new();
         for s in [K, 64 * K] {
-            recs.push(record(Backend::Syscall, Mode::TwoCopy, s, 1, 2.0));
-            let mut z = record(Backend::Syscall, Mode::Zc, s, 1, 1.0);
-            z.client.zc_copied_fraction = Some(1.0);
-            recs.push(z);
+            recs.extend(runs(Backend::Syscall, Mode::TwoCopy, s, 1, &[2.0, 2.1]));
+            for mut z in runs(Backend::Syscall, Mode::Zc, s, 1, &[1.0, 1.05]) {
+                z.client.zc_copied_fraction = Some(1.0);
+                recs.push(z);
+            }
         }
         let d = Dataset::new(Workload::Echo, 1, recs);
         let u = unexpected(&d);
         assert_eq!(
             u[0],
-            "zc was slower than two-copy on syscall at all 2 comparable points (zc/two-copy 0.50×), although it skips a copy. \
+            "zc was slower than two-copy on syscall beyond noise at all 2 comparable points (zc/two-copy 0.50×), although it skips a copy. \
              The kernel marked 100% of its completions as copied, so it paid for pinning and completions without avoiding the copy."
         );
+        // Within noise: nothing to flag.
+        let mut recs = runs(Backend::Syscall, Mode::TwoCopy, K, 1, &[2.0, 1.0]);
+        recs.extend(runs(Backend::Syscall, Mode::Zc, K, 1, &[1.4, 1.6]));
+        let d = Dataset::new(Workload::Echo, 1, recs);
+        assert!(unexpected(&d).is_empty(), "{:?}", unexpected(&d));
+    }
+
+    #[test]
+    fn placements_are_compared_point_by_point() {
+        use engine::placement::PlacementPolicy;
+        let mut recs = Vec::new();
+        for (policy, gbps) in [
+            (PlacementPolicy::Split, [1.0, 1.1, 0.9]),
+            (PlacementPolicy::Paired, [3.0, 3.1, 2.9]),
+        ] {
+            for t in [1, 2] {
+                for mut r in runs(Backend::Syscall, Mode::TwoCopy, K, t, &gbps) {
+                    r.config.cpus = policy.into();
+                    recs.push(r);
+                }
+            }
+        }
+        let sets = Dataset::split(recs, None);
+        assert_eq!(sets.len(), 2);
+        assert_eq!(sets[0].placement, Some(PlacementPolicy::Split));
+        let lines = placement_answer(&sets).unwrap();
+        assert_eq!(
+            lines[0],
+            "**split against paired** (echo, depth 1), point by point (same engine, mode, size and threads):"
+        );
+        assert_eq!(
+            lines[2],
+            "- throughput under split: lower beyond noise at 2 of 2; median split/paired 0.33×."
+        );
+        assert_eq!(
+            lines[3],
+            "  - 1 thread: lower beyond noise at 1 of 1; median 0.33×"
+        );
+        assert!(placement_answer(&sets[..1]).is_none());
     }
 }

@@ -1,9 +1,19 @@
 //! Records grouped into points: one point is one engine × mode × size × threads of one
-//! workload and depth, and every figure of a point is the median over its repeats. A
-//! median can hide a doubtful run, so the dataset also says which runs carried warnings.
+//! workload, depth and placement, and every figure of a point is the median over its
+//! repeats. A median can hide a doubtful run, so the dataset also says which runs carried
+//! warnings, and which points are too noisy to conclude from.
+//!
+//! The one rule every comparison in the report follows ([`compare`]): two points differ
+//! only where their repeats' [min–max] ranges do not overlap, and only when neither point
+//! is doubtful — fewer than [`MIN_RUNS`] runs, a run that carried a warning, or a spread
+//! (max − min) above [`SPREAD_LIMIT`] of its median. Otherwise the answer is "no
+//! difference beyond noise" or "not judged". With 3 runs a side, non-overlapping ranges
+//! is also what a rank test would ask for: 3 against 3 can never reach p < 0.05 (the
+//! smallest two-sided Mann–Whitney p is 0.1), so the ranges are the honest criterion.
 
 use std::collections::BTreeMap;
 
+use engine::placement::PlacementPolicy;
 use engine::{Backend, Mode, Record, Warning, Workload};
 
 use crate::summary::{median, range};
@@ -13,13 +23,25 @@ use crate::results::point_of;
 /// records share workload and depth.
 pub use crate::results::Point;
 
+/// Fewest runs a point needs before its spread is known and it may be compared.
+pub const MIN_RUNS: usize = 2;
+/// A point whose runs spread (max − min) over more than this share of their median
+/// disagrees too much to conclude from.
+pub const SPREAD_LIMIT: f64 = 0.5;
+
 /// A figure taken from one record; `None` where the record did not measure it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
-    /// Gbit/s, the seed's figure.
+    /// Gbit/s, the seed's figure: bytes sent + received.
     Throughput,
+    /// Gbit/s one way: bytes sent (what iperf3 would print).
+    OneWay,
     /// Mean round-trip time, µs (echo only).
     LatencyMean,
+    /// Median round-trip time, µs.
+    LatencyP50,
+    /// 99th percentile round-trip time, µs.
+    LatencyP99,
     /// Client L1d load misses per byte the client moved.
     L1dPerByte,
     /// Client LLC load misses per byte the client moved.
@@ -39,7 +61,14 @@ impl Metric {
         let per_byte = |n: Option<u64>| n.filter(|_| bytes > 0.0).map(|n| n as f64 / bytes);
         match self {
             Metric::Throughput => Some(r.summary.throughput_gbps),
+            // Older records lack the field; their bytes and interval give the same figure.
+            Metric::OneWay => r.summary.one_way_gbps.or_else(|| {
+                let secs = r.summary.duration_s;
+                (secs > 0.0).then(|| r.summary.bytes_sent as f64 * 8.0 / secs / 1e9)
+            }),
             Metric::LatencyMean => r.latency.as_ref().map(|l| l.mean_us),
+            Metric::LatencyP50 => r.latency.as_ref().map(|l| l.p50_us),
+            Metric::LatencyP99 => r.latency.as_ref().map(|l| l.p99_us),
             Metric::L1dPerByte => per_byte(c.counters.as_ref().and_then(|x| x.l1d_load_misses)),
             Metric::LlcPerByte => per_byte(c.counters.as_ref().and_then(|x| x.llc_load_misses)),
             Metric::CyclesPerByte => c.cycles_per_byte,
@@ -47,6 +76,120 @@ impl Metric {
             Metric::ZcCopied => c.zc_copied_fraction,
         }
         .filter(|x| x.is_finite())
+    }
+
+    /// Whether more is better (throughput) or worse (latency, cost per byte).
+    pub fn higher_is_better(self) -> bool {
+        matches!(self, Metric::Throughput | Metric::OneWay)
+    }
+}
+
+/// Why a point's figure is not used for conclusions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Doubt {
+    /// Fewer than [`MIN_RUNS`] runs: its spread is unknown.
+    Runs(usize),
+    /// This many of its runs carried warnings.
+    Warned(usize),
+    /// Its runs spread over this share of their median (above [`SPREAD_LIMIT`]).
+    Spread(f64),
+}
+
+impl std::fmt::Display for Doubt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Doubt::Runs(1) => f.write_str("one run, spread unknown"),
+            Doubt::Runs(n) => write!(f, "{n} runs, fewer than {MIN_RUNS}"),
+            Doubt::Warned(n) => write!(f, "{n} run(s) carried warnings"),
+            Doubt::Spread(s) => write!(
+                f,
+                "runs spread over {:.0}% of their median (limit {:.0}%)",
+                s * 100.0,
+                SPREAD_LIMIT * 100.0
+            ),
+        }
+    }
+}
+
+/// How one figure compares with another under the noise rule (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    /// Every run of the first above every run of the second.
+    Higher,
+    /// Every run of the first below every run of the second.
+    Lower,
+    /// The ranges overlap: no difference beyond noise.
+    Same,
+    /// One of the two is doubtful: not compared.
+    Unjudged,
+}
+
+impl Verdict {
+    /// The mark a ratio carries in the report's lists.
+    pub fn mark(self) -> &'static str {
+        match self {
+            Verdict::Higher => ">",
+            Verdict::Lower => "<",
+            Verdict::Same => "≈",
+            Verdict::Unjudged => "?",
+        }
+    }
+
+    pub fn is_judged(self) -> bool {
+        self != Verdict::Unjudged
+    }
+}
+
+/// The runs of one point on one metric, and whether they may be compared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measured {
+    pub values: Vec<f64>,
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub doubt: Option<Doubt>,
+}
+
+impl Measured {
+    /// `values` (one per run that measured the metric), `warned` of them from runs that
+    /// carried warnings; `None` without a value.
+    pub fn new(values: Vec<f64>, warned: usize) -> Option<Measured> {
+        let median = median(&values)?;
+        let (min, max) = range(&values)?;
+        let spread = if median != 0.0 {
+            (max - min) / median.abs()
+        } else {
+            0.0
+        };
+        let doubt = if values.len() < MIN_RUNS {
+            Some(Doubt::Runs(values.len()))
+        } else if warned > 0 {
+            Some(Doubt::Warned(warned))
+        } else if spread > SPREAD_LIMIT {
+            Some(Doubt::Spread(spread))
+        } else {
+            None
+        };
+        Some(Measured {
+            values,
+            median,
+            min,
+            max,
+            doubt,
+        })
+    }
+}
+
+/// `a` against `b` under the noise rule.
+pub fn compare(a: &Measured, b: &Measured) -> Verdict {
+    if a.doubt.is_some() || b.doubt.is_some() {
+        Verdict::Unjudged
+    } else if a.min > b.max {
+        Verdict::Higher
+    } else if a.max < b.min {
+        Verdict::Lower
+    } else {
+        Verdict::Same
     }
 }
 
@@ -63,17 +206,19 @@ pub struct Doubtful<'a> {
     pub warnings: &'a [Warning],
 }
 
-/// The records of one workload and depth, grouped into points.
+/// The records of one workload, depth and placement, grouped into points.
 #[derive(Debug, Clone)]
 pub struct Dataset {
     pub workload: Workload,
     pub depth: usize,
+    /// `None`: CPU lists or the old `auto` plan, which is no one policy.
+    pub placement: Option<PlacementPolicy>,
     records: Vec<Record>,
     points: BTreeMap<Point, Vec<usize>>,
 }
 
 impl Dataset {
-    /// Records that all share `workload` and `depth`.
+    /// Records that all share `workload`, `depth` and placement (taken from the first).
     pub fn new(workload: Workload, depth: usize, records: Vec<Record>) -> Dataset {
         let mut points: BTreeMap<Point, Vec<usize>> = BTreeMap::new();
         for (i, r) in records.iter().enumerate() {
@@ -82,29 +227,84 @@ impl Dataset {
         Dataset {
             workload,
             depth,
+            placement: records.first().and_then(|r| r.config.cpus.policy()),
             records,
             points,
         }
     }
 
-    /// Splits records by workload and depth, the largest group first (ties: `prefer`, then
-    /// echo before stream, then smaller depth).
+    /// Splits records by workload, depth and placement: the largest workload and depth
+    /// first (ties: `prefer`, then echo before stream, then smaller depth), and within
+    /// one, the placements in their order (split before paired before unpinned, lists and
+    /// the old `auto` last). Points of different placements never share a dataset, so no
+    /// comparison inside one mixes them.
     pub fn split(records: Vec<Record>, prefer: Option<(Workload, usize)>) -> Vec<Dataset> {
-        let mut groups: Vec<((Workload, usize), Vec<Record>)> = Vec::new();
+        type Key = (Workload, usize, Option<PlacementPolicy>);
+        let mut groups: Vec<(Key, Vec<Record>)> = Vec::new();
         for r in records {
-            let k = (r.config.workload, r.config.depth);
+            let k = (r.config.workload, r.config.depth, r.config.cpus.policy());
             match groups.iter_mut().find(|(g, _)| *g == k) {
                 Some((_, v)) => v.push(r),
                 None => groups.push((k, vec![r])),
             }
         }
-        groups.sort_by_key(|((w, d), v)| {
-            (std::cmp::Reverse(v.len()), Some((*w, *d)) != prefer, *w, *d)
-        });
-        groups
+        let size_of = |w: Workload, d: usize, groups: &[(Key, Vec<Record>)]| -> usize {
+            groups
+                .iter()
+                .filter(|((gw, gd, _), _)| (*gw, *gd) == (w, d))
+                .map(|(_, v)| v.len())
+                .sum()
+        };
+        let order = |p: Option<PlacementPolicy>| {
+            p.map_or(usize::MAX, |p| {
+                [
+                    PlacementPolicy::Split,
+                    PlacementPolicy::Paired,
+                    PlacementPolicy::Unpinned,
+                ]
+                .iter()
+                .position(|x| *x == p)
+                .unwrap_or(usize::MAX - 1)
+            })
+        };
+        let sizes: Vec<usize> = groups
+            .iter()
+            .map(|((w, d, _), _)| size_of(*w, *d, &groups))
+            .collect();
+        let mut keyed: Vec<(usize, Key, Vec<Record>)> = sizes
             .into_iter()
-            .map(|((w, d), v)| Dataset::new(w, d, v))
+            .zip(groups)
+            .map(|(n, (k, v))| (n, k, v))
+            .collect();
+        keyed.sort_by_key(|(n, (w, d, p), _)| {
+            (
+                std::cmp::Reverse(*n),
+                Some((*w, *d)) != prefer,
+                *w,
+                *d,
+                order(*p),
+            )
+        });
+        keyed
+            .into_iter()
+            .map(|(_, (w, d, _), v)| Dataset::new(w, d, v))
             .collect()
+    }
+
+    /// `echo, depth 1, split`: what sets this dataset apart from the others of a folder.
+    pub fn label(&self) -> String {
+        format!(
+            "{}, depth {}, {} placement",
+            self.workload,
+            self.depth,
+            crate::results::placement_name(self.placement)
+        )
+    }
+
+    /// `m` at `p`, with its spread and whether it may be compared; `None` where no run
+    /// measured it.
+    pub fn measured(&self, p: &Point, m: Metric) -> Option<Measured> {
+        Measured::new(self.values(p, m), self.warned(p, m))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -274,6 +474,75 @@ mod tests {
         assert_eq!(d.sizes(), vec![1024, 4096]);
         assert_eq!(d.min_threads(), Some(1));
         assert_eq!(d.size_near(16384), Some(4096));
+    }
+
+    fn m(values: &[f64], warned: usize) -> Measured {
+        Measured::new(values.to_vec(), warned).unwrap()
+    }
+
+    #[test]
+    fn only_ranges_apart_are_a_difference() {
+        let a = m(&[10.0, 11.0, 12.0], 0);
+        assert_eq!(compare(&a, &m(&[8.0, 9.0, 9.9], 0)), Verdict::Higher);
+        assert_eq!(compare(&m(&[8.0, 9.0, 9.9], 0), &a), Verdict::Lower);
+        // A higher median with overlapping runs is no difference.
+        assert_eq!(compare(&m(&[9.5, 11.5, 12.0], 0), &a), Verdict::Same);
+        assert_eq!(compare(&a, &m(&[12.0, 13.0], 0)), Verdict::Same, "touching");
+    }
+
+    #[test]
+    fn doubtful_points_are_not_judged() {
+        let a = m(&[10.0, 11.0, 12.0], 0);
+        let one = m(&[1.0], 0);
+        assert_eq!(one.doubt, Some(Doubt::Runs(1)));
+        assert_eq!(compare(&a, &one), Verdict::Unjudged);
+        let warned = m(&[1.0, 1.1], 1);
+        assert_eq!(warned.doubt, Some(Doubt::Warned(1)));
+        assert_eq!(compare(&warned, &a), Verdict::Unjudged);
+        // (3 − 1) / 2 = 100% of the median: over the limit.
+        let wild = m(&[1.0, 2.0, 3.0], 0);
+        assert_eq!(wild.doubt, Some(Doubt::Spread(1.0)));
+        assert_eq!(compare(&a, &wild), Verdict::Unjudged);
+        assert_eq!(
+            m(&[1.0, 1.5], 0).doubt,
+            None,
+            "exactly 50% is within the limit"
+        );
+        assert_eq!(
+            Doubt::Spread(0.62).to_string(),
+            "runs spread over 62% of their median (limit 50%)"
+        );
+    }
+
+    #[test]
+    fn placements_never_share_a_dataset() {
+        let mut paired = record(Backend::Syscall, Mode::TwoCopy, 4096, 1, 1.0);
+        paired.config.cpus = PlacementPolicy::Paired.into();
+        let mut listed = record(Backend::Syscall, Mode::TwoCopy, 4096, 1, 1.0);
+        listed.config.cpus = engine::placement::CpuSpec::List(vec![0]);
+        let split = record(Backend::Syscall, Mode::TwoCopy, 4096, 1, 1.0);
+        let sets = Dataset::split(vec![listed, paired.clone(), split.clone(), paired], None);
+        let placements: Vec<_> = sets.iter().map(|d| d.placement).collect();
+        assert_eq!(
+            placements,
+            [
+                Some(PlacementPolicy::Split),
+                Some(PlacementPolicy::Paired),
+                None
+            ]
+        );
+        assert_eq!(sets[1].records().len(), 2);
+        assert_eq!(sets[0].label(), "echo, depth 1, split placement");
+        assert_eq!(sets[2].label(), "echo, depth 1, auto/list placement");
+    }
+
+    #[test]
+    fn one_way_throughput_is_derived_for_older_records() {
+        let mut r = record(Backend::Syscall, Mode::TwoCopy, 4096, 1, 1.0);
+        r.summary.one_way_gbps = None;
+        r.summary.bytes_sent = 1_000_000_000;
+        r.summary.duration_s = 2.0;
+        assert_eq!(Metric::OneWay.of(&r), Some(4.0));
     }
 
     #[test]

@@ -10,12 +10,12 @@ use engine::{Backend, Mode, Record, Workload};
 
 use super::analysis::{
     compare_engines, copied_fraction, copied_note, copied_sentence, crossover_answer, gbps,
-    latency_answer, list, ratio, size, summarize_engines, threads, unexpected,
+    latency_answer, list, ratio, size, summarize_engines, tally_phrase, threads, unexpected,
 };
-use super::data::{Dataset, Doubtful, Metric, Point};
+use super::data::{Dataset, Doubt, Doubtful, Metric, Point, Verdict};
 use super::plots::Figure;
 use crate::results::Meta;
-use crate::summary::median_range;
+use crate::summary::{median, median_range};
 
 /// The question headings, in order.
 pub const QUESTIONS: [&str; 6] = [
@@ -70,14 +70,19 @@ pub fn render(inp: &Inputs) -> String {
     }
     machine(o, inp);
     matrix(o, inp);
+    choices(o, inp.datasets);
     doubtful(o, inp.datasets, inp.unchecked);
     tables(o, inp.datasets);
     plots(o, inp.figures);
     answers(o, inp);
+    placement(o, inp.datasets);
     out
 }
 
 const UNKNOWN: &str = "unknown (not in meta.json)";
+
+/// The noise rule, as the report states it (see `data`'s module doc).
+const RULE: &str = "The rule for every comparison below: two points differ only where the [min–max] ranges of their runs do not overlap; otherwise the answer is \"no difference beyond noise\". A point with fewer than 2 runs, a run that carried a warning, or runs spread over more than 50% of their median is doubtful: it is not judged and never supplies a headline.";
 
 /// Marks a table figure that a run with warnings is part of.
 const MARK: &str = "⚠";
@@ -145,6 +150,57 @@ fn doubtful_line(label: &str, x: &Doubtful) -> String {
 /// their silence is said to mean nothing.
 fn doubtful(o: &mut String, sets: &[Dataset], unchecked: usize) {
     let _ = writeln!(o, "## Doubtful points\n");
+    warned_section(o, sets, unchecked);
+    spread_section(o, sets);
+}
+
+/// Points whose runs disagree by more than the spread limit: listed with their runs, and
+/// kept out of the answers.
+fn spread_section(o: &mut String, sets: &[Dataset]) {
+    let many = sets.len() > 1;
+    let mut lines = Vec::new();
+    for d in sets {
+        let label = if many {
+            format!("{}: ", d.label())
+        } else {
+            String::new()
+        };
+        for p in d.points() {
+            for (m, what, digits) in [
+                (Metric::Throughput, "Gbit/s", 2),
+                (Metric::LatencyMean, "µs mean latency", 1),
+            ] {
+                if let Some(x) = d.measured(p, m) {
+                    if let Some(Doubt::Spread(spread)) = x.doubt {
+                        let runs: Vec<String> =
+                            x.values.iter().map(|v| format!("{v:.digits$}")).collect();
+                        lines.push(format!(
+                            "- **{label}{} {} {} ×{}**: {what} {} over its runs ({}% of the median)",
+                            p.engine,
+                            p.mode,
+                            size(p.size),
+                            p.threads,
+                            runs.join(", "),
+                            (spread * 100.0).round()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if lines.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "{} point figure(s) spread over more than {:.0}% of their median across runs; the answers do not use them (the tables say so in their last column):\n\n{}\n",
+        lines.len(),
+        super::data::SPREAD_LIMIT * 100.0,
+        lines.join("\n")
+    );
+}
+
+fn warned_section(o: &mut String, sets: &[Dataset], unchecked: usize) {
     let (warned, runs) = warned_runs(sets);
     if runs == 0 {
         let _ = writeln!(o, "No records in this folder, so no warnings either.\n");
@@ -175,13 +231,13 @@ fn doubtful(o: &mut String, sets: &[Dataset], unchecked: usize) {
     }
     let _ = writeln!(
         o,
-        "{} carried warnings. Their figures are still in the medians of the tables and answers below (table cells marked {MARK}, or {MARK}k/n where k of a point's n runs warned); rerun these points before trusting them.\n",
+        "{} carried warnings. Their figures are still in the medians of the tables (cells marked {MARK}, or {MARK}k/n where k of a point's n runs warned), but the answers do not judge their points; rerun them before trusting them.\n",
         capitalized(&warned_of(warned, runs))
     );
     let many = sets.len() > 1;
     for d in sets {
         let label = if many {
-            format!("{}, depth {}: ", d.workload, d.depth)
+            format!("{}: ", d.label())
         } else {
             String::new()
         };
@@ -190,6 +246,89 @@ fn doubtful(o: &mut String, sets: &[Dataset], unchecked: usize) {
         }
     }
     let _ = writeln!(o);
+}
+
+/// `## Settings copyperf chose`: every socket option and setting the records show copyperf
+/// chose on the user's behalf, with the values the runs used, so that a path slowed by one
+/// of them can be told from a path that is slow.
+fn choices(o: &mut String, sets: &[Dataset]) {
+    let records: Vec<&Record> = sets.iter().flat_map(|d| d.records()).collect();
+    if records.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "## Settings copyperf chose\n");
+    let distinct = |f: &dyn Fn(&Record) -> String| {
+        let mut v: Vec<String> = Vec::new();
+        for r in &records {
+            let x = f(r);
+            if !v.contains(&x) {
+                v.push(x);
+            }
+        }
+        v.join("; ")
+    };
+    let nodelay = distinct(&|r: &Record| {
+        format!(
+            "{} {} {}: {}",
+            r.config.workload,
+            r.config.mode,
+            size(r.config.size),
+            match r.config.nodelay {
+                Some(true) => "on",
+                Some(false) => "off (Nagle)",
+                None => "unknown",
+            }
+        )
+    });
+    let rows = [
+        (
+            "TCP_NODELAY on the client (`--nodelay auto`)",
+            format!("on for echo and for every zero-copy send (Nagle would hold each small zero-copy segment for an ACK); for other streams off below a segment, on from a segment up. As used: {nodelay}"),
+        ),
+        (
+            "TCP_NODELAY on the server",
+            "on for echo (it sends the echoes), off for stream (it sends nothing)".into(),
+        ),
+        (
+            "SO_ZEROCOPY",
+            "set on zero-copy sockets (MSG_ZEROCOPY is ignored without it)".into(),
+        ),
+        (
+            "Socket buffers",
+            "SO_SNDBUF and SO_RCVBUF are not set: the kernel's autotuning sizes them".into(),
+        ),
+        (
+            "Verification",
+            distinct(&|r: &Record| r.config.verify.to_string()),
+        ),
+        (
+            "Two-copy receive on uring",
+            distinct(&|r: &Record| r.config.uring_recv.to_string()),
+        ),
+        (
+            "Placement (both sides)",
+            distinct(&|r: &Record| r.config.cpus.to_string()),
+        ),
+        (
+            "Messages in flight per connection",
+            distinct(&|r: &Record| r.config.depth.to_string()),
+        ),
+    ];
+    for (k, v) in rows {
+        let _ = writeln!(o, "- **{k}:** {v}");
+    }
+    let _ = writeln!(o);
+}
+
+/// `## Placement`: what placement does, where the folder measured more than one.
+fn placement(o: &mut String, sets: &[Dataset]) {
+    if let Some(lines) = super::analysis::placement_answer(sets) {
+        let _ = writeln!(
+            o,
+            "## Placement\n\nThe same points under different placements. {RULE}\n\n{}\n",
+            lines.join("\n")
+        );
+    }
 }
 
 fn or_unknown(v: Option<String>) -> String {
@@ -394,7 +533,24 @@ fn matrix(o: &mut String, inp: &Inputs) {
                 ("workload", x.workload.to_string()),
                 ("depth", x.depth.to_string()),
                 ("duration per run", format!("{} s", x.duration_s)),
-                ("repeats per point", x.repeats.to_string()),
+                (
+                    "rounds (runs per point)",
+                    format!(
+                        "{} — the whole matrix once per round, each round in its own shuffled order{}",
+                        x.repeats,
+                        inp.meta
+                            .order_seed
+                            .map_or(String::new(), |s| format!(" (seed {s})"))
+                    ),
+                ),
+                (
+                    "placement",
+                    if x.placements.is_empty() {
+                        "unknown: before placement policies (the old auto plan, which changed with the thread count)".into()
+                    } else {
+                        list(&x.placements, |p| p.to_string())
+                    },
+                ),
             ];
             for (k, v) in rows {
                 let _ = writeln!(o, "| {k} | {v} |");
@@ -441,57 +597,91 @@ fn matrix(o: &mut String, inp: &Inputs) {
     let _ = writeln!(o);
 }
 
-/// One table per engine and thread count: rows = sizes, columns = modes.
-fn metric_table(
-    o: &mut String,
-    d: &Dataset,
-    engine: Backend,
-    t: usize,
-    m: Metric,
-    digits: usize,
-) -> bool {
+/// A figure's cell: `median [min–max]` where it ran more than once, the value where once,
+/// `–` where not measured; marked where runs behind it carried warnings.
+fn cell(d: &Dataset, p: &Point, m: Metric, digits: usize, spread: bool) -> String {
+    let v = d.values(p, m);
+    let figure = match v.as_slice() {
+        [] => return "–".into(),
+        [one] => format!("{one:.digits$}"),
+        _ if spread => median_range(&v, digits),
+        _ => format!("{:.digits$}", median(&v).unwrap_or(f64::NAN)),
+    };
+    match (d.warned(p, m), v.len()) {
+        (0, _) => figure,
+        (_, 1) => format!("{figure} {MARK}"),
+        (k, n) => format!("{figure} {MARK}{k}/{n}"),
+    }
+}
+
+/// Why a point is kept out of the conclusions, short, for the table's last column; empty
+/// where it is fit (throughput, and mean latency where measured).
+fn doubt_cell(d: &Dataset, p: &Point) -> String {
+    let mut notes = Vec::new();
+    for (m, what) in [
+        (Metric::Throughput, "throughput"),
+        (Metric::LatencyMean, "latency"),
+    ] {
+        match d.measured(p, m).and_then(|x| x.doubt) {
+            Some(Doubt::Spread(s)) => notes.push(format!("{what} spread {:.0}%", s * 100.0)),
+            Some(Doubt::Runs(n)) if notes.is_empty() => {
+                notes.push(format!("{n} run{}", if n == 1 { "" } else { "s" }))
+            }
+            Some(Doubt::Warned(_)) if !notes.iter().any(|n| n == "warned") => {
+                notes.push("warned".into())
+            }
+            _ => {}
+        }
+    }
+    notes.join(", ")
+}
+
+/// One table per engine and thread count: a row per size and mode with the seed's
+/// sent+received throughput, the one-way figure beside it, and (echo) the mean, p50 and
+/// p99 round trip; the last column says why a point is kept out of the conclusions.
+fn results_table(o: &mut String, d: &Dataset, engine: Backend, t: usize) -> bool {
     let modes = d.modes(Some(engine));
-    let sizes: Vec<usize> = d
+    let echo = d.workload == Workload::Echo;
+    let rows: Vec<Point> = d
         .sizes()
         .into_iter()
-        .filter(|s| {
-            modes
-                .iter()
-                .any(|md| d.median(&Point::new(engine, *md, *s, t), m).is_some())
+        .flat_map(|s| {
+            modes.iter().map(move |md| Point {
+                placement: d.placement,
+                ..Point::new(engine, *md, s, t)
+            })
         })
+        .filter(|p| d.repeats(p) > 0)
         .collect();
-    if sizes.is_empty() {
+    if rows.is_empty() {
         return false;
     }
-    let _ = writeln!(
-        o,
-        "| size | {} |\n|---|{}",
-        modes
-            .iter()
-            .map(|m| m.as_str())
-            .collect::<Vec<_>>()
-            .join(" | "),
-        "---|".repeat(modes.len())
-    );
-    for s in sizes {
-        let cells: Vec<String> = modes
-            .iter()
-            .map(|md| {
-                let p = Point::new(engine, *md, s, t);
-                let v = d.values(&p, m);
-                let figure = match v.as_slice() {
-                    [] => "–".into(),
-                    [one] => format!("{one:.digits$}"),
-                    _ => median_range(&v, digits),
-                };
-                match (d.warned(&p, m), v.len()) {
-                    (0, _) => figure,
-                    (_, 1) => format!("{figure} {MARK}"),
-                    (k, n) => format!("{figure} {MARK}{k}/{n}"),
-                }
-            })
-            .collect();
-        let _ = writeln!(o, "| {} | {} |", size(s), cells.join(" | "));
+    if echo {
+        let _ = writeln!(
+            o,
+            "| size | mode | Gbit/s sent+received | Gbit/s one way | mean µs | p50 µs | p99 µs | not used because |\n|---|---|---|---|---|---|---|---|"
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "| size | mode | Gbit/s (one way) | not used because |\n|---|---|---|---|"
+        );
+    }
+    for p in rows {
+        let mut cells = vec![size(p.size), p.mode.to_string()];
+        if echo {
+            cells.extend([
+                cell(d, &p, Metric::Throughput, 2, true),
+                cell(d, &p, Metric::OneWay, 2, false),
+                cell(d, &p, Metric::LatencyMean, 1, true),
+                cell(d, &p, Metric::LatencyP50, 1, false),
+                cell(d, &p, Metric::LatencyP99, 1, false),
+            ]);
+        } else {
+            cells.push(cell(d, &p, Metric::Throughput, 2, true));
+        }
+        cells.push(doubt_cell(d, &p));
+        let _ = writeln!(o, "| {} |", cells.join(" | "));
     }
     let _ = writeln!(o);
     true
@@ -499,13 +689,6 @@ fn metric_table(
 
 fn tables(o: &mut String, sets: &[Dataset]) {
     let many = sets.len() > 1;
-    let label = |d: &Dataset| {
-        if many {
-            format!("{}, depth {}, ", d.workload, d.depth)
-        } else {
-            String::new()
-        }
-    };
     let marked = if warned_runs(sets).0 > 0 {
         format!(" {MARK}: a run behind the figure carried a warning ({MARK}k/n: k of its n runs); see Doubtful points.")
     } else {
@@ -513,45 +696,22 @@ fn tables(o: &mut String, sets: &[Dataset]) {
     };
     let _ = writeln!(
         o,
-        "## Throughput (Gbit/s)\n\nMedian over repeats, with [min–max] where a point ran at least twice; – where not measured.{marked}\n"
+        "## Results\n\nMedians over the runs, with [min–max] where a point ran at least twice; – where not measured.{marked} \"Gbit/s sent+received\" is the seed's figure: in echo every byte crosses twice, so it is twice the one-way figure a tool such as iperf3 would print. Latencies are round trips; p50 and p99 are the medians of each run's percentiles. The last column names why a point is kept out of the answers (see Doubtful points).\n"
     );
     if sets.iter().all(Dataset::is_empty) {
         let _ = writeln!(o, "No records in this folder.\n");
     }
     for d in sets {
+        let label = if many {
+            format!("{}: ", d.label())
+        } else {
+            String::new()
+        };
         for e in d.engines() {
             for t in d.threads() {
                 let mut table = String::new();
-                if metric_table(&mut table, d, e, t, Metric::Throughput, 2) {
-                    let _ = write!(o, "### {}{e}, {}\n\n{table}", label(d), threads(t));
-                }
-            }
-        }
-    }
-    let _ = writeln!(o, "## Mean round-trip latency (µs)\n");
-    for d in sets {
-        if d.workload == Workload::Stream {
-            let _ = writeln!(
-                o,
-                "{}: the stream workload has no round trips, so no latency was measured.\n",
-                if many {
-                    format!("{}, depth {}", d.workload, d.depth)
-                } else {
-                    "This run".into()
-                }
-            );
-            continue;
-        }
-        for e in d.engines() {
-            for t in d.threads() {
-                let mut table = String::new();
-                if metric_table(&mut table, d, e, t, Metric::LatencyMean, 1) {
-                    let _ = write!(
-                        o,
-                        "### {}{e}, {} (latency)\n\n{table}",
-                        label(d),
-                        threads(t)
-                    );
+                if results_table(&mut table, d, e, t) {
+                    let _ = write!(o, "### {label}{e}, {}\n\n{table}", threads(t));
                 }
             }
         }
@@ -579,7 +739,7 @@ fn answers(o: &mut String, inp: &Inputs) {
     let warned = d.doubtful().len();
     let doubt = if warned > 0 {
         format!(
-            " {} behind these medians carried warnings (see Doubtful points): an answer that rests on those points is less certain.",
+            " {} carried warnings (see Doubtful points): their points are not judged.",
             capitalized(&warned_of(warned, d.records().len()))
         )
     } else {
@@ -587,8 +747,9 @@ fn answers(o: &mut String, inp: &Inputs) {
     };
     let _ = writeln!(
         o,
-        "Computed from the {} points at depth {} (medians over repeats, compared at the same size and thread count). \"Outperforms\" means a higher median throughput at that size and at every larger size measured.{doubt}\n",
-        d.workload, d.depth
+        "Computed from the {} points ({}), compared at the same size, thread count and placement. {RULE} \"Outperforms\" means higher throughput beyond noise at that size and at every larger size measured. Ratios are of medians and carry the verdict: > higher beyond noise, < lower beyond noise, ≈ no difference beyond noise, ? not judged.{doubt}\n",
+        d.records().len(),
+        d.label()
     );
     let modes = d.modes(None);
     let has = |m: Mode| modes.contains(&m);
@@ -656,7 +817,7 @@ fn answers(o: &mut String, inp: &Inputs) {
             )]
         }
         Some(s) => {
-            let mut v = vec![s.sentence(), String::new()];
+            let mut v = vec![s.sentence(&rows), String::new()];
             for m in Mode::ALL {
                 let mine: Vec<_> = rows
                     .iter()
@@ -665,30 +826,28 @@ fn answers(o: &mut String, inp: &Inputs) {
                     .collect();
                 if let Some(ms) = summarize_engines(&mine) {
                     v.push(format!(
-                        "- {m}: uring faster at {} of {}; median {} (from {} to {})",
-                        ms.uring_faster,
-                        ms.comparable,
+                        "- {m}: uring {}; median uring/syscall {}",
+                        tally_phrase(&mine, "faster", "slower"),
                         ratio(ms.median_ratio),
-                        ratio(ms.worst.ratio()),
-                        ratio(ms.best.ratio())
                     ));
                 }
             }
             v.push(String::new());
             v.push(
-                "| mode | size | threads | syscall Gbit/s | uring Gbit/s | uring / syscall |"
+                "| mode | size | threads | syscall Gbit/s | uring Gbit/s | uring / syscall | beyond noise? |"
                     .into(),
             );
-            v.push("|---|---|---|---|---|---|".into());
+            v.push("|---|---|---|---|---|---|---|".into());
             for r in &rows {
                 v.push(format!(
-                    "| {} | {} | {} | {} | {} | {} |",
+                    "| {} | {} | {} | {} | {} | {} | {} |",
                     r.point.mode,
                     size(r.point.size),
                     r.point.threads,
                     gbps(r.b),
                     gbps(r.a),
-                    ratio(r.ratio())
+                    ratio(r.ratio()),
+                    verdict_words(r.verdict, "uring faster", "uring slower")
                 ));
             }
             v
@@ -700,16 +859,26 @@ fn answers(o: &mut String, inp: &Inputs) {
     section(o, QUESTIONS[3], super::analysis::cache_answer(d));
 
     // Q5
-    section(o, QUESTIONS[4], latency_answer(d));
+    section(o, QUESTIONS[4], latency_answer(d, inp.meta.cores));
 
     // Q6
     let found = unexpected(d);
     let q6 = if found.is_empty() {
-        vec!["Nothing flagged. The checks: a copy-avoiding mode slower than two-copy at every comparable point; uring slower than syscall at most comparable points; zc-fixed slower than zc at every comparable point; more threads or a larger message moving less; messages failing verification.".into()]
+        vec!["Nothing flagged. The checks, each beyond noise only: a copy-avoiding mode slower than two-copy at every judged point; uring slower than syscall at most judged points; zc-fixed slower than zc at every judged point; more threads or a larger message moving less; and messages failing verification.".into()]
     } else {
         found.into_iter().map(|s| format!("- {s}")).collect()
     };
     section(o, QUESTIONS[5], q6);
+}
+
+/// A verdict in a table cell.
+fn verdict_words(v: Verdict, higher: &str, lower: &str) -> String {
+    match v {
+        Verdict::Higher => higher.into(),
+        Verdict::Lower => lower.into(),
+        Verdict::Same => "no difference beyond noise".into(),
+        Verdict::Unjudged => "not judged (doubtful point)".into(),
+    }
 }
 
 fn non_empty(lines: Vec<String>, why: &str) -> Vec<String> {
@@ -781,25 +950,17 @@ mod tests {
         assert!(!s.contains("syscall"), "{s}");
         // The median's cell says one of its two runs warned; a clean point is unmarked.
         let mut t = String::new();
-        assert!(metric_table(
-            &mut t,
-            &d,
-            Backend::Uring,
-            4,
-            Metric::Throughput,
-            2
-        ));
-        assert!(t.contains("| 64K | 6.00 [3.00–9.00] ⚠1/2 |"), "{t}");
+        assert!(results_table(&mut t, &d, Backend::Uring, 4));
+        assert!(
+            t.contains("| 64K | zc | 6.00 [3.00–9.00] ⚠1/2 | 3.00 ⚠1/2 | 20.0 [20.0–20.0] ⚠1/2 |"),
+            "{t}"
+        );
+        assert!(t.ends_with("| warned |\n\n"), "{t}");
         let mut t = String::new();
-        assert!(metric_table(
-            &mut t,
-            &d,
-            Backend::Syscall,
-            1,
-            Metric::Throughput,
-            2
-        ));
-        assert!(t.contains("| 1K | 1.00 |"), "{t}");
+        assert!(results_table(&mut t, &d, Backend::Syscall, 1));
+        assert!(t.contains("| 1K | two-copy | 1.00 | 0.50 | 20.0 |"), "{t}");
+        assert!(t.ends_with("| 1 run |\n\n"), "{t}");
+        assert!(!results_table(&mut t, &d, Backend::Syscall, 8));
     }
 
     #[test]
@@ -820,7 +981,7 @@ mod tests {
         let s = section(&sets);
         assert!(
             s.contains(
-                "- **stream, depth 1: syscall one-copy 4K ×2**: `fallback` — the kernel refused IORING_SETUP_DEFER_TASKRUN\n"
+                "- **stream, depth 1, split placement: syscall one-copy 4K ×2**: `fallback` — the kernel refused IORING_SETUP_DEFER_TASKRUN\n"
             ),
             "{s}"
         );
@@ -907,11 +1068,11 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("1 of the 2 runs behind these medians carried warnings"),
+            md.contains("1 of the 2 runs carried warnings (see Doubtful points): their points are not judged."),
             "{md}"
         );
         let doubtful = md.find("## Doubtful points").unwrap();
-        assert!(doubtful < md.find("## Throughput").unwrap());
-        assert!(md.contains("| 1K | 1.00 ⚠ |"), "{md}");
+        assert!(doubtful < md.find("## Results").unwrap());
+        assert!(md.contains("| 1K | two-copy | 1.00 ⚠ | 0.50 ⚠ |"), "{md}");
     }
 }
