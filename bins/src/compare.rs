@@ -639,6 +639,7 @@ pub fn plot(rows: &[Row]) -> Result<String> {
                     Marker::Circle
                 },
                 points,
+                spreads: Vec::new(),
             });
         }
         let mut peer_points: Vec<(f64, f64)> = Vec::new();
@@ -657,6 +658,7 @@ pub fn plot(rows: &[Row]) -> Result<String> {
             dashed: false,
             marker: Marker::None,
             points: peer_points,
+            spreads: Vec::new(),
         });
         p
     };

@@ -5,7 +5,7 @@ use anyhow::Result;
 use engine::{Backend, Mode, Workload};
 
 use super::analysis::{missing_counters, missing_counters_note, size, threads, CACHE_COUNTERS};
-use super::chart::{render, Marker, Panel, Series, XAxis};
+use super::chart::{render_grid, Marker, Panel, Series, XAxis};
 use super::data::{Dataset, Metric, Point};
 
 /// One figure: its file under `plots/`, what it shows, and its panels.
@@ -15,12 +15,18 @@ pub struct Figure {
     /// Alt text and markdown caption.
     pub caption: &'static str,
     pub title: String,
+    /// A line under the legend: what was substituted, what a value means.
+    pub note: Option<String>,
     pub panels: Vec<Panel>,
 }
 
 impl Figure {
     pub fn svg(&self) -> Result<String> {
-        render(&self.title, &self.panels)
+        render_grid(
+            &self.title,
+            self.note.as_deref(),
+            std::slice::from_ref(&self.panels),
+        )
     }
 }
 
@@ -58,6 +64,7 @@ fn figure(file: &'static str, caption: &'static str, title: String, panels: Vec<
         file,
         caption,
         title,
+        note: None,
         panels,
     }
 }
@@ -240,6 +247,7 @@ fn cycles_per_byte(d: &Dataset) -> Figure {
     };
     let cycles = engine_mode_series(d, t, Mode::ALL, Metric::CyclesPerByte, 1.0);
     let have_cycles = cycles.iter().any(|s| !s.points.is_empty());
+    let mut note = None;
     let (title, mut panel) = if have_cycles {
         let mut p = Panel::new(
             "client cycles per byte",
@@ -262,7 +270,7 @@ fn cycles_per_byte(d: &Dataset) -> Figure {
         );
         p.series = engine_mode_series(d, t, Mode::ALL, Metric::CpuNsPerByte, 1.0);
         let (_, why) = missing_counters(&["cycles"], d.client_counters_missing().as_deref());
-        p.note = Some(format!("CPU-ns per byte plotted instead of cycles: {why}"));
+        note = Some(format!("CPU-ns per byte plotted instead of cycles: {why}"));
         (
             format!(
                 "Client CPU-ns per byte vs message size, cycles not available ({})",
@@ -272,7 +280,9 @@ fn cycles_per_byte(d: &Dataset) -> Figure {
         )
     };
     panel.no_data = "no CPU time or cycles were recorded".into();
-    figure(file, caption, title, vec![panel])
+    let mut f = figure(file, caption, title, vec![panel]);
+    f.note = note;
+    f
 }
 
 fn zc_engines(d: &Dataset) -> Figure {
@@ -354,6 +364,7 @@ fn zc_engines(d: &Dataset) -> Figure {
             dashed: true,
             marker: Marker::None,
             points: vec![(lo, 1.0), (hi, 1.0)],
+            spreads: Vec::new(),
         });
     }
     figure(file, caption, title, vec![abs, rel])
@@ -386,13 +397,14 @@ fn zc_copied_fraction(d: &Dataset) -> Figure {
     } else {
         "no zero-copy completions were recorded".into()
     };
-    p.note = Some("100% = every zero-copy send was copied after all (no copy avoided)".into());
-    figure(
+    let mut f = figure(
         file,
         caption,
         format!("{caption} ({})", fixed(d, &threads(t))),
         vec![p],
-    )
+    );
+    f.note = Some("100% = every zero-copy send was copied after all (no copy avoided)".into());
+    f
 }
 
 #[cfg(test)]
