@@ -766,10 +766,7 @@ pub fn thread_curves(d: &Dataset, at: Option<usize>, m: Metric) -> Vec<Curve> {
     for size in sizes {
         for engine in d.engines() {
             for mode in d.modes(Some(engine)) {
-                let base = Point {
-                    placement: d.placement,
-                    ..Point::new(engine, mode, size, 0)
-                };
+                let base = d.point(engine, mode, size, 0);
                 let pts: Vec<(usize, super::data::Measured)> = d
                     .threads()
                     .into_iter()
@@ -918,10 +915,7 @@ pub fn latency_answer(d: &Dataset, cores: Option<usize>) -> Vec<String> {
     let overall: Vec<Pair> = all
         .iter()
         .map(|c| {
-            let at = |i: usize| Point {
-                placement: d.placement,
-                ..Point::new(c.engine, c.mode, c.size, c.levels[i].0)
-            };
+            let at = |i: usize| d.point(c.engine, c.mode, c.size, c.levels[i].0);
             let last = c.levels.len() - 1;
             Pair {
                 point: at(last),

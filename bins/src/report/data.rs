@@ -301,6 +301,17 @@ impl Dataset {
         )
     }
 
+    /// The point of this dataset (its placement) at engine, mode, size and threads.
+    pub fn point(&self, engine: Backend, mode: Mode, size: usize, threads: usize) -> Point {
+        Point {
+            engine,
+            mode,
+            size,
+            threads,
+            placement: self.placement,
+        }
+    }
+
     /// `m` at `p`, with its spread and whether it may be compared; `None` where no run
     /// measured it.
     pub fn measured(&self, p: &Point, m: Metric) -> Option<Measured> {
@@ -419,10 +430,6 @@ impl Dataset {
             .collect()
     }
 
-    /// The smallest thread count present (the plots' fixed thread count).
-    pub fn min_threads(&self) -> Option<usize> {
-        self.threads().first().copied()
-    }
 
     /// The size present closest to `target` on a log scale (ties: the smaller).
     pub fn size_near(&self, target: usize) -> Option<usize> {
@@ -472,7 +479,6 @@ mod tests {
         assert_eq!(d.range(&p, Metric::Throughput), Some((1.0, 3.0)));
         assert_eq!(d.engines(), vec![Backend::Syscall, Backend::Uring]);
         assert_eq!(d.sizes(), vec![1024, 4096]);
-        assert_eq!(d.min_threads(), Some(1));
         assert_eq!(d.size_near(16384), Some(4096));
     }
 

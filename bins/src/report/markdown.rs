@@ -645,12 +645,7 @@ fn results_table(o: &mut String, d: &Dataset, engine: Backend, t: usize) -> bool
     let rows: Vec<Point> = d
         .sizes()
         .into_iter()
-        .flat_map(|s| {
-            modes.iter().map(move |md| Point {
-                placement: d.placement,
-                ..Point::new(engine, *md, s, t)
-            })
-        })
+        .flat_map(|s| modes.iter().map(move |md| d.point(engine, *md, s, t)))
         .filter(|p| d.repeats(p) > 0)
         .collect();
     if rows.is_empty() {

@@ -147,7 +147,7 @@ fn by_size(d: &Dataset, engine: Backend, mode: Mode, t: usize, m: Metric, scale:
     let at = d
         .sizes_of(engine, mode, t)
         .into_iter()
-        .map(|s| (s as f64, Point::new(engine, mode, s, t)));
+        .map(|s| (s as f64, d.point(engine, mode, s, t)));
     series(d, engine, mode, m, scale, at)
 }
 
@@ -236,7 +236,7 @@ fn latency_vs_threads(d: &Dataset) -> Figure {
                 let at = d
                     .threads()
                     .into_iter()
-                    .map(|t| (t as f64, Point::new(e, mode, s, t)));
+                    .map(|t| (t as f64, d.point(e, mode, s, t)));
                 series(d, e, mode, Metric::LatencyMean, 1.0, at)
             })
             .collect();
@@ -419,10 +419,7 @@ fn zc_ratios(d: &Dataset, e: Backend, m: Mode, t: usize) -> Series {
     let mut s = Series::of(e, m, format!("{e} {m} / {e} two-copy"), Vec::new());
     let tp = Metric::Throughput;
     for size in d.sizes_of(e, m, t) {
-        let (zc, base) = (
-            Point::new(e, m, size, t),
-            Point::new(e, Mode::TwoCopy, size, t),
-        );
+        let (zc, base) = (d.point(e, m, size, t), d.point(e, Mode::TwoCopy, size, t));
         let (Some(a), Some(b)) = (d.median(&zc, tp), d.median(&base, tp)) else {
             continue;
         };
