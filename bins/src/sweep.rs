@@ -429,6 +429,11 @@ pub struct Aggregate {
     pub throughput_gbps: f64,
     pub throughput_min: f64,
     pub throughput_max: f64,
+    /// Bytes sent one way, Gbit/s (median).
+    pub one_way_gbps: Option<f64>,
+    /// Why the report keeps this point out of its answers (throughput first, then mean
+    /// latency); `None` where it is fit.
+    pub doubt: Option<String>,
     pub latency_mean_us: Option<f64>,
     pub latency_p50_us: Option<f64>,
     pub latency_p99_us: Option<f64>,
@@ -495,6 +500,11 @@ pub fn aggregate(records: &[Record]) -> Vec<Aggregate> {
                 throughput_gbps: median(&tp).unwrap_or(0.0),
                 throughput_min: lo,
                 throughput_max: hi,
+                one_way_gbps: d.median(&p, Metric::OneWay),
+                doubt: [Metric::Throughput, Metric::LatencyMean]
+                    .iter()
+                    .find_map(|m| d.measured(&p, *m).and_then(|x| x.doubt))
+                    .map(|x| x.to_string()),
                 latency_mean_us: med(&rs, |r| r.latency.map(|l| l.mean_us)),
                 latency_p50_us: med(&rs, |r| r.latency.map(|l| l.p50_us)),
                 latency_p99_us: med(&rs, |r| r.latency.map(|l| l.p99_us)),
@@ -509,7 +519,15 @@ pub fn aggregate(records: &[Record]) -> Vec<Aggregate> {
             }
         })
         .collect();
-    aggs.sort_by_key(|a| (a.point.size, a.point.threads, a.point.engine, a.point.mode));
+    aggs.sort_by_key(|a| {
+        (
+            a.point.size,
+            a.point.threads,
+            a.point.placement,
+            a.point.engine,
+            a.point.mode,
+        )
+    });
     aggs
 }
 
@@ -534,7 +552,7 @@ pub fn kinds_cell(kinds: &[WarningKind]) -> String {
 }
 
 /// results.csv columns (README.md documents each).
-pub const RESULTS_COLUMNS: [&str; 19] = [
+pub const RESULTS_COLUMNS: [&str; 22] = [
     "Engine",
     "Implementation",
     "MessageSize",
@@ -555,6 +573,9 @@ pub const RESULTS_COLUMNS: [&str; 19] = [
     // Last, so the seed's columns keep their places.
     "Warned_Repeats",
     "Warnings",
+    "Placement",
+    "Throughput_OneWay_Gbps",
+    "Not_Judged_Because",
 ];
 
 /// perfstats.csv columns (README.md documents each).
@@ -624,6 +645,9 @@ fn results_rows(aggs: &[&Aggregate]) -> String {
                 num(a.zc_copied_fraction, 4),
                 a.warned.to_string(),
                 kinds_cell(&a.warnings),
+                crate::results::placement_name(a.point.placement).into(),
+                num(a.one_way_gbps, 4),
+                a.doubt.clone().unwrap_or_default(),
             ],
         );
     }
@@ -902,6 +926,16 @@ mod tests {
         assert_eq!(&rows[0][at("Warnings")], "stall+fallback");
         assert_eq!(&rows[1][at("Warned_Repeats")], "0");
         assert_eq!(&rows[1][at("Warnings")], "", "no warning: empty");
+        assert_eq!(&rows[0][at("Placement")], "split");
+        assert_eq!(&rows[0][at("Throughput_OneWay_Gbps")], "1.0000");
+        assert_eq!(
+            &rows[0][at("Not_Judged_Because")],
+            "2 run(s) carried warnings"
+        );
+        assert_eq!(
+            &rows[1][at("Not_Judged_Because")],
+            "one run, spread unknown"
+        );
     }
 
     #[test]

@@ -430,7 +430,6 @@ impl Dataset {
             .collect()
     }
 
-
     /// The size present closest to `target` on a log scale (ties: the smaller).
     pub fn size_near(&self, target: usize) -> Option<usize> {
         let dist = |s: usize| ((s as f64).log2() - (target as f64).log2()).abs();
