@@ -702,11 +702,12 @@ pub fn point_line(
 ) -> String {
     let width = total.to_string().len();
     let mut s = format!(
-        "[{done:>width$}/{total}] {:<7} {:<8} {:>4} x{:<2} ",
+        "[{done:>width$}/{total}] {:<7} {:<8} {:>4} x{:<2} {:<8} ",
         point.engine.as_str(),
         point.mode.as_str(),
         format_size(point.size),
-        point.threads
+        point.threads,
+        crate::results::placement_name(point.placement)
     );
     match outcome {
         Ok(r) => {
@@ -872,7 +873,7 @@ mod tests {
         let p = point_of(&r);
         let line = point_line(3, 10, &p, &Ok(&r), None);
         assert!(
-            line.starts_with("[ 3/10] uring   zc         4K x2 "),
+            line.starts_with("[ 3/10] uring   zc         4K x2  split    "),
             "{line}"
         );
         assert_eq!(

@@ -6,6 +6,7 @@
 //! too doubtful to use. Where the data cannot answer, the sentence says so.
 
 use engine::config::format_size;
+use engine::placement::PlacementPolicy;
 use engine::{Backend, Mode};
 
 use super::data::{compare, Dataset, Metric, Point, Verdict};
@@ -437,8 +438,9 @@ pub struct EngineSummary {
     pub unjudged: usize,
     /// Median uring / syscall over every comparable point.
     pub median_ratio: f64,
-    /// The largest and smallest ratio among the judged points (none when no point could
-    /// be judged): a doubtful point never supplies a headline.
+    /// The largest ratio where uring was faster beyond noise, and the smallest where it
+    /// was slower: a doubtful point, or a difference within noise, never supplies a
+    /// headline.
     pub best: Option<EngineRow>,
     pub worst: Option<EngineRow>,
 }
@@ -446,7 +448,7 @@ pub struct EngineSummary {
 pub fn summarize_engines(rows: &[EngineRow]) -> Option<EngineSummary> {
     let ratios: Vec<f64> = rows.iter().map(Pair::ratio).collect();
     let by_ratio = |a: &&EngineRow, b: &&EngineRow| a.ratio().total_cmp(&b.ratio());
-    let judged = || rows.iter().filter(|r| r.verdict.is_judged());
+    let beyond = |v: Verdict| rows.iter().filter(move |r| r.verdict == v);
     let (faster, slower, level, unjudged) = tally(rows);
     Some(EngineSummary {
         comparable: rows.len(),
@@ -455,8 +457,8 @@ pub fn summarize_engines(rows: &[EngineRow]) -> Option<EngineSummary> {
         level,
         unjudged,
         median_ratio: median(&ratios)?,
-        best: judged().max_by(by_ratio).copied(),
-        worst: judged().min_by(by_ratio).copied(),
+        best: beyond(Verdict::Higher).max_by(by_ratio).copied(),
+        worst: beyond(Verdict::Lower).min_by(by_ratio).copied(),
     })
 }
 
@@ -478,14 +480,13 @@ impl EngineSummary {
                 r.marked_ratio()
             )
         };
-        let extremes = match (&self.best, &self.worst) {
-            (Some(b), Some(w)) => format!(
-                "; among the judged points the largest ratio is {}, the smallest {}",
-                row(b),
-                row(w)
-            ),
-            _ => String::new(),
-        };
+        let mut extremes = String::new();
+        if let Some(b) = &self.best {
+            extremes.push_str(&format!("; where faster, at most {}", row(b)));
+        }
+        if let Some(w) = &self.worst {
+            extremes.push_str(&format!("; where slower, at worst {}", row(w)));
+        }
         format!(
             "uring against syscall: {}; median uring/syscall {}{extremes}.",
             tally_phrase(rows, "faster", "slower"),
@@ -823,9 +824,11 @@ fn oversubscription(d: &Dataset, curves: &[Curve], cores: Option<usize>) -> Opti
     let expected = load(hi) / load(lo);
     let measured: Vec<f64> = curves
         .iter()
+        .filter(|c| c.overall.is_judged())
         .filter_map(|c| Some(c.levels.last()?.1 / c.levels.first()?.1))
         .collect();
     let m = median(&measured)?;
+    let n = measured.len();
     let first_over = ts.iter().find(|t| **t > cpus).copied().unwrap_or(hi);
     let verdict = if m > 0.5 * expected && m < 2.0 * expected {
         "consistent with oversubscription being most of the cause"
@@ -835,7 +838,7 @@ fn oversubscription(d: &Dataset, curves: &[Curve], cores: Option<usize>) -> Opti
         "less than oversubscription alone predicts (the extra threads used idle time)"
     };
     Some(format!(
-        "Likely cause: from {} on, client threads outnumber the {cpus} CPU(s) the client side has under {} placement, so they take turns: a round trip waits about as long as there are threads per CPU, which predicts ×{expected:.1} from {lo} to {hi} threads. Measured: a median ×{m:.2} over the engine × modes above — {verdict}.",
+        "Likely cause: from {} on, client threads outnumber the {cpus} CPU(s) the client side has under {} placement, so they take turns: a round trip waits about as long as there are threads per CPU, which predicts ×{expected:.1} from {lo} to {hi} threads. Measured: a median ×{m:.2} over the {n} engine × mode(s) above whose ends could be judged — {verdict}.",
         threads(first_over),
         crate::results::placement_name(d.placement),
     ))
@@ -952,15 +955,17 @@ fn span(pairs: &[Pair]) -> String {
     }
 }
 
-/// `at all 3 judged points (of 4)`: how much of `pairs` a finding rests on.
+/// `at all 3 comparable points`, `at all 2 judged points of 4 (2 doubtful)`: how much of
+/// `pairs` a finding rests on.
 fn judged_of(pairs: &[Pair]) -> String {
     let judged = pairs.iter().filter(|p| p.verdict.is_judged()).count();
     if judged == pairs.len() {
         format!("at all {judged} comparable points")
     } else {
         format!(
-            "at all {judged} judged points (of {}; the others doubtful)",
-            pairs.len()
+            "at all {judged} judged points of {} ({} doubtful)",
+            pairs.len(),
+            pairs.len() - judged
         )
     }
 }
@@ -994,7 +999,7 @@ pub fn unexpected(d: &Dataset) -> Vec<String> {
                     .filter(|p| p.verdict.is_judged())
                     .collect();
                 let mut s = format!(
-                    "{to} was slower than two-copy on {engine} beyond noise {} ({to}/two-copy {}), although it skips a copy.",
+                    "{to} was slower than two-copy on {engine} beyond noise {}, {to}/two-copy {}, although it skips a copy.",
                     judged_of(&pairs),
                     span(&judged)
                 );
@@ -1039,7 +1044,7 @@ pub fn unexpected(d: &Dataset) -> Vec<String> {
     );
     if all_judged(&fixed, Verdict::Lower) {
         out.push(format!(
-            "zc-fixed was slower than zc beyond noise {} (zc-fixed/zc {}), although it skips per-send pinning.",
+            "zc-fixed was slower than zc beyond noise {}, zc-fixed/zc {}, although it skips per-send pinning.",
             judged_of(&fixed),
             span(&fixed)
         ));
@@ -1125,6 +1130,19 @@ pub fn unexpected(d: &Dataset) -> Vec<String> {
     out
 }
 
+/// What sets two placements apart, for the reader of their comparison.
+fn placement_cause(a: Option<PlacementPolicy>, b: Option<PlacementPolicy>) -> Option<String> {
+    use PlacementPolicy::*;
+    let pair = |x, y| (a == Some(x) && b == Some(y)) || (a == Some(y) && b == Some(x));
+    if pair(Split, Paired) {
+        Some("Under split every message wakes a thread on the other CPU (the sides never share one); under paired a round trip stays on one CPU, but the client and the server thread compete for it. The ratios measure which costs more on this machine.".into())
+    } else if a == Some(Unpinned) || b == Some(Unpinned) {
+        Some("Unpinned threads go where the scheduler puts them, which may change from run to run: expect a wider spread.".into())
+    } else {
+        None
+    }
+}
+
 /// Markdown lines on what placement does: every point measured under two placements of
 /// the same workload and depth, compared under the noise rule (throughput, and latency in
 /// echo), per thread count. `None` when the folder has one placement only.
@@ -1147,6 +1165,10 @@ pub fn placement_answer(sets: &[Dataset]) -> Option<Vec<String>> {
                 a.workload, a.depth
             ));
             lines.push(String::new());
+            if let Some(why) = placement_cause(a.placement, b.placement) {
+                lines.push(why);
+                lines.push(String::new());
+            }
             let mut metrics = vec![(Metric::Throughput, "throughput", "higher", "lower")];
             if a.workload == engine::Workload::Echo {
                 metrics.push((Metric::LatencyMean, "mean latency", "higher", "lower"));
@@ -1372,9 +1394,9 @@ mod tests {
             s.sentence(&rows),
             "uring against syscall: faster beyond noise at 1, slower beyond noise at 1, \
              no difference beyond noise at 1 and not judged (a doubtful point) at 1 of 4; \
-             median uring/syscall 1.29×; among the judged points the largest ratio is \
-             two-copy 1K, 1 thread (3.05 vs 2.05 Gbit/s, 1.49× (>)), the smallest two-copy \
-             64K, 1 thread (8.10 vs 10.25 Gbit/s, 0.79× (<))."
+             median uring/syscall 1.29×; where faster, at most two-copy 1K, 1 thread \
+             (3.05 vs 2.05 Gbit/s, 1.49× (>)); where slower, at worst two-copy 64K, 1 thread \
+             (8.10 vs 10.25 Gbit/s, 0.79× (<))."
         );
         assert!(summarize_engines(&[]).is_none());
         assert!(!unexpected(&d)
@@ -1527,7 +1549,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("predicts ×8.0 from 1 to 8 threads"), "{text}");
-        assert!(text.contains("Measured: a median ×4.83"), "{text}");
+        assert!(
+            text.contains("Measured: a median ×4.83 over the 2 engine × mode(s) above whose ends could be judged"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -1587,7 +1612,7 @@ mod tests {
         let u = unexpected(&d);
         assert_eq!(
             u[0],
-            "zc was slower than two-copy on syscall beyond noise at all 2 comparable points (zc/two-copy 0.50×), although it skips a copy. \
+            "zc was slower than two-copy on syscall beyond noise at all 2 comparable points, zc/two-copy 0.50×, although it skips a copy. \
              The kernel marked 100% of its completions as copied, so it paid for pinning and completions without avoiding the copy."
         );
         // Within noise: nothing to flag.
@@ -1599,7 +1624,6 @@ mod tests {
 
     #[test]
     fn placements_are_compared_point_by_point() {
-        use engine::placement::PlacementPolicy;
         let mut recs = Vec::new();
         for (policy, gbps) in [
             (PlacementPolicy::Split, [1.0, 1.1, 0.9]),
@@ -1620,12 +1644,13 @@ mod tests {
             lines[0],
             "**split against paired** (echo, depth 1), point by point (same engine, mode, size and threads):"
         );
+        assert!(lines[2].starts_with("Under split every message wakes a thread"));
         assert_eq!(
-            lines[2],
+            lines[4],
             "- throughput under split: lower beyond noise at 2 of 2; median split/paired 0.33×."
         );
         assert_eq!(
-            lines[3],
+            lines[5],
             "  - 1 thread: lower beyond noise at 1 of 1; median 0.33×"
         );
         assert!(placement_answer(&sets[..1]).is_none());

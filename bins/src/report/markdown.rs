@@ -166,25 +166,33 @@ fn spread_section(o: &mut String, sets: &[Dataset]) {
             String::new()
         };
         for p in d.points() {
-            for (m, what, digits) in [
+            let parts: Vec<String> = [
                 (Metric::Throughput, "Gbit/s", 2),
-                (Metric::LatencyMean, "µs mean latency", 1),
-            ] {
-                if let Some(x) = d.measured(p, m) {
-                    if let Some(Doubt::Spread(spread)) = x.doubt {
-                        let runs: Vec<String> =
-                            x.values.iter().map(|v| format!("{v:.digits$}")).collect();
-                        lines.push(format!(
-                            "- **{label}{} {} {} ×{}**: {what} {} over its runs ({}% of the median)",
-                            p.engine,
-                            p.mode,
-                            size(p.size),
-                            p.threads,
-                            runs.join(", "),
-                            (spread * 100.0).round()
-                        ));
-                    }
-                }
+                (Metric::LatencyMean, "mean µs", 1),
+            ]
+            .into_iter()
+            .filter_map(|(m, what, digits)| {
+                let x = d.measured(p, m)?;
+                let Some(Doubt::Spread(spread)) = x.doubt else {
+                    return None;
+                };
+                let runs: Vec<String> = x.values.iter().map(|v| format!("{v:.digits$}")).collect();
+                Some(format!(
+                    "{what} {} ({}% of the median)",
+                    runs.join(", "),
+                    (spread * 100.0).round()
+                ))
+            })
+            .collect();
+            if !parts.is_empty() {
+                lines.push(format!(
+                    "- **{label}{} {} {} ×{}**: {}",
+                    p.engine,
+                    p.mode,
+                    size(p.size),
+                    p.threads,
+                    parts.join("; ")
+                ));
             }
         }
     }
@@ -193,7 +201,7 @@ fn spread_section(o: &mut String, sets: &[Dataset]) {
     }
     let _ = writeln!(
         o,
-        "{} point figure(s) spread over more than {:.0}% of their median across runs; the answers do not use them (the tables say so in their last column):\n\n{}\n",
+        "{} point(s) whose runs spread over more than {:.0}% of their median; the answers do not use them (the tables say so in their last column). Their runs:\n\n{}\n",
         lines.len(),
         super::data::SPREAD_LIMIT * 100.0,
         lines.join("\n")
@@ -267,19 +275,30 @@ fn choices(o: &mut String, sets: &[Dataset]) {
         }
         v.join("; ")
     };
-    let nodelay = distinct(&|r: &Record| {
-        format!(
-            "{} {} {}: {}",
-            r.config.workload,
-            r.config.mode,
-            size(r.config.size),
-            match r.config.nodelay {
+    let nodelay = {
+        let mut by_value: Vec<(&str, Vec<String>)> = Vec::new();
+        for r in &records {
+            let value = match r.config.nodelay {
                 Some(true) => "on",
                 Some(false) => "off (Nagle)",
                 None => "unknown",
+            };
+            let what = format!("{} {}", r.config.workload, r.config.mode);
+            match by_value.iter_mut().find(|(v, _)| *v == value) {
+                Some((_, w)) if !w.contains(&what) => w.push(what),
+                Some(_) => {}
+                None => by_value.push((value, vec![what])),
             }
-        )
-    });
+        }
+        match by_value.as_slice() {
+            [(value, _)] => format!("{value} in all {} runs", records.len()),
+            _ => by_value
+                .iter()
+                .map(|(v, w)| format!("{v} for {}", w.join(", ")))
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    };
     let rows = [
         (
             "TCP_NODELAY on the client (`--nodelay auto`)",
@@ -1069,5 +1088,34 @@ mod tests {
         let doubtful = md.find("## Doubtful points").unwrap();
         assert!(doubtful < md.find("## Results").unwrap());
         assert!(md.contains("| 1K | two-copy | 1.00 ⚠ | 0.50 ⚠ |"), "{md}");
+    }
+
+    #[test]
+    fn wide_spreads_are_listed_and_the_settings_named() {
+        let mut stream = record(Backend::Syscall, Mode::OneCopy, 1024, 1, 2.0);
+        stream.config.workload = Workload::Stream;
+        stream.config.nodelay = Some(false);
+        let recs = vec![
+            record(Backend::Uring, Mode::Zc, 1024, 2, 1.0),
+            record(Backend::Uring, Mode::Zc, 1024, 2, 3.0),
+        ];
+        let sets = [Dataset::new(Workload::Echo, 1, recs.clone())];
+        let mut o = String::new();
+        spread_section(&mut o, &sets);
+        assert!(
+            o.contains("- **uring zc 1K ×2**: Gbit/s 1.00, 3.00 (100% of the median)\n"),
+            "{o}"
+        );
+        let mut o = String::new();
+        choices(&mut o, &sets);
+        assert!(o.contains("As used: on in all 2 runs"), "{o}");
+        assert!(o.contains("- **Placement (both sides):** split"), "{o}");
+        let sets = Dataset::split(vec![recs[0].clone(), stream], None);
+        let mut o = String::new();
+        choices(&mut o, &sets);
+        assert!(
+            o.contains("As used: on for echo zc; off (Nagle) for stream one-copy"),
+            "{o}"
+        );
     }
 }
