@@ -193,7 +193,16 @@ fn quick_sweep_in_namespaces_writes_every_file() {
     }
     assert!(meta.uring_setup_flags.is_some());
     let report = read(&dir.join("report.md"));
-    for q in ["### Q1.", "### Q2.", "### Q3.", "### Q4.", "### Q5."] {
+    for q in [
+        "### Q1.",
+        "### Q2.",
+        "### Q3.",
+        "### Q4.",
+        "### Q5.",
+        "## Placement",
+        "**split against paired**",
+        "## Settings copyperf chose",
+    ] {
         assert!(report.contains(q), "report.md lacks {q}");
     }
     let plots = std::fs::read_dir(dir.join("plots")).unwrap().count();
