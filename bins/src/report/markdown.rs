@@ -103,6 +103,16 @@ fn capitalized(s: &str) -> String {
         .map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
 }
 
+/// `echo, depth 1, split placement: ` where a folder holds several datasets (`many`), so a
+/// line says which one it is about; empty where there is one.
+fn prefix(d: &Dataset, many: bool) -> String {
+    if many {
+        format!("{}: ", d.label())
+    } else {
+        String::new()
+    }
+}
+
 /// Runs that carried warnings, and all runs, over `sets`.
 fn warned_runs(sets: &[Dataset]) -> (usize, usize) {
     let warned = sets.iter().map(|d| d.doubtful().len()).sum();
@@ -160,11 +170,7 @@ fn spread_section(o: &mut String, sets: &[Dataset]) {
     let many = sets.len() > 1;
     let mut lines = Vec::new();
     for d in sets {
-        let label = if many {
-            format!("{}: ", d.label())
-        } else {
-            String::new()
-        };
+        let label = prefix(d, many);
         for p in d.points() {
             let parts: Vec<String> = [
                 (Metric::Throughput, "Gbit/s", 2),
@@ -244,11 +250,7 @@ fn warned_section(o: &mut String, sets: &[Dataset], unchecked: usize) {
     );
     let many = sets.len() > 1;
     for d in sets {
-        let label = if many {
-            format!("{}: ", d.label())
-        } else {
-            String::new()
-        };
+        let label = prefix(d, many);
         for x in d.doubtful() {
             let _ = writeln!(o, "{}", doubtful_line(&label, &x));
         }
@@ -716,11 +718,7 @@ fn tables(o: &mut String, sets: &[Dataset]) {
         let _ = writeln!(o, "No records in this folder.\n");
     }
     for d in sets {
-        let label = if many {
-            format!("{}: ", d.label())
-        } else {
-            String::new()
-        };
+        let label = prefix(d, many);
         for e in d.engines() {
             for t in d.threads() {
                 let mut table = String::new();
