@@ -411,7 +411,6 @@ pub struct SideAgg {
     pub cpu_migrations: Option<f64>,
     pub page_faults: Option<f64>,
     pub task_clock_ns: Option<f64>,
-    pub cpu_busy_ns: Option<f64>,
     pub cycles_per_byte: Option<f64>,
     pub cpu_ns_per_byte: Option<f64>,
     pub context_switches_per_msg: Option<f64>,
@@ -472,7 +471,6 @@ fn side_agg(records: &[&Record], side: impl Fn(&Record) -> Option<&engine::SideR
         cpu_migrations: c(|x| x.cpu_migrations),
         page_faults: c(|x| x.page_faults),
         task_clock_ns: c(|x| x.task_clock_ns),
-        cpu_busy_ns: c(|x| x.cpu_busy_ns),
         cycles_per_byte: med(records, |r| side(r)?.cycles_per_byte),
         cpu_ns_per_byte: med(records, |r| side(r)?.cpu_ns_per_byte),
         context_switches_per_msg: med(records, |r| side(r)?.context_switches_per_msg),
@@ -579,7 +577,7 @@ pub const RESULTS_COLUMNS: [&str; 22] = [
 ];
 
 /// perfstats.csv columns (README.md documents each).
-pub const PERFSTATS_COLUMNS: [&str; 20] = [
+pub const PERFSTATS_COLUMNS: [&str; 19] = [
     "Engine",
     "Implementation",
     "MessageSize",
@@ -594,7 +592,6 @@ pub const PERFSTATS_COLUMNS: [&str; 20] = [
     "CPU_Migrations",
     "Page_Faults",
     "Task_Clock_ms",
-    "CPU_Busy_ms",
     "Cycles_per_Byte",
     "CPU_ns_per_Byte",
     "Context_Switches_per_Msg",
@@ -679,7 +676,6 @@ pub fn perfstats_csv(aggs: &[Aggregate]) -> String {
                     count(x.cpu_migrations),
                     count(x.page_faults),
                     ms(x.task_clock_ns),
-                    ms(x.cpu_busy_ns),
                     num(x.cycles_per_byte, 3),
                     num(x.cpu_ns_per_byte, 3),
                     num(x.context_switches_per_msg, 3),

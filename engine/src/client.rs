@@ -7,8 +7,8 @@
 
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use crate::backend;
@@ -16,6 +16,7 @@ use crate::backend::uring::RingOpts;
 use crate::config::{auto_nodelay, Backend, ClientConfig, CounterScope, UringRecv};
 use crate::conn::{ConnSpec, STOP_GRACE};
 use crate::counters::Metering;
+use crate::cputime::{tick_ns, CpuSpan, StatReading, SystemCpu, ThreadClock};
 use crate::error::Error;
 use crate::message::{Layout, Template};
 use crate::path::path;
@@ -91,11 +92,16 @@ pub fn run_client_until(
     }
 
     let template = Template::new(Layout::new(config.size));
-    // The workers and this thread, which takes the per-CPU readings around the run.
-    let barrier = Barrier::new(config.threads + 1);
+    // The workers and this thread, which takes the per-CPU and the machine's readings
+    // around the run: the start once all are at the start line and before any is let go,
+    // the machine's end by the last worker to finish its flows (the end of the measured
+    // interval, before the server's reports are awaited).
+    let line = StartLine::new(config.threads + 1);
     let abort = AtomicBool::new(false);
+    let measuring = AtomicUsize::new(config.threads);
+    let system_end = OnceLock::new();
     let started = SystemTime::now();
-    let (results, core): (Vec<Result<ThreadResult, Error>>, _) = std::thread::scope(|scope| {
+    let (results, core, system_start) = std::thread::scope(|scope| {
         let handles: Vec<_> = threads
             .into_iter()
             .enumerate()
@@ -105,27 +111,35 @@ pub fn run_client_until(
                     cpu: plan.cpu(thread),
                     config: &config,
                     template: &template,
-                    barrier: &barrier,
+                    line: &line,
                     abort: &abort,
                     stop,
                     metering: &metering,
+                    measuring: &measuring,
+                    system_end: &system_end,
                     on_event,
                 };
                 scope.spawn(move || run_thread(ctx, conns))
             })
             .collect();
-        barrier.wait();
+        line.ready.wait();
+        let system_start = StatReading::now();
         let core_start = metering.core_reading();
-        let results = handles
+        line.go.wait();
+        let results: Vec<Result<ThreadResult, Error>> = handles
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect();
         let core = core_start
             .zip(metering.core_reading())
             .map(|(start, end)| end.since(&start));
-        (results, core)
+        (results, core, system_start)
     });
     let results = results.into_iter().collect::<Result<Vec<_>, _>>()?;
+    let system = match (system_start, system_end.into_inner().flatten()) {
+        (Some(start), Some(end)) => Some(SystemCpu::between(&start, &end, tick_ns())),
+        _ => None,
+    };
     let incomplete: Vec<String> = results
         .iter()
         .filter_map(|t| t.incomplete.clone())
@@ -152,6 +166,8 @@ pub fn run_client_until(
                 cpu: t.cpu,
             })
             .collect(),
+        own_cpu: CpuSpan::sum(results.iter().filter_map(|t| t.own_cpu)),
+        cpus_available: Some(available_cpus().len()).filter(|&n| n > 0),
     };
     let notes = RunNotes {
         interrupted: stop.load(Ordering::Relaxed),
@@ -171,6 +187,7 @@ pub fn run_client_until(
         &results,
         client,
         notes,
+        system,
     ))
 }
 
@@ -332,16 +349,19 @@ struct ThreadContext<'a> {
     cpu: Option<usize>,
     config: &'a ClientConfig,
     template: &'a Arc<Template>,
-    barrier: &'a Barrier,
+    line: &'a StartLine,
     abort: &'a AtomicBool,
     stop: &'a AtomicBool,
     metering: &'a Metering,
+    /// Workers still in their measured interval; the last one out reads the machine.
+    measuring: &'a AtomicUsize,
+    system_end: &'a OnceLock<Option<StatReading>>,
     on_event: &'a (dyn Fn(ClientEvent) + Sync),
 }
 
 impl ThreadContext<'_> {
     fn start(&self, ready: Result<(), Error>) -> Result<(), Error> {
-        start(self.barrier, self.abort, self.thread, self.on_event, ready)
+        start(self.line, self.abort, self.thread, self.on_event, ready)
     }
 }
 
@@ -354,15 +374,18 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
         ..Default::default()
     };
     let pinned = placement::apply(ctx.cpu);
-    // Per-thread counters run from the start line to the end of the flows only.
+    // Per-thread counters and the thread's own CPU time run from the start line to the
+    // end of the flows only.
     let mut set = ctx.metering.thread_set();
     let mut before = None;
+    let mut clock_start = None;
     let begin = |ready: Result<(), Error>| -> Result<(), Error> {
         ctx.start(ready.and(pinned))?;
         if let Some(s) = set.as_mut() {
             before = Some(s.read());
             s.enable();
         }
+        clock_start = ThreadClock::now();
         Ok(())
     };
     let plan = PoolPlan::new(Role::Client, config.mode, config.size, config.depth);
@@ -392,9 +415,14 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
             })
         }
     };
+    let clock_end = ThreadClock::now();
     if let (Some(s), Some(before)) = (set.as_mut(), before) {
         s.disable();
         result.counters = Some(s.read().since(&before));
+    }
+    result.own_cpu = clock_start.zip(clock_end).map(|(a, b)| b.since(&a));
+    if ctx.measuring.fetch_sub(1, Ordering::AcqRel) == 1 {
+        let _ = ctx.system_end.set(StatReading::now());
     }
     let mut first_error = None;
     match reports {
@@ -441,10 +469,27 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
     Ok(result)
 }
 
+/// Where the workers and the coordinating thread meet before the measured interval: all
+/// are `ready`, then the coordinator takes the readings that must come before any worker
+/// starts, then all `go`.
+struct StartLine {
+    ready: Barrier,
+    go: Barrier,
+}
+
+impl StartLine {
+    fn new(threads: usize) -> StartLine {
+        StartLine {
+            ready: Barrier::new(threads),
+            go: Barrier::new(threads),
+        }
+    }
+}
+
 /// Meets the other threads at the start line. A thread whose setup failed still comes, so
 /// nobody waits for it forever, and then everybody goes home.
 fn start(
-    barrier: &Barrier,
+    line: &StartLine,
     abort: &AtomicBool,
     thread: usize,
     on_event: &(dyn Fn(ClientEvent) + Sync),
@@ -453,7 +498,8 @@ fn start(
     if ready.is_err() {
         abort.store(true, Ordering::Relaxed);
     }
-    barrier.wait();
+    line.ready.wait();
+    line.go.wait();
     ready?;
     if abort.load(Ordering::Relaxed) {
         return Err(Error::Resource(

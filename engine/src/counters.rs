@@ -11,10 +11,9 @@
 //! that served several connections be counted once, from the earliest start to the
 //! latest end (see `stats::ThreadSample`).
 //!
-//! CPU time: per thread it is the task clock. Per CPU a perf clock counts idle time too, so
-//! core scope reports `cpu_busy_ns` instead: the CPUs' non-idle time from /proc/stat
-//! (user, nice, system, irq, softirq), in clock ticks (10 ms), which includes the
-//! softirq work the network stack does for the sockets.
+//! CPU time: per thread the task clock counts it; per CPU a perf clock would count idle
+//! time too, so core scope has none. Each side's own CPU time and the machine's per-CPU
+//! figures are measured apart from the counters, in every scope (`cputime`).
 
 use std::io;
 use std::sync::Mutex;
@@ -30,7 +29,7 @@ use crate::vocab::CounterScope;
 pub struct Raw {
     pub count: u64,
     /// Nanoseconds the event was enabled / actually counting (they differ when the kernel
-    /// multiplexed it). Both 0 for readings not taken from perf (/proc/stat).
+    /// multiplexed it). Both 0 for a count that is never multiplexed.
     pub enabled_ns: u64,
     pub running_ns: u64,
 }
@@ -159,8 +158,6 @@ counter_struct! {
     page_faults = PageFaults,
     /// Task clock of the counted threads, ns (thread scope).
     task_clock_ns = TaskClockNs,
-    /// Non-idle time of the counted CPUs from /proc/stat, ns (core scope).
-    cpu_busy_ns = CpuBusyNs,
 }
 
 impl std::fmt::Display for CounterId {
@@ -170,7 +167,8 @@ impl std::fmt::Display for CounterId {
 }
 
 /// The counters a side could not count, written `+`-joined in records (empty: none
-/// missing); an unknown name in a record is an error, not a default.
+/// missing); an unknown name in a record is an error, not a default, except a counter
+/// copyperf no longer has ([`RETIRED_COUNTERS`]), which is dropped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MissingCounters(pub Vec<CounterId>);
 
@@ -187,11 +185,16 @@ impl std::fmt::Display for MissingCounters {
     }
 }
 
+/// Counters older records may name: `cpu_busy_ns` (schema 1, core scope: the pinned
+/// CPUs' busy time, shared by both sides) gave way to each side's own CPU time and the
+/// machine's figure.
+pub const RETIRED_COUNTERS: &[&str] = &["cpu_busy_ns"];
+
 impl std::str::FromStr for MissingCounters {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         s.split('+')
-            .filter(|n| !n.is_empty())
+            .filter(|n| !n.is_empty() && !RETIRED_COUNTERS.contains(n))
             .map(|name| {
                 CounterId::ALL
                     .iter()
@@ -266,7 +269,6 @@ pub struct CounterSet {
     /// Per event: which, and one counter per CPU (one in all for a thread).
     open: Vec<(CounterId, Vec<Counter>)>,
     unavailable: Vec<Unavailable>,
-    cpus: Vec<usize>,
 }
 
 impl CounterSet {
@@ -276,7 +278,6 @@ impl CounterSet {
             scope: CounterScope::Thread,
             open: Vec::new(),
             unavailable: Vec::new(),
-            cpus: Vec::new(),
         };
         for (name, builder) in events(CounterScope::Thread) {
             let mut b = builder();
@@ -299,7 +300,6 @@ impl CounterSet {
             scope: CounterScope::Core,
             open: Vec::new(),
             unavailable: Vec::new(),
-            cpus: cpus.to_vec(),
         };
         for (name, builder) in events(CounterScope::Core) {
             let mut counters = Vec::with_capacity(cpus.len());
@@ -373,35 +373,8 @@ impl CounterSet {
             }
             *raw.slot(*id) = total;
         }
-        if self.scope == CounterScope::Core {
-            raw.cpu_busy_ns = cpu_busy_ns(&self.cpus).map(|ns| Raw {
-                count: ns,
-                ..Raw::default()
-            });
-        }
         raw
     }
-}
-
-/// Non-idle time of `cpus` so far (user + nice + system + irq + softirq), from /proc/stat.
-pub fn cpu_busy_ns(cpus: &[usize]) -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    let mut total = 0;
-    for &cpu in cpus {
-        let label = format!("cpu{cpu} ");
-        let line = stat.lines().find(|l| l.starts_with(&label))?;
-        let f: Vec<u64> = line
-            .split_whitespace()
-            .skip(1)
-            .filter_map(|x| x.parse().ok())
-            .collect();
-        // user nice system idle iowait irq softirq
-        let ticks = f.first()? + f.get(1)? + f.get(2)? + f.get(5)? + f.get(6)?;
-        total += ticks * 1_000_000_000 / hz;
-    }
-    Some(total)
 }
 
 /// How one side counts: the scope it really got, the per-CPU counters its threads share
@@ -564,7 +537,6 @@ mod tests {
         set.disable();
         let c = set.read().since(&before);
         assert!(c.task_clock_ns.unwrap() > 0, "{c:?}");
-        assert_eq!(c.cpu_busy_ns, None);
         // Whatever is unavailable is named, and missing from the figures.
         for u in set.unavailable() {
             let v = serde_json::to_value(&c).unwrap();
@@ -580,15 +552,11 @@ mod tests {
     }
 
     #[test]
-    fn cpu_busy_time_grows() {
-        // Spin on CPU 0 for several clock ticks: its busy time must grow.
-        crate::placement::apply(Some(0)).expect("pin to CPU 0");
-        let a = cpu_busy_ns(&[0]).unwrap();
-        let t = std::time::Instant::now();
-        while t.elapsed() < std::time::Duration::from_millis(80) {
-            std::hint::black_box(0);
-        }
-        assert!(cpu_busy_ns(&[0]).unwrap() > a);
-        assert_eq!(cpu_busy_ns(&[100_000]), None);
+    fn missing_lists_parse_and_drop_retired_counters() {
+        let m: MissingCounters = "cycles+cpu_busy_ns+llc_load_misses".parse().unwrap();
+        assert_eq!(m.0, [CounterId::Cycles, CounterId::LlcLoadMisses]);
+        assert_eq!(m.to_string(), "cycles+llc_load_misses");
+        assert_eq!("".parse::<MissingCounters>().unwrap().0, []);
+        assert!("cycles+bogus".parse::<MissingCounters>().is_err());
     }
 }

@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 use crate::config::{format_size, ClientConfig, CounterScope, Workload};
+use crate::cputime::{CpuFigures, SystemCpu};
 use crate::record::{Record, SideReport, ThreadReport};
 
 const RULE: &str = "=====";
@@ -119,6 +120,7 @@ pub fn human(r: &Record) -> String {
             let _ = writeln!(s, "Server: sent no figures");
         }
     }
+    system_lines(&mut s, r.system.as_ref());
     let _ = writeln!(s, "Verify Errors: {}", m.verify_errors);
     for (who, side) in [("client", Some(&r.client)), ("server", r.server.as_ref())] {
         if let Some(e) = side.and_then(|x| x.stats.first_verify_error.as_ref()) {
@@ -146,6 +148,7 @@ fn side_lines(s: &mut String, who: &str, side: &SideReport) {
         None => format!("{who} Calls: none"),
     };
     let _ = writeln!(s, "{calls}");
+    own_cpu_line(s, who, side);
     counter_lines(s, who, side);
     let zc = &side.stats.zc;
     if zc.sends > 0 {
@@ -157,6 +160,80 @@ fn side_lines(s: &mut String, who: &str, side: &SideReport) {
             zc.copied,
             side.zc_copied_fraction
                 .map_or("n/a".into(), |f| format!("{:.1}% copied", f * 100.0))
+        );
+    }
+}
+
+fn ms(ns: u64) -> String {
+    format!("{:.1} ms", ns as f64 / 1e6)
+}
+
+/// One side's own CPU time: its worker threads' user and system time, what share of the
+/// CPUs they could use that is, and per byte.
+fn own_cpu_line(s: &mut String, who: &str, side: &SideReport) {
+    let Some(own) = &side.own_cpu else {
+        let _ = writeln!(s, "{who} CPU: not measured");
+        return;
+    };
+    let share = match own.capacity_ns().filter(|&c| c > 0) {
+        Some(c) => format!(
+            " ({:.1}% of {} CPU(s))",
+            100.0 * own.total_ns() as f64 / c as f64,
+            own.cpus.unwrap_or(0)
+        ),
+        None => String::new(),
+    };
+    let per_byte = side
+        .cpu_ns_per_byte
+        .map_or(String::new(), |v| format!(", {v:.3} CPU-ns/byte"));
+    let _ = writeln!(
+        s,
+        "{who} CPU (own threads): {} user + {} system = {} in {:.2} s on {} thread(s){share}{per_byte}",
+        ms(own.user_ns),
+        ms(own.system_ns),
+        ms(own.total_ns()),
+        own.interval_s,
+        own.threads,
+    );
+}
+
+/// The machine's CPUs over the run: every CPU, and the run's own CPUs where they are
+/// fewer.
+fn system_lines(s: &mut String, system: Option<&SystemCpu>) {
+    let Some(sys) = system else {
+        let _ = writeln!(s, "System CPU: not measured (/proc/stat unreadable)");
+        return;
+    };
+    let figures = |f: &CpuFigures, capacity: u64| {
+        let share = if capacity > 0 {
+            format!(" ({:.1}%)", 100.0 * f.busy_ns as f64 / capacity as f64)
+        } else {
+            String::new()
+        };
+        format!(
+            "busy {} of {}{share}, softirq {}, irq {}, steal {}",
+            ms(f.busy_ns),
+            ms(capacity),
+            ms(f.softirq_ns),
+            ms(f.irq_ns),
+            ms(f.steal_ns)
+        )
+    };
+    let _ = writeln!(
+        s,
+        "System CPU (all {} CPUs, {:.2} s): {}",
+        sys.per_cpu.len(),
+        sys.interval_s,
+        figures(&sys.total, sys.capacity_ns)
+    );
+    let involved = sys.involved();
+    if involved.len() < sys.per_cpu.len() {
+        let (f, capacity) = sys.over(&involved);
+        let _ = writeln!(
+            s,
+            "System CPU (the run's CPUs {}): {}",
+            crate::placement::join(&involved),
+            figures(&f, capacity)
         );
     }
 }
@@ -185,7 +262,6 @@ fn counter_lines(s: &mut String, who: &str, side: &SideReport) {
     let count = |v: u64| v.to_string();
     let ms = |v: u64| format!("{:.1} ms", v as f64 / 1e6);
     add("task clock", c.task_clock_ns, &ms);
-    add("CPU busy", c.cpu_busy_ns, &ms);
     add("cycles", c.cycles, &count);
     add("instructions", c.instructions, &count);
     add("L1d load misses", c.l1d_load_misses, &count);
@@ -207,7 +283,6 @@ fn counter_lines(s: &mut String, who: &str, side: &SideReport) {
     }
     let mut derived = Vec::new();
     for (name, v) in [
-        ("CPU-ns/byte", side.cpu_ns_per_byte),
         ("cycles/byte", side.cycles_per_byte),
         ("instructions/byte", side.instructions_per_byte),
         ("context switches/msg", side.context_switches_per_msg),
@@ -326,6 +401,31 @@ mod tests {
         }
         assert!(text.contains("Latency p50/p90/p99/p99.9/max"));
         assert!(text.contains("Client Zero-copy: 1 sends, 1 completed, 0 copied (0.0% copied)"));
+    }
+
+    #[test]
+    fn human_summary_shows_each_sides_own_cpu_and_the_machines() {
+        let text = human(&Record::example());
+        // 1 ms user + 2 ms system of one thread in 1 s, over 8192 bytes.
+        for line in [
+            "Client CPU (own threads): 1.0 ms user + 2.0 ms system = 3.0 ms in 1.00 s on 1 \
+             thread(s) (0.3% of 1 CPU(s)), 366.211 CPU-ns/byte",
+            "Server CPU (own threads): 1.0 ms user + 2.0 ms system = 3.0 ms in 1.00 s on 1 \
+             thread(s) (0.3% of 1 CPU(s)), 366.211 CPU-ns/byte",
+            "System CPU (all 2 CPUs, 1.00 s): busy 400.0 ms of 2000.0 ms (20.0%), softirq \
+             40.0 ms, irq 10.0 ms, steal 10.0 ms",
+            "System CPU (the run's CPUs 0): busy 400.0 ms of 1000.0 ms (40.0%), softirq \
+             40.0 ms, irq 10.0 ms, steal 10.0 ms",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(!text.contains("CPU busy"), "{text}");
+        let mut r = Record::example();
+        r.system = None;
+        r.server.as_mut().unwrap().own_cpu = None;
+        let text = human(&r);
+        assert!(text.contains("Server CPU: not measured"), "{text}");
+        assert!(text.contains("System CPU: not measured"), "{text}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod client;
 pub mod config;
 mod conn;
 pub mod counters;
+pub mod cputime;
 mod error;
 pub mod export;
 mod message;

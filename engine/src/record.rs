@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Backend, ClientConfig, CounterScope};
 use crate::counters::{CounterId, Counters, MissingCounters, Raw, RawCounts};
+use crate::cputime::{CpuSpan, OwnCpu, SystemCpu, ThreadClock};
 use crate::placement::Placement;
 use crate::stats::{
     merge_samples, FlowStats, Latency, LatencySummary, PeerReport, Progress, RingSetup, Sample,
@@ -16,7 +17,12 @@ pub use crate::vocab::WarningKind;
 use crate::vocab::{SetupFlag, SetupFlags, UringRecv};
 
 /// Bumped whenever a field changes meaning or goes away (adding one does not).
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// 2: `cpu_ns_per_byte` is the side's own threads' user + system time per byte (it was
+/// the task clock, or in core scope the pinned CPUs' busy time, which both sides shared);
+/// `counters.cpu_busy_ns` went, replaced by each side's `own_cpu` and the record's
+/// `system`.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One client run, both sides.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +52,10 @@ pub struct Record {
     /// What makes these figures doubtful, each with what to do about it.
     #[serde(default)]
     pub warnings: Vec<Warning>,
+    /// What the machine's CPUs did over the measured interval (/proc/stat, read by the
+    /// client): the machine's figure, in neither side. Null where it could not be read.
+    #[serde(default)]
+    pub system: Option<SystemCpu>,
 }
 
 /// One doubt about a record, in words a user can act on.
@@ -139,6 +149,91 @@ pub fn warnings(
     out
 }
 
+/// Steal time above this share of the involved CPUs' capacity means the VM did not give
+/// the run its CPUs.
+pub const STEAL_FRACTION: f64 = 0.05;
+
+fn ms(ns: u64) -> String {
+    format!("{:.1} ms", ns as f64 / 1e6)
+}
+
+/// The warnings a run's CPU figures deserve, a pure function of them: a figure above what
+/// the CPUs could give is a counting error, never a cost; steal time means the machine
+/// was not all the run's.
+pub fn cpu_warnings(
+    client: &SideReport,
+    server: Option<&SideReport>,
+    system: Option<&SystemCpu>,
+) -> Vec<Warning> {
+    let mut out = Vec::new();
+    let sides = [("client", Some(client)), ("server", server)];
+    for (who, own) in sides
+        .into_iter()
+        .filter_map(|(who, side)| Some((who, side?.own_cpu?)))
+    {
+        let Some(capacity) = own.capacity_ns() else {
+            continue;
+        };
+        if own.total_ns() > capacity + own.slack_ns() {
+            out.push(Warning {
+                kind: WarningKind::ImpossibleCpu,
+                text: format!(
+                    "the {who}'s own CPU time, {} (user {} + system {}), is more than its {} \
+                     thread(s) could use: {:.3} s × {} CPU(s) = {} (+{} for the kernel's \
+                     accounting lag): the figure is wrong, not a cost; do not trust this \
+                     run's CPU figures and report it",
+                    ms(own.total_ns()),
+                    ms(own.user_ns),
+                    ms(own.system_ns),
+                    own.threads,
+                    own.interval_s,
+                    own.cpus.unwrap_or(0),
+                    ms(capacity),
+                    ms(own.slack_ns()),
+                ),
+            });
+        }
+    }
+    let Some(sys) = system else {
+        return out;
+    };
+    if sys.total.busy_ns > sys.capacity_ns + sys.busy_slack_ns() {
+        out.push(Warning {
+            kind: WarningKind::ImpossibleCpu,
+            text: format!(
+                "the machine's busy time, {}, is more than its {} CPU(s) could give: \
+                 {:.3} s × {} = {} (+{} for /proc/stat's tick rounding): the figure is \
+                 wrong, not a cost; do not trust this run's CPU figures and report it",
+                ms(sys.total.busy_ns),
+                sys.per_cpu.len(),
+                sys.interval_s,
+                sys.per_cpu.len(),
+                ms(sys.capacity_ns),
+                ms(sys.busy_slack_ns()),
+            ),
+        });
+    }
+    let involved = sys.involved();
+    let (figures, capacity) = sys.over(&involved);
+    if capacity > 0 && figures.steal_ns as f64 > STEAL_FRACTION * capacity as f64 {
+        out.push(Warning {
+            kind: WarningKind::Steal,
+            text: format!(
+                "the hypervisor took {:.1}% of the run's CPUs ({}): {} of steal in {:.3} s × \
+                 {} CPU(s) = {}: the VM did not give the run its CPUs, so every figure \
+                 understates the machine; rerun on a quieter host or a VM with dedicated CPUs",
+                100.0 * figures.steal_ns as f64 / capacity as f64,
+                crate::placement::join(&involved),
+                ms(figures.steal_ns),
+                sys.interval_s,
+                involved.len(),
+                ms(capacity),
+            ),
+        });
+    }
+    out
+}
+
 /// The headline figures.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -190,7 +285,12 @@ pub struct SideReport {
     pub cycles_per_byte: Option<f64>,
     /// Instructions per byte moved; null without an instructions counter.
     pub instructions_per_byte: Option<f64>,
-    /// CPU nanoseconds per byte moved: task clock (thread scope) or CPU busy time (core).
+    /// The side's own worker threads' CPU time over their measured intervals; null where
+    /// the side did not measure it (a server that predates it).
+    #[serde(default)]
+    pub own_cpu: Option<OwnCpu>,
+    /// CPU nanoseconds per byte moved: the side's own threads' user + system time
+    /// (`own_cpu`) over the bytes it sent and received.
     pub cpu_ns_per_byte: Option<f64>,
     /// Context switches per message moved.
     pub context_switches_per_msg: Option<f64>,
@@ -207,6 +307,10 @@ pub struct SideCounts {
     pub counters: Option<Counters>,
     pub missing: Option<MissingCounters>,
     pub placement: Vec<Placement>,
+    /// Its worker threads' own CPU time, summed.
+    pub own_cpu: Option<CpuSpan>,
+    /// How many CPUs the side's process may run on: where an unpinned thread could go.
+    pub cpus_available: Option<usize>,
 }
 
 impl SideReport {
@@ -228,6 +332,13 @@ impl SideReport {
             }
         }
         cpus.sort_unstable();
+        let pinned = counts.placement.iter().all(|p| p.cpu.is_some());
+        let runnable = if pinned && !cpus.is_empty() {
+            Some(cpus.len())
+        } else {
+            counts.cpus_available
+        };
+        let own_cpu = counts.own_cpu.map(|span| span.own(runnable));
         SideReport {
             backend,
             uring,
@@ -237,7 +348,8 @@ impl SideReport {
             counter_scope: counts.scope,
             cycles_per_byte: per(c.cycles, bytes),
             instructions_per_byte: per(c.instructions, bytes),
-            cpu_ns_per_byte: per(c.task_clock_ns.or(c.cpu_busy_ns), bytes),
+            own_cpu,
+            cpu_ns_per_byte: per(own_cpu.map(|o| o.total_ns()), bytes),
             context_switches_per_msg: per(c.context_switches, msgs),
             counters: counts.counters,
             counters_missing: counts.missing,
@@ -274,6 +386,8 @@ pub struct ThreadResult {
     pub ring: Option<RingSetup>,
     /// This thread's counters (thread scope).
     pub counters: Option<Counters>,
+    /// This thread's own CPU time over its measured interval.
+    pub own_cpu: Option<CpuSpan>,
     /// Where this thread ran.
     pub cpu: Option<usize>,
     /// Interrupted before everything was collected: what is missing, and why.
@@ -293,7 +407,8 @@ impl ThreadResult {
 
 impl Record {
     /// Assembles the record of a finished run. `client` holds the client's counters as
-    /// counted (per thread, already merged, or per CPU).
+    /// counted (per thread, already merged, or per CPU); `system` the machine's figure,
+    /// whose sides' CPUs are filled in here.
     pub fn new(
         config: ClientConfig,
         server_addr: String,
@@ -301,6 +416,7 @@ impl Record {
         threads: &[ThreadResult],
         client: SideCounts,
         notes: RunNotes,
+        system: Option<SystemCpu>,
     ) -> Record {
         let mut stats = FlowStats::default();
         let mut latency = Latency::default();
@@ -343,13 +459,26 @@ impl Record {
                 .as_ref()
                 .and_then(|s| s.stats.first_verify_error.clone())
         });
-        let warnings = warnings(
+        let client = SideReport::new(
+            config.backend,
+            stats,
+            duration,
+            threads.iter().find_map(|t| t.ring.clone()),
+            client,
+        );
+        let system = system.map(|s| SystemCpu {
+            client_cpus: client.cpus.clone(),
+            server_cpus: server.as_ref().and_then(|s| s.cpus.clone()),
+            ..s
+        });
+        let mut warnings = warnings(
             &notes,
             duration,
             &progress,
             summary.verify_errors,
             first_error.as_deref(),
         );
+        warnings.extend(cpu_warnings(&client, server.as_ref(), system.as_ref()));
         Record {
             schema_version: SCHEMA_VERSION,
             copyperf_version: env!("CARGO_PKG_VERSION").into(),
@@ -358,13 +487,7 @@ impl Record {
             server_addr,
             summary,
             latency: latency.summary(),
-            client: SideReport::new(
-                config.backend,
-                stats,
-                duration,
-                threads.iter().find_map(|t| t.ring.clone()),
-                client,
-            ),
+            client,
             server,
             threads: threads
                 .iter()
@@ -378,6 +501,7 @@ impl Record {
             config,
             interrupted: notes.interrupted,
             warnings,
+            system,
         }
     }
 
@@ -420,8 +544,16 @@ impl Record {
             cpu_migrations: Some(raw(n)),
             page_faults: Some(raw(n)),
             task_clock_ns: Some(raw(n)),
-            cpu_busy_ns: Some(raw(n)),
         };
+        // Each thread used 3 ms of its 1 s: 1 ms user, 2 ms system.
+        let clock = |s: u64| ThreadClock {
+            user_ns: s * 1_000_000,
+            system_ns: s * 2_000_000,
+            at_ns: s * 1_000_000_000,
+        };
+        // Named missing (as on a VM without a PMU) while its figure is kept, so that every
+        // CSV column of the example has a value.
+        let missing = || Some(MissingCounters(vec![CounterId::Cycles]));
         let counters = every(4096).since(&every(0));
         let placement = |thread: &str| Placement {
             thread: thread.into(),
@@ -442,28 +574,34 @@ impl Record {
                     key: "worker 0".into(),
                     start: Totals {
                         counters: Some(every(0)),
+                        cpu: Some(clock(0)),
                         ..Default::default()
                     },
                     end: Totals {
                         counters: Some(every(4096)),
+                        cpu: Some(clock(1)),
                         ..Default::default()
                     },
                 }],
                 counter_scope: CounterScope::Thread,
-                counters_missing: Some(MissingCounters(vec![CounterId::CpuBusyNs])),
+                counters_missing: missing(),
                 placement: Some(placement("worker 0")),
+                cpus_available: Some(2),
                 ..Default::default()
             }],
             ring: Some(example_ring()),
             counters: Some(counters.clone()),
+            own_cpu: Some(clock(1).since(&clock(0))),
             cpu: Some(0),
             incomplete: None,
         };
         let client = SideCounts {
             scope: CounterScope::Thread,
             counters: Some(counters),
-            missing: Some(MissingCounters(vec![CounterId::CpuBusyNs])),
+            missing: missing(),
             placement: vec![placement("client 0")],
+            own_cpu: Some(clock(1).since(&clock(0))),
+            cpus_available: Some(2),
         };
         Record::new(
             config,
@@ -477,8 +615,44 @@ impl Record {
                 fallbacks: vec!["an example fallback".into()],
                 incomplete: Vec::new(),
             },
+            Some(example_system()),
         )
     }
+}
+
+/// Two CPUs over 1 s: CPU 0 (both sides' threads) 40% busy, a tenth of that softirq, a
+/// tick of irq and one of steal; CPU 1 idle.
+fn example_system() -> SystemCpu {
+    use crate::cputime::{CpuTicks, StatReading};
+    let t0 = std::time::Instant::now();
+    let reading = |at, ticks: CpuTicks| StatReading {
+        before: at,
+        after: at,
+        cpus: vec![
+            (0, ticks),
+            (
+                1,
+                CpuTicks {
+                    idle: ticks.idle,
+                    ..CpuTicks::default()
+                },
+            ),
+        ],
+    };
+    let start = reading(t0, CpuTicks::default());
+    let end = reading(
+        t0 + Duration::from_secs(1),
+        CpuTicks {
+            user: 15,
+            system: 20,
+            irq: 1,
+            softirq: 4,
+            idle: 59,
+            steal: 1,
+            ..CpuTicks::default()
+        },
+    );
+    SystemCpu::between(&start, &end, 10_000_000)
 }
 
 fn example_ring() -> RingSetup {
@@ -522,6 +696,8 @@ fn server_side(reports: &[&PeerReport]) -> Option<SideReport> {
         counters: counters.filter(|_| first.counter_scope != CounterScope::Off),
         missing: first.counters_missing.clone(),
         placement,
+        own_cpu: CpuSpan::sum(samples.iter().filter_map(Sample::cpu)),
+        cpus_available: first.cpus_available,
     };
     Some(SideReport::new(
         first.backend,
@@ -583,5 +759,156 @@ mod tests {
         let r = Record::example();
         let back: Record = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(back, r);
+    }
+
+    /// A schema 1 record as the sweep wrote it (results/2026-11-24-2117_vm): core scope,
+    /// `cpu_busy_ns` in both sides' counters, no own CPU time, no system figure.
+    const SCHEMA_1: &str = r#"{"schema_version":1,"copyperf_version":"0.1.0","started_at":"2026-11-24T21:17:09Z","kernel":"6.18.44-fc-v669","config":{"host":"10.213.48.1","port":5201,"backend":"syscall","mode":"one-copy","workload":"echo","size":1024,"threads":1,"conns":1,"depth":1,"duration":3.0,"verify":"sample","connect_timeout":5.0,"io_timeout":10.0,"uring_recv":"single","cpus":"auto","counters":"core","nodelay":true},"server_addr":"10.213.48.1:5201","summary":{"threads":1,"connections":1,"duration_s":3.000060937,"bytes_sent":51142656,"bytes_received":51142656,"messages":49944,"throughput_gbps":0.27275529170359647,"msgs_per_s":16647.66184714334,"verify_errors":0},"latency":{"count":49944,"mean_us":59.89197645362816,"p50_us":55.327,"p90_us":73.983,"p99_us":104.511,"p999_us":185.727,"max_us":4114.431},"client":{"backend":"syscall","stats":{"bytes_sent":51142656,"bytes_received":51142656,"msgs_sent":49944,"msgs_received":49944,"verify_errors":0,"first_verify_error":null,"zc":{"sends":0,"completions":0,"copied":0},"io":{"syscalls":99888,"enters":0,"sqes":0,"cqes":0,"reaps":0}},"duration_s":3.000060937,"zc_copied_fraction":null,"kernel_calls_per_msg":1.0,"cqes_per_reap":null,"uring":null,"counter_scope":"core","counters":{"cycles":null,"instructions":null,"l1d_load_misses":null,"llc_load_misses":null,"context_switches":100144,"cpu_migrations":7,"page_faults":7,"task_clock_ns":null,"cpu_busy_ns":850000000},"counters_missing":"cycles+instructions+l1d_load_misses+llc_load_misses","cycles_per_byte":null,"instructions_per_byte":null,"cpu_ns_per_byte":8.310088549175076,"context_switches_per_msg":1.0025628704148646,"cpus":"1","placement":[{"thread":"client 0","cpu":1}]},"server":{"backend":"syscall","stats":{"bytes_sent":51142656,"bytes_received":51142656,"msgs_sent":49944,"msgs_received":49944,"verify_errors":0,"first_verify_error":null,"zc":{"sends":0,"completions":0,"copied":0},"io":{"syscalls":99889,"enters":0,"sqes":0,"cqes":0,"reaps":0}},"duration_s":3.000107055,"zc_copied_fraction":null,"kernel_calls_per_msg":1.000010011212558,"cqes_per_reap":null,"uring":null,"counter_scope":"core","counters":{"cycles":null,"instructions":null,"l1d_load_misses":null,"llc_load_misses":null,"context_switches":99968,"cpu_migrations":8,"page_faults":1,"task_clock_ns":null,"cpu_busy_ns":830000000},"counters_missing":"cycles+instructions+l1d_load_misses+llc_load_misses","cycles_per_byte":null,"instructions_per_byte":null,"cpu_ns_per_byte":8.114557053900368,"context_switches_per_msg":1.0008008970046451,"cpus":"0","placement":[{"thread":"conn 0","cpu":0}]},"threads":[{"thread":0,"connections":1,"duration_s":3.000060937,"stats":{"bytes_sent":51142656,"bytes_received":51142656,"msgs_sent":49944,"msgs_received":49944,"verify_errors":0,"first_verify_error":null,"zc":{"sends":0,"completions":0,"copied":0},"io":{"syscalls":99888,"enters":0,"sqes":0,"cqes":0,"reaps":0}}}]}"#;
+
+    #[test]
+    fn schema_1_records_still_load() {
+        let r: Record = serde_json::from_str(SCHEMA_1).unwrap();
+        assert_eq!(r.schema_version, 1);
+        assert_eq!(r.client.own_cpu, None, "never measured, not 0");
+        assert_eq!(r.system, None);
+        let c = r.client.counters.as_ref().unwrap();
+        assert_eq!(c.context_switches, Some(100144));
+        // What the record said, in its schema's meaning (the CPUs' busy time then).
+        assert!((r.client.cpu_ns_per_byte.unwrap() - 8.31).abs() < 0.01);
+        let server = r.server.as_ref().unwrap();
+        assert_eq!(server.counters_missing.as_ref().unwrap().0.len(), 4);
+        // A retired counter named missing does not stop an old record from loading.
+        let named = SCHEMA_1.replacen("cycles+instructions", "cycles+cpu_busy_ns+instructions", 1);
+        let r: Record = serde_json::from_str(&named).unwrap();
+        assert_eq!(r.client.counters_missing.unwrap().0.len(), 4);
+    }
+
+    #[test]
+    fn cpu_ns_per_byte_is_the_sides_own_time_over_its_bytes() {
+        let r = Record::example();
+        for side in [&r.client, r.server.as_ref().unwrap()] {
+            let own = side.own_cpu.unwrap();
+            assert_eq!((own.user_ns, own.system_ns), (1_000_000, 2_000_000));
+            assert_eq!(own.threads, 1);
+            assert_eq!(own.cpus, Some(1), "pinned to CPU 0");
+            assert_eq!(side.cpu_ns_per_byte, Some(3e6 / 8192.0));
+        }
+        let sys = r.system.as_ref().unwrap();
+        assert_eq!(sys.client_cpus.as_deref(), Some("0"));
+        assert_eq!(sys.server_cpus.as_deref(), Some("0"));
+        assert!(cpu_warnings(&r.client, r.server.as_ref(), Some(sys)).is_empty());
+    }
+
+    fn own(user_ms: u64, system_ms: u64, interval_s: f64, cpus: Option<usize>) -> OwnCpu {
+        OwnCpu {
+            user_ns: user_ms * 1_000_000,
+            system_ns: system_ms * 1_000_000,
+            threads: 2,
+            interval_s,
+            cpus,
+        }
+    }
+
+    fn kinds(w: &[Warning]) -> Vec<WarningKind> {
+        w.iter().map(|w| w.kind).collect()
+    }
+
+    #[test]
+    fn own_cpu_time_beyond_its_cpus_is_flagged() {
+        let mut r = Record::example();
+        let server = r.server.as_mut().unwrap();
+        // The double count the issue saw: 9700 ms in 3 s on 2 CPUs.
+        server.own_cpu = Some(own(4000, 5700, 3.0, Some(2)));
+        let w = cpu_warnings(&r.client, r.server.as_ref(), None);
+        assert_eq!(kinds(&w), [WarningKind::ImpossibleCpu]);
+        assert_eq!(
+            w[0].text,
+            "the server's own CPU time, 9700.0 ms (user 4000.0 ms + system 5700.0 ms), is more \
+             than its 2 thread(s) could use: 3.000 s × 2 CPU(s) = 6000.0 ms (+40.0 ms for the \
+             kernel's accounting lag): the figure is wrong, not a cost; do not trust this \
+             run's CPU figures and report it"
+        );
+        // Up to the bound and its slack is possible; unknown CPUs cannot be judged.
+        r.server.as_mut().unwrap().own_cpu = Some(own(3000, 3040, 3.0, Some(2)));
+        assert!(cpu_warnings(&r.client, r.server.as_ref(), None).is_empty());
+        r.server.as_mut().unwrap().own_cpu = Some(own(3000, 3041, 3.0, Some(2)));
+        assert_eq!(cpu_warnings(&r.client, r.server.as_ref(), None).len(), 1);
+        r.server.as_mut().unwrap().own_cpu = Some(own(9000, 9000, 3.0, None));
+        assert!(cpu_warnings(&r.client, r.server.as_ref(), None).is_empty());
+        r.client.own_cpu = Some(own(1000, 1041, 1.0, Some(2)));
+        let w = cpu_warnings(&r.client, None, None);
+        assert!(
+            w[0].text
+                .starts_with("the client's own CPU time, 2041.0 ms"),
+            "{w:?}"
+        );
+    }
+
+    fn system(busy_ms: [u64; 2], steal_ms: [u64; 2]) -> SystemCpu {
+        use crate::cputime::{CpuFigures, PerCpu};
+        let per_cpu: Vec<PerCpu> = (0..2)
+            .map(|cpu| PerCpu {
+                cpu,
+                figures: CpuFigures {
+                    busy_ns: busy_ms[cpu] * 1_000_000,
+                    steal_ns: steal_ms[cpu] * 1_000_000,
+                    ..CpuFigures::default()
+                },
+            })
+            .collect();
+        let mut total = CpuFigures::default();
+        for p in &per_cpu {
+            total += p.figures;
+        }
+        SystemCpu {
+            interval_s: 3.0,
+            tick_ns: 10_000_000,
+            capacity_ns: 6_000_000_000,
+            total,
+            per_cpu,
+            client_cpus: Some("1".into()),
+            server_cpus: Some("1".into()),
+        }
+    }
+
+    #[test]
+    fn machine_busy_beyond_capacity_is_flagged() {
+        let r = Record::example();
+        let check = |s: &SystemCpu| kinds(&cpu_warnings(&r.client, None, Some(s)));
+        // Slack: per CPU 5 fields' rounding (50 ms) and a jiffy (10 ms).
+        assert!(check(&system([3060, 3060], [0, 0])).is_empty());
+        let s = system([5000, 4700], [0, 0]);
+        assert_eq!(check(&s), [WarningKind::ImpossibleCpu]);
+        let w = cpu_warnings(&r.client, None, Some(&s));
+        assert_eq!(
+            w[0].text,
+            "the machine's busy time, 9700.0 ms, is more than its 2 CPU(s) could give: \
+             3.000 s × 2 = 6000.0 ms (+120.0 ms for /proc/stat's tick rounding): the figure \
+             is wrong, not a cost; do not trust this run's CPU figures and report it"
+        );
+    }
+
+    #[test]
+    fn steal_on_the_runs_cpus_is_flagged() {
+        let r = Record::example();
+        let check = |s: &SystemCpu| cpu_warnings(&r.client, None, Some(s));
+        // Both sides on CPU 1: its 3 s are the capacity; 5% of it is 150 ms.
+        assert!(check(&system([100, 100], [0, 150])).is_empty());
+        assert!(
+            check(&system([100, 100], [3000, 0])).is_empty(),
+            "steal on a CPU the run did not use is not the run's"
+        );
+        let w = check(&system([100, 100], [0, 151]));
+        assert_eq!(kinds(&w), [WarningKind::Steal]);
+        assert_eq!(
+            w[0].text,
+            "the hypervisor took 5.0% of the run's CPUs (1): 151.0 ms of steal in 3.000 s × 1 \
+             CPU(s) = 3000.0 ms: the VM did not give the run its CPUs, so every figure \
+             understates the machine; rerun on a quieter host or a VM with dedicated CPUs"
+        );
+        // Unpinned: every CPU is the run's.
+        let mut s = system([100, 100], [200, 200]);
+        s.server_cpus = None;
+        assert_eq!(kinds(&check(&s)), [WarningKind::Steal]);
     }
 }

@@ -8,6 +8,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::counters::{Counters, MissingCounters, RawCounts};
+use crate::cputime::{CpuSpan, ThreadClock};
 use crate::placement::Placement;
 use crate::vocab::{Backend, CounterScope, SetupFlags, UringRecv};
 
@@ -293,7 +294,7 @@ pub struct RingSetup {
 }
 
 /// Cumulative figures of one server thread or CPU, read when a connection began and when
-/// it ended.
+/// it ended (on the serving thread itself, so that its own CPU time can be read).
 ///
 /// A server thread may serve several of a run's connections (a uring worker serves many),
 /// and a CPU runs whatever is pinned to it; either belongs to the run once, from the
@@ -314,6 +315,10 @@ pub struct Totals {
     pub io: IoStats,
     /// Kernel counters; absent when this sample carries none.
     pub counters: Option<RawCounts>,
+    /// The thread's own CPU time; absent for a CPU's sample, and from a server that
+    /// predates it.
+    #[serde(default)]
+    pub cpu: Option<ThreadClock>,
 }
 
 impl Totals {
@@ -330,6 +335,10 @@ impl Totals {
             },
             counters: match (&self.counters, &o.counters) {
                 (Some(x), Some(y)) => Some(x.zip_with(y, f)),
+                _ => None,
+            },
+            cpu: match (&self.cpu, &o.cpu) {
+                (Some(x), Some(y)) => Some(x.zip(y, f)),
                 _ => None,
             },
         }
@@ -357,6 +366,11 @@ impl Sample {
             (Some(e), Some(s)) => Some(e.since(s)),
             _ => None,
         }
+    }
+
+    /// The thread's own CPU time within the sample, if it carries it.
+    pub fn cpu(&self) -> Option<CpuSpan> {
+        Some(self.end.cpu?.since(&self.start.cpu?))
     }
 }
 
@@ -392,6 +406,9 @@ pub struct PeerReport {
     pub counters_missing: Option<MissingCounters>,
     /// The thread that served the connection, and its CPU.
     pub placement: Option<Placement>,
+    /// How many CPUs the server process may run on (an unpinned thread could use any).
+    #[serde(default)]
+    pub cpus_available: Option<usize>,
 }
 
 impl Default for PeerReport {
@@ -406,6 +423,7 @@ impl Default for PeerReport {
             counter_scope: CounterScope::Off,
             counters_missing: None,
             placement: None,
+            cpus_available: None,
         }
     }
 }
@@ -491,6 +509,11 @@ mod tests {
                     }),
                     ..Default::default()
                 }),
+                cpu: Some(ThreadClock {
+                    user_ns: start,
+                    system_ns: 2 * start,
+                    at_ns: 1000 + start,
+                }),
             },
             end: Totals {
                 io: IoStats {
@@ -503,6 +526,11 @@ mod tests {
                         ..Default::default()
                     }),
                     ..Default::default()
+                }),
+                cpu: Some(ThreadClock {
+                    user_ns: end,
+                    system_ns: 2 * end,
+                    at_ns: 1000 + end,
                 }),
             },
         };
@@ -521,6 +549,32 @@ mod tests {
             "missing stays missing"
         );
         assert_eq!(merged[1].io().enters, 5);
+        // The thread's own CPU time widens the same way: once over 10..70.
+        let cpu = merged[0].cpu().unwrap();
+        assert_eq!((cpu.user_ns, cpu.system_ns, cpu.threads), (60, 120, 1));
+        assert_eq!((cpu.first_ns, cpu.last_ns), (1010, 1070));
+        // A sample without it (a CPU's, an older server's) has none.
+        let mut cpu_less = sample("cpus", 0, 5);
+        cpu_less.end.cpu = None;
+        assert_eq!(cpu_less.cpu(), None);
+    }
+
+    #[test]
+    fn an_older_servers_report_still_parses() {
+        // A stats frame from before own CPU time: no `cpu` in its readings, no
+        // `cpus_available`.
+        let old = r#"{"backend":"uring","connection":3,"stats":{"bytes_sent":0,
+            "bytes_received":64,"msgs_sent":0,"msgs_received":1,"verify_errors":0,
+            "first_verify_error":null,"zc":{"sends":0,"completions":0,"copied":0},
+            "io":{"syscalls":0,"enters":1,"sqes":1,"cqes":1,"reaps":1}},"duration_s":0.5,
+            "ring":null,"samples":[{"key":"worker 0","start":{"io":{"syscalls":0,"enters":0,
+            "sqes":0,"cqes":0,"reaps":0},"counters":null},"end":{"io":{"syscalls":0,
+            "enters":1,"sqes":1,"cqes":1,"reaps":1},"counters":null}}],
+            "counter_scope":"off","counters_missing":null,"placement":null}"#;
+        let r: PeerReport = serde_json::from_str(old).unwrap();
+        assert_eq!(r.cpus_available, None);
+        assert_eq!(r.samples[0].cpu(), None);
+        assert_eq!(r.samples[0].io().enters, 1);
     }
 
     #[test]

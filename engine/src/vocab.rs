@@ -166,6 +166,10 @@ named_enum! {
         VerifyErrors = "verify-errors",
         /// Something asked for was not had; what ran instead.
         Fallback = "fallback",
+        /// A CPU figure above what the CPUs could give in the interval: a counting error.
+        ImpossibleCpu = "impossible-cpu",
+        /// The hypervisor took a notable share of the run's CPUs (steal time).
+        Steal = "steal",
     }
 }
 

@@ -1,5 +1,6 @@
-//! Counter readings around each connection: of the thread that served it (its own, or
-//! a uring worker's it shares) and of the server's CPUs.
+//! Readings around each connection: of the thread that served it (its own, or a uring
+//! worker's it shares) — its calls, its counters, its own CPU time — and of the server's
+//! CPUs. Both ends are read on the serving thread, which alone can read its CPU time.
 
 use super::*;
 
@@ -30,6 +31,7 @@ impl ConnMeter {
                 Totals {
                     io: r.io,
                     counters: r.set.map(|s| s.read()),
+                    cpu: ThreadClock::now(),
                 },
             ),
             None => {
@@ -44,6 +46,7 @@ impl ConnMeter {
                     Totals {
                         io: IoStats::default(),
                         counters,
+                        cpu: ThreadClock::now(),
                     },
                 )
             }
@@ -62,6 +65,7 @@ impl ConnMeter {
             Some(r) => Totals {
                 io: r.io,
                 counters: r.set.map(|s| s.read()),
+                cpu: ThreadClock::now(),
             },
             None => Totals {
                 io: IoStats::default(),
@@ -69,11 +73,12 @@ impl ConnMeter {
                     s.disable();
                     s.read()
                 }),
+                cpu: ThreadClock::now(),
             },
         };
         let start = std::mem::take(&mut self.start);
         let mut samples = Vec::new();
-        if start.counters.is_some() || start.io != end.io {
+        if start.counters.is_some() || start.cpu.is_some() || start.io != end.io {
             samples.push(Sample {
                 key: self.thread.clone(),
                 start,
@@ -84,6 +89,7 @@ impl ConnMeter {
             let totals = |counters| Totals {
                 io: IoStats::default(),
                 counters: Some(counters),
+                cpu: None,
             };
             samples.push(Sample {
                 key: CORE_KEY.into(),

@@ -39,6 +39,7 @@ use crate::config::{
 };
 use crate::conn::{ConnReport, ConnSpec};
 use crate::counters::{CounterSet, Metering, RawCounts, CORE_KEY};
+use crate::cputime::ThreadClock;
 use crate::error::Error;
 use crate::path::path;
 use crate::placement::{self, available_cpus, Placement, PlacementPolicy, Plan, Side};

@@ -52,6 +52,7 @@ pub(super) fn peer_report(
         counter_scope: shared.metering.scope,
         counters_missing: shared.metering.missing.clone(),
         placement: Some(placement),
+        cpus_available: Some(available_cpus().len()).filter(|&n| n > 0),
     }
 }
 

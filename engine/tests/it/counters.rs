@@ -1,8 +1,12 @@
-//! Kernel counters and placement, as recorded: present figures are real, missing ones are
-//! null and named, never 0; off means off; pinned where asked.
+//! Kernel counters, CPU time and placement, as recorded: present figures are real, missing
+//! ones are null and named, never 0; off means off; each side's own CPU time is its own
+//! and within what its CPUs could give; pinned where asked.
 
 use engine::placement::{available_cpus, CpuSpec};
-use engine::{run_client, Backend, CounterScope, Mode, Record, ServerConfig, SideReport, Workload};
+use engine::{
+    run_client, Backend, CounterScope, Mode, Record, ServerConfig, SideReport, WarningKind,
+    Workload,
+};
 
 use crate::harness::{assert_clean_run, workers, TestServer};
 
@@ -44,14 +48,8 @@ fn assert_counted(side: &SideReport, who: &str) {
     let v = serde_json::to_value(c).unwrap();
     assert!(v["context_switches"].as_u64().unwrap() > 0, "{who}: {c:?}");
     match side.counter_scope {
-        CounterScope::Thread => {
-            assert!(c.task_clock_ns.unwrap() > 0, "{who}: {c:?}");
-            assert_eq!(c.cpu_busy_ns, None, "{who}");
-        }
-        CounterScope::Core => {
-            assert!(c.cpu_busy_ns.is_some(), "{who}: {c:?}");
-            assert_eq!(c.task_clock_ns, None, "{who}");
-        }
+        CounterScope::Thread => assert!(c.task_clock_ns.unwrap() > 0, "{who}: {c:?}"),
+        CounterScope::Core => assert_eq!(c.task_clock_ns, None, "{who}"),
         CounterScope::Off => panic!("{who}: counted but scope off"),
     }
     assert!(side.cpu_ns_per_byte.unwrap() > 0.0, "{who}");
@@ -133,7 +131,7 @@ fn hardware_counters_are_counted_or_named_missing() {
 }
 
 #[test]
-fn counters_off_leaves_every_figure_missing() {
+fn counters_off_leaves_every_counter_figure_missing() {
     for backend in [Backend::Syscall, Backend::Uring] {
         let server = server(backend, CounterScope::Off, CpuSpec::Auto);
         let r = run(&server, backend, CounterScope::Off, CpuSpec::Auto);
@@ -141,8 +139,91 @@ fn counters_off_leaves_every_figure_missing() {
             assert_eq!(side.counter_scope, CounterScope::Off);
             assert_eq!(side.counters, None);
             assert_eq!(side.counters_missing, None);
-            assert_eq!(side.cpu_ns_per_byte, None);
+            assert_eq!(side.cycles_per_byte, None);
             assert_eq!(side.context_switches_per_msg, None);
+            // Own CPU time is not a perf counter: it is measured all the same.
+            assert!(side.own_cpu.is_some(), "{backend}");
+        }
+    }
+}
+
+/// What a side's own CPU time must show on any machine: some, no more than its threads'
+/// CPUs could give over their interval, and the CPU-ns per byte made from it.
+fn assert_own_cpu(side: &SideReport, who: &str) {
+    let own = side
+        .own_cpu
+        .unwrap_or_else(|| panic!("{who}: no own CPU time"));
+    assert!(own.total_ns() > 0, "{who}: {own:?}");
+    assert!(own.threads > 0, "{who}: {own:?}");
+    let cpus = own.cpus.unwrap_or_else(|| panic!("{who}: CPUs unknown"));
+    assert!(
+        (1..=available_cpus().len()).contains(&cpus) && cpus <= own.threads,
+        "{who}: {own:?}"
+    );
+    let capacity = own.capacity_ns().unwrap();
+    assert!(
+        own.total_ns() <= capacity + own.slack_ns(),
+        "{who}: {own:?} beyond {capacity} ns"
+    );
+    // The threads' readings enclose the flows they ran.
+    assert!(
+        own.interval_s >= side.duration_s,
+        "{who}: {own:?} vs {}",
+        side.duration_s
+    );
+    let bytes = (side.stats.bytes_sent + side.stats.bytes_received) as f64;
+    let per_byte = side.cpu_ns_per_byte.unwrap();
+    assert!(
+        (per_byte - own.total_ns() as f64 / bytes).abs() <= 1e-9 * per_byte,
+        "{who}: {per_byte} is not own time / bytes"
+    );
+}
+
+/// Each side's own CPU time, on both engines and whatever the counting scope (core, the
+/// sweep's default, and off); and the machine's figure beside them, once, within the
+/// capacity of the machine's CPUs.
+#[test]
+fn each_side_has_its_own_cpu_time_and_the_machine_its_figure() {
+    for backend in [Backend::Syscall, Backend::Uring] {
+        for scope in [CounterScope::Core, CounterScope::Off] {
+            let case = format!("{backend}, counters {scope}");
+            let server = server(backend, scope, CpuSpec::Auto);
+            let r = run(&server, backend, scope, CpuSpec::Auto);
+            let s = r.server.as_ref().unwrap();
+            assert_own_cpu(&r.client, &format!("{case}: client"));
+            assert_own_cpu(s, &format!("{case}: server"));
+            let sys = r
+                .system
+                .as_ref()
+                .unwrap_or_else(|| panic!("{case}: no system figure"));
+            assert!(
+                sys.per_cpu.len() >= available_cpus().len(),
+                "{case}: {sys:?}"
+            );
+            assert!(
+                sys.interval_s >= r.summary.duration_s,
+                "{case}: the readings enclose the measured interval: {sys:?}"
+            );
+            assert!(
+                sys.total.busy_ns <= sys.capacity_ns + sys.busy_slack_ns(),
+                "{case}: {sys:?}"
+            );
+            assert_eq!(sys.client_cpus, r.client.cpus, "{case}");
+            assert_eq!(sys.server_cpus, s.cpus, "{case}");
+            assert!(
+                !r.warnings
+                    .iter()
+                    .any(|w| w.kind == WarningKind::ImpossibleCpu),
+                "{case}: {:?}",
+                r.warnings
+            );
+            let v = serde_json::to_value(&r).unwrap();
+            for side in ["client", "server"] {
+                assert!(
+                    v[side]["counters"].get("cpu_busy_ns").is_none(),
+                    "{case}: no per-side busy time any more"
+                );
+            }
         }
     }
 }
