@@ -411,11 +411,25 @@ pub struct SideAgg {
     pub cpu_migrations: Option<f64>,
     pub page_faults: Option<f64>,
     pub task_clock_ns: Option<f64>,
+    /// The side's own worker threads' user and system time.
+    pub user_ns: Option<f64>,
+    pub system_ns: Option<f64>,
     pub cycles_per_byte: Option<f64>,
     pub cpu_ns_per_byte: Option<f64>,
     pub context_switches_per_msg: Option<f64>,
     pub kernel_calls: Option<f64>,
     pub kernel_calls_per_msg: Option<f64>,
+}
+
+/// The machine's CPU figures at a point (the record's `system`): medians over repeats,
+/// `None` where never measured.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SystemAgg {
+    pub busy_ns: Option<f64>,
+    pub irq_ns: Option<f64>,
+    pub softirq_ns: Option<f64>,
+    pub steal_ns: Option<f64>,
+    pub capacity_ns: Option<f64>,
 }
 
 /// A point's figures: medians over its repeats, with the throughput spread.
@@ -442,6 +456,7 @@ pub struct Aggregate {
     pub zc_copied_fraction: Option<f64>,
     pub client: SideAgg,
     pub server: SideAgg,
+    pub system: SystemAgg,
     /// Repeats behind the medians that carried at least one warning.
     pub warned: usize,
     /// The kinds of warning over all repeats, each once, in the order first seen.
@@ -471,11 +486,26 @@ fn side_agg(records: &[&Record], side: impl Fn(&Record) -> Option<&engine::SideR
         cpu_migrations: c(|x| x.cpu_migrations),
         page_faults: c(|x| x.page_faults),
         task_clock_ns: c(|x| x.task_clock_ns),
+        user_ns: med(records, |r| Some(side(r)?.own_cpu?.user_ns as f64)),
+        system_ns: med(records, |r| Some(side(r)?.own_cpu?.system_ns as f64)),
         cycles_per_byte: med(records, |r| side(r)?.cycles_per_byte),
         cpu_ns_per_byte: med(records, |r| side(r)?.cpu_ns_per_byte),
         context_switches_per_msg: med(records, |r| side(r)?.context_switches_per_msg),
         kernel_calls: med(records, |r| Some(side(r)?.stats.io.kernel_calls() as f64)),
         kernel_calls_per_msg: med(records, |r| side(r)?.kernel_calls_per_msg),
+    }
+}
+
+fn system_agg(records: &[&Record]) -> SystemAgg {
+    let m = |f: fn(&engine::cputime::SystemCpu) -> u64| {
+        med(records, |r| r.system.as_ref().map(|s| f(s) as f64))
+    };
+    SystemAgg {
+        busy_ns: m(|s| s.total.busy_ns),
+        irq_ns: m(|s| s.total.irq_ns),
+        softirq_ns: m(|s| s.total.softirq_ns),
+        steal_ns: m(|s| s.total.steal_ns),
+        capacity_ns: m(|s| s.capacity_ns),
     }
 }
 
@@ -512,6 +542,7 @@ pub fn aggregate(records: &[Record]) -> Vec<Aggregate> {
                 zc_copied_fraction: med(&rs, |r| r.client.zc_copied_fraction),
                 client: side_agg(&rs, |r| Some(&r.client)),
                 server: side_agg(&rs, |r| r.server.as_ref()),
+                system: system_agg(&rs),
                 warned: rs.iter().filter(|r| !r.warnings.is_empty()).count(),
                 warnings: kinds(&rs),
             }
@@ -576,8 +607,10 @@ pub const RESULTS_COLUMNS: [&str; 22] = [
     "Not_Judged_Because",
 ];
 
-/// perfstats.csv columns (README.md documents each).
-pub const PERFSTATS_COLUMNS: [&str; 19] = [
+/// perfstats.csv columns (README.md documents each). A side's row fills the columns up to
+/// `Kernel_Calls_per_Msg`; the point's `system` row only the point and the machine's
+/// columns after them ([`MACHINE_COLUMNS`]).
+pub const PERFSTATS_COLUMNS: [&str; 26] = [
     "Engine",
     "Implementation",
     "MessageSize",
@@ -592,12 +625,22 @@ pub const PERFSTATS_COLUMNS: [&str; 19] = [
     "CPU_Migrations",
     "Page_Faults",
     "Task_Clock_ms",
+    "User_ms",
+    "System_ms",
     "Cycles_per_Byte",
     "CPU_ns_per_Byte",
     "Context_Switches_per_Msg",
     "Kernel_Calls",
     "Kernel_Calls_per_Msg",
+    "Busy_ms",
+    "Softirq_ms",
+    "Irq_ms",
+    "Steal_ms",
+    "Capacity_ms",
 ];
+
+/// The machine's columns, last in [`PERFSTATS_COLUMNS`]: `Busy_ms` to `Capacity_ms`.
+pub const MACHINE_COLUMNS: usize = 5;
 
 fn num(v: Option<f64>, digits: usize) -> String {
     v.map_or(String::new(), |x| format!("{x:.digits$}"))
@@ -651,39 +694,58 @@ fn results_rows(aggs: &[&Aggregate]) -> String {
     s
 }
 
-/// perfstats.csv: per point, one row per side; empty cells are counters not measured.
+/// perfstats.csv: per point, one row per side and one for the machine (`system`); empty
+/// cells are figures not measured, or not the row's.
 pub fn perfstats_csv(aggs: &[Aggregate]) -> String {
     let mut s = String::new();
     csv_line(&mut s, &PERFSTATS_COLUMNS.map(String::from));
+    let count = |v: Option<f64>| num(v, 0);
+    let ms = |v: Option<f64>| num(v.map(|ns| ns / 1e6), 3);
     for a in aggs {
+        let point = [
+            a.point.engine.to_string(),
+            a.point.mode.to_string(),
+            a.point.size.to_string(),
+            a.point.threads.to_string(),
+        ];
+        // A side's row: the machine's cells are empty.
         for (side, x) in [("client", &a.client), ("server", &a.server)] {
-            let count = |v: Option<f64>| num(v, 0);
-            let ms = |v: Option<f64>| num(v.map(|ns| ns / 1e6), 3);
-            csv_line(
-                &mut s,
-                &[
-                    a.point.engine.to_string(),
-                    a.point.mode.to_string(),
-                    a.point.size.to_string(),
-                    a.point.threads.to_string(),
-                    side.into(),
-                    x.scope.map_or(String::new(), |s| s.to_string()),
-                    count(x.cycles),
-                    count(x.instructions),
-                    count(x.l1d_load_misses),
-                    count(x.llc_load_misses),
-                    count(x.context_switches),
-                    count(x.cpu_migrations),
-                    count(x.page_faults),
-                    ms(x.task_clock_ns),
-                    num(x.cycles_per_byte, 3),
-                    num(x.cpu_ns_per_byte, 3),
-                    num(x.context_switches_per_msg, 3),
-                    count(x.kernel_calls),
-                    num(x.kernel_calls_per_msg, 3),
-                ],
-            );
+            let mut row: Vec<String> = point.to_vec();
+            row.extend([
+                side.into(),
+                x.scope.map_or(String::new(), |s| s.to_string()),
+                count(x.cycles),
+                count(x.instructions),
+                count(x.l1d_load_misses),
+                count(x.llc_load_misses),
+                count(x.context_switches),
+                count(x.cpu_migrations),
+                count(x.page_faults),
+                ms(x.task_clock_ns),
+                ms(x.user_ns),
+                ms(x.system_ns),
+                num(x.cycles_per_byte, 3),
+                num(x.cpu_ns_per_byte, 3),
+                num(x.context_switches_per_msg, 3),
+                count(x.kernel_calls),
+                num(x.kernel_calls_per_msg, 3),
+            ]);
+            row.resize(PERFSTATS_COLUMNS.len(), String::new());
+            csv_line(&mut s, &row);
         }
+        // The machine's row: only its own cells are filled.
+        let m = &a.system;
+        let mut row: Vec<String> = point.to_vec();
+        row.push("system".into());
+        row.resize(PERFSTATS_COLUMNS.len() - MACHINE_COLUMNS, String::new());
+        row.extend([
+            ms(m.busy_ns),
+            ms(m.softirq_ns),
+            ms(m.irq_ns),
+            ms(m.steal_ns),
+            ms(m.capacity_ns),
+        ]);
+        csv_line(&mut s, &row);
     }
     s
 }
@@ -850,10 +912,57 @@ mod tests {
             PERFSTATS_COLUMNS
         );
         let rows: Vec<_> = rd.records().map(Result::unwrap).collect();
-        assert_eq!(rows.len(), 2, "client and server");
+        assert_eq!(rows.len(), 3, "client, server and the machine");
         assert_eq!(&rows[0][4], "client");
         assert_eq!(&rows[0][6], "", "cycles missing: empty, not 0");
         assert_ne!(&rows[0][10], "");
+    }
+
+    #[test]
+    fn perfstats_has_each_sides_own_cpu_and_one_machine_row() {
+        let mut r = record(Backend::Uring, Mode::OneCopy, 4096, 1, 1.5);
+        let mut no_machine = record(Backend::Uring, Mode::OneCopy, 1024, 1, 1.5);
+        no_machine.system = None;
+        let server = r.server.as_mut().unwrap();
+        server.own_cpu.as_mut().unwrap().system_ns = 5_000_000;
+        let text = perfstats_csv(&aggregate(&[r, no_machine]));
+        let mut rd = csv::Reader::from_reader(text.as_bytes());
+        let cols = rd.headers().unwrap().clone();
+        assert_eq!(cols[cols.len() - MACHINE_COLUMNS].to_string(), "Busy_ms");
+        assert!(
+            !cols.iter().any(|c| c == "CPU_Busy_ms"),
+            "no per-side busy time"
+        );
+        let rows: Vec<_> = rd.records().map(Result::unwrap).collect();
+        let at = |row: usize, name: &str| {
+            rows[row][cols.iter().position(|c| c == name).unwrap()].to_string()
+        };
+        let sides: Vec<String> = (0..rows.len()).map(|i| at(i, "Side")).collect();
+        assert_eq!(
+            sides,
+            ["client", "server", "system", "client", "server", "system"]
+        );
+        // 1024 B first: its machine row has no figures, empty rather than 0.
+        for c in ["Busy_ms", "Softirq_ms", "Irq_ms", "Steal_ms", "Capacity_ms"] {
+            assert_eq!(at(2, c), "", "{c}");
+        }
+        // The example's own time: 1 ms user, 2 ms system (the server's now 5 ms).
+        assert_eq!(
+            (at(3, "User_ms"), at(3, "System_ms")),
+            ("1.000".into(), "2.000".into())
+        );
+        assert_eq!(at(4, "System_ms"), "5.000");
+        assert_eq!(at(3, "CPU_ns_per_Byte"), format!("{:.3}", 3e6 / 8192.0));
+        assert_eq!(at(3, "Busy_ms"), "", "the machine's figure is not a side's");
+        // The example machine: 2 CPUs for 1 s, 400 ms busy, 40 softirq, 10 irq, 10 steal.
+        assert_eq!(at(5, "Busy_ms"), "400.000");
+        assert_eq!(at(5, "Softirq_ms"), "40.000");
+        assert_eq!(at(5, "Irq_ms"), "10.000");
+        assert_eq!(at(5, "Steal_ms"), "10.000");
+        assert_eq!(at(5, "Capacity_ms"), "2000.000");
+        for c in ["CounterScope", "User_ms", "CPU_ns_per_Byte", "Kernel_Calls"] {
+            assert_eq!(at(5, c), "", "{c} is not the machine's");
+        }
     }
 
     const STALL: &str = "no message completed for 0.500 s of this 3.000 s run (17%): a stall \

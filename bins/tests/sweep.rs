@@ -145,7 +145,11 @@ fn quick_sweep_in_namespaces_writes_every_file() {
         .ends_with("_test"));
     // 2 engines × 2 thread counts × 2 placements, 2 rounds each.
     assert_eq!(rows(&dir.join("results.csv"), &RESULTS_COLUMNS), 8);
-    assert_eq!(rows(&dir.join("perfstats.csv"), &PERFSTATS_COLUMNS), 8 * 2);
+    assert_eq!(
+        rows(&dir.join("perfstats.csv"), &PERFSTATS_COLUMNS),
+        8 * 3,
+        "client, server and the machine per point"
+    );
     for f in ["1024B_1T.csv", "1024B_2T.csv"] {
         assert_eq!(
             rows(&dir.join(f), &RESULTS_COLUMNS),
@@ -171,6 +175,10 @@ fn quick_sweep_in_namespaces_writes_every_file() {
     assert!(records
         .iter()
         .all(|r| r.summary.verify_errors == 0 && r.summary.messages > 0));
+    // Each side's own CPU time from its own process, the machine's figure once.
+    assert!(records.iter().all(|r| r.client.own_cpu.is_some()
+        && r.server.as_ref().is_some_and(|s| s.own_cpu.is_some())
+        && r.system.is_some()));
     let meta: Meta = serde_json::from_str(&read(&dir.join("meta.json"))).unwrap();
     assert_eq!((meta.points_done, meta.points_total), (Some(16), Some(16)));
     assert!(meta.order_seed.is_some());
