@@ -3,8 +3,9 @@
 use engine::{Backend, Mode, Record, Warning, WarningKind};
 
 /// A record of one point with the given throughput; everything else from
-/// `Record::example()` (every counter present) but its warnings: a test record is
-/// trustworthy unless the test gives it a warning ([`warn`]).
+/// `Record::example()` (every counter present; each side's own CPU time, 1 ms user and
+/// 2 ms system; the machine's figure) but its warnings: a test record is trustworthy unless
+/// the test gives it a warning ([`warn`]).
 pub fn record(engine: Backend, mode: Mode, size: usize, threads: usize, gbps: f64) -> Record {
     let mut r = Record::example();
     r.warnings.clear();
@@ -16,6 +17,14 @@ pub fn record(engine: Backend, mode: Mode, size: usize, threads: usize, gbps: f6
     r.summary.throughput_gbps = gbps;
     r.summary.one_way_gbps = Some(gbps / 2.0);
     r.client.backend = engine;
+    for side in [Some(&mut r.client), r.server.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        if let Some(own) = side.own_cpu.as_mut() {
+            own.threads = threads;
+        }
+    }
     r
 }
 

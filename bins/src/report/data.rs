@@ -48,8 +48,24 @@ pub enum Metric {
     LlcPerByte,
     /// Client cycles per byte.
     CyclesPerByte,
-    /// Client CPU nanoseconds per byte.
+    /// Client CPU nanoseconds per byte (schema 2 on: its own threads' user + system time).
     CpuNsPerByte,
+    /// Server CPU nanoseconds per byte, as the client's.
+    ServerCpuNsPerByte,
+    /// The client's own threads' user time, ms.
+    ClientUserMs,
+    /// The client's own threads' system time, ms.
+    ClientSystemMs,
+    /// The server's own threads' user time, ms.
+    ServerUserMs,
+    /// The server's own threads' system time, ms.
+    ServerSystemMs,
+    /// The machine's softirq time over the run, all CPUs, ms.
+    SoftirqMs,
+    /// The machine's steal time over the run, all CPUs, ms.
+    StealMs,
+    /// The machine's busy time over the run as a share of its capacity, %.
+    BusyPercent,
     /// Client zero-copy completions the kernel marked copied, 0..1.
     ZcCopied,
 }
@@ -59,6 +75,10 @@ impl Metric {
         let c = &r.client;
         let bytes = (c.stats.bytes_sent + c.stats.bytes_received) as f64;
         let per_byte = |n: Option<u64>| n.filter(|_| bytes > 0.0).map(|n| n as f64 / bytes);
+        let ms = |ns: u64| ns as f64 / 1e6;
+        let own = |side: Option<&engine::SideReport>| side.and_then(|s| s.own_cpu);
+        let (client, server) = (own(Some(c)), own(r.server.as_ref()));
+        let system = r.system.as_ref();
         match self {
             Metric::Throughput => Some(r.summary.throughput_gbps),
             // Older records lack the field; their bytes and interval give the same figure.
@@ -73,6 +93,16 @@ impl Metric {
             Metric::LlcPerByte => per_byte(c.counters.as_ref().and_then(|x| x.llc_load_misses)),
             Metric::CyclesPerByte => c.cycles_per_byte,
             Metric::CpuNsPerByte => c.cpu_ns_per_byte,
+            Metric::ServerCpuNsPerByte => r.server.as_ref().and_then(|s| s.cpu_ns_per_byte),
+            Metric::ClientUserMs => client.map(|o| ms(o.user_ns)),
+            Metric::ClientSystemMs => client.map(|o| ms(o.system_ns)),
+            Metric::ServerUserMs => server.map(|o| ms(o.user_ns)),
+            Metric::ServerSystemMs => server.map(|o| ms(o.system_ns)),
+            Metric::SoftirqMs => system.map(|s| ms(s.total.softirq_ns)),
+            Metric::StealMs => system.map(|s| ms(s.total.steal_ns)),
+            Metric::BusyPercent => system
+                .filter(|s| s.capacity_ns > 0)
+                .map(|s| 100.0 * s.total.busy_ns as f64 / s.capacity_ns as f64),
             Metric::ZcCopied => c.zc_copied_fraction,
         }
         .filter(|x| x.is_finite())

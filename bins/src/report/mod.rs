@@ -7,6 +7,7 @@
 
 pub mod analysis;
 pub mod chart;
+pub mod cpu;
 pub mod data;
 pub mod markdown;
 pub mod plots;
