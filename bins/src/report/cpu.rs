@@ -81,7 +81,7 @@ fn engine_table(d: &Dataset, engine: Backend) -> Vec<String> {
         "| size | mode |{threads} client CPU-ns/B | server CPU-ns/B | client user / sys ms | \
          server user / sys ms | softirq ms | steal ms | busy / capacity |"
     ));
-    out.push(format!("|---|---|{}", "---|".repeat(8 + usize::from(all))));
+    out.push(format!("|---|---|{}", "---|".repeat(7 + usize::from(all))));
     for p in rows {
         let cell = |m: Metric, digits: usize| {
             d.median(&p, m)
@@ -197,6 +197,19 @@ mod tests {
             "| size | mode | threads | client CPU-ns/B | server CPU-ns/B | client user / sys ms \
              | server user / sys ms | softirq ms | steal ms | busy / capacity |"
         );
+        let columns = |l: &str| l.matches('|').count();
+        assert_eq!(
+            columns(&lines[s + 3]),
+            columns(&lines[s + 2]),
+            "{}",
+            lines[s + 3]
+        );
+        assert_eq!(
+            columns(&lines[s + 4]),
+            columns(&lines[s + 2]),
+            "{}",
+            lines[s + 4]
+        );
         // Medians of each column on their own: user 200, system 300 → 500 ms / 8192 B.
         assert_eq!(
             lines[s + 4],
@@ -255,6 +268,10 @@ mod tests {
             .position(|l| l == "### syscall, 2 thread(s)")
             .unwrap();
         assert!(lines[head + 2].starts_with("| size | mode | client CPU-ns/B |"));
+        assert_eq!(
+            lines[head + 3].matches('|').count(),
+            lines[head + 2].matches('|').count()
+        );
         let rows = lines
             .iter()
             .filter(|l| l.starts_with("| ") && !l.starts_with("| size"))
