@@ -210,6 +210,7 @@ fn quick_sweep_in_namespaces_writes_every_file() {
         "## Placement",
         "**split against paired**",
         "## Settings copyperf chose",
+        "## CPU per side",
     ] {
         assert!(report.contains(q), "report.md lacks {q}");
     }

@@ -10,10 +10,6 @@ use super::data::{Dataset, Metric, Point};
 /// The first record schema in which each side's CPU is its own threads' time.
 const OWN_CPU_SCHEMA: u32 = 2;
 
-/// An engine's table shows every thread count up to this many rows; past it, only the
-/// smallest thread count.
-const ALL_THREADS_UP_TO: usize = 16;
-
 /// The warnings about CPU figures themselves.
 const CPU_WARNINGS: [WarningKind; 2] = [WarningKind::ImpossibleCpu, WarningKind::Steal];
 
@@ -60,55 +56,50 @@ pub fn cpu_section(d: &Dataset) -> Vec<String> {
     out
 }
 
-/// One engine's table: size × mode rows, at every thread count when that keeps it short.
+/// One engine's tables, one per thread count (as the results tables): size × mode rows.
 fn engine_table(d: &Dataset, engine: Backend) -> Vec<String> {
-    let points: Vec<Point> = d.points().filter(|p| p.engine == engine).copied().collect();
-    let smallest = points.iter().map(|p| p.threads).min();
-    let all = points.len() <= ALL_THREADS_UP_TO;
-    let mut rows: Vec<Point> = points
-        .into_iter()
-        .filter(|p| all || Some(p.threads) == smallest)
-        .collect();
-    rows.sort_by_key(|p| (p.size, p.mode, p.threads));
-    let mut out = vec![if all {
-        format!("### {engine}")
-    } else {
-        format!("### {engine}, {} thread(s)", smallest.unwrap_or(0))
-    }];
-    out.push(String::new());
-    let threads = if all { " threads |" } else { "" };
-    out.push(format!(
-        "| size | mode |{threads} client CPU-ns/B | server CPU-ns/B | client user / sys ms | \
-         server user / sys ms | softirq ms | steal ms | busy / capacity |"
-    ));
-    out.push(format!("|---|---|{}", "---|".repeat(7 + usize::from(all))));
-    for p in rows {
-        let cell = |m: Metric, digits: usize| {
-            d.median(&p, m)
-                .map_or("–".to_owned(), |v| format!("{v:.digits$}"))
-        };
-        let pair = |a: Metric, b: Metric| format!("{} / {}", cell(a, 1), cell(b, 1));
-        let busy = d
-            .median(&p, Metric::BusyPercent)
-            .map_or("–".to_owned(), |v| format!("{v:.0}%"));
-        let threads = if all {
-            format!(" {} |", p.threads)
-        } else {
-            String::new()
-        };
-        out.push(format!(
-            "| {} | {} |{threads} {} | {} | {} | {} | {} | {} | {busy} |",
-            format_size(p.size),
-            p.mode,
-            cell(Metric::CpuNsPerByte, 2),
-            cell(Metric::ServerCpuNsPerByte, 2),
-            pair(Metric::ClientUserMs, Metric::ClientSystemMs),
-            pair(Metric::ServerUserMs, Metric::ServerSystemMs),
-            cell(Metric::SoftirqMs, 1),
-            cell(Metric::StealMs, 1),
-        ));
+    let mut out = Vec::new();
+    for t in d.threads() {
+        let mut rows: Vec<Point> = d
+            .points()
+            .filter(|p| p.engine == engine && p.threads == t)
+            .copied()
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        rows.sort_by_key(|p| (p.size, p.mode));
+        out.push(format!("### {engine}, {t} thread(s) (CPU)"));
+        out.push(String::new());
+        out.push(
+            "| size | mode | client CPU-ns/B | server CPU-ns/B | client user / sys ms | \
+             server user / sys ms | softirq ms | steal ms | busy / capacity |"
+                .into(),
+        );
+        out.push(format!("|{}", "---|".repeat(9)));
+        for p in rows {
+            let cell = |m: Metric, digits: usize| {
+                d.median(&p, m)
+                    .map_or("–".to_owned(), |v| format!("{v:.digits$}"))
+            };
+            let pair = |a: Metric, b: Metric| format!("{} / {}", cell(a, 1), cell(b, 1));
+            let busy = d
+                .median(&p, Metric::BusyPercent)
+                .map_or("–".to_owned(), |v| format!("{v:.0}%"));
+            out.push(format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {busy} |",
+                format_size(p.size),
+                p.mode,
+                cell(Metric::CpuNsPerByte, 2),
+                cell(Metric::ServerCpuNsPerByte, 2),
+                pair(Metric::ClientUserMs, Metric::ClientSystemMs),
+                pair(Metric::ServerUserMs, Metric::ServerSystemMs),
+                cell(Metric::SoftirqMs, 1),
+                cell(Metric::StealMs, 1),
+            ));
+        }
+        out.push(String::new());
     }
-    out.push(String::new());
     out
 }
 
@@ -190,11 +181,14 @@ mod tests {
             "the caller heads it"
         );
         let at = |head: &str| lines.iter().position(|l| l == head).unwrap();
-        let (s, u) = (at("### syscall"), at("### uring"));
+        let (s, u) = (
+            at("### syscall, 1 thread(s) (CPU)"),
+            at("### uring, 2 thread(s) (CPU)"),
+        );
         assert!(s < u);
         assert_eq!(
             lines[s + 2],
-            "| size | mode | threads | client CPU-ns/B | server CPU-ns/B | client user / sys ms \
+            "| size | mode | client CPU-ns/B | server CPU-ns/B | client user / sys ms \
              | server user / sys ms | softirq ms | steal ms | busy / capacity |"
         );
         let columns = |l: &str| l.matches('|').count();
@@ -214,7 +208,7 @@ mod tests {
         assert_eq!(
             lines[s + 4],
             format!(
-                "| 4K | two-copy | 1 | {:.2} | {:.2} | 200.0 / 300.0 | 1.0 / 2.0 | 40.0 | 10.0 | 50% |",
+                "| 4K | two-copy | {:.2} | {:.2} | 200.0 / 300.0 | 1.0 / 2.0 | 40.0 | 10.0 | 50% |",
                 5e8 / 8192.0,
                 3e6 / 8192.0
             )
@@ -222,7 +216,7 @@ mod tests {
         assert_eq!(
             lines[u + 4],
             format!(
-                "| 1K | two-copy | 2 | {:.2} | {:.2} | 10.0 / 20.0 | 1.0 / 2.0 | 5.0 | 0.0 | 50% |",
+                "| 1K | two-copy | {:.2} | {:.2} | 10.0 / 20.0 | 1.0 / 2.0 | 5.0 | 0.0 | 50% |",
                 3e7 / 8192.0,
                 3e6 / 8192.0
             )
@@ -251,7 +245,7 @@ mod tests {
     }
 
     #[test]
-    fn long_tables_keep_the_smallest_thread_count() {
+    fn every_thread_count_has_its_table() {
         let mut recs = Vec::new();
         for size in [1024, 4096, 16384, 65536] {
             for threads in [2, 4, 8] {
@@ -263,20 +257,22 @@ mod tests {
             }
         }
         let lines = cpu_section(&Dataset::new(Workload::Echo, 1, recs));
-        let head = lines
-            .iter()
-            .position(|l| l == "### syscall, 2 thread(s)")
-            .unwrap();
-        assert!(lines[head + 2].starts_with("| size | mode | client CPU-ns/B |"));
-        assert_eq!(
-            lines[head + 3].matches('|').count(),
-            lines[head + 2].matches('|').count()
-        );
-        let rows = lines
-            .iter()
-            .filter(|l| l.starts_with("| ") && !l.starts_with("| size"))
-            .count();
-        assert_eq!(rows, 4 * 2, "sizes × modes at 2 threads");
+        for t in [2, 4, 8] {
+            let head = lines
+                .iter()
+                .position(|l| *l == format!("### syscall, {t} thread(s) (CPU)"))
+                .unwrap();
+            assert!(lines[head + 2].starts_with("| size | mode | client CPU-ns/B |"));
+            assert_eq!(
+                lines[head + 3].matches('|').count(),
+                lines[head + 2].matches('|').count()
+            );
+            let rows = lines[head + 4..]
+                .iter()
+                .take_while(|l| l.starts_with("| "))
+                .count();
+            assert_eq!(rows, 4 * 2, "sizes × modes at {t} threads");
+        }
     }
 
     #[test]
@@ -331,8 +327,8 @@ mod tests {
         assert_eq!(
             lines[from + 2..],
             [
-                format!("- syscall two-copy 4K x1, run 2 of 3 (impossible-cpu): {p}"),
-                "- syscall two-copy 4K x1, run 2 of 3 (steal): stolen".to_owned(),
+                format!("- syscall two-copy 4K x1 split, run 2 of 3 (impossible-cpu): {p}"),
+                "- syscall two-copy 4K x1 split, run 2 of 3 (steal): stolen".to_owned(),
             ]
         );
         assert!(!lines.iter().any(|l| l.contains("stalled")));

@@ -73,6 +73,7 @@ pub fn render(inp: &Inputs) -> String {
     choices(o, inp.datasets);
     doubtful(o, inp.datasets, inp.unchecked);
     tables(o, inp.datasets);
+    cpu(o, inp.datasets);
     plots(o, inp.figures);
     answers(o, inp);
     placement(o, inp.datasets);
@@ -339,6 +340,21 @@ fn choices(o: &mut String, sets: &[Dataset]) {
         let _ = writeln!(o, "- **{k}:** {v}");
     }
     let _ = writeln!(o);
+}
+
+/// `## CPU per side`: each side's own CPU and the machine's, per dataset.
+fn cpu(o: &mut String, sets: &[Dataset]) {
+    if sets.iter().all(Dataset::is_empty) {
+        return;
+    }
+    let _ = writeln!(o, "## CPU per side\n");
+    let many = sets.len() > 1;
+    for d in sets.iter().filter(|d| !d.is_empty()) {
+        if many {
+            let _ = writeln!(o, "**{}**\n", d.label());
+        }
+        let _ = writeln!(o, "{}\n", super::cpu::cpu_section(d).join("\n"));
+    }
 }
 
 /// `## Placement`: what placement does, where the folder measured more than one.
