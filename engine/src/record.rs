@@ -149,17 +149,18 @@ pub fn warnings(
     out
 }
 
-/// Steal time above this share of the involved CPUs' capacity means the VM did not give
-/// the run its CPUs.
-pub const STEAL_FRACTION: f64 = 0.05;
-
 fn ms(ns: u64) -> String {
     format!("{:.1} ms", ns as f64 / 1e6)
 }
 
 /// The warnings a run's CPU figures deserve, a pure function of them: a figure above what
-/// the CPUs could give is a counting error, never a cost; steal time means the machine
-/// was not all the run's.
+/// the CPUs could give is a counting error, never a cost.
+///
+/// Steal time is not among them: it is recorded (`system`) and reported, not warned
+/// about. On the development VM it follows the workload, not other tenants — a median 10%
+/// of the CPUs' time in 1-thread echo runs against 1–2% at 4 and 8 threads, because every
+/// wake-up of an idle vCPU waits on the host — so a warning, which keeps a run out of the
+/// report's conclusions, would have removed the 1-thread points as a class.
 pub fn cpu_warnings(
     client: &SideReport,
     server: Option<&SideReport>,
@@ -210,24 +211,6 @@ pub fn cpu_warnings(
                 sys.per_cpu.len(),
                 ms(sys.capacity_ns),
                 ms(sys.busy_slack_ns()),
-            ),
-        });
-    }
-    let involved = sys.involved();
-    let (figures, capacity) = sys.over(&involved);
-    if capacity > 0 && figures.steal_ns as f64 > STEAL_FRACTION * capacity as f64 {
-        out.push(Warning {
-            kind: WarningKind::Steal,
-            text: format!(
-                "the hypervisor took {:.1}% of the run's CPUs ({}): {} of steal in {:.3} s × \
-                 {} CPU(s) = {}: the VM did not give the run its CPUs, so every figure \
-                 understates the machine; rerun on a quieter host or a VM with dedicated CPUs",
-                100.0 * figures.steal_ns as f64 / capacity as f64,
-                crate::placement::join(&involved),
-                ms(figures.steal_ns),
-                sys.interval_s,
-                involved.len(),
-                ms(capacity),
             ),
         });
     }
@@ -889,26 +872,9 @@ mod tests {
     }
 
     #[test]
-    fn steal_on_the_runs_cpus_is_flagged() {
+    fn steal_is_a_figure_not_a_warning() {
         let r = Record::example();
-        let check = |s: &SystemCpu| cpu_warnings(&r.client, None, Some(s));
-        // Both sides on CPU 1: its 3 s are the capacity; 5% of it is 150 ms.
-        assert!(check(&system([100, 100], [0, 150])).is_empty());
-        assert!(
-            check(&system([100, 100], [3000, 0])).is_empty(),
-            "steal on a CPU the run did not use is not the run's"
-        );
-        let w = check(&system([100, 100], [0, 151]));
-        assert_eq!(kinds(&w), [WarningKind::Steal]);
-        assert_eq!(
-            w[0].text,
-            "the hypervisor took 5.0% of the run's CPUs (1): 151.0 ms of steal in 3.000 s × 1 \
-             CPU(s) = 3000.0 ms: the VM did not give the run its CPUs, so every figure \
-             understates the machine; rerun on a quieter host or a VM with dedicated CPUs"
-        );
-        // Unpinned: every CPU is the run's.
-        let mut s = system([100, 100], [200, 200]);
-        s.server_cpus = None;
-        assert_eq!(kinds(&check(&s)), [WarningKind::Steal]);
+        // Half the run's CPU stolen: recorded in `system`, never a warning.
+        assert!(cpu_warnings(&r.client, None, Some(&system([100, 100], [1500, 1500]))).is_empty());
     }
 }

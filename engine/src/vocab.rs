@@ -168,8 +168,6 @@ named_enum! {
         Fallback = "fallback",
         /// A CPU figure above what the CPUs could give in the interval: a counting error.
         ImpossibleCpu = "impossible-cpu",
-        /// The hypervisor took a notable share of the run's CPUs (steal time).
-        Steal = "steal",
     }
 }
 

@@ -708,9 +708,9 @@ impl Shape {
     pub fn words(self) -> &'static str {
         match self {
             Shape::RisesEveryStep => "rose beyond noise at every step",
-            Shape::Rises => "rose beyond noise, with steps within noise",
+            Shape::Rises => "rose beyond noise at some steps and fell at none",
             Shape::Flat => "no step beyond noise",
-            Shape::Falls => "fell beyond noise, with steps within noise",
+            Shape::Falls => "fell beyond noise at some steps and rose at none",
             Shape::FallsEveryStep => "fell beyond noise at every step",
             Shape::NonMonotonic => {
                 "not monotonic: it rose beyond noise at one step and fell at another"

@@ -11,7 +11,7 @@ use super::data::{Dataset, Metric, Point};
 const OWN_CPU_SCHEMA: u32 = 2;
 
 /// The warnings about CPU figures themselves.
-const CPU_WARNINGS: [WarningKind; 2] = [WarningKind::ImpossibleCpu, WarningKind::Steal];
+const CPU_WARNINGS: [WarningKind; 1] = [WarningKind::ImpossibleCpu];
 
 /// Markdown lines for the `## CPU per side` section (the caller writes the heading): what
 /// the figures include, a table per engine, and the runs whose CPU figures were doubtful.
@@ -223,7 +223,7 @@ mod tests {
         );
         assert_eq!(
             lines.last().unwrap(),
-            "None of the 4 runs carried an impossible-cpu or steal warning."
+            "None of the 4 runs carried an impossible-cpu warning."
         );
     }
 
@@ -306,13 +306,9 @@ mod tests {
                 "stalled",
             ),
             warn(
-                warn(
-                    run(Backend::Syscall, 4096, 1, (1, 2), 0, 0),
-                    WarningKind::ImpossibleCpu,
-                    p,
-                ),
-                WarningKind::Steal,
-                "stolen",
+                run(Backend::Syscall, 4096, 1, (1, 2), 0, 0),
+                WarningKind::ImpossibleCpu,
+                p,
             ),
             run(Backend::Syscall, 4096, 1, (1, 2), 0, 0),
         ];
@@ -320,16 +316,15 @@ mod tests {
         let from = lines
             .iter()
             .position(|l| {
-                l == "1 of the 3 runs carried an impossible-cpu or steal warning; their CPU \
+                l == "1 of the 3 runs carried an impossible-cpu warning; their CPU \
                       figures are in the medians above:"
             })
             .unwrap();
         assert_eq!(
             lines[from + 2..],
-            [
-                format!("- syscall two-copy 4K x1 split, run 2 of 3 (impossible-cpu): {p}"),
-                "- syscall two-copy 4K x1 split, run 2 of 3 (steal): stolen".to_owned(),
-            ]
+            [format!(
+                "- syscall two-copy 4K x1 split, run 2 of 3 (impossible-cpu): {p}"
+            )]
         );
         assert!(!lines.iter().any(|l| l.contains("stalled")));
     }

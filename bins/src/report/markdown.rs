@@ -478,6 +478,27 @@ fn machine(o: &mut String, inp: &Inputs) {
             },
         );
     }
+    let steal: Vec<f64> = inp
+        .datasets
+        .iter()
+        .flat_map(|d| d.records())
+        .filter_map(|r| {
+            let s = r.system.as_ref()?;
+            (s.capacity_ns > 0).then(|| s.total.steal_ns as f64 / s.capacity_ns as f64)
+        })
+        .collect();
+    if let (Some(mid), Some((lo, hi))) = (median(&steal), crate::summary::range(&steal)) {
+        row(
+            "Steal (time the hypervisor kept this VM's CPUs waiting)",
+            format!(
+                "median {:.1}% of the CPUs' time over the {} runs, from {:.1}% to {:.1}% (per point in the CPU section). Steal is reported, not warned about: on a VM it grows with the wake-ups of idle vCPUs, so latency-bound runs with few threads show the most, and it is part of what the path costs there",
+                mid * 100.0,
+                steal.len(),
+                lo * 100.0,
+                hi * 100.0,
+            ),
+        );
+    }
     let version = m
         .copyperf_version
         .clone()
