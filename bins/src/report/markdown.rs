@@ -796,8 +796,9 @@ fn answers(o: &mut String, inp: &Inputs) {
     };
     let _ = writeln!(
         o,
-        "Computed from the {} points ({}), compared at the same size, thread count and placement. {RULE} \"Outperforms\" means higher throughput beyond noise at that size and at every larger size measured. Ratios are of medians and carry the verdict: > higher beyond noise, < lower beyond noise, ≈ no difference beyond noise, ? not judged.{doubt}\n",
+        "Computed from the {} runs in {} points ({}), compared at the same size, thread count and placement. {RULE} \"Outperforms\" means higher throughput beyond noise at that size and at every larger size measured. Ratios are of medians and carry the verdict: > higher beyond noise, < lower beyond noise, ≈ no difference beyond noise, ? not judged.{doubt}\n",
         d.records().len(),
+        d.points().count(),
         d.label()
     );
     let modes = d.modes(None);
