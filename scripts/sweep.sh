@@ -2,7 +2,7 @@
 # copyperf's main job: the engine × mode × size × threads matrix, in two network
 # namespaces joined by a veth pair, written to one folder under results/.
 #
-#   scripts/sweep.sh                 # the full default matrix (about 10 minutes)
+#   scripts/sweep.sh                 # the full default matrix (about 12 minutes)
 #   scripts/sweep.sh --quick         # a short run
 #   scripts/sweep.sh --help          # every flag (they go to target/release/sweep)
 #

@@ -53,7 +53,7 @@ struct Args {
     duration: Option<f64>,
     /// Rounds: the whole matrix runs once per round, in a fresh shuffled order, so drift
     /// spreads over all points; files show medians and the [min–max] spread, and the report
-    /// calls a difference only where the spreads do not overlap [default: 3; --quick: 2].
+    /// calls a difference only where the spreads do not overlap [default: 3, the fewest the report judges].
     #[arg(long, value_name = "N")]
     repeats: Option<usize>,
     /// Placement policies, comma-separated, each applied to both sides at every thread
@@ -65,7 +65,7 @@ struct Args {
     /// Seeds the rounds' shuffled orders [default: from the clock]; recorded in meta.json.
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
-    /// A short run: 2 rounds of 1 s per point, sizes 1K and 64K, threads 1 and 4 (flags
+    /// A short run: 3 rounds of 1 s per point, sizes 1K and 64K, threads 1 and 4 (flags
     /// still override).
     #[arg(long)]
     quick: bool,
@@ -121,7 +121,7 @@ fn main() -> ExitCode {
 
 fn config(args: Args) -> Result<SweepConfig> {
     let (dur, repeats, sizes, threads) = if args.quick {
-        (1.0, 2, vec![1024, 65536], vec![1, 4])
+        (1.0, 3, vec![1024, 65536], vec![1, 4])
     } else {
         (
             2.0,

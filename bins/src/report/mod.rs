@@ -228,7 +228,7 @@ mod tests {
             for (m, base) in [(Mode::TwoCopy, 2.0), (Mode::Zc, 1.0)] {
                 for s in [1024, 65536] {
                     for t in [1, 2] {
-                        for rep in [0.9, 1.1] {
+                        for rep in [0.9, 1.0, 1.1] {
                             let mut r = record(e, m, s, t, base * rep * (s as f64).log2());
                             if m == Mode::Zc {
                                 r.client.zc_copied_fraction = Some(1.0);
@@ -346,17 +346,17 @@ mod tests {
         assert!(out.warnings.is_empty(), "{:?}", out.warnings);
         let md = fs::read_to_string(&out.report).unwrap();
         assert!(
-            md.contains("**Warning: 1 of the 32 runs carried warnings**"),
+            md.contains("**Warning: 1 of the 48 runs carried warnings**"),
             "{md}"
         );
         assert!(
             md.contains(&format!(
-                "- **syscall two-copy 1K ×1**, run 2 of 2: `stall` — {stall}"
+                "- **syscall two-copy 1K ×1**, run 2 of 3: `stall` — {stall}"
             )),
             "{md}"
         );
         assert!(
-            md.contains("| 1K | two-copy | 20.00 [18.00–22.00] ⚠1/2 | 10.00 ⚠1/2 |"),
+            md.contains("| 1K | two-copy | 20.00 [18.00–22.00] ⚠1/3 | 10.00 ⚠1/3 |"),
             "{md}"
         );
     }
