@@ -610,7 +610,7 @@ pub const RESULTS_COLUMNS: [&str; 22] = [
 /// perfstats.csv columns (README.md documents each). A side's row fills the columns up to
 /// `Kernel_Calls_per_Msg`; the point's `system` row only the point and the machine's
 /// columns after them ([`MACHINE_COLUMNS`]).
-pub const PERFSTATS_COLUMNS: [&str; 26] = [
+pub const PERFSTATS_COLUMNS: [&str; 27] = [
     "Engine",
     "Implementation",
     "MessageSize",
@@ -637,9 +637,12 @@ pub const PERFSTATS_COLUMNS: [&str; 26] = [
     "Irq_ms",
     "Steal_ms",
     "Capacity_ms",
+    // Last, so every earlier column keeps its place.
+    "Placement",
 ];
 
-/// The machine's columns, last in [`PERFSTATS_COLUMNS`]: `Busy_ms` to `Capacity_ms`.
+/// The machine's columns in [`PERFSTATS_COLUMNS`], just before `Placement`: `Busy_ms` to
+/// `Capacity_ms`.
 pub const MACHINE_COLUMNS: usize = 5;
 
 fn num(v: Option<f64>, digits: usize) -> String {
@@ -701,6 +704,7 @@ pub fn perfstats_csv(aggs: &[Aggregate]) -> String {
     csv_line(&mut s, &PERFSTATS_COLUMNS.map(String::from));
     let count = |v: Option<f64>| num(v, 0);
     let ms = |v: Option<f64>| num(v.map(|ns| ns / 1e6), 3);
+    let width = PERFSTATS_COLUMNS.len() - 1; // before Placement
     for a in aggs {
         let point = [
             a.point.engine.to_string(),
@@ -708,6 +712,7 @@ pub fn perfstats_csv(aggs: &[Aggregate]) -> String {
             a.point.size.to_string(),
             a.point.threads.to_string(),
         ];
+        let placement = crate::results::placement_name(a.point.placement).to_owned();
         // A side's row: the machine's cells are empty.
         for (side, x) in [("client", &a.client), ("server", &a.server)] {
             let mut row: Vec<String> = point.to_vec();
@@ -730,20 +735,22 @@ pub fn perfstats_csv(aggs: &[Aggregate]) -> String {
                 count(x.kernel_calls),
                 num(x.kernel_calls_per_msg, 3),
             ]);
-            row.resize(PERFSTATS_COLUMNS.len(), String::new());
+            row.resize(width, String::new());
+            row.push(placement.clone());
             csv_line(&mut s, &row);
         }
         // The machine's row: only its own cells are filled.
         let m = &a.system;
         let mut row: Vec<String> = point.to_vec();
         row.push("system".into());
-        row.resize(PERFSTATS_COLUMNS.len() - MACHINE_COLUMNS, String::new());
+        row.resize(width - MACHINE_COLUMNS, String::new());
         row.extend([
             ms(m.busy_ns),
             ms(m.softirq_ns),
             ms(m.irq_ns),
             ms(m.steal_ns),
             ms(m.capacity_ns),
+            placement,
         ]);
         csv_line(&mut s, &row);
     }
@@ -928,7 +935,10 @@ mod tests {
         let text = perfstats_csv(&aggregate(&[r, no_machine]));
         let mut rd = csv::Reader::from_reader(text.as_bytes());
         let cols = rd.headers().unwrap().clone();
-        assert_eq!(cols[cols.len() - MACHINE_COLUMNS].to_string(), "Busy_ms");
+        assert_eq!(
+            cols[cols.len() - 1 - MACHINE_COLUMNS].to_string(),
+            "Busy_ms"
+        );
         assert!(
             !cols.iter().any(|c| c == "CPU_Busy_ms"),
             "no per-side busy time"
@@ -962,6 +972,10 @@ mod tests {
         assert_eq!(at(5, "Capacity_ms"), "2000.000");
         for c in ["CounterScope", "User_ms", "CPU_ns_per_Byte", "Kernel_Calls"] {
             assert_eq!(at(5, c), "", "{c} is not the machine's");
+        }
+        // Every row says which placement its point ran under.
+        for row in 0..rows.len() {
+            assert_eq!(at(row, "Placement"), "split", "row {row}");
         }
     }
 

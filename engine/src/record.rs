@@ -157,8 +157,9 @@ fn ms(ns: u64) -> String {
 /// the CPUs could give is a counting error, never a cost.
 ///
 /// Steal time is not among them: it is recorded (`system`) and reported, not warned
-/// about. On the development VM it follows the workload, not other tenants — a median 10%
-/// of the CPUs' time in 1-thread echo runs against 1–2% at 4 and 8 threads, because every
+/// about. On the development VM it follows the workload, not other tenants — in the
+/// reference sweep a median 5.1% of the CPUs' time in 1-thread echo runs (42% in one)
+/// against 1.0% at 4 threads and 0.75% at 8, because every
 /// wake-up of an idle vCPU waits on the host — so a warning, which keeps a run out of the
 /// report's conclusions, would have removed the 1-thread points as a class.
 pub fn cpu_warnings(
