@@ -220,6 +220,29 @@ fn half(side: Side, available: &[usize]) -> &[usize] {
     }
 }
 
+/// Under `paired`, the CPU client thread `thread` runs on: the `thread`-th of `available`,
+/// wrapping, exactly as the client's plan places it (`None` with no CPUs).
+pub fn paired_cpu(thread: usize, available: &[usize]) -> Option<usize> {
+    (!available.is_empty()).then(|| available[thread % available.len()])
+}
+
+/// Under `paired`, the worker (of those placed on `workers`' CPUs) that serves client
+/// thread `thread`: one on that thread's CPU, spreading the client threads that share a
+/// CPU over the workers on it; `thread` modulo the workers where none is on it (a server
+/// with fewer CPUs than the client, or unpinned).
+pub fn paired_worker(thread: usize, available: &[usize], workers: &[Option<usize>]) -> usize {
+    let n = workers.len().max(1);
+    let cpu = paired_cpu(thread, available);
+    let on: Vec<usize> = (0..workers.len())
+        .filter(|&w| cpu.is_some() && workers[w] == cpu)
+        .collect();
+    if on.is_empty() {
+        thread % n
+    } else {
+        on[(thread / available.len().max(1)) % on.len()]
+    }
+}
+
 /// Pins the calling thread to `cpu`.
 pub fn pin(cpu: usize) -> Result<(), Error> {
     // core_affinity indexes a fixed-size cpu_set_t and panics past it.
@@ -358,6 +381,25 @@ mod tests {
             plan(&Paired.into(), Side::Client, 2, &[3]).unwrap().note,
             None
         );
+    }
+
+    #[test]
+    fn paired_threads_find_a_worker_on_their_own_cpu() {
+        let two = [0, 1];
+        // 3 workers on 2 CPUs: 0 and 2 on CPU 0, 1 on CPU 1.
+        let workers = [Some(0), Some(1), Some(0)];
+        let picks: Vec<usize> = (0..6).map(|t| paired_worker(t, &two, &workers)).collect();
+        // Client threads on CPU 0 (0, 2, 4) alternate between workers 0 and 2; those on
+        // CPU 1 all go to worker 1 — never to a worker on the other CPU.
+        assert_eq!(picks, [0, 1, 2, 1, 0, 1]);
+        for (t, w) in picks.iter().enumerate() {
+            assert_eq!(workers[*w], paired_cpu(t, &two), "thread {t}");
+        }
+        // A huge index (a hostile hello) still lands on a real worker.
+        assert!(paired_worker(u32::MAX as usize, &two, &workers) < 3);
+        // Unpinned workers: modulo.
+        assert_eq!(paired_worker(4, &two, &[None, None, None]), 1);
+        assert_eq!(paired_cpu(3, &[]), None);
     }
 
     #[test]

@@ -251,21 +251,33 @@ pub struct Dataset {
     pub depth: usize,
     /// `None`: CPU lists or the old `auto` plan, which is no one policy.
     pub placement: Option<PlacementPolicy>,
+    /// `--cpus` as the records give it (`split`, `auto`, `0,1`): sets two datasets of
+    /// lists, or a list and `auto`, apart.
+    pub cpus: String,
     records: Vec<Record>,
     points: BTreeMap<Point, Vec<usize>>,
 }
 
 impl Dataset {
-    /// Records that all share `workload`, `depth` and placement (taken from the first).
+    /// Records that all share `workload`, `depth` and `--cpus` (taken from the first; see
+    /// [`Dataset::split`], which guarantees it).
     pub fn new(workload: Workload, depth: usize, records: Vec<Record>) -> Dataset {
         let mut points: BTreeMap<Point, Vec<usize>> = BTreeMap::new();
         for (i, r) in records.iter().enumerate() {
             points.entry(point_of(r)).or_default().push(i);
         }
+        let cpus = records
+            .first()
+            .map_or_else(String::new, |r| r.config.cpus.to_string());
+        debug_assert!(
+            records.iter().all(|r| r.config.cpus.to_string() == cpus),
+            "a dataset holds one placement"
+        );
         Dataset {
             workload,
             depth,
             placement: records.first().and_then(|r| r.config.cpus.policy()),
+            cpus,
             records,
             points,
         }
@@ -277,10 +289,15 @@ impl Dataset {
     /// the old `auto` last). Points of different placements never share a dataset, so no
     /// comparison inside one mixes them.
     pub fn split(records: Vec<Record>, prefer: Option<(Workload, usize)>) -> Vec<Dataset> {
-        type Key = (Workload, usize, Option<PlacementPolicy>);
+        type Key = (Workload, usize, Option<PlacementPolicy>, String);
         let mut groups: Vec<(Key, Vec<Record>)> = Vec::new();
         for r in records {
-            let k = (r.config.workload, r.config.depth, r.config.cpus.policy());
+            let k = (
+                r.config.workload,
+                r.config.depth,
+                r.config.cpus.policy(),
+                r.config.cpus.to_string(),
+            );
             match groups.iter_mut().find(|(g, _)| *g == k) {
                 Some((_, v)) => v.push(r),
                 None => groups.push((k, vec![r])),
@@ -289,7 +306,7 @@ impl Dataset {
         let size_of = |w: Workload, d: usize, groups: &[(Key, Vec<Record>)]| -> usize {
             groups
                 .iter()
-                .filter(|((gw, gd, _), _)| (*gw, *gd) == (w, d))
+                .filter(|((gw, gd, ..), _)| (*gw, *gd) == (w, d))
                 .map(|(_, v)| v.len())
                 .sum()
         };
@@ -307,36 +324,42 @@ impl Dataset {
         };
         let sizes: Vec<usize> = groups
             .iter()
-            .map(|((w, d, _), _)| size_of(*w, *d, &groups))
+            .map(|((w, d, ..), _)| size_of(*w, *d, &groups))
             .collect();
         let mut keyed: Vec<(usize, Key, Vec<Record>)> = sizes
             .into_iter()
             .zip(groups)
             .map(|(n, (k, v))| (n, k, v))
             .collect();
-        keyed.sort_by_key(|(n, (w, d, p), _)| {
-            (
-                std::cmp::Reverse(*n),
-                Some((*w, *d)) != prefer,
-                *w,
-                *d,
-                order(*p),
-            )
+        keyed.sort_by(|(n, (w, d, p, c), _), (n2, (w2, d2, p2, c2), _)| {
+            let key = |n: &usize, w: &Workload, d: &usize, p: &Option<PlacementPolicy>| {
+                (
+                    std::cmp::Reverse(*n),
+                    Some((*w, *d)) != prefer,
+                    *w,
+                    *d,
+                    order(*p),
+                )
+            };
+            key(n, w, d, p)
+                .cmp(&key(n2, w2, d2, p2))
+                .then_with(|| c.cmp(c2))
         });
         keyed
             .into_iter()
-            .map(|(_, (w, d, _), v)| Dataset::new(w, d, v))
+            .map(|(_, (w, d, ..), v)| Dataset::new(w, d, v))
             .collect()
     }
 
-    /// `echo, depth 1, split`: what sets this dataset apart from the others of a folder.
+    /// `echo, depth 1, split placement`: what sets this dataset apart from the others of a
+    /// folder (`CPUs 0,1` or `auto placement` where it ran under no policy).
     pub fn label(&self) -> String {
-        format!(
-            "{}, depth {}, {} placement",
-            self.workload,
-            self.depth,
-            crate::results::placement_name(self.placement)
-        )
+        let placement = match self.placement {
+            Some(p) => format!("{p} placement"),
+            None if self.cpus == "auto" => "auto placement".into(),
+            None => format!("CPUs {}", self.cpus),
+        };
+        format!("{}, depth {}, {placement}", self.workload, self.depth)
     }
 
     /// The point of this dataset (its placement) at engine, mode, size and threads.
@@ -585,19 +608,33 @@ mod tests {
         let mut listed = record(Backend::Syscall, Mode::TwoCopy, 4096, 1, 1.0);
         listed.config.cpus = engine::placement::CpuSpec::List(vec![0]);
         let split = record(Backend::Syscall, Mode::TwoCopy, 4096, 1, 1.0);
-        let sets = Dataset::split(vec![listed, paired.clone(), split.clone(), paired], None);
+        let mut auto = record(Backend::Syscall, Mode::TwoCopy, 4096, 1, 1.0);
+        auto.config.cpus = engine::placement::CpuSpec::Auto;
+        let sets = Dataset::split(
+            vec![listed, auto, paired.clone(), split.clone(), paired],
+            None,
+        );
         let placements: Vec<_> = sets.iter().map(|d| d.placement).collect();
         assert_eq!(
             placements,
             [
                 Some(PlacementPolicy::Split),
                 Some(PlacementPolicy::Paired),
+                None,
                 None
             ]
         );
         assert_eq!(sets[1].records().len(), 2);
-        assert_eq!(sets[0].label(), "echo, depth 1, split placement");
-        assert_eq!(sets[2].label(), "echo, depth 1, auto/list placement");
+        let labels: Vec<String> = sets.iter().map(Dataset::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "echo, depth 1, split placement",
+                "echo, depth 1, paired placement",
+                "echo, depth 1, CPUs 0",
+                "echo, depth 1, auto placement"
+            ]
+        );
     }
 
     #[test]

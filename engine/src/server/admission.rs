@@ -279,7 +279,7 @@ pub(super) fn handshake(
     }
     if plan.stride.is_some() {
         let pinned = plan.count() as u64 * plan.size as u64;
-        let prefer = paired_place(shared, &hello).map(|p| p % shared.config.workers());
+        let prefer = paired_worker(shared, &hello);
         if let Err(reason) = slot.reserve_fixed(prefer, plan.count() as u32, pinned) {
             refuse(shared, stream, RefuseCode::Memory, &reason);
             return Err(Handshake::Refused(reason));

@@ -11,12 +11,24 @@ pub(super) fn nodelay_for(hello: &Hello) -> bool {
 }
 
 /// Under the `paired` placement, the client thread whose CPU this connection's server
-/// thread takes: the syscall engine runs it on the plan's CPU for that index, the uring
-/// engine hands it to that worker (modulo the workers, so the pairing holds when there
-/// are as many workers as client threads, as the sweep runs). `None` under any other
-/// placement, where a connection takes the lowest free place or the next worker.
-pub(super) fn paired_place(shared: &Shared<'_>, hello: &Hello) -> Option<usize> {
+/// thread takes (from the hello); `None` under any other placement, where a connection
+/// takes the lowest free place (syscall) or the next worker (uring).
+fn paired_thread(shared: &Shared<'_>, hello: &Hello) -> Option<usize> {
     (shared.config.cpus.policy() == Some(PlacementPolicy::Paired)).then_some(hello.thread as usize)
+}
+
+/// Under `paired`, the CPU of the client thread a syscall connection serves.
+pub(super) fn paired_cpu(shared: &Shared<'_>, hello: &Hello) -> Option<Option<usize>> {
+    paired_thread(shared, hello).map(|t| placement::paired_cpu(t, available_cpus()))
+}
+
+/// Under `paired`, the uring worker on the CPU of the client thread a connection serves.
+pub(super) fn paired_worker(shared: &Shared<'_>, hello: &Hello) -> Option<usize> {
+    let t = paired_thread(shared, hello)?;
+    let workers: Vec<Option<usize>> = (0..shared.config.workers())
+        .map(|w| shared.plan.cpu(w))
+        .collect();
+    Some(placement::paired_worker(t, available_cpus(), &workers))
 }
 
 /// The server side of a connection's workload, from its hello.
@@ -105,9 +117,7 @@ pub(super) fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
         id,
         hello,
     } = client;
-    let cpu = shared
-        .plan
-        .cpu(paired_place(shared, &hello).unwrap_or(slot.place));
+    let cpu = paired_cpu(shared, &hello).unwrap_or_else(|| shared.plan.cpu(slot.place));
     let thread = format!("conn {id}");
     let mut meter = None;
     let result = placement::apply(cpu)
@@ -191,7 +201,7 @@ pub(super) fn hand_to_worker<'s>(
         worker: client
             .slot
             .fixed_worker()
-            .or_else(|| paired_place(shared, &client.hello).map(|t| t % shared.config.workers())),
+            .or_else(|| paired_worker(shared, &client.hello)),
         conn: Served {
             client,
             meter: None,

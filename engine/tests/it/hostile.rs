@@ -760,7 +760,6 @@ fn connect_with_small_rcvbuf(server: &TestServer) -> TcpStream {
     }
 }
 
-/// Each case above, against each server engine.
 /// Under the paired placement a hello's thread index picks the server thread's CPU (and
 /// the uring worker): any value, however large, lands on a planned place and the
 /// connection is served like any other.
@@ -797,6 +796,7 @@ fn a_wild_thread_index_under_paired_placement_is_served(backend: Backend) {
     still_serves(&server);
 }
 
+/// Each case above, against each server engine.
 macro_rules! against_both {
     ($($case:ident),+ $(,)?) => {
         mod syscall_server {

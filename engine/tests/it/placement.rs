@@ -56,6 +56,10 @@ fn split_keeps_the_sides_apart_at_every_thread_count() {
             let server_cpus = cpus(&r.server.as_ref().expect("server figures").placement);
             let client_cpus = cpus(&r.client.placement);
             assert_eq!(client_cpus.len(), threads, "{backend}");
+            assert!(
+                !server_cpus.is_empty(),
+                "{backend}: the server says where it ran"
+            );
             for c in &client_cpus {
                 assert!(
                     client_half.contains(&c.expect("pinned")),
