@@ -179,6 +179,10 @@ pub struct Meta {
     pub memlock_limit_bytes: Option<Option<u64>>,
     /// The ring setup flags the kernel took (from the first uring record).
     pub uring_setup_flags: Option<String>,
+    /// Where each side ran, as that side described itself (from the first record): host,
+    /// kernel, CPU, its namespace's optmem_max and memlock, and the data's interface.
+    pub client_host: Option<engine::host::HostInfo>,
+    pub server_host: Option<engine::host::HostInfo>,
     /// `netns` or `loopback`.
     pub network: Option<String>,
     pub network_detail: Option<String>,

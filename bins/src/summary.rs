@@ -33,15 +33,7 @@ pub fn median_range(xs: &[f64], digits: usize) -> String {
 
 /// The CPU model name from /proc/cpuinfo.
 pub fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-            })
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
+    engine::host::cpu_model().unwrap_or_else(|| "unknown CPU".into())
 }
 
 /// One line about the machine: CPU model, cores, kernel.

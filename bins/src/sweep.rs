@@ -143,6 +143,10 @@ pub fn run(config: &SweepConfig, stop: &AtomicBool, on: &dyn Fn(SweepEvent)) -> 
                         meta.uring_setup_flags =
                             record.client.uring.as_ref().map(|u| u.flags.to_string());
                     }
+                    if meta.client_host.is_none() {
+                        meta.client_host = record.client.host.clone();
+                        meta.server_host = record.server.as_ref().and_then(|s| s.host.clone());
+                    }
                     records.push(record);
                     meta.points_done = Some(records.len());
                     on(SweepEvent::Point {
@@ -284,6 +288,8 @@ fn new_meta(config: &SweepConfig, total: usize) -> Meta {
             .and_then(|s| s.trim().parse().ok()),
         memlock_limit_bytes: Some(engine::memlock_limit()),
         uring_setup_flags: None,
+        client_host: None,
+        server_host: None,
         network: Some(config.network.kind().into()),
         network_detail: Some(config.network.detail.clone()),
         counter_scope: Some(config.counters),

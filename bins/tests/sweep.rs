@@ -192,6 +192,27 @@ fn quick_sweep_in_namespaces_writes_every_file() {
             meta.network_detail
         );
         assert!(records.iter().all(|r| r.server_addr.starts_with("10.213.")));
+        // Each side described its own end of the veth pair, from its own namespace.
+        for r in &records {
+            let client = r.client.host.as_ref().and_then(|h| h.interface.clone());
+            let server = r
+                .server
+                .as_ref()
+                .and_then(|s| s.host.as_ref())
+                .and_then(|h| h.interface.clone());
+            let (client, server) = (
+                client.expect("client interface"),
+                server.expect("server interface"),
+            );
+            assert_eq!(client.kind, engine::host::LinkKind::Veth, "{client:?}");
+            assert_eq!(server.kind, engine::host::LinkKind::Veth, "{server:?}");
+            assert!(client.name.starts_with("cpc") && server.name.starts_with("cps"));
+        }
+        assert!(meta.server_host.is_some() && meta.client_host.is_some());
+        assert!(
+            read(&dir.join("report.md")).contains("- **Path of the data:** veth"),
+            "report.md names the path"
+        );
     } else {
         eprintln!(
             "NOTE: not root or no iproute2: the sweep ran on loopback ({:?})",

@@ -69,6 +69,11 @@ pub fn run_client_until(
     let addr = resolve(&config)?;
     let plan = placement::plan(&config.cpus, Side::Client, config.threads, available_cpus())?;
     let threads = connect_all(&config, addr, stop)?;
+    let local = threads
+        .first()
+        .and_then(|t| t.first())
+        .and_then(|c| c.stream.local_addr().ok())
+        .map(|a| a.ip());
     let mut config = config;
     let nodelay = config.nodelay.unwrap_or_else(|| {
         let mss = max_segment(&threads[0][0].stream).unwrap_or(usize::MAX);
@@ -180,7 +185,7 @@ pub fn run_client_until(
             .collect(),
         incomplete,
     };
-    Ok(Record::new(
+    let mut record = Record::new(
         config.into_inner(),
         addr.to_string(),
         started,
@@ -188,7 +193,10 @@ pub fn run_client_until(
         client,
         notes,
         system,
-    ))
+    );
+    // Described after the run, so the measured interval never pays for it.
+    record.client.host = local.map(crate::host::HostInfo::for_address);
+    Ok(record)
 }
 
 fn resolve(config: &ClientConfig) -> Result<SocketAddr, Error> {

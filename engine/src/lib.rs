@@ -17,6 +17,7 @@ pub mod counters;
 pub mod cputime;
 mod error;
 pub mod export;
+pub mod host;
 mod message;
 mod path;
 pub mod placement;

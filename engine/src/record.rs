@@ -282,6 +282,10 @@ pub struct SideReport {
     pub cpus: Option<String>,
     /// Where each thread ran.
     pub placement: Vec<Placement>,
+    /// The host and interface this side ran on, as it described them itself; absent in
+    /// records from before it was recorded.
+    #[serde(default)]
+    pub host: Option<crate::host::HostInfo>,
 }
 
 /// What a side counted beyond its flows, and where its threads ran.
@@ -339,6 +343,7 @@ impl SideReport {
             counters_missing: counts.missing,
             cpus: (!cpus.is_empty()).then(|| crate::placement::join(&cpus)),
             placement: counts.placement,
+            host: None,
             stats,
             duration_s: duration.as_secs_f64(),
         }
@@ -587,7 +592,7 @@ impl Record {
             own_cpu: Some(clock(1).since(&clock(0))),
             cpus_available: Some(2),
         };
-        Record::new(
+        let mut r = Record::new(
             config,
             "127.0.0.1:8080".into(),
             UNIX_EPOCH,
@@ -600,7 +605,12 @@ impl Record {
                 incomplete: Vec::new(),
             },
             Some(example_system()),
-        )
+        );
+        r.client.host = Some(crate::host::HostInfo::example());
+        if let Some(server) = r.server.as_mut() {
+            server.host = Some(crate::host::HostInfo::example());
+        }
+        r
     }
 }
 
@@ -683,13 +693,15 @@ fn server_side(reports: &[&PeerReport]) -> Option<SideReport> {
         own_cpu: CpuSpan::sum(samples.iter().filter_map(Sample::cpu)),
         cpus_available: first.cpus_available,
     };
-    Some(SideReport::new(
+    let mut side = SideReport::new(
         first.backend,
         stats,
         Duration::from_secs_f64(secs),
         first.ring.clone(),
         counts,
-    ))
+    );
+    side.host = reports.iter().find_map(|p| p.host.clone());
+    Some(side)
 }
 
 /// Formats a time as RFC 3339 UTC, to the second.

@@ -409,6 +409,10 @@ pub struct PeerReport {
     /// How many CPUs the server process may run on (an unpinned thread could use any).
     #[serde(default)]
     pub cpus_available: Option<usize>,
+    /// The server's host and the interface the connection arrived on, as the server sees
+    /// them (in its own network namespace); absent from older servers.
+    #[serde(default)]
+    pub host: Option<crate::host::HostInfo>,
 }
 
 impl Default for PeerReport {
@@ -424,6 +428,7 @@ impl Default for PeerReport {
             counters_missing: None,
             placement: None,
             cpus_available: None,
+            host: None,
         }
     }
 }

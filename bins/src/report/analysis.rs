@@ -6,6 +6,7 @@
 //! too doubtful to use. Where the data cannot answer, the sentence says so.
 
 use engine::config::format_size;
+use engine::host::{Interface, LinkKind};
 use engine::placement::PlacementPolicy;
 use engine::{Backend, Mode};
 
@@ -408,21 +409,90 @@ pub fn copied_sentence(engine: Backend, mode: Mode, range: Option<(f64, f64)>) -
     format!("{engine} {mode}: the kernel marked {amount}{avoided}.")
 }
 
-/// Why the copied fraction is about 1 here; `network` is the meta's description of the
-/// path. `None` unless some engine × mode measured a fraction of 0.9 or more.
+/// The interfaces the data crossed, as the two sides described them (from the first
+/// record that has both).
+pub fn path_interfaces(d: &Dataset) -> Option<(Interface, Interface)> {
+    d.records().iter().find_map(|r| {
+        let client = r.client.host.as_ref()?.interface.clone()?;
+        let server = r.server.as_ref()?.host.as_ref()?.interface.clone()?;
+        Some((client, server))
+    })
+}
+
+/// What kind of path the data took: loopback or veth when either end is one (the data
+/// stayed in one kernel), a NIC when both ends are, else virtual.
+pub fn path_kind(client: &Interface, server: &Interface) -> LinkKind {
+    use LinkKind::*;
+    match (client.kind, server.kind) {
+        (Loopback, _) | (_, Loopback) => Loopback,
+        (Veth, _) | (_, Veth) => Veth,
+        (Nic, Nic) => Nic,
+        _ => Virtual,
+    }
+}
+
+/// `veth cpc1 (driver veth, MTU 1500)`.
+pub fn interface_words(i: &Interface) -> String {
+    let mut parts = Vec::new();
+    if let Some(d) = &i.driver {
+        parts.push(format!("driver {d}"));
+    }
+    if let Some(s) = i.speed_mbps {
+        parts.push(format!("{s} Mbit/s"));
+    }
+    if let Some(m) = i.mtu {
+        parts.push(format!("MTU {m}"));
+    }
+    let o = i.offloads;
+    let flag = |name: &str, v: Option<bool>| {
+        v.map(|on| format!("{name} {}", if on { "on" } else { "off" }))
+    };
+    let offloads: Vec<String> = [
+        flag("sg", o.sg),
+        flag("tso", o.tso),
+        flag("gso", o.gso),
+        flag("gro", o.gro),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !offloads.is_empty() {
+        parts.push(offloads.join(" "));
+    }
+    format!("{} {} ({})", i.kind.as_str(), i.name, parts.join(", "))
+}
+
+/// Why the copied fraction is what it is on this path: the interfaces the two sides named
+/// where the records have them, else `network` (meta.json's description). `None` unless
+/// some engine × mode measured a fraction of 0.9 or more.
 pub fn copied_note(d: &Dataset, network: Option<&str>) -> Option<String> {
     let high = d.engines().into_iter().any(|e| {
         [Mode::Zc, Mode::ZcFixed]
             .into_iter()
             .any(|m| copied_fraction(d, e, m).is_some_and(|r| r.1 >= 0.9))
     });
-    high.then(|| {
-        let on = network.map_or(String::new(), |n| format!(" (this run: {n})"));
-        format!(
-            "A copied fraction near 100% is what loopback and veth give{on}: the kernel copies \
-             every zero-copy send when it delivers to the local receiving socket, so only a real \
-             NIC can show the gain."
-        )
+    if !high {
+        return None;
+    }
+    Some(match path_interfaces(d) {
+        Some((c, s)) if path_kind(&c, &s).stays_local() => format!(
+            "The data stayed in one kernel ({} on the client, {} on the server): the kernel copies every zero-copy send when it delivers it to a socket of the same kernel, so a copied fraction near 100% is what this path gives by construction, and only a real NIC between two hosts can show the gain.",
+            interface_words(&c),
+            interface_words(&s)
+        ),
+        Some((c, s)) => format!(
+            "The data crossed {} on the client and {} on the server, yet the kernel still copied: a zero-copy send is copied where the device cannot take the pages as they are (no scatter-gather, a bounce buffer, a software device in the path); check the driver and its offloads.",
+            interface_words(&c),
+            interface_words(&s)
+        ),
+        None => {
+            let on = network.map_or(String::new(), |n| format!(" (this run: {n})"));
+            format!(
+                "A copied fraction near 100% is what loopback and veth give{on}: the kernel copies \
+                 every zero-copy send when it delivers to the local receiving socket, so only a real \
+                 NIC can show the gain."
+            )
+        }
     })
 }
 
@@ -1670,10 +1740,32 @@ mod tests {
         let d = Dataset::new(Workload::Echo, 1, vec![z.clone()]);
         assert_eq!(copied_note(&d, Some("loopback")), None, "only near 100%");
         z.client.zc_copied_fraction = Some(1.0);
-        let d = Dataset::new(Workload::Echo, 1, vec![z]);
+        let mut unnamed = z.clone();
+        unnamed.client.host = None;
+        let d = Dataset::new(Workload::Echo, 1, vec![unnamed]);
         assert!(copied_note(&d, Some("loopback"))
             .unwrap()
             .contains("(this run: loopback)"));
+        // Where the sides named their interfaces, the note says which path it was.
+        let d = Dataset::new(Workload::Echo, 1, vec![z.clone()]);
+        let note = copied_note(&d, Some("loopback")).unwrap();
+        assert!(
+            note.starts_with("The data stayed in one kernel (veth cps1 (driver veth, 10000 Mbit/s, MTU 1500, sg on tso on gso on gro off) on the client"),
+            "{note}"
+        );
+        let mut nic = z;
+        for h in [
+            nic.client.host.as_mut().unwrap(),
+            nic.server.as_mut().unwrap().host.as_mut().unwrap(),
+        ] {
+            let i = h.interface.as_mut().unwrap();
+            i.kind = LinkKind::Nic;
+            i.driver = Some("mlx5_core".into());
+        }
+        let d = Dataset::new(Workload::Echo, 1, vec![nic]);
+        assert!(copied_note(&d, None)
+            .unwrap()
+            .starts_with("The data crossed nic cps1 (driver mlx5_core"));
     }
 
     #[test]

@@ -10,8 +10,8 @@ use engine::{Backend, Mode, Record, Workload};
 
 use super::analysis::{
     compare_engines, copied_fraction, copied_note, copied_sentence, crossover_answer, gbps,
-    latency_answer, list, median_phrase, ratio, size, summarize_engines, tally_phrase, threads,
-    unexpected,
+    interface_words, latency_answer, list, median_phrase, path_interfaces, path_kind, ratio, size,
+    summarize_engines, tally_phrase, threads, unexpected,
 };
 use super::data::{Dataset, Doubt, Doubtful, Metric, Point, Verdict};
 use super::plots::Figure;
@@ -447,6 +447,43 @@ fn machine(o: &mut String, inp: &Inputs) {
             (None, None) => UNKNOWN.into(),
         },
     );
+    let hosts = inp.datasets.iter().flat_map(|d| d.records()).find_map(|r| {
+        Some((
+            r.client.host.clone()?,
+            r.server.as_ref().and_then(|s| s.host.clone()),
+        ))
+    });
+    if let Some((client, server)) = hosts {
+        let side = |h: &engine::host::HostInfo| {
+            let memlock = h.memlock_limit.map_or("unlimited".to_owned(), bytes);
+            format!(
+                "{}, kernel {}, {}{}; optmem_max {}, memlock {memlock}; data on {}",
+                h.hostname,
+                h.kernel,
+                h.cpu_model.as_deref().unwrap_or("CPU unknown"),
+                h.cores.map_or(String::new(), |c| format!(", {c} cores")),
+                h.optmem_max.map_or("unknown".into(), bytes),
+                h.interface
+                    .as_ref()
+                    .map_or("an interface it could not name".into(), interface_words),
+            )
+        };
+        row("Client side (as it described itself)", side(&client));
+        if let Some(server) = &server {
+            row("Server side (as it described itself)", side(server));
+        }
+        if let Some((c, s)) = inp.datasets.iter().find_map(path_interfaces) {
+            let kind = path_kind(&c, &s);
+            row(
+                "Path of the data",
+                if kind.stays_local() {
+                    format!("{} — both sides in one kernel: zero-copy sends are copied on delivery, whatever the mode", kind.as_str())
+                } else {
+                    format!("{} — between the sides' devices", kind.as_str())
+                },
+            );
+        }
+    }
     row(
         "Counter scope",
         or_unknown(

@@ -197,6 +197,7 @@ impl Server {
             fixed: (self.config.backend == Backend::Uring && opts.fixed_buffers)
                 .then(|| FixedRoom::new(self.config.workers())),
             accept_errors: Mutex::new((None, 0)),
+            hosts: Mutex::new(Vec::new()),
         };
         std::thread::scope(|scope| {
             scope.spawn(|| linger(linger_rx, stop));
@@ -407,9 +408,24 @@ pub(crate) struct Shared<'a> {
     spare_fd: Mutex<Option<std::fs::File>>,
     /// Accept errors: the last logged, when, and how many since.
     accept_errors: Mutex<(Option<Instant>, u64)>,
+    /// This host as seen from each local address connections arrived on, described once.
+    hosts: Mutex<Vec<(std::net::IpAddr, crate::host::HostInfo)>>,
 }
 
 impl Shared<'_> {
+    /// This host and the interface `stream` arrived on (described on first use of its
+    /// local address, after a run, never during one); `None` if the socket has no address.
+    pub(super) fn host_for(&self, stream: &TcpStream) -> Option<crate::host::HostInfo> {
+        let ip = stream.local_addr().ok()?.ip();
+        let mut hosts = self.hosts.lock().expect("hosts lock");
+        if let Some((_, h)) = hosts.iter().find(|(a, _)| *a == ip) {
+            return Some(h.clone());
+        }
+        let h = crate::host::HostInfo::for_address(ip);
+        hosts.push((ip, h.clone()));
+        Some(h)
+    }
+
     /// Logs an accept error, at most once a second with how many came since.
     fn accept_error(&self, error: String) {
         let mut state = self.accept_errors.lock().expect("accept error lock");

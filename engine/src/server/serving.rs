@@ -45,16 +45,19 @@ pub(super) fn server_flow_spec(hello: &Hello) -> FlowSpec {
 
 /// The server's figures for one connection, whichever engine served it: the one place a
 /// [`PeerReport`] is built.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn peer_report(
     shared: &Shared<'_>,
     backend: Backend,
     id: u64,
+    stream: &TcpStream,
     flow: &Flow,
     ring: Option<RingSetup>,
     samples: Vec<Sample>,
     placement: Placement,
 ) -> PeerReport {
     PeerReport {
+        host: shared.host_for(stream),
         backend,
         connection: id,
         duration_s: flow.duration().as_secs_f64(),
@@ -147,6 +150,7 @@ pub(super) fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
                         shared,
                         Backend::Syscall,
                         id,
+                        &stream,
                         &conn.flow,
                         None,
                         samples,
@@ -293,6 +297,7 @@ impl<'s> ServeHost for Shared<'s> {
                     self,
                     Backend::Uring,
                     id,
+                    &client.stream,
                     &report.flow,
                     Some(setup.clone()),
                     samples,

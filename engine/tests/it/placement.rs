@@ -116,3 +116,29 @@ fn paired_puts_each_client_thread_with_its_server_thread() {
         });
     }
 }
+
+/// Each side names where it ran: on loopback both sides' data is on `lo`, described by the
+/// side itself (the server's arrives in its report).
+#[test]
+fn each_side_names_its_host_and_interface() {
+    for backend in Backend::ALL.iter().copied() {
+        let s = server(backend, PlacementPolicy::Split, 1);
+        let r = run(&s, backend, PlacementPolicy::Split, 1);
+        let client = r.client.host.as_ref().expect("client host");
+        let server = r
+            .server
+            .as_ref()
+            .and_then(|s| s.host.as_ref())
+            .expect("server host");
+        for (who, h) in [("client", client), ("server", server)] {
+            assert!(!h.hostname.is_empty() && !h.kernel.is_empty(), "{who}");
+            let i = h.interface.as_ref().expect("the data's interface");
+            assert_eq!(
+                (i.name.as_str(), i.kind),
+                ("lo", engine::host::LinkKind::Loopback),
+                "{backend} {who}"
+            );
+            assert!(h.optmem_max.is_some(), "{who}");
+        }
+    }
+}
