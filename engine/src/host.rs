@@ -22,7 +22,8 @@ pub struct HostInfo {
     /// `uname -r`.
     pub kernel: String,
     pub cpu_model: Option<String>,
-    /// CPUs online.
+    /// CPUs online on the host (not the describing thread's affinity: a pinned worker may
+    /// run on one).
     pub cores: Option<usize>,
     /// net.core.optmem_max in this side's network namespace: the zero-copy control memory
     /// a socket may hold.
@@ -97,7 +98,7 @@ impl HostInfo {
                 .unwrap_or_default(),
             kernel: crate::kernel_release(),
             cpu_model: cpu_model(),
-            cores: std::thread::available_parallelism().ok().map(|n| n.get()),
+            cores: online_cpus(),
             optmem_max: read_number("/proc/sys/net/core/optmem_max"),
             memlock_limit: crate::memlock_limit(),
             interface: interface_for(local),
@@ -131,6 +132,13 @@ impl HostInfo {
             }),
         }
     }
+}
+
+/// CPUs online on this host.
+fn online_cpus() -> Option<usize> {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).ok().filter(|&n| n > 0)
 }
 
 /// The CPU model name from /proc/cpuinfo.
@@ -288,6 +296,23 @@ mod tests {
         assert_eq!(i.speed_mbps, None, "lo has no link speed");
         // lo answers the offload questions (it does scatter-gather).
         assert_eq!(i.offloads.sg, Some(true));
+    }
+
+    #[test]
+    fn cores_are_the_hosts_not_the_threads() {
+        let all = HostInfo::for_address(IpAddr::from([127, 0, 0, 1])).cores;
+        // Described from a thread pinned to one CPU, the host still has all its CPUs.
+        let pinned = std::thread::spawn(|| {
+            crate::placement::pin(0).expect("pin to CPU 0");
+            HostInfo::for_address(IpAddr::from([127, 0, 0, 1])).cores
+        })
+        .join()
+        .unwrap();
+        assert_eq!(pinned, all);
+        assert_eq!(
+            all,
+            std::thread::available_parallelism().ok().map(|n| n.get())
+        );
     }
 
     #[test]

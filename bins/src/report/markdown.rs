@@ -461,7 +461,10 @@ fn machine(o: &mut String, inp: &Inputs) {
                 h.hostname,
                 h.kernel,
                 h.cpu_model.as_deref().unwrap_or("CPU unknown"),
-                h.cores.map_or(String::new(), |c| format!(", {c} cores")),
+                h.cores.map_or(String::new(), |c| format!(
+                    ", {c} core{}",
+                    if c == 1 { "" } else { "s" }
+                )),
                 h.optmem_max.map_or("unknown".into(), bytes),
                 h.interface
                     .as_ref()
