@@ -49,6 +49,18 @@ enum_arg!(
     PlacementPolicy
 );
 
+/// `items` without repeats, each kept where it first came: the one "distinct, in order"
+/// that lists of engines, warning kinds, counter names and settings all need.
+pub fn unique<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut out = Vec::new();
+    for x in items {
+        if !out.contains(&x) {
+            out.push(x);
+        }
+    }
+    out
+}
+
 /// Sizes with K/M/G suffixes, as `engine::config::parse_size` reads them.
 pub fn size_arg(s: &str) -> Result<usize, String> {
     engine::config::parse_size(s)

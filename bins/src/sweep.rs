@@ -568,13 +568,7 @@ pub fn aggregate(records: &[Record]) -> Vec<Aggregate> {
 
 /// The kinds of warning `records` carry, each once, in the order first seen.
 pub fn kinds(records: &[&Record]) -> Vec<WarningKind> {
-    let mut v = Vec::new();
-    for w in records.iter().flat_map(|r| &r.warnings) {
-        if !v.contains(&w.kind) {
-            v.push(w.kind);
-        }
-    }
-    v
+    crate::unique(records.iter().flat_map(|r| &r.warnings).map(|w| w.kind))
 }
 
 /// Kinds `+`-joined, as the client's CSV `warnings` cell writes them; empty for none.

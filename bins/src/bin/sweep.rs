@@ -141,7 +141,7 @@ fn config(args: Args) -> Result<SweepConfig> {
         depth: args.depth,
         duration_s: args.duration.unwrap_or(dur),
         repeats: args.repeats.unwrap_or(repeats),
-        placements: dedup(args.placement),
+        placements: cli::unique(args.placement),
     };
     if matrix.engines.is_empty()
         || matrix.modes.is_empty()
@@ -202,17 +202,6 @@ fn config(args: Args) -> Result<SweepConfig> {
             .command_line
             .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" ")),
     })
-}
-
-/// `v` without repeats, in the order given.
-fn dedup<T: PartialEq>(v: Vec<T>) -> Vec<T> {
-    let mut out = Vec::with_capacity(v.len());
-    for x in v {
-        if !out.contains(&x) {
-            out.push(x);
-        }
-    }
-    out
 }
 
 fn run(args: Args) -> Result<ExitCode> {

@@ -524,8 +524,6 @@ pub struct EngineSummary {
     pub level: usize,
     /// A point too doubtful to compare.
     pub unjudged: usize,
-    /// Median uring / syscall over the judged points; `None` where none could be judged.
-    pub median_ratio: Option<f64>,
     /// The largest ratio where uring was faster beyond noise, and the smallest where it
     /// was slower: a doubtful point, or a difference within noise, never supplies a
     /// headline.
@@ -537,11 +535,6 @@ pub fn summarize_engines(rows: &[EngineRow]) -> Option<EngineSummary> {
     if rows.is_empty() {
         return None;
     }
-    let judged: Vec<f64> = rows
-        .iter()
-        .filter(|r| r.verdict.is_judged())
-        .map(Pair::ratio)
-        .collect();
     let by_ratio = |a: &&EngineRow, b: &&EngineRow| a.ratio().total_cmp(&b.ratio());
     let beyond = |v: Verdict| rows.iter().filter(move |r| r.verdict == v);
     let (faster, slower, level, unjudged) = tally(rows);
@@ -551,7 +544,6 @@ pub fn summarize_engines(rows: &[EngineRow]) -> Option<EngineSummary> {
         uring_slower: slower,
         level,
         unjudged,
-        median_ratio: median(&judged),
         best: beyond(Verdict::Higher).max_by(by_ratio).copied(),
         worst: beyond(Verdict::Lower).min_by(by_ratio).copied(),
     })

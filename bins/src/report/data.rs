@@ -303,51 +303,38 @@ impl Dataset {
                 None => groups.push((k, vec![r])),
             }
         }
-        let size_of = |w: Workload, d: usize, groups: &[(Key, Vec<Record>)]| -> usize {
-            groups
-                .iter()
-                .filter(|((gw, gd, ..), _)| (*gw, *gd) == (w, d))
-                .map(|(_, v)| v.len())
-                .sum()
+        // Runs per workload and depth, over all their placements: the largest goes first.
+        let mut runs: Vec<((Workload, usize), usize)> = Vec::new();
+        for ((w, d, ..), v) in &groups {
+            match runs.iter_mut().find(|(k, _)| *k == (*w, *d)) {
+                Some((_, n)) => *n += v.len(),
+                None => runs.push(((*w, *d), v.len())),
+            }
+        }
+        let runs_of = |w: Workload, d: usize| {
+            runs.iter()
+                .find(|(k, _)| *k == (w, d))
+                .map_or(0, |(_, n)| *n)
         };
-        let order = |p: Option<PlacementPolicy>| {
-            p.map_or(usize::MAX, |p| {
-                [
-                    PlacementPolicy::Split,
-                    PlacementPolicy::Paired,
-                    PlacementPolicy::Unpinned,
-                ]
-                .iter()
-                .position(|x| *x == p)
-                .unwrap_or(usize::MAX - 1)
-            })
+        let rank = |p: Option<PlacementPolicy>| match p {
+            Some(PlacementPolicy::Split) => 0,
+            Some(PlacementPolicy::Paired) => 1,
+            Some(PlacementPolicy::Unpinned) => 2,
+            None => 3,
         };
-        let sizes: Vec<usize> = groups
-            .iter()
-            .map(|((w, d, ..), _)| size_of(*w, *d, &groups))
-            .collect();
-        let mut keyed: Vec<(usize, Key, Vec<Record>)> = sizes
-            .into_iter()
-            .zip(groups)
-            .map(|(n, (k, v))| (n, k, v))
-            .collect();
-        keyed.sort_by(|(n, (w, d, p, c), _), (n2, (w2, d2, p2, c2), _)| {
-            let key = |n: &usize, w: &Workload, d: &usize, p: &Option<PlacementPolicy>| {
-                (
-                    std::cmp::Reverse(*n),
-                    Some((*w, *d)) != prefer,
-                    *w,
-                    *d,
-                    order(*p),
-                )
-            };
-            key(n, w, d, p)
-                .cmp(&key(n2, w2, d2, p2))
-                .then_with(|| c.cmp(c2))
+        groups.sort_by_cached_key(|((w, d, p, c), _)| {
+            (
+                std::cmp::Reverse(runs_of(*w, *d)),
+                Some((*w, *d)) != prefer,
+                *w,
+                *d,
+                rank(*p),
+                c.clone(),
+            )
         });
-        keyed
+        groups
             .into_iter()
-            .map(|(_, (w, d, ..), v)| Dataset::new(w, d, v))
+            .map(|((w, d, ..), v)| Dataset::new(w, d, v))
             .collect()
     }
 

@@ -269,16 +269,8 @@ fn choices(o: &mut String, sets: &[Dataset]) {
         return;
     }
     let _ = writeln!(o, "## Settings copyperf chose\n");
-    let distinct = |f: &dyn Fn(&Record) -> String| {
-        let mut v: Vec<String> = Vec::new();
-        for r in &records {
-            let x = f(r);
-            if !v.contains(&x) {
-                v.push(x);
-            }
-        }
-        v.join("; ")
-    };
+    let distinct =
+        |f: &dyn Fn(&Record) -> String| crate::unique(records.iter().map(|r| f(r))).join("; ");
     let nodelay = {
         let mut by_value: Vec<(&str, Vec<String>)> = Vec::new();
         for r in &records {
@@ -495,17 +487,12 @@ fn machine(o: &mut String, inp: &Inputs) {
                 .or_else(|| from_records(rec.map(|r| r.client.counter_scope.to_string()))),
         ),
     );
-    let missing: Vec<String> = inp
-        .datasets
-        .iter()
-        .filter_map(Dataset::client_counters_missing)
-        .flatten()
-        .fold(Vec::new(), |mut v, n| {
-            if !v.contains(&n) {
-                v.push(n);
-            }
-            v
-        });
+    let missing: Vec<String> = crate::unique(
+        inp.datasets
+            .iter()
+            .filter_map(Dataset::client_counters_missing)
+            .flatten(),
+    );
     if first_record(inp).is_some() {
         row(
             "Counters missing on this machine (client)",
