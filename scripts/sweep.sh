@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# copyperf's main job: the engine × mode × size × threads matrix, in two network
-# namespaces joined by a veth pair, written to one folder under results/.
+# copyperf's main job: the engine × mode × size × threads matrix, with an agent on
+# each side — by default in two network namespaces joined by a veth pair — written to
+# one folder under results/.
 #
 #   scripts/sweep.sh                 # the full default matrix (about 12 minutes)
 #   scripts/sweep.sh --quick         # a short run
+#   scripts/sweep.sh --server ssh://user@hostB --client ssh://user@hostA --deploy
+#                                    # between two hosts (no namespaces made)
 #   scripts/sweep.sh --help          # every flag (they go to target/release/sweep)
 #
 # Checks the kernel, builds in release, makes the namespaces (or falls back to loopback
@@ -15,9 +18,11 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
+remote=""
 for a in "$@"; do
   case "$a" in
     -h|--help) exec_help=1 ;;
+    --server|--server=*|--client|--client=*|--clients|--clients=*) remote=1 ;;
   esac
 done
 
@@ -95,7 +100,9 @@ make_namespaces() {
 }
 
 net_args=()
-if [[ $(id -u) -ne 0 ]]; then
+if [[ -n "$remote" ]]; then
+  reason="hosts given"
+elif [[ $(id -u) -ne 0 ]]; then
   reason="not root"
 elif ! command -v ip >/dev/null 2>&1; then
   reason="iproute2 (ip) is not installed"
@@ -105,12 +112,15 @@ else
   reason=""
 fi
 rm -f /tmp/copyperf-netns-$$.err
-if [[ -z "$reason" ]]; then
-  net_args=(--server-netns "$ns_server" --client-netns "$ns_client" --addr "$addr_server"
+if [[ -n "$remote" ]]; then
+  net_args=()
+elif [[ -z "$reason" ]]; then
+  net_args=(--server "netns:$ns_server" --client "netns:$ns_client" --data-addr "$addr_server"
     --network-detail "network namespaces $ns_server and $ns_client joined by a veth pair ($addr_server <-> $addr_client)")
 else
   echo "notice: running on loopback instead of network namespaces: $reason" >&2
-  net_args=(--addr 127.0.0.1 --network-detail "loopback 127.0.0.1 (no namespaces: $reason)")
+  net_args=(--server local --client local --data-addr 127.0.0.1
+    --network-detail "loopback 127.0.0.1 (no namespaces: $reason)")
 fi
 
 "$bin_dir/sweep" "${net_args[@]}" --bin-dir "$bin_dir" \

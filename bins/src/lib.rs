@@ -1,6 +1,7 @@
 //! What the copyperf binaries share: flag parsers for the engine's types, signal setup,
 //! and the way an error ends a process. No measuring logic lives here.
 
+pub mod agent;
 pub mod compare;
 pub mod proc;
 pub mod report;

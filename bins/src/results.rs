@@ -168,6 +168,8 @@ pub struct Meta {
     pub copyperf_version: Option<String>,
     pub git_revision: Option<String>,
     pub command_line: Option<String>,
+    /// The controller's machine (where the sweep ran) from here to `memlock_limit_bytes`;
+    /// each side's own host is `client_host` and `server_host`.
     pub host: Option<String>,
     pub kernel: Option<String>,
     pub cpu_model: Option<String>,
@@ -183,8 +185,17 @@ pub struct Meta {
     /// kernel, CPU, its namespace's optmem_max and memlock, and the data's interface.
     pub client_host: Option<engine::host::HostInfo>,
     pub server_host: Option<engine::host::HostInfo>,
-    /// `netns` or `loopback`.
+    /// Every client host's own description, in `clients` order (fan-in has several).
+    pub client_hosts: Option<Vec<engine::host::HostInfo>>,
+    /// How the agents were reached: `loopback`, `netns`, `ssh`, `daemon` (`+`-joined
+    /// when the hosts differ).
     pub network: Option<String>,
+    /// The server's host as given to the sweep (`netns:NAME`, `ssh://…`, `agent://…`).
+    pub server: Option<String>,
+    /// The client hosts as given.
+    pub clients: Option<Vec<String>>,
+    /// The address the clients dialled the server on.
+    pub data_addr: Option<String>,
     pub network_detail: Option<String>,
     /// The counter scope asked for (the records say what each side got).
     pub counter_scope: Option<CounterScope>,

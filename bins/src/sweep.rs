@@ -23,29 +23,34 @@ use engine::config::{format_size, Backend, CounterScope, Workload};
 use engine::placement::CpuSpec;
 use engine::{ClientConfig, Record, ServerConfig, WarningKind};
 
-use crate::proc::{run_client_until, ServerProcess};
+use crate::agent::control::{HostSpec, Link, Reach};
 use crate::report::data::{Dataset, Metric};
 pub use crate::results::{point_of, Failed, Matrix, Meta, Point, Skipped, FOLDER_VERSION};
 use crate::summary::{median, range};
 
-/// Where the two sides run.
+/// Where the sides run: one agent serving, one or more running clients (fan-in).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Network {
-    pub server_netns: Option<String>,
-    pub client_netns: Option<String>,
-    /// The server's address as the client dials it.
-    pub addr: IpAddr,
+    pub server: HostSpec,
+    pub clients: Vec<HostSpec>,
+    /// The server's address as the clients dial it (the data path; it may differ from the
+    /// address control reaches the host on).
+    pub data_addr: String,
     /// A sentence for meta.json and the report.
     pub detail: String,
 }
 
 impl Network {
-    pub fn kind(&self) -> &'static str {
-        if self.server_netns.is_some() {
-            "netns"
-        } else {
-            "loopback"
-        }
+    /// How the agents were reached: `loopback` (children of the controller on one host),
+    /// `netns`, `ssh`, `daemon`, or several of those joined by `+`.
+    pub fn kind(&self) -> String {
+        let of = |h: &HostSpec| match h {
+            HostSpec::Local => "loopback",
+            HostSpec::Netns(_) => "netns",
+            HostSpec::Ssh { .. } => "ssh",
+            HostSpec::Daemon { .. } => "daemon",
+        };
+        crate::unique(std::iter::once(&self.server).chain(&self.clients).map(of)).join("+")
     }
 }
 
@@ -54,14 +59,14 @@ impl Network {
 pub struct SweepConfig {
     pub matrix: Matrix,
     pub network: Network,
+    /// How the agents are reached (the local agent binary, ssh, the daemons' secret).
+    pub reach: Reach,
     pub counters: CounterScope,
     pub port: u16,
     /// Seeds the shuffled order of every round ([`round_order`]).
     pub seed: u64,
     /// The run's own folder (created if missing).
     pub dir: PathBuf,
-    /// Where the server and client binaries are.
-    pub bin_dir: PathBuf,
     pub command_line: String,
 }
 
@@ -118,9 +123,10 @@ pub fn run(config: &SweepConfig, stop: &AtomicBool, on: &dyn Fn(SweepEvent)) -> 
     let total = runnable.len() * config.matrix.repeats;
     meta.points_total = Some(total);
     write_all(&config.dir, &meta, &records, &config.matrix)?;
+    let mut fleet = Fleet::open(config)?;
+    meta.server_host = fleet.describe_server(&config.network.data_addr);
+    write_all(&config.dir, &meta, &records, &config.matrix)?;
     on(SweepEvent::Start { total });
-    let server_bin = config.bin_dir.join("server");
-    let client_bin = config.bin_dir.join("client");
     let started = Instant::now();
     let mut done = 0;
     'outer: for repeat in 0..config.matrix.repeats {
@@ -129,7 +135,15 @@ pub fn run(config: &SweepConfig, stop: &AtomicBool, on: &dyn Fn(SweepEvent)) -> 
                 meta.interrupted = Some(true);
                 break 'outer;
             }
-            let result = measure(config, *p, &server_bin, &client_bin, stop);
+            let result = fleet.measure(config, *p, stop);
+            for text in fleet.notices() {
+                on(SweepEvent::Notice(text));
+            }
+            let result = match result {
+                Ok(Some(record)) => Ok(record),
+                Ok(None) => Err(anyhow::anyhow!("interrupted")),
+                Err(e) => Err(e),
+            };
             if stop.load(Ordering::Relaxed) {
                 meta.interrupted = Some(true);
                 break 'outer;
@@ -143,9 +157,13 @@ pub fn run(config: &SweepConfig, stop: &AtomicBool, on: &dyn Fn(SweepEvent)) -> 
                         meta.uring_setup_flags =
                             record.client.uring.as_ref().map(|u| u.flags.to_string());
                     }
-                    if meta.client_host.is_none() {
-                        meta.client_host = record.client.host.clone();
-                        meta.server_host = record.server.as_ref().and_then(|s| s.host.clone());
+                    if meta.client_hosts.is_none() {
+                        let hosts = client_hosts(&record);
+                        meta.client_host = hosts.first().cloned();
+                        meta.client_hosts = Some(hosts);
+                        if let Some(h) = record.server.as_ref().and_then(|s| s.host.clone()) {
+                            meta.server_host = Some(h);
+                        }
                     }
                     records.push(record);
                     meta.points_done = Some(records.len());
@@ -178,6 +196,7 @@ pub fn run(config: &SweepConfig, stop: &AtomicBool, on: &dyn Fn(SweepEvent)) -> 
             write_all(&config.dir, &meta, &records, &config.matrix)?;
         }
     }
+    fleet.close();
     meta.finished_at = Some(engine::rfc3339(SystemTime::now()));
     write_all(&config.dir, &meta, &records, &config.matrix)?;
     Ok(Outcome {
@@ -208,63 +227,252 @@ pub fn round_order(points: &[Point], seed: u64, round: usize) -> Vec<Point> {
     v
 }
 
-/// One measurement: a fresh server for the point, the client against it.
-fn measure(
-    config: &SweepConfig,
-    p: Point,
-    server_bin: &Path,
-    client_bin: &Path,
-    stop: &AtomicBool,
-) -> Result<Record> {
-    let m = &config.matrix;
-    let max_size = config
-        .matrix
-        .sizes
-        .iter()
-        .copied()
-        .max()
-        .unwrap_or(p.size)
-        .max(p.size);
-    let server_config = ServerConfig {
-        bind: config.network.addr,
-        port: config.port,
-        backend: p.engine,
-        max_clients: p.threads,
-        max_size,
-        counters: config.counters,
-        workers: (p.engine == Backend::Uring).then_some(p.threads),
-        cpus: placement(p),
-        ..ServerConfig::default()
-    };
-    let server = ServerProcess::start(
-        server_bin,
-        config.network.server_netns.as_deref(),
-        &server_config,
-    )?;
-    let client_args = ClientConfig {
-        host: config.network.addr.to_string(),
-        port: server.addr().port(),
-        backend: p.engine,
-        mode: p.mode,
-        size: p.size,
-        threads: p.threads,
-        duration: Duration::from_secs_f64(m.duration_s),
-        workload: m.workload,
-        depth: m.depth,
-        counters: config.counters,
-        cpus: placement(p),
-        ..ClientConfig::default()
-    };
-    let limit = Duration::from_secs_f64(m.duration_s) + Duration::from_secs(60);
-    let record = run_client_until(
-        client_bin,
-        config.network.client_netns.as_deref(),
-        &client_args,
-        stop,
-        limit,
-    );
-    server.stop()?;
-    record?.context("interrupted")
+/// Each client host's own description, as its record (or each part of a merged record)
+/// carries it.
+fn client_hosts(record: &Record) -> Vec<engine::host::HostInfo> {
+    record.client.host.iter().cloned().collect() // MERGE-PENDING
+}
+
+/// How long a point's clients may take beyond their planned interval before the
+/// controller gives up on them: connecting, collecting, the server's reports.
+const FINISH_SLACK: Duration = Duration::from_secs(60);
+
+/// How long an aborted client has to hand back what it has.
+const ABORT_WAIT: Duration = Duration::from_secs(10);
+
+/// One host's agent: its link, opened again after a fault.
+struct Slot {
+    spec: HostSpec,
+    link: Option<Link>,
+}
+
+impl Slot {
+    fn link(&mut self, reach: &Reach) -> Result<&mut Link> {
+        if self.link.as_ref().is_some_and(Link::is_dead) {
+            self.link = None;
+        }
+        if self.link.is_none() {
+            self.link = Some(Link::open(&self.spec, reach)?);
+        }
+        Ok(self.link.as_mut().expect("just opened"))
+    }
+
+    /// Forgets a link that broke, so the next point starts its agent afresh.
+    fn forget_if_dead(&mut self) {
+        if self.link.as_ref().is_some_and(Link::is_dead) {
+            self.link = None;
+        }
+    }
+}
+
+/// The agents of one sweep: one serving, one per client host.
+struct Fleet {
+    server: Slot,
+    clients: Vec<Slot>,
+    /// Notices already shown: each is shown once per sweep, not once per point.
+    shown: Vec<String>,
+}
+
+impl Fleet {
+    /// Starts every agent once, so an unreachable host, a failed ssh or an agent of
+    /// another version stops the sweep before it measures anything, naming the host.
+    fn open(config: &SweepConfig) -> Result<Fleet> {
+        let slot = |spec: &HostSpec| -> Result<Slot> {
+            Ok(Slot {
+                spec: spec.clone(),
+                link: Some(Link::open(spec, &config.reach)?),
+            })
+        };
+        Ok(Fleet {
+            server: slot(&config.network.server)?,
+            clients: config
+                .network
+                .clients
+                .iter()
+                .map(slot)
+                .collect::<Result<_>>()?,
+            shown: Vec::new(),
+        })
+    }
+
+    /// The server host as it describes itself, with the interface holding the data
+    /// address when that is one of its addresses.
+    fn describe_server(&mut self, data_addr: &str) -> Option<engine::host::HostInfo> {
+        let ip = data_addr.parse().ok();
+        self.server.link.as_mut()?.describe(ip).ok()
+    }
+
+    /// What the agents said on the side since last asked, oldest first, each distinct
+    /// line once per sweep.
+    fn notices(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        for slot in std::iter::once(&mut self.server).chain(&mut self.clients) {
+            if let Some(link) = &mut slot.link {
+                let label = link.label().to_string();
+                for n in link.notices.drain(..) {
+                    let line = format!("{label}: {n}");
+                    if !self.shown.contains(&line) {
+                        self.shown.push(line.clone());
+                        out.push(line);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// One measurement: a server for the point, every client host connected, let go at
+    /// once, their records merged. `None` when `stop` was set.
+    fn measure(
+        &mut self,
+        config: &SweepConfig,
+        p: Point,
+        stop: &AtomicBool,
+    ) -> Result<Option<Record>> {
+        let m = &config.matrix;
+        let max_size = m.sizes.iter().copied().max().unwrap_or(p.size).max(p.size);
+        let hosts = self.clients.len();
+        let unspecified = match config.network.data_addr.parse::<IpAddr>() {
+            Ok(IpAddr::V6(_)) => IpAddr::from([0u16; 8]),
+            _ => IpAddr::from([0, 0, 0, 0]),
+        };
+        let server_config = ServerConfig {
+            bind: unspecified,
+            port: config.port,
+            backend: p.engine,
+            max_clients: p.threads * hosts,
+            max_size,
+            counters: config.counters,
+            workers: (p.engine == Backend::Uring).then_some(p.threads * hosts),
+            cpus: placement(p),
+            ..ServerConfig::default()
+        };
+        let serving = self.server.link(&config.reach)?.serve(&server_config);
+        let port = match serving {
+            Ok(addr) => addr.port(),
+            Err(e) => {
+                self.server.forget_if_dead();
+                return Err(e);
+            }
+        };
+        let client_config = ClientConfig {
+            host: config.network.data_addr.clone(),
+            port,
+            backend: p.engine,
+            mode: p.mode,
+            size: p.size,
+            threads: p.threads,
+            duration: Duration::from_secs_f64(m.duration_s),
+            workload: m.workload,
+            depth: m.depth,
+            counters: config.counters,
+            cpus: placement(p),
+            ..ClientConfig::default()
+        };
+        let peer = config.network.server.daemon_addr();
+        let result = self.run_clients(config, &client_config, peer, stop);
+        for slot in &mut self.clients {
+            slot.forget_if_dead();
+        }
+        let stopped = match self.server.link.as_mut() {
+            Some(link) => link.stop_serving(),
+            None => Ok(()),
+        };
+        self.server.forget_if_dead();
+        let parts = result?;
+        stopped?;
+        let Some(mut parts) = parts else {
+            return Ok(None);
+        };
+        if parts.len() == 1 {
+            return Ok(parts.pop().map(|(_, r)| r));
+        }
+        anyhow::bail!(
+            "{} client hosts: merging their records is not in this build yet",
+            parts.len()
+        )
+    }
+
+    /// Connects every client host, lets them go together, and collects their records.
+    fn run_clients(
+        &mut self,
+        config: &SweepConfig,
+        client: &ClientConfig,
+        peer: Option<String>,
+        stop: &AtomicBool,
+    ) -> Result<Option<Vec<(String, Record)>>> {
+        let mut connected = 0;
+        let mut failure = None;
+        for slot in &mut self.clients {
+            let link = match slot.link(&config.reach) {
+                Ok(l) => l,
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            };
+            if let Err(e) = link.connect(client, peer.clone()) {
+                failure = Some(e);
+                break;
+            }
+            connected += 1;
+        }
+        if failure.is_none() {
+            // The start line: every host is connected and past its handshakes; each
+            // times its own interval from here.
+            for slot in &mut self.clients {
+                if let Err(e) = slot.link.as_mut().expect("connected").go() {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failure {
+            self.abort(connected);
+            return Err(e);
+        }
+        let deadline = Instant::now() + client.duration + FINISH_SLACK;
+        let mut parts = Vec::new();
+        for i in 0..self.clients.len() {
+            let link = self.clients[i].link.as_mut().expect("connected");
+            match link.finish(deadline, stop) {
+                Ok(Some(record)) => parts.push((link.label().to_string(), record)),
+                Ok(None) => {
+                    self.abort(self.clients.len());
+                    return Ok(None);
+                }
+                Err(e) => {
+                    self.abort(self.clients.len());
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Some(parts))
+    }
+
+    /// Ends the runs of the first `n` client hosts and collects (and drops) what they
+    /// hand back, so no stale answer is read as the next point's; a host that does not
+    /// answer in time is forgotten and its agent started afresh.
+    fn abort(&mut self, n: usize) {
+        for slot in self.clients.iter_mut().take(n) {
+            if let Some(link) = slot.link.as_mut().filter(|l| !l.is_dead()) {
+                link.abort();
+                let never = AtomicBool::new(false);
+                if link.finish(Instant::now() + ABORT_WAIT, &never).is_err() && link.is_dead() {
+                    slot.link = None;
+                }
+            }
+        }
+    }
+
+    /// Ends every session; each agent stops what it started.
+    fn close(self) {
+        for slot in std::iter::once(self.server).chain(self.clients) {
+            if let Some(link) = slot.link {
+                link.close();
+            }
+        }
+    }
 }
 
 /// Both sides' CPUs at `p`: its placement policy (every point the sweep makes has one).
@@ -290,7 +498,18 @@ fn new_meta(config: &SweepConfig, total: usize) -> Meta {
         uring_setup_flags: None,
         client_host: None,
         server_host: None,
-        network: Some(config.network.kind().into()),
+        network: Some(config.network.kind()),
+        server: Some(config.network.server.to_string()),
+        clients: Some(
+            config
+                .network
+                .clients
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        ),
+        data_addr: Some(config.network.data_addr.clone()),
+        client_hosts: None,
         network_detail: Some(config.network.detail.clone()),
         counter_scope: Some(config.counters),
         matrix: Some(config.matrix.clone()),
@@ -1092,16 +1311,16 @@ mod tests {
         let config = SweepConfig {
             matrix: m.clone(),
             network: Network {
-                server_netns: None,
-                client_netns: None,
-                addr: [127, 0, 0, 1].into(),
+                server: HostSpec::Local,
+                clients: vec![HostSpec::Local],
+                data_addr: "127.0.0.1".into(),
                 detail: "loopback".into(),
             },
+            reach: Reach::default(),
             counters: CounterScope::Thread,
             port: 0,
             seed: 7,
             dir: dir.clone(),
-            bin_dir: dir.clone(),
             command_line: "test".into(),
         };
         let meta = new_meta(&config, 2);

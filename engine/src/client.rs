@@ -34,7 +34,9 @@ pub enum ClientEvent {
     /// Something the user should know that does not stop the run (counters this machine
     /// lacks, a counting scope that was refused).
     Notice(String),
-    /// Every connection is up; the measured interval is about to start.
+    /// Every connection is up and past its handshake; the measured interval starts when
+    /// the callback returns, so a caller may hold it there (an agent waits for its
+    /// controller's go, so that several hosts start together).
     Connected { connections: usize },
     /// A worker thread entered the measured interval.
     ThreadStarted { thread: usize },
@@ -91,6 +93,11 @@ pub fn run_client_until(
     on_event(ClientEvent::Connected {
         connections: config.total_connections(),
     });
+    // The callback may hold the start (an agent waits there for its controller's go), and
+    // a stop may come while it does.
+    if stop.load(Ordering::Relaxed) {
+        return Err(Error::Interrupted);
+    }
     let metering = Metering::new(config.counters, &plan.distinct());
     for notice in plan.note.iter().chain(&metering.notices) {
         on_event(ClientEvent::Notice(notice.clone()));

@@ -3,13 +3,13 @@
 //! plots, report). `scripts/sweep.sh` wraps it with the build and the network namespaces.
 
 use std::io::IsTerminal;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::SystemTime;
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgAction, Parser};
+use cli::agent::control::{HostSpec, Reach};
 use cli::sweep::{self, Matrix, Network, SweepConfig, SweepEvent};
 use cli::{EnumArg, STOP};
 use engine::config::{parse_size, Backend, CounterScope, Mode, Workload};
@@ -78,22 +78,47 @@ struct Args {
     /// Kernel counters on both sides: per pinned CPU (core), per thread, or off.
     #[arg(long, value_name = "SCOPE", default_value = "core", value_parser = CounterScope::parser())]
     counters: CounterScope,
-    /// The server's address as the client dials it (and the server binds).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
-    addr: IpAddr,
-    /// Network namespace to run servers in (made by scripts/sweep.sh).
-    #[arg(long, value_name = "NS")]
-    server_netns: Option<String>,
-    /// Network namespace to run clients in.
-    #[arg(long, value_name = "NS")]
-    client_netns: Option<String>,
-    /// One sentence on how the two sides are connected, for meta.json and the report.
+    /// Where the server runs: local (a child of this process), netns:NAME (ip netns exec),
+    /// ssh://[USER@]HOST[:PORT] (the system's ssh, with your config and keys) or
+    /// agent://HOST[:PORT] (an `agent --listen` daemon).
+    #[arg(long, value_name = "HOST", default_value = "local")]
+    server: HostSpec,
+    /// Where the clients run, as --server; give several (comma-separated or repeated) for
+    /// fan-in: every host runs the point's threads against the one server, all let go at
+    /// once, totals summed and latency from the merged histograms.
+    #[arg(
+        long,
+        alias = "clients",
+        value_name = "HOST",
+        value_delimiter = ',',
+        default_value = "local"
+    )]
+    client: Vec<HostSpec>,
+    /// The server's address as the clients dial it [default: the --server host's name,
+    /// or 127.0.0.1 for local]; give it when data goes over another address than control.
+    #[arg(long, alias = "addr", value_name = "ADDR")]
+    data_addr: Option<String>,
+    /// Copy this agent binary to a temporary file on each ssh host and run it there (it
+    /// removes itself as it starts), for hosts without copyperf installed.
+    #[arg(long)]
+    deploy: bool,
+    /// The agent's command on ssh hosts, when not `agent` on the remote PATH.
+    #[arg(long, value_name = "PATH")]
+    agent_path: Option<String>,
+    /// An extra argument for every ssh (repeat for several: --ssh-arg=-i --ssh-arg=KEY);
+    /// your ~/.ssh/config applies as usual.
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    ssh_arg: Vec<String>,
+    /// The shared secret's file for agent:// daemons.
+    #[arg(long, value_name = "FILE")]
+    secret_file: Option<PathBuf>,
+    /// One sentence on how the sides are connected, for meta.json and the report.
     #[arg(long, value_name = "TEXT")]
     network_detail: Option<String>,
     /// TCP port the servers listen on.
     #[arg(long, default_value_t = 5201)]
     port: u16,
-    /// Directory holding the server and client binaries [default: next to this one].
+    /// Directory holding the agent binary [default: next to this one].
     #[arg(long, value_name = "DIR")]
     bin_dir: Option<PathBuf>,
     /// Skip the plots and report.md at the end.
@@ -161,31 +186,54 @@ fn config(args: Args) -> Result<SweepConfig> {
     {
         bail!("thread count {t} is out of range");
     }
-    if args.server_netns.is_some() != args.client_netns.is_some() {
-        bail!("--server-netns and --client-netns go together");
-    }
-    let kind_detail = match &args.server_netns {
-        Some(_) => "network namespaces",
-        None => "loopback",
+    let data_addr = match (&args.data_addr, args.server.data_host()) {
+        (Some(a), _) => a.trim_start_matches('[').trim_end_matches(']').to_string(),
+        (None, Some(h)) => h,
+        (None, None) if args.server == HostSpec::Local => "127.0.0.1".into(),
+        (None, None) => bail!(
+            "--server {} names no address the clients can dial: give --data-addr",
+            args.server
+        ),
     };
+    let clients = cli::unique(args.client);
     let network = Network {
-        detail: args
-            .network_detail
-            .unwrap_or_else(|| format!("{kind_detail}, server at {}", args.addr)),
-        server_netns: args.server_netns,
-        client_netns: args.client_netns,
-        addr: args.addr,
+        detail: args.network_detail.unwrap_or_else(|| {
+            format!(
+                "server {}, client{} {}, data to {data_addr}",
+                args.server,
+                if clients.len() == 1 { "" } else { "s" },
+                clients
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }),
+        server: args.server,
+        clients,
+        data_addr,
     };
     let name = sweep::folder_name(SystemTime::now(), &sweep::hostname(), args.label.as_deref());
     let bin_dir = args.bin_dir.unwrap_or_else(cli::proc::bin_dir);
-    for bin in ["server", "client"] {
-        if !bin_dir.join(bin).is_file() {
-            bail!(
-                "no {bin} binary in {} (build with cargo build --release)",
-                bin_dir.display()
-            );
-        }
+    let local_agent = bin_dir.join("agent");
+    if !local_agent.is_file() {
+        bail!(
+            "no agent binary in {} (build with cargo build --release)",
+            bin_dir.display()
+        );
     }
+    let secret = args
+        .secret_file
+        .as_deref()
+        .map(cli::agent::auth::Secret::read)
+        .transpose()?;
+    let reach = Reach {
+        local_agent,
+        remote_agent: args.agent_path,
+        deploy: args.deploy,
+        ssh_args: args.ssh_arg,
+        secret,
+    };
     Ok(SweepConfig {
         matrix,
         network,
@@ -197,7 +245,7 @@ fn config(args: Args) -> Result<SweepConfig> {
                 .map_or(0, |d| d.as_nanos() as u64)
         }),
         dir: args.out.join(name),
-        bin_dir,
+        reach,
         command_line: args
             .command_line
             .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" ")),

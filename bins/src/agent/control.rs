@@ -1,0 +1,675 @@
+//! The controller's side: where an agent runs ([`HostSpec`]), how it is reached (a child
+//! process through `ip netns exec` or the system's `ssh`, or a daemon's TCP port), and a
+//! [`Link`] that asks it to serve or to run a client and waits for its answers within
+//! deadlines. Every error names the host.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use engine::host::HostInfo;
+use engine::{ClientConfig, Record, ServerConfig};
+
+use super::auth::{self, Prover, Secret};
+use super::proto::{self, FrameError, Reply, Request, MAX_REPLY, PROTOCOL};
+
+/// The daemon's default port (`agent --listen ADDR` without a port).
+pub const DAEMON_PORT: u16 = 8079;
+
+/// How long an agent has to say hello: an ssh login, a copy with `--deploy`.
+const HELLO_WAIT: Duration = Duration::from_secs(30);
+/// How long a request that does no measuring may take.
+const CALL_WAIT: Duration = Duration::from_secs(20);
+
+/// Where an agent runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostSpec {
+    /// A child of the controller, on this host.
+    Local,
+    /// A child in a network namespace of this host: `ip netns exec NAME`.
+    Netns(String),
+    /// Reached with the system's OpenSSH client: `ssh [-p PORT] DEST`.
+    Ssh { dest: String, port: Option<u16> },
+    /// An `agent --listen` daemon.
+    Daemon { host: String, port: u16 },
+}
+
+impl FromStr for HostSpec {
+    type Err = String;
+
+    /// `local`, `netns:NAME`, `ssh://[USER@]HOST[:PORT]` or `agent://HOST[:PORT]`.
+    fn from_str(s: &str) -> Result<HostSpec, String> {
+        let bad = |why: &str| {
+            format!(
+                "{s:?}: {why} (expected local, netns:NAME, ssh://[USER@]HOST[:PORT] or agent://HOST[:PORT])"
+            )
+        };
+        if s == "local" {
+            return Ok(HostSpec::Local);
+        }
+        if let Some(ns) = s.strip_prefix("netns:") {
+            if ns.is_empty() || ns.contains('/') {
+                return Err(bad("not a namespace name"));
+            }
+            return Ok(HostSpec::Netns(ns.into()));
+        }
+        let (scheme, rest) = s.split_once("://").ok_or_else(|| bad("no scheme"))?;
+        let (host, port) = split_port(rest).map_err(|e| bad(&e))?;
+        if host.is_empty() || host.starts_with('-') || host.ends_with('@') {
+            return Err(bad("no host"));
+        }
+        match scheme {
+            "ssh" => Ok(HostSpec::Ssh { dest: host, port }),
+            "agent" => {
+                if host.contains('@') {
+                    return Err(bad("a daemon has no user"));
+                }
+                Ok(HostSpec::Daemon {
+                    host,
+                    port: port.unwrap_or(DAEMON_PORT),
+                })
+            }
+            _ => Err(bad("unknown scheme")),
+        }
+    }
+}
+
+/// `[USER@]HOST[:PORT]`, with IPv6 literals in brackets.
+fn split_port(s: &str) -> Result<(String, Option<u16>), String> {
+    let (user, hp) = match s.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, s),
+    };
+    let (host, port) = if let Some(rest) = hp.strip_prefix('[') {
+        let (h, tail) = rest.split_once(']').ok_or("an unclosed [")?;
+        match tail {
+            "" => (h, None),
+            t => (h, Some(t.strip_prefix(':').ok_or("junk after ]")?)),
+        }
+    } else {
+        match hp.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, Some(p)),
+            _ => (hp, None),
+        }
+    };
+    let port = port
+        .map(|p| p.parse().map_err(|_| format!("bad port {p:?}")))
+        .transpose()?;
+    let host = match user {
+        Some(u) => format!("{u}@{host}"),
+        None => host.to_string(),
+    };
+    Ok((host, port))
+}
+
+impl fmt::Display for HostSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostSpec::Local => f.write_str("local"),
+            HostSpec::Netns(ns) => write!(f, "netns:{ns}"),
+            HostSpec::Ssh { dest, port: None } => write!(f, "ssh://{dest}"),
+            HostSpec::Ssh {
+                dest,
+                port: Some(p),
+            } => write!(f, "ssh://{dest}:{p}"),
+            HostSpec::Daemon { host, port } => write!(f, "agent://{host}:{port}"),
+        }
+    }
+}
+
+impl HostSpec {
+    /// The address other hosts reach this one's data on, where the spec names one: the
+    /// host part of an ssh destination or a daemon's address.
+    pub fn data_host(&self) -> Option<String> {
+        match self {
+            HostSpec::Ssh { dest, .. } => Some(
+                dest.rsplit_once('@')
+                    .map_or(dest.as_str(), |(_, h)| h)
+                    .into(),
+            ),
+            HostSpec::Daemon { host, .. } => Some(host.clone()),
+            HostSpec::Local | HostSpec::Netns(_) => None,
+        }
+    }
+
+    /// The control address of a daemon, for a client daemon to ask it to vouch.
+    pub fn daemon_addr(&self) -> Option<String> {
+        match self {
+            HostSpec::Daemon { host, port } if host.contains(':') => {
+                Some(format!("[{host}]:{port}"))
+            }
+            HostSpec::Daemon { host, port } => Some(format!("{host}:{port}")),
+            _ => None,
+        }
+    }
+}
+
+/// What the controller needs to reach agents.
+#[derive(Debug, Clone, Default)]
+pub struct Reach {
+    /// The agent binary to start locally, in a namespace, or to copy with `deploy`.
+    pub local_agent: PathBuf,
+    /// The agent's command on an ssh host (default `agent`, found on the remote PATH).
+    pub remote_agent: Option<String>,
+    /// Copy `local_agent` to a temporary file on every ssh host and run that.
+    pub deploy: bool,
+    /// Extra arguments for every `ssh` (after the user's own config, before ours).
+    pub ssh_args: Vec<String>,
+    /// The daemons' shared secret.
+    pub secret: Option<Secret>,
+}
+
+/// A session with one agent.
+pub struct Link {
+    label: String,
+    writer: Box<dyn Write + Send>,
+    replies: mpsc::Receiver<Result<Reply, FrameError>>,
+    child: Option<Child>,
+    stderr: Arc<Mutex<VecDeque<String>>>,
+    /// The agent's host name, from its hello.
+    pub hostname: String,
+    /// Notices the agent sent, oldest first, until taken.
+    pub notices: Vec<String>,
+    dead: bool,
+}
+
+impl Link {
+    /// Starts or reaches the agent at `spec` and checks its hello.
+    pub fn open(spec: &HostSpec, reach: &Reach) -> Result<Link> {
+        let label = spec.to_string();
+        let link = match spec {
+            HostSpec::Local => Link::spawn(&label, Command::new(&reach.local_agent)),
+            HostSpec::Netns(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&reach.local_agent);
+                Link::spawn(&label, c)
+            }
+            HostSpec::Ssh { dest, port } => {
+                let agent = match (&reach.remote_agent, reach.deploy) {
+                    (_, true) => deploy(dest, *port, reach)?,
+                    (Some(a), false) => a.clone(),
+                    (None, false) => "agent".into(),
+                };
+                let mut c = ssh(dest, *port, reach);
+                c.arg(shell_quote(&agent));
+                if reach.deploy {
+                    // The agent unlinks its copied binary as it starts: nothing stays on
+                    // the host whatever happens to the session.
+                    c.arg("--remove-self");
+                }
+                Link::spawn(&label, c)
+            }
+            HostSpec::Daemon { .. } => {
+                let addr = spec.daemon_addr().expect("a daemon has an address");
+                return Link::daemon(&addr, reach.secret.as_ref());
+            }
+        }
+        .with_context(|| format!("{label}: starting the agent"))?;
+        link.hello(None)
+    }
+
+    fn spawn(label: &str, mut command: Command) -> Result<Link> {
+        command
+            .arg("--stdio")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("running {:?}", command.get_program()))?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = Arc::new(Mutex::new(VecDeque::new()));
+        if let Some(err) = child.stderr.take() {
+            let tail = stderr.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    let mut t = tail.lock().expect("stderr lock");
+                    if t.len() == 20 {
+                        t.pop_front();
+                    }
+                    t.push_back(line);
+                }
+            });
+        }
+        Ok(Link {
+            label: label.into(),
+            writer: Box::new(stdin),
+            replies: read_replies(stdout),
+            child: Some(child),
+            stderr,
+            hostname: String::new(),
+            notices: Vec::new(),
+            dead: false,
+        })
+    }
+
+    /// Reaches the daemon at `addr` (`HOST:PORT`) and, when it asks, proves `secret`.
+    pub fn daemon(addr: &str, secret: Option<&Secret>) -> Result<Link> {
+        let label = format!("agent://{addr}");
+        let sock = addr
+            .to_socket_addrs()
+            .with_context(|| format!("{label}: resolving"))?
+            .next()
+            .ok_or_else(|| anyhow!("{label}: no address"))?;
+        let stream = TcpStream::connect_timeout(&sock, Duration::from_secs(10))
+            .with_context(|| format!("{label}: connecting"))?;
+        let _ = stream.set_nodelay(true);
+        let reader = stream.try_clone().context("cloning the socket")?;
+        let link = Link {
+            label,
+            writer: Box::new(stream),
+            replies: read_replies(reader),
+            child: None,
+            stderr: Arc::default(),
+            hostname: String::new(),
+            notices: Vec::new(),
+            dead: false,
+        };
+        link.hello(secret)
+    }
+
+    fn hello(mut self, secret: Option<&Secret>) -> Result<Link> {
+        let reply = self.expect(Instant::now() + HELLO_WAIT, "its hello")?;
+        let Reply::Hello {
+            protocol,
+            version,
+            host,
+            challenge,
+        } = reply
+        else {
+            bail!(
+                "{}: the agent began with {}, not hello",
+                self.label,
+                reply.name()
+            );
+        };
+        let ours = env!("CARGO_PKG_VERSION");
+        if protocol != PROTOCOL || version != ours {
+            bail!(
+                "{}: the agent there is copyperf {version} (control protocol {protocol}); this \
+                 controller is copyperf {ours} (protocol {PROTOCOL}): install the same version \
+                 there, or pass --deploy to copy this one",
+                self.label
+            );
+        }
+        self.hostname = host;
+        if let Some(nonce) = challenge {
+            let secret = secret.ok_or_else(|| {
+                anyhow!(
+                    "{}: the daemon wants the shared secret; give --secret-file",
+                    self.label
+                )
+            })?;
+            let ours = auth::nonce();
+            self.send(&Request::Auth {
+                mac: secret.answer(Prover::Controller, &nonce),
+                nonce: ours.clone(),
+            })?;
+            match self.expect(Instant::now() + CALL_WAIT, "authentication")? {
+                Reply::Authenticated { mac } if secret.check(Prover::Agent, &ours, &mac) => {}
+                Reply::Authenticated { .. } => bail!(
+                    "{}: the daemon did not prove it holds the secret; not trusting it",
+                    self.label
+                ),
+                other => bail!("{}: unexpected {} to Auth", self.label, other.name()),
+            }
+        }
+        Ok(self)
+    }
+
+    /// The host this link reaches, as the user named it.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Whether the session broke (the agent died, a deadline passed): reopen it.
+    pub fn is_dead(&self) -> bool {
+        self.dead
+    }
+
+    fn send(&mut self, request: &Request) -> Result<()> {
+        if let Err(e) = proto::write_frame(&mut self.writer, request) {
+            self.dead = true;
+            let ended = self.ended();
+            bail!("{}: sending to the agent: {e}{ended}", self.label);
+        }
+        Ok(())
+    }
+
+    /// The next reply other than a notice, by `deadline`. `Failed` is an error.
+    fn expect(&mut self, deadline: Instant, what: &str) -> Result<Reply> {
+        self.expect_until(deadline, what, &AtomicBool::new(false))
+            .map(|r| r.expect("not stopped"))
+    }
+
+    /// As [`Link::expect`], but returns `None` as soon as `stop` is set.
+    fn expect_until(
+        &mut self,
+        deadline: Instant,
+        what: &str,
+        stop: &AtomicBool,
+    ) -> Result<Option<Reply>> {
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                self.dead = true;
+                bail!(
+                    "{}: no answer from the agent ({what}) in time; the host or the network \
+                     between may be down",
+                    self.label
+                );
+            }
+            let wait = (deadline - now).min(Duration::from_millis(100));
+            match self.replies.recv_timeout(wait) {
+                Ok(Ok(Reply::Notice { text })) => self.notices.push(text),
+                Ok(Ok(Reply::Failed { error, .. })) => bail!("{}: {error}", self.label),
+                Ok(Ok(reply)) => return Ok(Some(reply)),
+                Ok(Err(e)) => {
+                    self.dead = true;
+                    let ended = self.ended();
+                    bail!("{}: waiting for {what}: {e}{ended}", self.label);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.dead = true;
+                    let ended = self.ended();
+                    bail!(
+                        "{}: waiting for {what}: the agent's stream ended{ended}",
+                        self.label
+                    );
+                }
+            }
+        }
+    }
+
+    /// How the agent's process ended, and the last thing it said, for an error.
+    fn ended(&mut self) -> String {
+        let mut out = String::new();
+        if let Some(child) = &mut self.child {
+            let deadline = Instant::now() + Duration::from_millis(500);
+            let status = loop {
+                match child.try_wait() {
+                    Ok(Some(s)) => break Some(s),
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    _ => break None,
+                }
+            };
+            match status {
+                Some(s) => out += &format!("; the agent's process ended ({s})"),
+                None => out += "; the agent's process is still running",
+            }
+        }
+        if let Some(last) = self.stderr.lock().expect("stderr lock").back() {
+            out += &format!("; it said: {last}");
+        }
+        out
+    }
+
+    fn call(&mut self, request: Request, what: &str) -> Result<Reply> {
+        self.send(&request)?;
+        self.expect(Instant::now() + CALL_WAIT, what)
+    }
+
+    /// This host, and the interface holding `addr`.
+    pub fn describe(&mut self, addr: Option<std::net::IpAddr>) -> Result<HostInfo> {
+        match self.call(Request::Describe { addr }, "its description")? {
+            Reply::Described { host } => Ok(*host),
+            other => bail!("{}: unexpected {} to Describe", self.label, other.name()),
+        }
+    }
+
+    /// Starts a server; returns the address it listens on.
+    pub fn serve(&mut self, config: &ServerConfig) -> Result<SocketAddr> {
+        let request = Request::Serve {
+            config: config.clone(),
+        };
+        match self.call(request, "its server to start")? {
+            Reply::Serving { addr } => Ok(addr),
+            other => bail!("{}: unexpected {} to Serve", self.label, other.name()),
+        }
+    }
+
+    /// Stops the server.
+    pub fn stop_serving(&mut self) -> Result<()> {
+        match self.call(Request::StopServing, "its server to stop")? {
+            Reply::Stopped => Ok(()),
+            other => bail!("{}: unexpected {} to StopServing", self.label, other.name()),
+        }
+    }
+
+    /// Connects a client and waits until every connection is past its handshake.
+    pub fn connect(&mut self, config: &ClientConfig, peer_agent: Option<String>) -> Result<usize> {
+        let request = Request::Connect {
+            config: Box::new(config.clone()),
+            peer_agent,
+        };
+        let wait = config.connect_timeout * config.total_connections().max(1) as u32 + CALL_WAIT;
+        self.send(&request)?;
+        match self.expect(Instant::now() + wait, "its client to connect")? {
+            Reply::Connected { connections } => Ok(connections),
+            other => bail!("{}: unexpected {} to Connect", self.label, other.name()),
+        }
+    }
+
+    /// Lets the connected client start its measured interval.
+    pub fn go(&mut self) -> Result<()> {
+        self.send(&Request::Go)
+    }
+
+    /// Ends the client's run early.
+    pub fn abort(&mut self) {
+        let _ = self.send(&Request::Abort);
+    }
+
+    /// Waits for the client's record until `deadline`; `None` once `stop` is set.
+    pub fn finish(&mut self, deadline: Instant, stop: &AtomicBool) -> Result<Option<Record>> {
+        match self.expect_until(deadline, "its client's record", stop)? {
+            None => Ok(None),
+            Some(Reply::Finished { record }) => Ok(Some(*record)),
+            Some(other) => bail!("{}: unexpected {} to Go", self.label, other.name()),
+        }
+    }
+
+    /// Asks whether this agent serves `addr`.
+    pub fn vouch(&mut self, addr: SocketAddr) -> Result<()> {
+        match self.call(Request::Vouch { addr }, "its word")? {
+            Reply::Vouched => Ok(()),
+            other => bail!("{}: unexpected {} to Vouch", self.label, other.name()),
+        }
+    }
+
+    /// Ends the session: says bye, then stops the agent's process if it lingers.
+    pub fn close(mut self) {
+        self.shut();
+    }
+
+    fn shut(&mut self) {
+        if !self.dead {
+            let _ = proto::write_frame(&mut self.writer, &Request::Bye);
+        }
+        // Closing our end of its stdin is what a stdio agent waits for.
+        self.writer = Box::new(std::io::sink());
+        if let Some(mut child) = self.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => return,
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    _ => break,
+                }
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.shut();
+    }
+}
+
+/// A thread that reads the agent's magic and then its frames into a channel; the channel
+/// closes after the first error.
+fn read_replies(r: impl Read + Send + 'static) -> mpsc::Receiver<Result<Reply, FrameError>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = r;
+        if let Err(e) = proto::read_magic(&mut r) {
+            let _ = tx.send(Err(e));
+            return;
+        }
+        loop {
+            let frame = proto::read_frame::<_, Reply>(&mut r, MAX_REPLY);
+            let end = frame.is_err();
+            if tx.send(frame).is_err() || end {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// `ssh` to `dest` with the user's arguments first (for each option, ssh keeps the first
+/// value it sees, so theirs win), then ours: no terminal, no password prompt in the middle
+/// of a sweep, and a dead connection noticed within about 15 s.
+fn ssh(dest: &str, port: Option<u16>, reach: &Reach) -> Command {
+    let mut c = Command::new("ssh");
+    c.args(&reach.ssh_args);
+    c.args([
+        "-T",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=10",
+        "-o",
+        "ServerAliveInterval=5",
+        "-o",
+        "ServerAliveCountMax=3",
+    ]);
+    if let Some(p) = port {
+        c.args(["-p", &p.to_string()]);
+    }
+    c.arg(dest).arg("--");
+    c
+}
+
+/// Copies the local agent binary to a fresh temporary file on the host; returns its path.
+fn deploy(dest: &str, port: Option<u16>, reach: &Reach) -> Result<String> {
+    let label = HostSpec::Ssh {
+        dest: dest.into(),
+        port,
+    };
+    let binary = std::fs::File::open(&reach.local_agent)
+        .with_context(|| format!("opening {}", reach.local_agent.display()))?;
+    let out = ssh(dest, port, reach)
+        .arg(r#"f=$(mktemp /tmp/copyperf-agent.XXXXXX) && cat > "$f" && chmod 700 "$f" && echo "$f""#)
+        .stdin(binary)
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("{label}: running ssh"))?;
+    if !out.status.success() {
+        bail!(
+            "{label}: copying the agent there failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !path.starts_with("/tmp/copyperf-agent.") {
+        bail!("{label}: copying the agent there printed {path:?}, not a path");
+    }
+    Ok(path)
+}
+
+/// `s` in single quotes for the remote shell ssh hands the command to.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_specs_parse_and_print_back() {
+        for (s, spec) in [
+            ("local", HostSpec::Local),
+            ("netns:cps1", HostSpec::Netns("cps1".into())),
+            (
+                "ssh://root@10.0.0.2",
+                HostSpec::Ssh {
+                    dest: "root@10.0.0.2".into(),
+                    port: None,
+                },
+            ),
+            (
+                "ssh://hostb:2222",
+                HostSpec::Ssh {
+                    dest: "hostb".into(),
+                    port: Some(2222),
+                },
+            ),
+            (
+                "ssh://me@[fe80::1]:22",
+                HostSpec::Ssh {
+                    dest: "me@fe80::1".into(),
+                    port: Some(22),
+                },
+            ),
+            (
+                "agent://10.0.0.3:9000",
+                HostSpec::Daemon {
+                    host: "10.0.0.3".into(),
+                    port: 9000,
+                },
+            ),
+        ] {
+            assert_eq!(s.parse::<HostSpec>(), Ok(spec), "{s}");
+        }
+        assert_eq!(
+            "agent://hostc".parse::<HostSpec>().unwrap().to_string(),
+            "agent://hostc:8079"
+        );
+        assert_eq!(
+            "ssh://me@hostb".parse::<HostSpec>().unwrap().data_host(),
+            Some("hostb".into())
+        );
+        for bad in [
+            "",
+            "hostb",
+            "netns:",
+            "ftp://x",
+            "ssh://",
+            "ssh://-oProxyCommand=x",
+            "ssh://h:port",
+            "agent://u@h",
+        ] {
+            let e = bad.parse::<HostSpec>().unwrap_err();
+            assert!(e.contains("expected local, netns:NAME"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_remote_shell_gets_one_word() {
+        assert_eq!(shell_quote("/tmp/a b"), "'/tmp/a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+}
