@@ -24,6 +24,9 @@ use super::proto::{self, FrameError, Reply, Request, MAX_REPLY, PROTOCOL};
 /// The daemon's default port (`agent --listen ADDR` without a port).
 pub const DAEMON_PORT: u16 = 8079;
 
+/// The environment variable holding the pid of the controller that started an agent.
+pub const CONTROLLER_ENV: &str = "COPYPERF_CONTROLLER";
+
 /// How long an agent has to say hello: an ssh login, a copy with `--deploy`.
 const HELLO_WAIT: Duration = Duration::from_secs(30);
 /// How long a request that does no measuring may take.
@@ -219,6 +222,9 @@ impl Link {
     fn spawn(label: &str, mut command: Command) -> Result<Link> {
         command
             .arg("--stdio")
+            // Marks the agents this controller started, for whoever checks that none
+            // outlives it (ssh does not pass it on; a remote agent ends with its session).
+            .env(CONTROLLER_ENV, std::process::id().to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -524,6 +530,38 @@ impl Drop for Link {
     fn drop(&mut self) {
         self.shut();
     }
+}
+
+/// The agents started from `exe` on this host whose controller (the pid in their
+/// [`CONTROLLER_ENV`]) has exited: what a controller that cleaned up after itself leaves
+/// none of.
+pub fn orphaned_agents(exe: &std::path::Path) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let key = format!("{CONTROLLER_ENV}=");
+    let mut out = Vec::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let proc = entry.path();
+        if std::fs::read_link(proc.join("exe")).ok().as_deref() != Some(exe) {
+            continue;
+        }
+        let environ = std::fs::read(proc.join("environ")).unwrap_or_default();
+        let controller = environ
+            .split(|&b| b == 0)
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .find_map(|v| v.strip_prefix(&key))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(c) = controller {
+            if !std::path::Path::new(&format!("/proc/{c}")).exists() {
+                out.push(pid);
+            }
+        }
+    }
+    out
 }
 
 /// A thread that reads the agent's magic and then its frames into a channel; the channel

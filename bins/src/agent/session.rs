@@ -171,9 +171,9 @@ pub fn run(
                     let _ = c.gate.send(go);
                 }
             },
-            Request::Vouch { addr } => match &server {
-                Some(s) if vouch(s, addr) => out.send(&Reply::Vouched),
-                _ => out.fail(format!("no server of this agent listens on {addr}"), 3),
+            Request::Vouch { addr } => match vouch(addr) {
+                true => out.send(&Reply::Vouched),
+                false => out.fail(format!("no server of this agent listens on {addr}"), 3),
             },
         }
     }
@@ -193,6 +193,7 @@ fn serve(config: ServerConfig, out: &Out) -> Result<Serving, Error> {
     let bind = config.bind;
     let server = Server::bind(config)?;
     let addr = server.local_addr();
+    SERVERS.lock().expect("servers lock").push((bind, addr.port()));
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let out = out.clone();
@@ -221,6 +222,10 @@ fn serve(config: ServerConfig, out: &Out) -> Result<Serving, Error> {
 
 fn stop_serving(s: Serving) -> Result<(), Error> {
     s.stop.store(true, Ordering::Relaxed);
+    SERVERS
+        .lock()
+        .expect("servers lock")
+        .retain(|&entry| entry != (s.bind, s.addr.port()));
     match s.thread.join() {
         Ok(r) => r,
         Err(panic) => Err(Error::from_panic(&*panic)),
@@ -256,10 +261,19 @@ fn start_client(config: ClientConfig, out: &Out) -> Running {
     Running { stop, gate, thread }
 }
 
-/// Whether `s` listens on `addr`, an address of this host.
-fn vouch(s: &Serving, addr: SocketAddr) -> bool {
+/// The servers every session of this process runs, as (bound address, port): what a
+/// daemon's sessions vouch for, whichever session started them.
+static SERVERS: Mutex<Vec<(IpAddr, u16)>> = Mutex::new(Vec::new());
+
+/// Whether a server of this process listens on `addr`, an address of this host.
+fn vouch(addr: SocketAddr) -> bool {
     let local = UdpSocket::bind((addr.ip(), 0)).is_ok();
-    local && s.addr.port() == addr.port() && (s.bind.is_unspecified() || s.bind == addr.ip())
+    local
+        && SERVERS
+            .lock()
+            .expect("servers lock")
+            .iter()
+            .any(|&(bind, port)| port == addr.port() && (bind.is_unspecified() || bind == addr.ip()))
 }
 
 /// A daemon runs a client only against a server that an agent, authenticated with the
