@@ -38,7 +38,10 @@ pub use record::{
     rfc3339, Record, SideReport, Summary, ThreadReport, Warning, WarningKind, SCHEMA_VERSION,
 };
 pub use server::{Server, ServerEvent};
-pub use stats::{FlowStats, IoStats, LatencySummary, PeerReport, ZeroCopyStats};
+pub use stats::{
+    FlowStats, HistogramError, IoStats, Latency, LatencySummary, PeerReport, ZeroCopyStats,
+    MAX_SERIALIZED_LEN,
+};
 
 /// The soft RLIMIT_MEMLOCK (what io_uring rings and registered buffers may pin without
 /// CAP_IPC_LOCK); `None` when unlimited.

@@ -4,6 +4,9 @@
 use std::ops::AddAssign;
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use hdrhistogram::serialization::{Deserializer, Serializer as _, V2Serializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -121,15 +124,58 @@ impl AddAssign<&FlowStats> for FlowStats {
 }
 
 /// Round-trip times, in nanoseconds, from 1 ns to 100 s at 3 significant digits.
+///
+/// Every `Latency` has these bounds, so any two merge; one read from elsewhere
+/// ([`Latency::from_serialized`]) is refused unless it has them too.
 #[derive(Debug, Clone)]
 pub struct Latency {
     hist: Histogram<u64>,
 }
 
+/// The histogram's lowest discernible value, ns.
+const LATENCY_LOWEST: u64 = 1;
+/// The histogram's highest trackable value, ns: 100 s.
+const LATENCY_HIGHEST: u64 = 100_000_000_000;
+/// The histogram's significant digits.
+const LATENCY_DIGITS: u8 = 3;
+
+/// The longest serialised histogram [`Latency::from_serialized`] reads, in characters.
+/// The densest histogram our bounds allow (every one of its ~28 000 counts non-zero, 9
+/// bytes each) is about 340 KiB of base64; a record's is a few KiB.
+pub const MAX_SERIALIZED_LEN: usize = 1 << 20;
+
+/// hdrhistogram's V2 format: a 40-byte header, then the counts. The header is read here,
+/// before hdrhistogram's deserialiser sees it, because that allocates what the header
+/// claims (the histogram's bounds, the payload's length) before checking anything.
+const V2_COOKIE: u32 = 0x1c84_9313;
+const V2_HEADER_LEN: usize = 40;
+
+/// Why a serialised histogram was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HistogramError {
+    #[error("the histogram is {0} characters long, over the {MAX_SERIALIZED_LEN} accepted")]
+    TooLong(usize),
+    #[error("the histogram is not base64: {0}")]
+    Base64(String),
+    #[error("the histogram is not in hdrhistogram's V2 form (uncompressed): {0}")]
+    Format(String),
+    #[error(
+        "the histogram tracks {lowest}..={highest} ns at {digits} significant digits, \
+         not copyperf's {LATENCY_LOWEST}..={LATENCY_HIGHEST} ns at {LATENCY_DIGITS}: \
+         it cannot be merged"
+    )]
+    Bounds {
+        lowest: u64,
+        highest: u64,
+        digits: u32,
+    },
+}
+
 impl Default for Latency {
     fn default() -> Self {
         Latency {
-            hist: Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid bounds"),
+            hist: Histogram::new_with_bounds(LATENCY_LOWEST, LATENCY_HIGHEST, LATENCY_DIGITS)
+                .expect("valid bounds"),
         }
     }
 }
@@ -142,6 +188,73 @@ impl Latency {
 
     pub fn count(&self) -> u64 {
         self.hist.len()
+    }
+
+    /// The histogram in hdrhistogram's V2 serialised form (uncompressed), base64
+    /// (standard alphabet, padded): what a record carries so that records can be merged.
+    pub fn to_serialized(&self) -> String {
+        let mut bytes = Vec::new();
+        V2Serializer::new()
+            .serialize(&self.hist, &mut bytes)
+            .expect("a histogram with counts below i64::MAX serialises into memory");
+        BASE64.encode(bytes)
+    }
+
+    /// Reads what [`Latency::to_serialized`] wrote. Refuses text longer than
+    /// [`MAX_SERIALIZED_LEN`], anything that is not base64 of an uncompressed V2
+    /// histogram, and a histogram whose bounds or precision differ from ours, so that
+    /// what it returns always merges.
+    pub fn from_serialized(text: &str) -> Result<Latency, HistogramError> {
+        if text.len() > MAX_SERIALIZED_LEN {
+            return Err(HistogramError::TooLong(text.len()));
+        }
+        let bytes = BASE64
+            .decode(text.trim())
+            .map_err(|e| HistogramError::Base64(e.to_string()))?;
+        let format = |what: String| HistogramError::Format(what);
+        let header = bytes.get(..V2_HEADER_LEN).ok_or_else(|| {
+            format(format!(
+                "{} bytes, shorter than the {V2_HEADER_LEN}-byte header",
+                bytes.len()
+            ))
+        })?;
+        let u32_at = |i: usize| u32::from_be_bytes(header[i..i + 4].try_into().expect("4 bytes"));
+        let u64_at = |i: usize| u64::from_be_bytes(header[i..i + 8].try_into().expect("8 bytes"));
+        let cookie = u32_at(0);
+        if cookie != V2_COOKIE {
+            return Err(format(format!(
+                "cookie {cookie:#010x}, not {V2_COOKIE:#010x}"
+            )));
+        }
+        let payload = u32_at(4) as usize;
+        if payload != bytes.len() - V2_HEADER_LEN {
+            return Err(format(format!(
+                "the header announces {payload} bytes of counts; {} follow",
+                bytes.len() - V2_HEADER_LEN
+            )));
+        }
+        let (digits, lowest, highest) = (u32_at(12), u64_at(16), u64_at(24));
+        if (lowest, highest, digits) != (LATENCY_LOWEST, LATENCY_HIGHEST, u32::from(LATENCY_DIGITS))
+        {
+            return Err(HistogramError::Bounds {
+                lowest,
+                highest,
+                digits,
+            });
+        }
+        // A 9-byte varint of all ones decodes to i64::MIN, which hdrhistogram's decoder
+        // negates (an overflow panic where overflow is checked); no run can have a count
+        // near 2^55, so no real histogram holds nine 0xff bytes in a row.
+        if bytes[V2_HEADER_LEN..]
+            .windows(9)
+            .any(|w| w.iter().all(|&b| b == 0xff))
+        {
+            return Err(format("a count beyond any run's".into()));
+        }
+        let hist: Histogram<u64> = Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .map_err(|e| format(e.to_string()))?;
+        Ok(Latency { hist })
     }
 
     /// The percentiles a report quotes; `None` when nothing was recorded.
@@ -495,6 +608,84 @@ mod tests {
         assert!((s.p50_us - 51.0).abs() < 0.1, "{s:?}");
         assert!((s.max_us - 10_000.0).abs() < 10.0, "{s:?}");
         assert!(s.p999_us >= s.p99_us && s.p99_us >= s.p90_us && s.p90_us >= s.p50_us);
+    }
+
+    fn filled(micros: impl IntoIterator<Item = u64>) -> Latency {
+        let mut l = Latency::default();
+        for us in micros {
+            l.record(Duration::from_micros(us));
+        }
+        l
+    }
+
+    #[test]
+    fn latency_round_trips_through_its_serialised_form() {
+        let a = filled((1..=1000).chain([5_000, 250_000, 3_000_000]));
+        let text = a.to_serialized();
+        assert!(text.len() < 4096, "{} characters", text.len());
+        let back = Latency::from_serialized(&text).unwrap();
+        assert_eq!(back.count(), 1003);
+        assert_eq!(back.summary(), a.summary());
+        assert_eq!(back.hist, a.hist);
+        // What was read merges like what was recorded.
+        let mut both = back;
+        both += &a;
+        assert_eq!(both.count(), 2006);
+        let empty = Latency::from_serialized(&Latency::default().to_serialized()).unwrap();
+        assert_eq!((empty.count(), empty.summary()), (0, None));
+    }
+
+    #[test]
+    fn latency_refuses_what_is_not_our_histogram() {
+        use base64::engine::general_purpose::STANDARD;
+        let b64 = |bytes: &[u8]| STANDARD.encode(bytes);
+        let err = |text: &str| Latency::from_serialized(text).unwrap_err();
+        assert!(matches!(err("not base64!"), HistogramError::Base64(_)));
+        assert!(matches!(err(&b64(b"short")), HistogramError::Format(_)));
+        assert!(matches!(err(&b64(&[7; 64])), HistogramError::Format(_)));
+        let too_long = "A".repeat(MAX_SERIALIZED_LEN + 4);
+        assert_eq!(
+            err(&too_long),
+            HistogramError::TooLong(MAX_SERIALIZED_LEN + 4)
+        );
+        // Another histogram's bounds or precision: it could not be merged into ours.
+        let mut other = Histogram::<u64>::new_with_bounds(1, 1_000_000, 2).unwrap();
+        other.record(10).unwrap();
+        let mut bytes = Vec::new();
+        V2Serializer::new().serialize(&other, &mut bytes).unwrap();
+        let e = err(&b64(&bytes));
+        assert_eq!(
+            e,
+            HistogramError::Bounds {
+                lowest: 1,
+                highest: 1_000_000,
+                digits: 2
+            }
+        );
+        assert!(e.to_string().contains("cannot be merged"), "{e}");
+        // The compressed form is not the one records carry.
+        let mut bytes = Vec::new();
+        hdrhistogram::serialization::V2DeflateSerializer::new()
+            .serialize(&filled([10]).hist, &mut bytes)
+            .unwrap();
+        assert!(matches!(err(&b64(&bytes)), HistogramError::Format(_)));
+        // Counts cut short, or more of them than the header says.
+        let good = STANDARD
+            .decode(filled([10, 20, 30]).to_serialized())
+            .unwrap();
+        assert!(matches!(
+            err(&b64(&good[..good.len() - 1])),
+            HistogramError::Format(_)
+        ));
+        assert!(matches!(
+            err(&b64(&[&good[..], &[0]].concat())),
+            HistogramError::Format(_)
+        ));
+        // A count hdrhistogram's decoder would overflow on: refused, not a panic.
+        let mut hostile = good[..V2_HEADER_LEN].to_vec();
+        hostile[4..8].copy_from_slice(&9u32.to_be_bytes());
+        hostile.extend([0xff; 9]);
+        assert!(matches!(err(&b64(&hostile)), HistogramError::Format(_)));
     }
 
     #[test]
