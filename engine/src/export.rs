@@ -4,7 +4,8 @@
 //! CSV columns are derived from the [`Record`] struct itself: nested fields are joined
 //! with `_` (`latency_p99_us`, `server_stats_zc_copied`), lists are left to JSON (except
 //! `warnings`, whose kinds fill one `+`-joined cell), and a missing value (null in JSON)
-//! is an empty cell, never 0.
+//! is an empty cell, never 0. Fields only a program reads ([`JSON_ONLY`]) stay out of
+//! the CSV.
 
 use std::fmt::Write as _;
 use std::io;
@@ -350,10 +351,17 @@ pub fn csv(r: &Record) -> String {
     String::from_utf8(buf).expect("CSV of UTF-8 values")
 }
 
+/// Top-level record fields the CSV leaves out: the latency histogram (kilobytes of
+/// base64 that a spreadsheet cannot use; its percentiles are in `latency_*`).
+pub const JSON_ONLY: &[&str] = &["latency_histogram"];
+
 fn flatten(v: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
     match v {
         Value::Object(map) => {
             for (k, v) in map {
+                if prefix.is_empty() && JSON_ONLY.contains(&k.as_str()) {
+                    continue;
+                }
                 let key = if prefix.is_empty() {
                     k.clone()
                 } else {
@@ -445,6 +453,11 @@ mod tests {
             assert!(cols.iter().any(|x| x == c), "no column {c} in {cols:?}");
         }
         assert!(!cols.iter().any(|c| c.starts_with("threads")));
+        // The histogram is in the example, and only in its JSON.
+        assert!(Record::example().latency_histogram.is_some());
+        assert!(!cols.iter().any(|c| c.contains("histogram")), "{cols:?}");
+        assert!(!csv(&Record::example())
+            .contains(Record::example().latency_histogram.as_deref().unwrap()));
         // Every Option in the example is filled, so no column hides behind a null.
         let v = serde_json::to_value(Record::example()).unwrap();
         let mut cells = Vec::new();
@@ -476,6 +489,7 @@ mod tests {
         assert_eq!(v["config"]["mode"], "two-copy");
         assert_eq!(v["config"]["size"], 4096);
         assert!(v["threads"].is_array());
+        assert!(v["latency_histogram"].is_string());
         assert!(!json_line(&Record::example()).contains('\n'));
     }
 }

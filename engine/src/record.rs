@@ -41,6 +41,12 @@ pub struct Record {
     pub summary: Summary,
     /// Round-trip times (echo); null for stream, which has no round trip.
     pub latency: Option<LatencySummary>,
+    /// The round-trip histogram in hdrhistogram's V2 serialised form, base64; null for
+    /// stream (and where no round trip completed). What merges records of several
+    /// hosts: percentiles are read from merged histograms, never averaged. JSON only: CSV
+    /// leaves it out.
+    #[serde(default)]
+    pub latency_histogram: Option<String>,
     pub client: SideReport,
     /// The server's own figures, merged over this run's connections; null if it sent none.
     pub server: Option<SideReport>,
@@ -476,6 +482,7 @@ impl Record {
             server_addr,
             summary,
             latency: latency.summary(),
+            latency_histogram: (latency.count() > 0).then(|| latency.to_serialized()),
             client,
             server,
             threads: threads
@@ -748,6 +755,37 @@ mod tests {
         assert_eq!(r.client.kernel_calls_per_msg, Some(1.0));
         assert_eq!(r.client.zc_copied_fraction, Some(0.0));
         assert!(r.server.is_some() && r.latency.is_some());
+    }
+
+    #[test]
+    fn the_record_carries_its_latency_histogram() {
+        let r = Record::example();
+        let text = r
+            .latency_histogram
+            .as_deref()
+            .expect("echo with a round trip");
+        let hist = Latency::from_serialized(text).unwrap();
+        assert_eq!(hist.summary(), r.latency);
+        assert_eq!(hist.count(), 1);
+        // No round trip, no histogram: an empty one would say "measured, none".
+        let example = Record::example();
+        let r = Record::new(
+            example.config,
+            example.server_addr,
+            UNIX_EPOCH,
+            &[ThreadResult::default()],
+            SideCounts {
+                scope: CounterScope::Off,
+                counters: None,
+                missing: None,
+                placement: Vec::new(),
+                own_cpu: None,
+                cpus_available: None,
+            },
+            RunNotes::default(),
+            None,
+        );
+        assert_eq!((r.latency, r.latency_histogram), (None, None));
     }
 
     #[test]
