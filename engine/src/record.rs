@@ -315,10 +315,6 @@ impl SideReport {
         uring: Option<RingSetup>,
         counts: SideCounts,
     ) -> SideReport {
-        let msgs = (stats.msgs_sent + stats.msgs_received) as f64;
-        let bytes = (stats.bytes_sent + stats.bytes_received) as f64;
-        let per = |n: Option<u64>, d: f64| n.filter(|_| d > 0.0).map(|n| n as f64 / d);
-        let c = counts.counters.clone().unwrap_or_default();
         let mut cpus: Vec<usize> = Vec::new();
         for cpu in counts.placement.iter().filter_map(|p| p.cpu) {
             if !cpus.contains(&cpu) {
@@ -332,19 +328,18 @@ impl SideReport {
         } else {
             counts.cpus_available
         };
-        let own_cpu = counts.own_cpu.map(|span| span.own(runnable));
-        SideReport {
+        let mut side = SideReport {
             backend,
             uring,
-            zc_copied_fraction: stats.zc.copied_fraction(),
-            kernel_calls_per_msg: per(Some(stats.io.kernel_calls()), msgs),
-            cqes_per_reap: stats.io.cqes_per_reap(),
+            zc_copied_fraction: None,
+            kernel_calls_per_msg: None,
+            cqes_per_reap: None,
             counter_scope: counts.scope,
-            cycles_per_byte: per(c.cycles, bytes),
-            instructions_per_byte: per(c.instructions, bytes),
-            own_cpu,
-            cpu_ns_per_byte: per(own_cpu.map(|o| o.total_ns()), bytes),
-            context_switches_per_msg: per(c.context_switches, msgs),
+            cycles_per_byte: None,
+            instructions_per_byte: None,
+            own_cpu: counts.own_cpu.map(|span| span.own(runnable)),
+            cpu_ns_per_byte: None,
+            context_switches_per_msg: None,
             counters: counts.counters,
             counters_missing: counts.missing,
             cpus: (!cpus.is_empty()).then(|| crate::placement::join(&cpus)),
@@ -352,7 +347,28 @@ impl SideReport {
             host: None,
             stats,
             duration_s: duration.as_secs_f64(),
-        }
+        };
+        side.derive();
+        side
+    }
+
+    /// Computes the figures derived from this side's counts — the zero-copy copied
+    /// fraction, calls per message, completions per reap, and counters and own CPU time
+    /// per byte or per message — from `stats`, `counters` and `own_cpu`: the one place
+    /// their formulas live, for a side just measured and for one merged from several.
+    pub(crate) fn derive(&mut self) {
+        let stats = &self.stats;
+        let msgs = (stats.msgs_sent + stats.msgs_received) as f64;
+        let bytes = (stats.bytes_sent + stats.bytes_received) as f64;
+        let per = |n: Option<u64>, d: f64| n.filter(|_| d > 0.0).map(|n| n as f64 / d);
+        let c = self.counters.clone().unwrap_or_default();
+        self.zc_copied_fraction = stats.zc.copied_fraction();
+        self.kernel_calls_per_msg = per(Some(stats.io.kernel_calls()), msgs);
+        self.cqes_per_reap = stats.io.cqes_per_reap();
+        self.cycles_per_byte = per(c.cycles, bytes);
+        self.instructions_per_byte = per(c.instructions, bytes);
+        self.cpu_ns_per_byte = per(self.own_cpu.map(|o| o.total_ns()), bytes);
+        self.context_switches_per_msg = per(c.context_switches, msgs);
     }
 }
 
