@@ -18,6 +18,7 @@ pub mod cputime;
 mod error;
 pub mod export;
 pub mod host;
+mod merge;
 mod message;
 mod path;
 pub mod placement;
@@ -34,8 +35,9 @@ pub use config::{
     Backend, ClientConfig, CounterScope, Mode, ServerConfig, UringRecv, Verify, Workload,
 };
 pub use error::{exit, kernel_release, Error};
+pub use merge::MergeError;
 pub use record::{
-    rfc3339, Record, SideReport, Summary, ThreadReport, Warning, WarningKind, SCHEMA_VERSION,
+    rfc3339, Part, Record, SideReport, Summary, ThreadReport, Warning, WarningKind, SCHEMA_VERSION,
 };
 pub use server::{Server, ServerEvent};
 pub use stats::{

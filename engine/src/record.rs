@@ -59,9 +59,28 @@ pub struct Record {
     #[serde(default)]
     pub warnings: Vec<Warning>,
     /// What the machine's CPUs did over the measured interval (/proc/stat, read by the
-    /// client): the machine's figure, in neither side. Null where it could not be read.
+    /// client): the machine's figure, in neither side. Null where it could not be read,
+    /// and in a record merged from several hosts (one machine's figure; machines do not
+    /// add up).
     #[serde(default)]
     pub system: Option<SystemCpu>,
+    /// In a record merged from several client hosts' records of one point
+    /// ([`Record::merge`]): each host's own figures, in the order merged, so that a
+    /// reader can check the merged totals against the hosts'. Absent from a one-host
+    /// record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<Vec<Part>>,
+}
+
+/// One client host's share of a merged record: what its own record said.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Part {
+    /// The label the host was merged under.
+    pub host: String,
+    pub summary: Summary,
+    pub latency: Option<LatencySummary>,
+    /// Where that host's client ran, as it described itself.
+    pub client_host: Option<crate::host::HostInfo>,
 }
 
 /// One doubt about a record, in words a user can act on.
@@ -249,6 +268,21 @@ pub struct Summary {
     pub verify_errors: u64,
 }
 
+impl Summary {
+    /// Fills the rates from the counts and `duration_s`: the one place their formulas
+    /// live, for a run just measured and for one merged from several hosts.
+    pub(crate) fn with_rates(self) -> Summary {
+        let secs = self.duration_s;
+        let per_s = |n: f64| if secs > 0.0 { n / secs } else { 0.0 };
+        Summary {
+            throughput_gbps: per_s((self.bytes_sent + self.bytes_received) as f64 * 8.0) / 1e9,
+            one_way_gbps: Some(per_s(self.bytes_sent as f64 * 8.0) / 1e9),
+            msgs_per_s: per_s(self.messages as f64),
+            ..self
+        }
+    }
+}
+
 /// One side's figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SideReport {
@@ -315,13 +349,7 @@ impl SideReport {
         uring: Option<RingSetup>,
         counts: SideCounts,
     ) -> SideReport {
-        let mut cpus: Vec<usize> = Vec::new();
-        for cpu in counts.placement.iter().filter_map(|p| p.cpu) {
-            if !cpus.contains(&cpu) {
-                cpus.push(cpu);
-            }
-        }
-        cpus.sort_unstable();
+        let cpus = pinned_cpus(&counts.placement);
         let pinned = counts.placement.iter().all(|p| p.cpu.is_some());
         let runnable = if pinned && !cpus.is_empty() {
             Some(cpus.len())
@@ -370,6 +398,14 @@ impl SideReport {
         self.cpu_ns_per_byte = per(self.own_cpu.map(|o| o.total_ns()), bytes);
         self.context_switches_per_msg = per(c.context_switches, msgs);
     }
+}
+
+/// The distinct CPUs `placement` pins threads to, in order.
+pub(crate) fn pinned_cpus(placement: &[Placement]) -> Vec<usize> {
+    let mut cpus: Vec<usize> = placement.iter().filter_map(|p| p.cpu).collect();
+    cpus.sort_unstable();
+    cpus.dedup();
+    cpus
 }
 
 /// One client thread's share.
@@ -441,21 +477,20 @@ impl Record {
         }
         let reports: Vec<&PeerReport> = threads.iter().flat_map(|t| &t.server).collect();
         let server = server_side(&reports);
-        let secs = duration.as_secs_f64();
-        let per_s = |n: f64| if secs > 0.0 { n / secs } else { 0.0 };
         let summary = Summary {
             threads: config.threads,
             connections: config.total_connections(),
-            duration_s: secs,
+            duration_s: duration.as_secs_f64(),
             bytes_sent: stats.bytes_sent,
             bytes_received: stats.bytes_received,
             messages: stats.msgs_sent,
-            throughput_gbps: per_s((stats.bytes_sent + stats.bytes_received) as f64 * 8.0) / 1e9,
-            one_way_gbps: Some(per_s(stats.bytes_sent as f64 * 8.0) / 1e9),
-            msgs_per_s: per_s(stats.msgs_sent as f64),
+            throughput_gbps: 0.0,
+            one_way_gbps: None,
+            msgs_per_s: 0.0,
             verify_errors: stats.verify_errors
                 + server.as_ref().map_or(0, |s| s.stats.verify_errors),
-        };
+        }
+        .with_rates();
         let mut notes = notes;
         if let Some(ring) = threads.iter().find_map(|t| t.ring.as_ref()) {
             if !ring.flags.contains(SetupFlag::DeferTaskrun) {
@@ -514,6 +549,7 @@ impl Record {
             interrupted: notes.interrupted,
             warnings,
             system,
+            parts: None,
         }
     }
 
