@@ -230,7 +230,10 @@ pub fn round_order(points: &[Point], seed: u64, round: usize) -> Vec<Point> {
 /// Each client host's own description, as its record (or each part of a merged record)
 /// carries it.
 fn client_hosts(record: &Record) -> Vec<engine::host::HostInfo> {
-    record.client.host.iter().cloned().collect() // MERGE-PENDING
+    match &record.parts {
+        Some(parts) => parts.iter().filter_map(|p| p.client_host.clone()).collect(),
+        None => record.client.host.iter().cloned().collect(),
+    }
 }
 
 /// How long a point's clients may take beyond their planned interval before the
@@ -387,10 +390,9 @@ impl Fleet {
         if parts.len() == 1 {
             return Ok(parts.pop().map(|(_, r)| r));
         }
-        anyhow::bail!(
-            "{} client hosts: merging their records is not in this build yet",
-            parts.len()
-        )
+        Record::merge(&parts)
+            .map(Some)
+            .context("merging the client hosts' records")
     }
 
     /// Connects every client host, lets them go together, and collects their records.
