@@ -230,10 +230,7 @@ pub fn round_order(points: &[Point], seed: u64, round: usize) -> Vec<Point> {
 /// Each client host's own description, as its record (or each part of a merged record)
 /// carries it.
 fn client_hosts(record: &Record) -> Vec<engine::host::HostInfo> {
-    match &record.parts {
-        Some(parts) => parts.iter().filter_map(|p| p.client_host.clone()).collect(),
-        None => record.client.host.iter().cloned().collect(),
-    }
+    record.client_hosts().into_iter().cloned().collect()
 }
 
 /// How long a point's clients may take beyond their planned interval before the

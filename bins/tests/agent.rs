@@ -55,7 +55,9 @@ impl Daemon {
             }
         });
         // The log's first line names the port; generous, for a loaded machine.
-        let line = rx.recv_timeout(Duration::from_secs(60)).expect("the daemon's first line");
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the daemon's first line");
         let addr = line
             .strip_prefix("[agent] listening on ")
             .and_then(|r| r.split(' ').next())
@@ -122,8 +124,14 @@ fn a_daemon_runs_clients_only_against_servers_an_agent_vouches_for() {
         }
     });
     let mut link = Link::daemon(&daemon, Some(&right)).unwrap();
-    let e = format!("{:#}", link.connect(&client(target.port()), None).unwrap_err());
-    assert!(e.contains("refused") && e.contains("no agent was named"), "{e}");
+    let e = format!(
+        "{:#}",
+        link.connect(&client(target.port()), None).unwrap_err()
+    );
+    assert!(
+        e.contains("refused") && e.contains("no agent was named"),
+        "{e}"
+    );
     let e = format!(
         "{:#}",
         link.connect(&client(target.port()), Some(target.to_string()))
@@ -139,7 +147,10 @@ fn a_daemon_runs_clients_only_against_servers_an_agent_vouches_for() {
     // The third party saw one connection — the daemon reading its banner — and was sent
     // nothing at all.
     assert_eq!(seen.recv_timeout(Duration::from_secs(30)), Ok(0));
-    assert!(seen.try_recv().is_err(), "a second connection to the third party");
+    assert!(
+        seen.try_recv().is_err(),
+        "a second connection to the third party"
+    );
 
     // Vouched for, it measures.
     let served = link
@@ -187,4 +198,131 @@ fn a_stdio_agent_of_another_kind_is_named_by_what_it_printed() {
         e.contains("local") && e.contains("not a copyperf agent; it said \"--stdio\""),
         "{e}"
     );
+}
+
+#[test]
+fn an_agent_of_another_version_is_refused_by_name() {
+    // A stand-in agent that greets like copyperf 0.0.1 would.
+    let dir = scratch("old-agent");
+    let hello = br#"{"reply":"hello","protocol":1,"version":"0.0.1","host":"old"}"#;
+    let mut bytes = b"CPAG".to_vec();
+    bytes.extend_from_slice(&(hello.len() as u32).to_be_bytes());
+    bytes.extend_from_slice(hello);
+    std::fs::write(dir.join("greeting"), &bytes).unwrap();
+    let fake = dir.join("agent");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\ncat '{}'\nsleep 30\n",
+            dir.join("greeting").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let reach = cli::agent::control::Reach {
+        local_agent: fake,
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let e = format!(
+        "{:#}",
+        Link::open(&"local".parse().unwrap(), &reach).err().unwrap()
+    );
+    assert!(
+        e.contains("local: the agent there is copyperf 0.0.1 (control protocol 1)")
+            && e.contains("--deploy"),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the fake was stopped, not waited out"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_unreachable_ssh_host_is_named_with_what_ssh_said() {
+    // Port 1 on loopback: nothing listens, so ssh fails at once.
+    let reach = cli::agent::control::Reach {
+        local_agent: agent(),
+        ssh_args: vec!["-F".into(), "/dev/null".into()],
+        ..Default::default()
+    };
+    let e = format!(
+        "{:#}",
+        Link::open(&"ssh://nobody@127.0.0.1:1".parse().unwrap(), &reach)
+            .err()
+            .unwrap()
+    );
+    assert!(
+        e.contains("ssh://nobody@127.0.0.1:1") && e.contains("Connection refused"),
+        "{e}"
+    );
+}
+
+/// Reads the daemon's opening: the magic and its hello's challenge.
+fn opening(s: &mut std::net::TcpStream) -> String {
+    use cli::agent::proto::{read_frame, read_magic, Reply, MAX_REPLY};
+    read_magic(s).unwrap();
+    match read_frame::<_, Reply>(s, MAX_REPLY).unwrap() {
+        Reply::Hello {
+            challenge: Some(c), ..
+        } => c,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_hostile_controller_costs_its_own_connection_only() {
+    use cli::agent::auth::Prover;
+    use cli::agent::proto::{read_frame, write_frame, FrameError, Reply, Request, MAX_REPLY};
+    let dir = scratch("daemon-hostile");
+    let (file, right) = secret(&dir, "secret", "0123456789abcdef-hostile");
+    let d = Daemon::start(&file);
+    let failed = |s: &mut std::net::TcpStream| match read_frame::<_, Reply>(s, MAX_REPLY) {
+        Ok(Reply::Failed { error, .. }) => error,
+        Err(FrameError::Closed) => "closed".into(),
+        other => panic!("{other:?}"),
+    };
+    // A 4 GiB length where the answer to the challenge belongs.
+    let mut s = std::net::TcpStream::connect(d.addr).unwrap();
+    opening(&mut s);
+    s.write_all(&u32::MAX.to_be_bytes()).unwrap();
+    let e = failed(&mut s);
+    assert!(e == "closed" || e.contains("authentication failed"), "{e}");
+    // A request before the answer.
+    let mut s = std::net::TcpStream::connect(d.addr).unwrap();
+    opening(&mut s);
+    write_frame(&mut s, &Request::Go).unwrap();
+    assert!(failed(&mut s).contains("expected Auth first"));
+    // Authenticated, then garbage: the session ends, saying why.
+    let mut s = std::net::TcpStream::connect(d.addr).unwrap();
+    let nonce = opening(&mut s);
+    write_frame(
+        &mut s,
+        &Request::Auth {
+            mac: right.answer(Prover::Controller, &nonce),
+            nonce: cli::agent::auth::nonce(),
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        read_frame::<_, Reply>(&mut s, MAX_REPLY),
+        Ok(Reply::Authenticated { .. })
+    ));
+    write_frame(&mut s, &serde_json::json!({"op": "exec", "cmd": "sh"})).unwrap();
+    let e = failed(&mut s);
+    assert!(
+        e.contains("ending the session") && e.contains("exec"),
+        "{e}"
+    );
+    assert!(matches!(
+        read_frame::<_, Reply>(&mut s, MAX_REPLY),
+        Err(FrameError::Closed)
+    ));
+    // None of it cost the daemon anything: a proper controller is served.
+    let mut link = Link::daemon(&d.addr.to_string(), Some(&right)).unwrap();
+    link.describe(None).unwrap();
+    link.close();
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -553,6 +553,18 @@ impl Record {
         }
     }
 
+    /// Each client host's own description: every part's for a merged (fan-in) record,
+    /// else the one client's.
+    pub fn client_hosts(&self) -> Vec<&crate::host::HostInfo> {
+        match &self.parts {
+            Some(parts) => parts
+                .iter()
+                .filter_map(|p| p.client_host.as_ref())
+                .collect(),
+            None => self.client.host.iter().collect(),
+        }
+    }
+
     /// A record with every optional field present, for tests and for deriving the CSV
     /// columns from the struct definitions.
     pub fn example() -> Record {

@@ -542,7 +542,11 @@ pub fn orphaned_agents(exe: &std::path::Path) -> Vec<u32> {
     let key = format!("{CONTROLLER_ENV}=");
     let mut out = Vec::new();
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let proc = entry.path();

@@ -193,7 +193,10 @@ fn serve(config: ServerConfig, out: &Out) -> Result<Serving, Error> {
     let bind = config.bind;
     let server = Server::bind(config)?;
     let addr = server.local_addr();
-    SERVERS.lock().expect("servers lock").push((bind, addr.port()));
+    SERVERS
+        .lock()
+        .expect("servers lock")
+        .push((bind, addr.port()));
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let out = out.clone();
@@ -273,7 +276,9 @@ fn vouch(addr: SocketAddr) -> bool {
             .lock()
             .expect("servers lock")
             .iter()
-            .any(|&(bind, port)| port == addr.port() && (bind.is_unspecified() || bind == addr.ip()))
+            .any(|&(bind, port)| {
+                port == addr.port() && (bind.is_unspecified() || bind == addr.ip())
+            })
 }
 
 /// A daemon runs a client only against a server that an agent, authenticated with the

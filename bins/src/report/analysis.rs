@@ -410,10 +410,10 @@ pub fn copied_sentence(engine: Backend, mode: Mode, range: Option<(f64, f64)>) -
 }
 
 /// The interfaces the data crossed, as the two sides described them (from the first
-/// record that has both).
+/// record that has both; the first client host's under fan-in).
 pub fn path_interfaces(d: &Dataset) -> Option<(Interface, Interface)> {
     d.records().iter().find_map(|r| {
-        let client = r.client.host.as_ref()?.interface.clone()?;
+        let client = r.client_hosts().first()?.interface.clone()?;
         let server = r.server.as_ref()?.host.as_ref()?.interface.clone()?;
         Some((client, server))
     })

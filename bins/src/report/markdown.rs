@@ -440,12 +440,15 @@ fn machine(o: &mut String, inp: &Inputs) {
         },
     );
     let hosts = inp.datasets.iter().flat_map(|d| d.records()).find_map(|r| {
-        Some((
-            r.client.host.clone()?,
-            r.server.as_ref().and_then(|s| s.host.clone()),
-        ))
+        let clients = r.client_hosts();
+        (!clients.is_empty()).then(|| {
+            (
+                clients.into_iter().cloned().collect::<Vec<_>>(),
+                r.server.as_ref().and_then(|s| s.host.clone()),
+            )
+        })
     });
-    if let Some((client, server)) = hosts {
+    if let Some((clients, server)) = hosts {
         let side = |h: &engine::host::HostInfo| {
             let memlock = h.memlock_limit.map_or("unlimited".to_owned(), bytes);
             format!(
@@ -463,7 +466,20 @@ fn machine(o: &mut String, inp: &Inputs) {
                     .map_or("an interface it could not name".into(), interface_words),
             )
         };
-        row("Client side (as it described itself)", side(&client));
+        if let [client] = clients.as_slice() {
+            row("Client side (as it described itself)", side(client));
+        } else {
+            for (i, client) in clients.iter().enumerate() {
+                row(
+                    &format!(
+                        "Client host {} of {} (as it described itself)",
+                        i + 1,
+                        clients.len()
+                    ),
+                    side(client),
+                );
+            }
+        }
         if let Some(server) = &server {
             row("Server side (as it described itself)", side(server));
         }
