@@ -145,6 +145,10 @@ fn fan_in_from_two_client_hosts_sums_their_records() -> Result<()> {
             r.summary.threads,
             parts[0].summary.threads + parts[1].summary.threads
         );
+        assert!(
+            parts.iter().all(|p| p.summary.threads == r.config.threads),
+            "the point's threads are each host's"
+        );
         let latency = r.latency.as_ref().expect("echo has latency");
         assert_eq!(
             latency.count,
@@ -330,6 +334,78 @@ fn an_agent_killed_mid_point_fails_that_point_and_the_sweep_goes_on() -> Result<
         "the reason names the host and what happened: {error}"
     );
     assert_eq!(records(&dir).len(), 2, "the other rounds were measured");
+    assert_no_orphans();
+    std::fs::remove_dir_all(&out)?;
+    Ok(())
+}
+
+#[test]
+fn a_partition_mid_point_fails_the_points_it_touches_and_the_sweep_ends() -> Result<()> {
+    let hosts = Hosts::bridged(2)?;
+    let out = scratch("partition");
+    let mut args = strings(&[
+        "--engines",
+        "syscall,uring",
+        "--modes",
+        "two-copy",
+        "--sizes",
+        "1K",
+        "--threads",
+        "1",
+        "-d",
+        "4",
+        "--repeats",
+        "1",
+    ]);
+    args.extend([
+        "--server".into(),
+        format!("netns:{}", hosts.ns(0)),
+        "--client".into(),
+        format!("netns:{}", hosts.ns(1)),
+        "--data-addr".into(),
+        hosts.addr(0).to_string(),
+    ]);
+    let child: Child = sweep(&out, &args).spawn()?;
+    // Once the first point's connection is up, cut the client host off.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ss = common::run(Command::new("ss").args([
+            "-N",
+            hosts.ns(1),
+            "-tn",
+            "state",
+            "established",
+        ]))?;
+        if ss.contains(&hosts.addr(0).to_string()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no connection in time");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    common::run(Command::new("ip").args(["-n", hosts.ns(1), "link", "set", "eth0", "down"]))?;
+    let o = child.wait_with_output()?;
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let dir = folder(&out);
+    let m = meta(&dir);
+    assert!(m.finished_at.is_some(), "the sweep went to its end");
+    let failed = m.failed.unwrap_or_default();
+    assert_eq!(
+        failed.len(),
+        2,
+        "the cut point and the next one: {failed:?}"
+    );
+    for f in &failed {
+        assert!(
+            f.error.starts_with(&format!("netns:{}: ", hosts.ns(1))),
+            "the reason names the host: {}",
+            f.error
+        );
+    }
     assert_no_orphans();
     std::fs::remove_dir_all(&out)?;
     Ok(())

@@ -94,8 +94,9 @@ impl Record {
     /// - `warnings`: every part's, prefixed `host LABEL: `; `interrupted` if any part
     ///   was.
     /// - `system`: null — one machine's figure; a controller cannot add machines.
-    /// - `config`: the first part's with `threads` the total, so that it reads as the
-    ///   per-host configuration run on N hosts; `started_at` the earliest part's;
+    /// - `config`: the first part's, which every host ran (the point's threads are per
+    ///   host, as the sweep's matrix counts them; `summary.threads` is the total);
+    ///   `started_at` the earliest part's;
     ///   `kernel`, `server_addr` and `copyperf_version` the first part's.
     pub fn merge(parts: &[(String, Record)]) -> Result<Record, MergeError> {
         merge(parts)
@@ -128,6 +129,8 @@ fn merge(parts: &[(String, Record)]) -> Result<Record, MergeError> {
             ("size", x.size.to_string(), y.size.to_string()),
             ("backend", x.backend.to_string(), y.backend.to_string()),
             ("depth", x.depth.to_string(), y.depth.to_string()),
+            ("threads", x.threads.to_string(), y.threads.to_string()),
+            ("placement", x.cpus.to_string(), y.cpus.to_string()),
         ];
         if let Some((what, first_value, value)) = same.into_iter().find(|(_, a, b)| a != b) {
             return Err(MergeError::Mismatch {
@@ -201,8 +204,7 @@ fn merge(parts: &[(String, Record)]) -> Result<Record, MergeError> {
             })
         })
         .collect();
-    let mut config = first.config.clone();
-    config.threads = records().map(|r| r.config.threads).sum();
+    let config = first.config.clone();
     Ok(Record {
         schema_version: first.schema_version,
         copyperf_version: first.copyperf_version.clone(),
@@ -560,7 +562,8 @@ mod tests {
         assert_eq!(texts, ["host a: an example fallback", "host b: b's own"]);
         assert!(m.interrupted);
         assert_eq!(m.system, None);
-        assert_eq!(m.config.threads, 2);
+        assert_eq!(m.config.threads, 1, "each host's own");
+        assert_eq!(m.summary.threads, 2, "all hosts'");
         assert_eq!(m.config.mode, a.config.mode);
     }
 
@@ -660,6 +663,15 @@ mod tests {
         assert!(matches!(
             Record::merge(&parts),
             Err(MergeError::Mismatch { what: "size", .. })
+        ));
+        let mut parts = two();
+        parts[1].1.config.threads = 2;
+        assert!(matches!(
+            Record::merge(&parts),
+            Err(MergeError::Mismatch {
+                what: "threads",
+                ..
+            })
         ));
         let mut parts = two();
         parts[0].1.schema_version = 1;

@@ -631,7 +631,17 @@ fn matrix(o: &mut String, inp: &Inputs) {
                 ("engines", list(&x.engines, |e| e.to_string())),
                 ("modes", list(&x.modes, |m| m.to_string())),
                 ("sizes", list(&x.sizes, |&n| size(n))),
-                ("threads", list(&x.threads, |n| n.to_string())),
+                (
+                    "threads",
+                    match inp.meta.clients.as_ref().map_or(1, Vec::len) {
+                        1 => list(&x.threads, |n| n.to_string()),
+                        hosts => format!(
+                            "{} per client host, on {hosts} client hosts at once (fan-in: the \
+                             server serves {hosts}× as many)",
+                            list(&x.threads, |n| n.to_string())
+                        ),
+                    },
+                ),
                 ("workload", x.workload.to_string()),
                 ("depth", x.depth.to_string()),
                 ("duration per run", format!("{} s", x.duration_s)),
