@@ -103,28 +103,42 @@ pub fn run(config: &SweepConfig, stop: &AtomicBool, on: &dyn Fn(SweepEvent)) -> 
     let points = config.matrix.points();
     let mut meta = new_meta(config, points.len() * config.matrix.repeats);
     let mut records: Vec<Record> = Vec::new();
+    write_all(&config.dir, &meta, &records, &config.matrix)?;
+    let mut fleet = Fleet::open(config)?;
+    meta.server_host = fleet.describe_server(&config.network.data_addr);
+    // What each host's own kernel can run decides, not the controller's.
+    let mut support: Vec<(Backend, engine::Mode, Result<(), String>)> = Vec::new();
     let mut runnable = Vec::new();
     for p in &points {
-        match engine::check_support(p.engine, p.mode) {
+        let known = support
+            .iter()
+            .find(|(b, m, _)| (*b, *m) == (p.engine, p.mode))
+            .map(|(_, _, r)| r.clone());
+        let verdict = match known {
+            Some(v) => v,
+            None => {
+                let v = fleet.supports(p.engine, p.mode);
+                support.push((p.engine, p.mode, v.clone()));
+                v
+            }
+        };
+        match verdict {
             Ok(()) => runnable.push(*p),
-            Err(e) => {
-                on(SweepEvent::Notice(format!("skipping {p}: {e}")));
+            Err(reason) => {
+                on(SweepEvent::Notice(format!("skipping {p}: {reason}")));
                 meta.skipped.get_or_insert_with(Vec::new).push(Skipped {
                     engine: p.engine,
                     mode: p.mode,
                     size: p.size,
                     threads: p.threads,
                     placement: p.placement,
-                    reason: e.to_string(),
+                    reason,
                 });
             }
         }
     }
     let total = runnable.len() * config.matrix.repeats;
     meta.points_total = Some(total);
-    write_all(&config.dir, &meta, &records, &config.matrix)?;
-    let mut fleet = Fleet::open(config)?;
-    meta.server_host = fleet.describe_server(&config.network.data_addr);
     write_all(&config.dir, &meta, &records, &config.matrix)?;
     on(SweepEvent::Start { total });
     let started = Instant::now();
@@ -300,6 +314,18 @@ impl Fleet {
     fn describe_server(&mut self, data_addr: &str) -> Option<engine::host::HostInfo> {
         let ip = data_addr.parse().ok();
         self.server.link.as_mut()?.describe(ip).ok()
+    }
+
+    /// Whether every host runs `mode` on `backend`; the first refusal's reason (naming the
+    /// host) where one does not. A host that cannot be asked counts as refusing.
+    fn supports(&mut self, backend: Backend, mode: engine::Mode) -> Result<(), String> {
+        for slot in std::iter::once(&mut self.server).chain(&mut self.clients) {
+            match slot.link.as_mut() {
+                Some(link) => link.supports(backend, mode).map_err(|e| format!("{e:#}"))?,
+                None => return Err(format!("{}: no agent", slot.spec)),
+            }
+        }
+        Ok(())
     }
 
     /// What the agents said on the side since last asked, oldest first, each distinct

@@ -438,6 +438,15 @@ impl Link {
         }
     }
 
+    /// Whether the host's kernel runs `mode` on `backend`: `Err` with the reason, naming
+    /// the host and what is missing, where it does not.
+    pub fn supports(&mut self, backend: engine::Backend, mode: engine::Mode) -> Result<()> {
+        match self.call(Request::Supports { backend, mode }, "its kernel's support")? {
+            Reply::Supported => Ok(()),
+            other => bail!("{}: unexpected {} to Supports", self.label, other.name()),
+        }
+    }
+
     /// Starts a server; returns the address it listens on.
     pub fn serve(&mut self, config: &ServerConfig) -> Result<SocketAddr> {
         let request = Request::Serve {

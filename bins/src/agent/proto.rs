@@ -13,7 +13,7 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 
 use engine::host::HostInfo;
-use engine::{ClientConfig, Record, ServerConfig};
+use engine::{Backend, ClientConfig, Mode, Record, ServerConfig};
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a frame changes meaning; an agent and a controller of different
@@ -38,6 +38,8 @@ pub enum Request {
     Auth { mac: String, nonce: String },
     /// Describe this host and the interface holding `addr` (or the default route's).
     Describe { addr: Option<IpAddr> },
+    /// Can this host's kernel run `mode` on `backend`?
+    Supports { backend: Backend, mode: Mode },
     /// Start a server on exactly this configuration.
     Serve { config: ServerConfig },
     /// Stop the server started by `Serve`.
@@ -81,6 +83,7 @@ pub enum Reply {
     Described {
         host: Box<HostInfo>,
     },
+    Supported,
     Serving {
         addr: SocketAddr,
     },
@@ -110,6 +113,7 @@ impl Reply {
             Reply::Hello { .. } => "hello",
             Reply::Authenticated { .. } => "authenticated",
             Reply::Described { .. } => "described",
+            Reply::Supported => "supported",
             Reply::Serving { .. } => "serving",
             Reply::Stopped => "stopped",
             Reply::Connected { .. } => "connected",

@@ -130,6 +130,10 @@ pub fn run(
                     host: Box::new(HostInfo::for_address(ip)),
                 });
             }
+            Request::Supports { backend, mode } => match engine::check_support(backend, mode) {
+                Ok(()) => out.send(&Reply::Supported),
+                Err(e) => out.fail(&e, e.exit_code()),
+            },
             Request::Serve { config } => match &server {
                 Some(s) => out.fail(format!("already serving on {}", s.addr), 2),
                 None => match serve(config, &out) {
