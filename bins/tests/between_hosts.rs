@@ -163,6 +163,16 @@ fn fan_in_from_two_client_hosts_sums_their_records() -> Result<()> {
             assert_eq!(nic.kind, engine::host::LinkKind::Veth);
         }
         let server = r.server.as_ref().expect("the server's figures");
+        assert!(
+            server.own_cpu.is_some(),
+            "{}: the server's own CPU time, its threads read once however many hosts they served",
+            r.config.backend
+        );
+        assert_eq!(
+            r.server_reports.len(),
+            2 * r.config.threads,
+            "every connection's report"
+        );
         assert_eq!(
             server
                 .host

@@ -82,7 +82,11 @@ impl Record {
     ///   longest interval; CPUs summed), null unless every part measured it; `cpus` and
     ///   `placement` concatenated, threads named `LABEL: client N`; `host` null (each
     ///   part's is in `parts`).
-    /// - `server`: the parts' server sides merged the same way, as one host's: `cpus`
+    /// - `server`: where every part kept its server's per-connection reports
+    ///   (`server_reports`), computed from all of them as `Record::new` does for one host,
+    ///   so that a server thread or CPU that served several hosts counts once, over its
+    ///   earliest start to latest end. Otherwise the parts' server sides merged the same
+    ///   way as the clients', as one host's: `cpus`
     ///   and `placement` once each, `host` the first part's. A server thread or CPU that
     ///   served several parts' connections (a uring worker; any CPU in core scope) is in
     ///   each part's own CPU time and counters over the same interval, so those are null
@@ -187,6 +191,15 @@ fn merge(parts: &[(String, Record)]) -> Result<Record, MergeError> {
         .map(|(host, r)| Some((host.as_str(), r.server.as_ref()?)))
         .collect();
 
+    // With every connection's own report, the server side is computed as for one host:
+    // a thread or CPU that served several hosts is read once, from its earliest start to
+    // its latest end.
+    let every_report = records().all(|r| !r.server_reports.is_empty());
+    let reports: Vec<&crate::stats::PeerReport> = if every_report {
+        records().flat_map(|r| &r.server_reports).collect()
+    } else {
+        Vec::new()
+    };
     let threads = records()
         .flat_map(|r| &r.threads)
         .enumerate()
@@ -221,7 +234,12 @@ fn merge(parts: &[(String, Record)]) -> Result<Record, MergeError> {
         latency: latency.summary(),
         latency_histogram: (latency.count() > 0).then(|| latency.to_serialized()),
         client: merge_sides(&clients, Hosts::Several),
-        server: servers.map(|s| merge_sides(&s, Hosts::One)),
+        server: if every_report {
+            crate::record::server_side(&reports)
+        } else {
+            servers.map(|s| merge_sides(&s, Hosts::One))
+        },
+        server_reports: reports.into_iter().cloned().collect(),
         threads,
         interrupted: records().any(|r| r.interrupted),
         warnings,
@@ -605,9 +623,35 @@ mod tests {
     }
 
     #[test]
-    fn the_servers_shared_threads_are_not_counted_twice() {
-        // The example's server thread, "worker 0" on CPU 0, served both hosts.
+    fn with_every_connections_report_the_server_is_computed_as_one_hosts() {
+        // The example's server thread, "worker 0" on CPU 0, served both hosts over the
+        // same interval: read once, not once per host.
         let mut parts = two();
+        let one = parts[0].1.server.clone().unwrap();
+        let m = Record::merge(&parts).unwrap();
+        let server = m.server.as_ref().unwrap();
+        assert_eq!(server.stats.bytes_sent, 2 * one.stats.bytes_sent);
+        assert_eq!(server.own_cpu, one.own_cpu, "the shared worker, once");
+        assert_eq!(server.counters, one.counters);
+        assert_eq!(m.server_reports.len(), 2);
+        // A second worker for the second host: both count.
+        let r = &mut parts[1].1.server_reports[0];
+        for s in &mut r.samples {
+            s.key = s.key.replace("worker 0", "worker 1");
+        }
+        let m = Record::merge(&parts).unwrap();
+        let own = m.server.as_ref().unwrap().own_cpu.unwrap();
+        let single = one.own_cpu.unwrap();
+        assert_eq!(own.user_ns, 2 * single.user_ns, "two workers: {own:?}");
+    }
+
+    #[test]
+    fn without_the_reports_the_servers_shared_threads_are_not_counted_twice() {
+        // Records from before the reports were kept: the server sides are all there is.
+        let mut parts = two();
+        for (_, r) in &mut parts {
+            r.server_reports.clear();
+        }
         let m = Record::merge(&parts).unwrap();
         let server = m.server.as_ref().unwrap();
         assert_eq!(

@@ -50,6 +50,12 @@ pub struct Record {
     pub client: SideReport,
     /// The server's own figures, merged over this run's connections; null if it sent none.
     pub server: Option<SideReport>,
+    /// The server's report for each connection, as it sent them: the raw readings
+    /// `server` is computed from, which let a controller compute the server side of
+    /// several hosts' connections at once (a thread or CPU that served several hosts is
+    /// counted once). Absent from records written before it was kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_reports: Vec<PeerReport>,
     /// Per client thread.
     pub threads: Vec<ThreadReport>,
     /// The user stopped the run early (SIGINT/SIGTERM): the figures cover what ran.
@@ -536,6 +542,7 @@ impl Record {
             latency_histogram: (latency.count() > 0).then(|| latency.to_serialized()),
             client,
             server,
+            server_reports: reports.iter().map(|&r| r.clone()).collect(),
             threads: threads
                 .iter()
                 .map(|t| ThreadReport {
@@ -731,7 +738,7 @@ fn example_ring() -> RingSetup {
 
 /// The server's side from its per-connection reports: counts summed, each thread's calls
 /// and each thread's or CPU's counters taken once over the run.
-fn server_side(reports: &[&PeerReport]) -> Option<SideReport> {
+pub(crate) fn server_side(reports: &[&PeerReport]) -> Option<SideReport> {
     let first = reports.first()?;
     let mut stats = FlowStats::default();
     let mut secs: f64 = 0.0;
