@@ -75,11 +75,14 @@ pub fn serve(
                 match accept(stream, secret) {
                     Ok((stream, secret)) => {
                         log(&format!("{peer}: session started"));
-                        match stream.try_clone() {
-                            Ok(input) => {
-                                session::run(input, stream, Reach::Daemon { secret }, stop, log)
+                        match (stream.try_clone(), stream.try_clone()) {
+                            (Ok(input), Ok(keeper)) => {
+                                session::run(input, stream, Reach::Daemon { secret }, stop, log);
+                                // Wakes the session's reader, which a peer that keeps the
+                                // connection open after its session would otherwise hold.
+                                let _ = keeper.shutdown(std::net::Shutdown::Both);
                             }
-                            Err(e) => log(&format!("{peer}: {e}")),
+                            (Err(e), _) | (_, Err(e)) => log(&format!("{peer}: {e}")),
                         }
                         log(&format!("{peer}: session ended"));
                     }

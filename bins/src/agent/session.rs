@@ -89,7 +89,9 @@ pub fn run(
         w: Arc::new(Mutex::new(Box::new(output))),
         gone: Arc::new(AtomicBool::new(false)),
     };
-    let (tx, requests) = mpsc::channel();
+    // Bounded: a controller that floods requests waits for them to be answered instead
+    // of queueing them in memory.
+    let (tx, requests) = mpsc::sync_channel(4);
     std::thread::spawn(move || {
         let mut input = input;
         loop {
@@ -156,14 +158,20 @@ pub fn run(
                     out.fail("a client is already running in this session", 2);
                     continue;
                 }
+                let mut config = *config;
                 if let Reach::Daemon { secret } = &reach {
-                    if let Err(e) = vouched(&config, peer_agent.as_deref(), secret.as_ref()) {
-                        log(&format!("refused a client run: {e:#}"));
-                        out.fail(format!("refused: {e:#}"), engine::exit::REFUSED);
-                        continue;
+                    match vouched(&config, peer_agent.as_deref(), secret.as_ref()) {
+                        // The client dials the very address vouched for, not a name that
+                        // might resolve elsewhere the second time.
+                        Ok(target) => config.host = target.ip().to_string(),
+                        Err(e) => {
+                            log(&format!("refused a client run: {e:#}"));
+                            out.fail(format!("refused: {e:#}"), engine::exit::REFUSED);
+                            continue;
+                        }
                     }
                 }
-                client = Some(start_client(*config, &out));
+                client = Some(start_client(config, &out));
             }
             Request::Go | Request::Abort => match &client {
                 None => out.fail("no client is waiting", 2),
@@ -287,12 +295,12 @@ fn vouch(addr: SocketAddr) -> bool {
 
 /// A daemon runs a client only against a server that an agent, authenticated with the
 /// same secret, vouches for: so a daemon cannot be turned into a traffic generator
-/// against a third party.
+/// against a third party. Returns the address vouched for.
 fn vouched(
     config: &ClientConfig,
     peer_agent: Option<&str>,
     secret: Option<&Secret>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<SocketAddr> {
     use anyhow::Context;
     let target = (config.host.as_str(), config.port)
         .to_socket_addrs()
@@ -310,7 +318,7 @@ fn vouched(
     link.vouch(target)
         .with_context(|| format!("{target} is not vouched for"))?;
     link.close();
-    Ok(())
+    Ok(target)
 }
 
 fn join_within<T>(thread: JoinHandle<T>, limit: Duration) {
