@@ -1,6 +1,6 @@
 //! Running copyperf's own binaries as child processes, optionally inside a network
 //! namespace: a server that is always killed and reaped, and a client whose JSON record
-//! is parsed back. Shared by the sweep, compare and the benchmarks. Children are driven
+//! is parsed back. Used by compare and the benchmarks (the sweep drives agents instead). Children are driven
 //! by the engine's own configuration types (`--spec` JSON), and a server says it is ready
 //! on a pipe (`--ready-fd`), so no argument list is built by hand and no log is parsed.
 

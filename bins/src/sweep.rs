@@ -1,6 +1,8 @@
-//! The sweep: every point of an engine × mode × size × threads matrix, measured by real
-//! server and client processes (in network namespaces when the script made them), written
-//! to one results folder after every point so an interrupted run keeps what it measured.
+//! The sweep: every point of an engine × mode × size × threads matrix, measured by
+//! agents on the server's and the clients' hosts (children in network namespaces when the
+//! script made them, or reached over ssh or a daemon's port), written to one results
+//! folder after every point so an interrupted run keeps what it measured. With several
+//! client hosts (fan-in) each point starts them together and merges their records.
 //!
 //! The folder holds the seed's files — `results.csv`, `perfstats.csv`, one CSV per size ×
 //! threads — plus `records.jsonl` (every record, every repeat) and `meta.json` (the

@@ -1,6 +1,7 @@
-//! copyperf sweep: runs the engine × mode × size × threads matrix with real server and
-//! client processes and writes one results folder (the seed's CSVs, records, metadata,
-//! plots, report). `scripts/sweep.sh` wraps it with the build and the network namespaces.
+//! copyperf sweep: runs the engine × mode × size × threads matrix through an agent on
+//! each host — server and client(s): local children, network namespaces, ssh hosts or
+//! daemons — and writes one results folder (the seed's CSVs, records, metadata, plots,
+//! report). `scripts/sweep.sh` wraps it with the build and the network namespaces.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
