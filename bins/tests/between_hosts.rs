@@ -14,22 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use cli::sweep::Meta;
-use common::{Hosts, Sshd};
+use common::{folder, scratch, Hosts, Sshd};
 use engine::Record;
-
-fn bin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_sweep"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("copyperf-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// The sweep binary on a small matrix, writing under `out`.
 fn sweep(out: &Path, args: &[String]) -> Command {
@@ -42,15 +28,6 @@ fn sweep(out: &Path, args: &[String]) -> Command {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     c
-}
-
-fn folder(out: &Path) -> PathBuf {
-    let dirs: Vec<PathBuf> = std::fs::read_dir(out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    dirs[0].clone()
 }
 
 fn records(dir: &Path) -> Vec<Record> {
@@ -74,23 +51,36 @@ fn succeeded(o: &Output) {
     );
 }
 
-/// No agent outlives its controller (an orphan ends within moments of its stdin
-/// closing; one still there after a generous wait was left behind).
-fn assert_no_orphans() {
-    let agent = bin_dir().join("agent");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let left = cli::agent::control::orphaned_agents(&agent);
-        if left.is_empty() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "agents left running: {left:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
+}
+
+/// A one-mode syscall-or-both matrix at 1K, `-d SECONDS`, with host 0 serving and host
+/// 1 running the clients, over the bridge.
+fn two_hosts(hosts: &Hosts, engines: &str, seconds: &str, repeats: &str) -> Vec<String> {
+    let mut args = strings(&[
+        "--engines",
+        engines,
+        "--modes",
+        "two-copy",
+        "--sizes",
+        "1K",
+        "--threads",
+        "1",
+        "-d",
+        seconds,
+        "--repeats",
+        repeats,
+    ]);
+    args.extend([
+        "--server".into(),
+        format!("netns:{}", hosts.ns(0)),
+        "--client".into(),
+        format!("netns:{}", hosts.ns(1)),
+        "--data-addr".into(),
+        hosts.addr(0).to_string(),
+    ]);
+    args
 }
 
 #[test]
@@ -190,7 +180,7 @@ fn fan_in_from_two_client_hosts_sums_their_records() -> Result<()> {
     assert_eq!(m.client_hosts.as_ref().map(Vec::len), Some(2));
     assert_eq!(m.network.as_deref(), Some("netns"));
     assert_eq!(m.failed.as_ref().map(Vec::len), Some(0));
-    assert_no_orphans();
+    common::assert_no_orphan_agents();
     std::fs::remove_dir_all(&out)?;
     Ok(())
 }
@@ -279,7 +269,7 @@ fn the_ssh_launcher_deploys_an_agent_and_leaves_nothing() -> Result<()> {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_no_orphans();
+    common::assert_no_orphan_agents();
     std::fs::remove_dir_all(&out)?;
     Ok(())
 }
@@ -288,28 +278,7 @@ fn the_ssh_launcher_deploys_an_agent_and_leaves_nothing() -> Result<()> {
 fn an_agent_killed_mid_point_fails_that_point_and_the_sweep_goes_on() -> Result<()> {
     let hosts = Hosts::bridged(2)?;
     let out = scratch("kill");
-    let mut args = strings(&[
-        "--engines",
-        "syscall",
-        "--modes",
-        "two-copy",
-        "--sizes",
-        "1K",
-        "--threads",
-        "1",
-        "-d",
-        "2",
-        "--repeats",
-        "3",
-    ]);
-    args.extend([
-        "--server".into(),
-        format!("netns:{}", hosts.ns(0)),
-        "--client".into(),
-        format!("netns:{}", hosts.ns(1)),
-        "--data-addr".into(),
-        hosts.addr(0).to_string(),
-    ]);
+    let args = two_hosts(&hosts, "syscall", "2", "3");
     let child: Child = sweep(&out, &args).spawn()?;
     // Once the first round is in, the second is running: kill the client host's agent.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -344,7 +313,7 @@ fn an_agent_killed_mid_point_fails_that_point_and_the_sweep_goes_on() -> Result<
         "the reason names the host and what happened: {error}"
     );
     assert_eq!(records(&dir).len(), 2, "the other rounds were measured");
-    assert_no_orphans();
+    common::assert_no_orphan_agents();
     std::fs::remove_dir_all(&out)?;
     Ok(())
 }
@@ -353,28 +322,7 @@ fn an_agent_killed_mid_point_fails_that_point_and_the_sweep_goes_on() -> Result<
 fn a_partition_mid_point_fails_the_points_it_touches_and_the_sweep_ends() -> Result<()> {
     let hosts = Hosts::bridged(2)?;
     let out = scratch("partition");
-    let mut args = strings(&[
-        "--engines",
-        "syscall,uring",
-        "--modes",
-        "two-copy",
-        "--sizes",
-        "1K",
-        "--threads",
-        "1",
-        "-d",
-        "4",
-        "--repeats",
-        "1",
-    ]);
-    args.extend([
-        "--server".into(),
-        format!("netns:{}", hosts.ns(0)),
-        "--client".into(),
-        format!("netns:{}", hosts.ns(1)),
-        "--data-addr".into(),
-        hosts.addr(0).to_string(),
-    ]);
+    let args = two_hosts(&hosts, "syscall,uring", "4", "1");
     let child: Child = sweep(&out, &args).spawn()?;
     // Once the first point's connection is up, cut the client host off.
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -416,7 +364,7 @@ fn a_partition_mid_point_fails_the_points_it_touches_and_the_sweep_ends() -> Res
             f.error
         );
     }
-    assert_no_orphans();
+    common::assert_no_orphan_agents();
     std::fs::remove_dir_all(&out)?;
     Ok(())
 }

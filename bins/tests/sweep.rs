@@ -8,16 +8,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cli::sweep::{Meta, PERFSTATS_COLUMNS, RESULTS_COLUMNS};
+use common::{bin_dir, folder, scratch};
+
+mod common;
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/sweep.sh")
-}
-
-fn bin_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_sweep"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
 }
 
 fn free_port() -> u16 {
@@ -26,13 +22,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("copyperf-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 fn start(out: &Path, port: u16, extra: &[&str]) -> Child {
@@ -48,16 +37,6 @@ fn start(out: &Path, port: u16, extra: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("bash runs the script")
-}
-
-/// The single results folder the run made.
-fn folder(out: &Path) -> PathBuf {
-    let dirs: Vec<PathBuf> = std::fs::read_dir(out)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(dirs.len(), 1, "{dirs:?}");
-    dirs[0].clone()
 }
 
 fn read(p: &Path) -> String {
@@ -94,18 +73,7 @@ fn assert_nothing_left(script_pid: u32) {
             assert!(!list.contains(&ns), "namespace {ns} left behind: {list}");
         }
     }
-    // An agent whose controller is gone ends within moments (its stdin closed); one
-    // that is still there after a generous wait was left behind.
-    let agent = bin_dir().join("agent");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let left = cli::agent::control::orphaned_agents(&agent);
-        if left.is_empty() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "agents left running: {left:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::assert_no_orphan_agents();
 }
 
 fn root() -> bool {

@@ -7,12 +7,15 @@
 //! iproute2; they fail (never skip) without them, saying what is missing.
 
 // Each test crate that says `mod common;` uses only part of this module, and the rest
-// would warn as dead code in that crate.
-#![allow(dead_code)]
+// would warn as dead code (or an unused re-export) in that crate.
+#![allow(dead_code, unused_imports)]
 
 mod sshd;
 
 pub use sshd::Sshd;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
@@ -249,4 +252,45 @@ fn free_subnet(seed: usize) -> Result<u8> {
         .map(|k| ((seed + k) % 250 + 2) as u8)
         .find(|n| !used.contains(&format!("10.{OCTET}.{n}.")))
         .ok_or_else(|| anyhow!("every 10.{OCTET}.N.0/24 is in use:\n{used}"))
+}
+
+/// The directory holding the binaries under test.
+pub fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_sweep"))
+        .parent()
+        .expect("binaries live in a directory")
+        .to_path_buf()
+}
+
+/// A fresh, empty directory of this process's own under the temporary directory.
+pub fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("copyperf-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("a scratch directory");
+    d
+}
+
+/// The single results folder a sweep made under `out`.
+pub fn folder(out: &Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(out)
+        .expect("the output directory")
+        .map(|e| e.expect("a directory entry").path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs[0].clone()
+}
+
+/// No agent outlives its controller: an orphan ends within moments of its stdin
+/// closing, so one still there after a generous wait was left behind.
+pub fn assert_no_orphan_agents() {
+    let agent = bin_dir().join("agent");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = cli::agent::control::orphaned_agents(&agent);
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "agents left running: {left:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
