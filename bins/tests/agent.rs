@@ -274,8 +274,11 @@ fn opening(s: &mut std::net::TcpStream) -> String {
 
 #[test]
 fn a_hostile_controller_costs_its_own_connection_only() {
-    use cli::agent::auth::Prover;
-    use cli::agent::proto::{read_frame, write_frame, FrameError, Reply, Request, MAX_REPLY};
+    use cli::agent::auth::{Prover, Seal};
+    use cli::agent::proto::{
+        parse, read_frame, read_raw, write_frame, write_sealed, FrameError, Reply, Request,
+        MAX_REPLY,
+    };
     let dir = scratch("daemon-hostile");
     let (file, right) = secret(&dir, "secret", "0123456789abcdef-hostile");
     let d = Daemon::start(&file);
@@ -295,14 +298,15 @@ fn a_hostile_controller_costs_its_own_connection_only() {
     opening(&mut s);
     write_frame(&mut s, &Request::Go).unwrap();
     assert!(failed(&mut s).contains("expected Auth first"));
-    // Authenticated, then garbage: the session ends, saying why.
+    // Authenticated, then garbage in a sealed frame: the session ends, saying why.
     let mut s = std::net::TcpStream::connect(d.addr).unwrap();
     let nonce = opening(&mut s);
+    let ours = cli::agent::auth::nonce();
     write_frame(
         &mut s,
         &Request::Auth {
             mac: right.answer(Prover::Controller, &nonce),
-            nonce: cli::agent::auth::nonce(),
+            nonce: ours.clone(),
         },
     )
     .unwrap();
@@ -310,19 +314,179 @@ fn a_hostile_controller_costs_its_own_connection_only() {
         read_frame::<_, Reply>(&mut s, MAX_REPLY),
         Ok(Reply::Authenticated { .. })
     ));
-    write_frame(&mut s, &serde_json::json!({"op": "exec", "cmd": "sh"})).unwrap();
-    let e = failed(&mut s);
+    let key = right.session_key(&nonce, &ours);
+    let mut out = Seal::new(key, Prover::Controller);
+    let mut back = Seal::new(key, Prover::Agent);
+    let exec = serde_json::json!({"op": "exec", "cmd": "sh"});
+    write_sealed(&mut s, &exec, Some(&mut out)).unwrap();
+    let reply = parse::<Reply>(read_raw(&mut s, MAX_REPLY).unwrap(), Some(&mut back));
+    let Ok(Reply::Failed { error: e, .. }) = reply else {
+        panic!("{reply:?}")
+    };
     assert!(
         e.contains("ending the session") && e.contains("exec"),
         "{e}"
     );
     assert!(matches!(
-        read_frame::<_, Reply>(&mut s, MAX_REPLY),
+        read_raw(&mut s, MAX_REPLY),
         Err(FrameError::Closed)
     ));
     // None of it cost the daemon anything: a proper controller is served.
     let mut link = Link::daemon(&d.addr.to_string(), Some(&right)).unwrap();
     link.describe(None).unwrap();
     link.close();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_relay_that_knows_no_secret_cannot_speak_in_the_session_it_passed_along() {
+    use cli::agent::proto::{read_magic, read_raw, write_frame, Request, MAGIC, MAX_REPLY};
+    let dir = scratch("daemon-relay");
+    let (file, right) = secret(&dir, "secret", "0123456789abcdef-relay");
+    let d = Daemon::start(&file);
+    // The relay: where a controller was pointed by mistake. It passes the daemon's hello
+    // and challenge to the controller and the controller's proofs back, then tries to
+    // speak for itself.
+    let relay = TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay_addr = relay.local_addr().unwrap();
+    let daemon = d.addr;
+    let (verdict_tx, verdict) = mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut controller, _) = relay.accept().unwrap();
+        let mut v = std::net::TcpStream::connect(daemon).unwrap();
+        let frame = |body: &[u8]| {
+            let mut b = (body.len() as u32).to_be_bytes().to_vec();
+            b.extend_from_slice(body);
+            b
+        };
+        read_magic(&mut v).unwrap();
+        let hello = read_raw(&mut v, MAX_REPLY).unwrap();
+        controller.write_all(&MAGIC).unwrap();
+        controller.write_all(&frame(&hello)).unwrap();
+        let auth = read_raw(&mut controller, MAX_REPLY).unwrap();
+        v.write_all(&frame(&auth)).unwrap();
+        let proof = read_raw(&mut v, MAX_REPLY).unwrap();
+        controller.write_all(&frame(&proof)).unwrap();
+        // Its own request, unsealed: it has no key.
+        write_frame(&mut v, &Request::Describe { addr: None }).unwrap();
+        let answer = read_raw(&mut v, MAX_REPLY).unwrap_or_default();
+        let text = String::from_utf8_lossy(&answer).to_string();
+        let closed = read_raw(&mut v, MAX_REPLY).is_err();
+        let _ = verdict_tx.send((text, closed));
+        drop(controller);
+    });
+    // The controller proves the secret to what it thinks is the daemon.
+    let link = Link::daemon(&relay_addr.to_string(), Some(&right));
+    let (text, closed) = verdict.recv_timeout(Duration::from_secs(60)).unwrap();
+    assert!(
+        text.contains("seal does not check") && !text.contains("described"),
+        "the daemon answered the relay: {text}"
+    );
+    assert!(closed, "the daemon closed the relayed session");
+    drop(link);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The daemon's open descriptors.
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+#[test]
+fn silent_peers_cannot_keep_a_controller_out() {
+    let dir = scratch("daemon-silent");
+    let (file, right) = secret(&dir, "secret", "0123456789abcdef-silent");
+    let d = Daemon::start(&file);
+    // One host opens more handshakes than it may and says nothing.
+    let silent: Vec<std::net::TcpStream> = (0..20)
+        .map(|_| socket2_from("127.0.0.2").connect(d.addr).unwrap())
+        .collect();
+    // A controller from another address still gets in, at once.
+    let started = Instant::now();
+    let mut link = Link::daemon(&d.addr.to_string(), Some(&right)).unwrap();
+    link.describe(None).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the controller waited for the silent peers' deadline"
+    );
+    link.close();
+    drop(silent);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A TCP socket bound to `source` on loopback, not yet connected.
+fn socket2_from(source: &str) -> ConnectFrom {
+    ConnectFrom(source.parse().unwrap())
+}
+
+struct ConnectFrom(std::net::IpAddr);
+
+impl ConnectFrom {
+    fn connect(self, to: SocketAddr) -> std::io::Result<std::net::TcpStream> {
+        use nix::sys::socket::{
+            bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn,
+        };
+        use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+        let fd = socket(
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        let std::net::IpAddr::V4(ip) = self.0 else {
+            unreachable!()
+        };
+        bind(
+            fd.as_raw_fd(),
+            &SockaddrIn::from(std::net::SocketAddrV4::new(ip, 0)),
+        )?;
+        let SocketAddr::V4(to) = to else {
+            unreachable!()
+        };
+        connect(fd.as_raw_fd(), &SockaddrIn::from(to))?;
+        // SAFETY: a connected socket we own, handed to the TcpStream.
+        Ok(unsafe { std::net::TcpStream::from_raw_fd(fd.into_raw_fd()) })
+    }
+}
+
+#[test]
+fn closed_links_leave_no_connection_on_the_daemon() {
+    let dir = scratch("daemon-close");
+    let (file, right) = secret(&dir, "secret", "0123456789abcdef-close");
+    let d = Daemon::start(&file);
+    let pid = d.child.id();
+    let mut link = Link::daemon(&d.addr.to_string(), Some(&right)).unwrap();
+    link.describe(None).unwrap();
+    link.close();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let settled = || {
+        let mut last = fds(pid);
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = fds(pid);
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    };
+    let before = settled();
+    for _ in 0..10 {
+        let mut link = Link::daemon(&d.addr.to_string(), Some(&right)).unwrap();
+        link.describe(None).unwrap();
+        link.close();
+    }
+    loop {
+        let now = fds(pid);
+        if now <= before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "10 closed sessions left {} descriptors open on the daemon",
+            now - before
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

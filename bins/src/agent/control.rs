@@ -18,7 +18,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use engine::host::HostInfo;
 use engine::{ClientConfig, Record, ServerConfig};
 
-use super::auth::{self, Prover, Secret};
+use super::auth::{self, Prover, Seal, Secret};
 use super::proto::{self, FrameError, Reply, Request, MAX_REPLY, PROTOCOL};
 
 /// The daemon's default port (`agent --listen ADDR` without a port).
@@ -29,6 +29,10 @@ pub const CONTROLLER_ENV: &str = "COPYPERF_CONTROLLER";
 
 /// How long an agent has to say hello: an ssh login, a copy with `--deploy`.
 const HELLO_WAIT: Duration = Duration::from_secs(30);
+/// Notices kept per link until taken, and the characters kept of each.
+const MAX_NOTICES: usize = 100;
+const MAX_NOTICE_CHARS: usize = 2000;
+
 /// How long a request that does no measuring may take.
 const CALL_WAIT: Duration = Duration::from_secs(20);
 
@@ -174,9 +178,17 @@ pub struct Reach {
 pub struct Link {
     label: String,
     writer: Box<dyn Write + Send>,
+    /// Tags what this side sends, once a daemon session is sealed.
+    seal: Option<Seal>,
     replies: mpsc::Receiver<Result<Reply, FrameError>>,
+    /// Hands the reader its seal once the daemon proved the secret.
+    reader_seal: Option<mpsc::Sender<Seal>>,
+    /// A daemon's socket, shut on close so that the reader thread ends.
+    socket: Option<TcpStream>,
     child: Option<Child>,
     stderr: Arc<Mutex<VecDeque<String>>>,
+    /// Set once the agent's stderr has been read to its end.
+    stderr_done: Arc<AtomicBool>,
     /// The agent's host name, from its hello.
     pub hostname: String,
     /// Notices the agent sent, oldest first, until taken.
@@ -234,8 +246,9 @@ impl Link {
         let stdin = child.stdin.take().expect("piped");
         let stdout = child.stdout.take().expect("piped");
         let stderr = Arc::new(Mutex::new(VecDeque::new()));
+        let stderr_done = Arc::new(AtomicBool::new(false));
         if let Some(err) = child.stderr.take() {
-            let tail = stderr.clone();
+            let (tail, done) = (stderr.clone(), stderr_done.clone());
             std::thread::spawn(move || {
                 for line in BufReader::new(err).lines().map_while(Result::ok) {
                     let mut t = tail.lock().expect("stderr lock");
@@ -244,14 +257,20 @@ impl Link {
                     }
                     t.push_back(line);
                 }
+                done.store(true, Ordering::Release);
             });
         }
+        let (replies, _) = read_replies(stdout);
         Ok(Link {
             label: label.into(),
             writer: Box::new(stdin),
-            replies: read_replies(stdout),
+            seal: None,
+            replies,
+            reader_seal: None,
+            socket: None,
             child: Some(child),
             stderr,
+            stderr_done,
             hostname: String::new(),
             notices: Vec::new(),
             dead: false,
@@ -270,12 +289,18 @@ impl Link {
             .with_context(|| format!("{label}: connecting"))?;
         let _ = stream.set_nodelay(true);
         let reader = stream.try_clone().context("cloning the socket")?;
+        let socket = stream.try_clone().context("cloning the socket")?;
+        let (replies, reader_seal) = read_replies(reader);
         let link = Link {
             label,
             writer: Box::new(stream),
-            replies: read_replies(reader),
+            seal: None,
+            replies,
+            reader_seal: Some(reader_seal),
+            socket: Some(socket),
             child: None,
             stderr: Arc::default(),
+            stderr_done: Arc::new(AtomicBool::new(true)),
             hostname: String::new(),
             notices: Vec::new(),
             dead: false,
@@ -308,26 +333,41 @@ impl Link {
             );
         }
         self.hostname = host;
-        if let Some(nonce) = challenge {
-            let secret = secret.ok_or_else(|| {
-                anyhow!(
-                    "{}: the daemon wants the shared secret; give --secret-file",
-                    self.label
-                )
-            })?;
-            let ours = auth::nonce();
-            self.send(&Request::Auth {
-                mac: secret.answer(Prover::Controller, &nonce),
-                nonce: ours.clone(),
-            })?;
-            match self.expect(Instant::now() + CALL_WAIT, "authentication")? {
-                Reply::Authenticated { mac } if secret.check(Prover::Agent, &ours, &mac) => {}
-                Reply::Authenticated { .. } => bail!(
-                    "{}: the daemon did not prove it holds the secret; not trusting it",
-                    self.label
-                ),
-                other => bail!("{}: unexpected {} to Auth", self.label, other.name()),
-            }
+        let nonce = match (challenge, secret) {
+            (None, None) => return Ok(self),
+            (Some(nonce), Some(_)) => nonce,
+            (Some(_), None) => bail!(
+                "{}: the daemon wants the shared secret; give --secret-file",
+                self.label
+            ),
+            // Holding the secret, trust only a daemon that proves it too.
+            (None, Some(_)) => bail!(
+                "{}: the daemon did not ask for the secret, so it cannot prove it holds it; \
+                 not trusting it",
+                self.label
+            ),
+        };
+        let secret = secret.expect("matched above");
+        let ours = auth::nonce();
+        self.send(&Request::Auth {
+            mac: secret.answer(Prover::Controller, &nonce),
+            nonce: ours.clone(),
+        })?;
+        match self.expect(Instant::now() + CALL_WAIT, "authentication")? {
+            Reply::Authenticated { mac } if secret.check(Prover::Agent, &ours, &mac) => {}
+            Reply::Authenticated { .. } => bail!(
+                "{}: the daemon did not prove it holds the secret; not trusting it",
+                self.label
+            ),
+            other => bail!("{}: unexpected {} to Auth", self.label, other.name()),
+        }
+        // From here every frame is sealed both ways.
+        let key = secret.session_key(&nonce, &ours);
+        self.seal = Some(Seal::new(key, Prover::Controller));
+        let reader = self.reader_seal.take().expect("a daemon link's reader");
+        if reader.send(Seal::new(key, Prover::Agent)).is_err() {
+            self.dead = true;
+            bail!("{}: the connection ended after authentication", self.label);
         }
         Ok(self)
     }
@@ -343,7 +383,7 @@ impl Link {
     }
 
     fn send(&mut self, request: &Request) -> Result<()> {
-        if let Err(e) = proto::write_frame(&mut self.writer, request) {
+        if let Err(e) = proto::write_sealed(&mut self.writer, request, self.seal.as_mut()) {
             self.dead = true;
             let ended = self.ended();
             bail!("{}: sending to the agent: {e}{ended}", self.label);
@@ -379,7 +419,13 @@ impl Link {
             }
             let wait = (deadline - now).min(Duration::from_millis(100));
             match self.replies.recv_timeout(wait) {
-                Ok(Ok(Reply::Notice { text })) => self.notices.push(text),
+                Ok(Ok(Reply::Notice { text })) => {
+                    // Kept within bounds, whatever an agent sends.
+                    if self.notices.len() < MAX_NOTICES {
+                        self.notices
+                            .push(text.chars().take(MAX_NOTICE_CHARS).collect());
+                    }
+                }
                 Ok(Ok(Reply::Failed { error, .. })) => bail!("{}: {error}", self.label),
                 Ok(Ok(reply)) => return Ok(Some(reply)),
                 Ok(Err(e)) => {
@@ -415,7 +461,14 @@ impl Link {
                 }
             };
             match status {
-                Some(s) => out += &format!("; the agent's process ended ({s})"),
+                Some(s) => {
+                    out += &format!("; the agent's process ended ({s})");
+                    // What it said last may still be on its way through the pipe.
+                    let deadline = Instant::now() + Duration::from_secs(1);
+                    while !self.stderr_done.load(Ordering::Acquire) && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
                 None => out += "; the agent's process is still running",
             }
         }
@@ -514,10 +567,14 @@ impl Link {
 
     fn shut(&mut self) {
         if !self.dead {
-            let _ = proto::write_frame(&mut self.writer, &Request::Bye);
+            let _ = proto::write_sealed(&mut self.writer, &Request::Bye, self.seal.as_mut());
         }
-        // Closing our end of its stdin is what a stdio agent waits for.
+        // Closing our end of its stdin is what a stdio agent waits for; a daemon's
+        // socket is shut, which also ends the reader thread's read.
         self.writer = Box::new(std::io::sink());
+        if let Some(socket) = self.socket.take() {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
         if let Some(mut child) = self.child.take() {
             let deadline = Instant::now() + Duration::from_secs(5);
             loop {
@@ -577,25 +634,42 @@ pub fn orphaned_agents(exe: &std::path::Path) -> Vec<u32> {
     out
 }
 
-/// A thread that reads the agent's magic and then its frames into a channel; the channel
-/// closes after the first error.
-fn read_replies(r: impl Read + Send + 'static) -> mpsc::Receiver<Result<Reply, FrameError>> {
-    let (tx, rx) = mpsc::channel();
+/// A thread that reads the agent's magic and then its frames into a bounded channel (an
+/// agent that floods waits for the controller); the channel closes after the first
+/// error. After an `Authenticated` reply the thread waits for the session's seal, sent
+/// on the returned sender, and checks every later frame with it.
+fn read_replies(
+    r: impl Read + Send + 'static,
+) -> (
+    mpsc::Receiver<Result<Reply, FrameError>>,
+    mpsc::Sender<Seal>,
+) {
+    let (tx, rx) = mpsc::sync_channel(16);
+    let (seal_tx, seal_rx) = mpsc::channel::<Seal>();
     std::thread::spawn(move || {
         let mut r = r;
         if let Err(e) = proto::read_magic(&mut r) {
             let _ = tx.send(Err(e));
             return;
         }
+        let mut seal: Option<Seal> = None;
         loop {
-            let frame = proto::read_frame::<_, Reply>(&mut r, MAX_REPLY);
+            let frame = proto::read_raw(&mut r, MAX_REPLY)
+                .and_then(|body| proto::parse::<Reply>(body, seal.as_mut()));
             let end = frame.is_err();
+            let authenticated = seal.is_none() && matches!(frame, Ok(Reply::Authenticated { .. }));
             if tx.send(frame).is_err() || end {
                 return;
             }
+            if authenticated {
+                match seal_rx.recv() {
+                    Ok(s) => seal = Some(s),
+                    Err(_) => return,
+                }
+            }
         }
     });
-    rx
+    (rx, seal_tx)
 }
 
 /// `ssh` to `dest` with the user's arguments first (for each option, ssh keeps the first

@@ -16,6 +16,8 @@ use engine::host::HostInfo;
 use engine::{Backend, ClientConfig, Mode, Record, ServerConfig};
 use serde::{Deserialize, Serialize};
 
+use super::auth::{Seal, TAG_LEN};
+
 /// Bumped whenever a frame changes meaning; an agent and a controller of different
 /// protocol versions refuse each other.
 pub const PROTOCOL: u32 = 1;
@@ -127,7 +129,20 @@ impl Reply {
 
 /// Writes one frame.
 pub fn write_frame<W: Write + ?Sized, T: Serialize>(w: &mut W, frame: &T) -> io::Result<()> {
-    let body = serde_json::to_vec(frame).map_err(io::Error::other)?;
+    write_sealed(w, frame, None)
+}
+
+/// Writes one frame, tagged by `seal` when the session is sealed.
+pub fn write_sealed<W: Write + ?Sized, T: Serialize>(
+    w: &mut W,
+    frame: &T,
+    seal: Option<&mut Seal>,
+) -> io::Result<()> {
+    let mut body = serde_json::to_vec(frame).map_err(io::Error::other)?;
+    if let Some(seal) = seal {
+        let tag = seal.tag(&body);
+        body.extend_from_slice(&tag);
+    }
     let len = u32::try_from(body.len()).map_err(|_| io::Error::other("frame over 4 GiB"))?;
     let mut buf = Vec::with_capacity(4 + body.len());
     buf.extend_from_slice(&len.to_be_bytes());
@@ -145,6 +160,8 @@ pub enum FrameError {
     TooLong { len: usize, max: usize },
     #[error("a frame that is not what the protocol allows: {0}")]
     Malformed(String),
+    #[error("a frame whose seal does not check: changed, replayed, reordered or injected")]
+    Forged,
     #[error("{0}")]
     Io(#[from] io::Error),
 }
@@ -154,13 +171,18 @@ pub fn read_frame<R: Read + ?Sized, T: for<'de> Deserialize<'de>>(
     r: &mut R,
     max: usize,
 ) -> Result<T, FrameError> {
+    parse(read_raw(r, max)?, None)
+}
+
+/// Reads one frame's bytes, at most `max` (and a seal's tag), without parsing them.
+pub fn read_raw<R: Read + ?Sized>(r: &mut R, max: usize) -> Result<Vec<u8>, FrameError> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len) {
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(FrameError::Closed),
         other => other?,
     }
     let len = u32::from_be_bytes(len) as usize;
-    if len > max {
+    if len > max + TAG_LEN {
         return Err(FrameError::TooLong { len, max });
     }
     let mut body = vec![0; len];
@@ -168,6 +190,23 @@ pub fn read_frame<R: Read + ?Sized, T: for<'de> Deserialize<'de>>(
         io::ErrorKind::UnexpectedEof => FrameError::Closed,
         _ => FrameError::Io(e),
     })?;
+    Ok(body)
+}
+
+/// Parses a frame read by [`read_raw`], checking its tag first when the session is sealed.
+pub fn parse<T: for<'de> Deserialize<'de>>(
+    mut body: Vec<u8>,
+    seal: Option<&mut Seal>,
+) -> Result<T, FrameError> {
+    if let Some(seal) = seal {
+        if body.len() < TAG_LEN {
+            return Err(FrameError::Forged);
+        }
+        let tag = body.split_off(body.len() - TAG_LEN);
+        if !seal.check(&body, &tag) {
+            return Err(FrameError::Forged);
+        }
+    }
     serde_json::from_slice(&body).map_err(|e| FrameError::Malformed(e.to_string()))
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use engine::host::HostInfo;
 use engine::{ClientConfig, ClientEvent, Error, Server, ServerConfig, ServerEvent};
 
-use super::auth::Secret;
+use super::auth::{Seal, Seals, Secret};
 use super::proto::{self, FrameError, Reply, Request, MAX_REQUEST, PROTOCOL};
 
 /// How the session was reached, which decides what it may do.
@@ -41,14 +41,21 @@ pub fn hello(challenge: Option<String>) -> Reply {
 /// which stops the session.
 #[derive(Clone)]
 struct Out {
-    w: Arc<Mutex<Box<dyn Write + Send>>>,
+    w: Arc<Mutex<Sealed>>,
     gone: Arc<AtomicBool>,
+}
+
+/// The session's output and, in a sealed session, the seal of what it sends.
+struct Sealed {
+    w: Box<dyn Write + Send>,
+    seal: Option<Seal>,
 }
 
 impl Out {
     fn send(&self, reply: &Reply) {
-        let mut w = self.w.lock().expect("writer lock");
-        if proto::write_frame(&mut **w, reply).is_err() {
+        let mut out = self.w.lock().expect("writer lock");
+        let Sealed { w, seal } = &mut *out;
+        if proto::write_sealed(&mut **w, reply, seal.as_mut()).is_err() {
             self.gone.store(true, Ordering::Relaxed);
         }
     }
@@ -76,17 +83,26 @@ struct Running {
 
 /// Runs a session whose hello (and, for a daemon, authentication) is done: answers
 /// requests from `input` on `output` until `Bye`, the end of `input`, or a bad frame.
+/// `seals` seal every frame both ways (a daemon's authenticated session).
 /// `log` gets one line per event worth keeping (a bad frame, a refusal); `stop` (a
 /// signal) ends the session like `Bye`.
 pub fn run(
     input: impl Read + Send + 'static,
     output: impl Write + Send + 'static,
     reach: Reach,
+    seals: Option<Seals>,
     stop: &AtomicBool,
     log: &dyn Fn(&str),
 ) {
+    let (mut incoming, outgoing) = match seals {
+        Some(s) => (Some(s.incoming), Some(s.outgoing)),
+        None => (None, None),
+    };
     let out = Out {
-        w: Arc::new(Mutex::new(Box::new(output))),
+        w: Arc::new(Mutex::new(Sealed {
+            w: Box::new(output),
+            seal: outgoing,
+        })),
         gone: Arc::new(AtomicBool::new(false)),
     };
     // Bounded: a controller that floods requests waits for them to be answered instead
@@ -95,7 +111,8 @@ pub fn run(
     std::thread::spawn(move || {
         let mut input = input;
         loop {
-            let frame = proto::read_frame::<_, Request>(&mut input, MAX_REQUEST);
+            let frame = proto::read_raw(&mut input, MAX_REQUEST)
+                .and_then(|body| proto::parse::<Request>(body, incoming.as_mut()));
             let end = frame.is_err();
             if tx.send(frame).is_err() || end {
                 return;
@@ -313,6 +330,23 @@ fn vouched(
              for, and no agent was named for {target}"
         )
     })?;
+    let ip = target.ip();
+    if ip.is_unspecified() || ip.is_multicast() || ip == IpAddr::from([255, 255, 255, 255]) {
+        anyhow::bail!("{ip} is not an address a server can be reached on");
+    }
+    // An agent elsewhere vouches for its own loopback, which is not this host's: a
+    // loopback target is vouched for only by an agent reached over loopback (this host).
+    let peer_is_local = peer
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| a.ip().is_loopback());
+    if ip.is_loopback() && !peer_is_local {
+        anyhow::bail!(
+            "{target} is this host's loopback, and the agent {peer} that would vouch for it \
+             is not on this host"
+        );
+    }
     let mut link = super::control::Link::daemon(peer, secret)
         .with_context(|| format!("{target} is not vouched for: the agent {peer}"))?;
     link.vouch(target)

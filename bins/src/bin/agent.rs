@@ -129,7 +129,14 @@ fn stdio() -> ExitCode {
     {
         return ExitCode::FAILURE;
     }
-    session::run(std::io::stdin(), out, session::Reach::Stdio, &STOP, &log);
+    session::run(
+        std::io::stdin(),
+        out,
+        session::Reach::Stdio,
+        None,
+        &STOP,
+        &log,
+    );
     ExitCode::SUCCESS
 }
 
