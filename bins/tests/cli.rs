@@ -412,6 +412,7 @@ fn echo_hello(size: u32, depth: u32) -> Vec<u8> {
         duration_ms: 1000,
         flow: 0,
         thread: 0,
+        direction: engine::Direction::Forward,
     })
     .encode()
 }
@@ -842,6 +843,7 @@ fn sigterm_does_not_wait_for_a_peer_that_never_reads() {
             duration_ms: 1000,
             flow: 0,
             thread: 0,
+            direction: engine::Direction::Forward,
         });
         s.write_all(&hello.encode()).unwrap();
         s.set_nonblocking(true).unwrap();
@@ -1014,6 +1016,7 @@ fn zc_fixed_beyond_the_memlock_limit_is_refused_with_the_reason() {
         duration_ms: 1000,
         flow: 0,
         thread: 0,
+        direction: engine::Direction::Forward,
     })
     .encode();
     let (held, answers) = server.offer(&hello, 3);

@@ -24,7 +24,7 @@ use crate::placement::{self, available_cpus, Placement, Side};
 use crate::pool::PoolPlan;
 use crate::record::{Record, RunNotes, SideCounts, ThreadResult};
 use crate::stats::PeerReport;
-use crate::vocab::Role;
+use crate::vocab::{Direction, Role};
 use crate::wire::{self, Frame, Hello, ReadError, WireError};
 use crate::workload::FlowSpec;
 
@@ -292,6 +292,7 @@ fn connect(
         duration_ms: config.duration.as_millis().min(u32::MAX as u128) as u32,
         flow,
         thread,
+        direction: config.direction,
     });
     wire::write_frame(&mut stream, &hello).map_err(io("sending the hello"))?;
     match wire::read_frame_by(&stream, Instant::now() + config.connect_timeout) {
@@ -318,7 +319,7 @@ fn connect(
 }
 
 /// The connection's maximum segment size (TCP_MAXSEG).
-fn max_segment(stream: &TcpStream) -> Option<usize> {
+pub(crate) fn max_segment(stream: &TcpStream) -> Option<usize> {
     let mut mss: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: a connected socket and a c_int-sized out parameter.
@@ -355,6 +356,7 @@ fn client_flow_spec(config: &ClientConfig) -> FlowSpec {
         verify: config.verify,
         depth: config.depth,
         duration: config.duration,
+        direction: config.direction,
     }
 }
 
@@ -454,7 +456,7 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
     let interrupted = ctx.stop.load(Ordering::Relaxed);
     match first_error {
         // Interrupted: what this thread measured stands; the server may not answer.
-        Some(e) if interrupted && result.stats.msgs_sent > 0 => {
+        Some(e) if interrupted && result.stats.msgs_sent + result.stats.msgs_received > 0 => {
             result.incomplete = Some(format!("thread {}: {e}", ctx.thread));
             return Ok(result);
         }
@@ -470,8 +472,11 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
     } else {
         config.io_timeout
     };
+    // In reverse and bidir the flow shut the sending side already (its end is the
+    // server's cue to end its stream).
+    let half_close = config.direction == Direction::Forward;
     for conn in &conns {
-        match server_report(conn, wait) {
+        match server_report(conn, wait, half_close) {
             Ok(report) => result.server.push(report),
             Err(e) if interrupted => {
                 result.incomplete = Some(format!("the server's figures: {e}"));
@@ -525,11 +530,17 @@ fn start(
     Ok(())
 }
 
-/// Half-closes the connection and reads the server's figures for it.
-fn server_report(conn: &Connection, wait: std::time::Duration) -> Result<PeerReport, Error> {
-    conn.stream
-        .shutdown(Shutdown::Write)
-        .map_err(|e| Error::io("closing the sending side", e))?;
+/// Half-closes the connection (unless the flow did) and reads the server's figures for it.
+fn server_report(
+    conn: &Connection,
+    wait: std::time::Duration,
+    half_close: bool,
+) -> Result<PeerReport, Error> {
+    if half_close {
+        conn.stream
+            .shutdown(Shutdown::Write)
+            .map_err(|e| Error::io("closing the sending side", e))?;
+    }
     match wire::read_frame_by(&conn.stream, Instant::now() + wait) {
         Ok(Frame::Stats(report)) => Ok(*report),
         Ok(other) => Err(WireError::Unexpected {

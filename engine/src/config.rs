@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::path::path;
 use crate::placement::CpuSpec;
 use crate::pool::PoolPlan;
 pub use crate::vocab::*;
@@ -79,6 +80,10 @@ pub struct ClientConfig {
     /// TCP_NODELAY on the client's sockets; `None` (auto) is resolved once connected (see
     /// [`auto_nodelay`]) and the record holds the value used.
     pub nodelay: Option<bool>,
+    /// Who sends the stream: the client (forward), the server (`--reverse`), or both at
+    /// once (`--bidir`). Records from before it existed ran forward.
+    #[serde(default)]
+    pub direction: Direction,
 }
 
 impl Default for ClientConfig {
@@ -101,6 +106,7 @@ impl Default for ClientConfig {
             cpus: CpuSpec::default(),
             counters: CounterScope::Thread,
             nodelay: None,
+            direction: Direction::Forward,
         }
     }
 }
@@ -127,6 +133,24 @@ impl ClientConfig {
             return Err(Error::Config(format!(
                 "mode {} needs the uring backend (registered buffers); use --backend uring",
                 self.mode
+            )));
+        }
+        if self.direction != Direction::Forward && self.workload != Workload::Stream {
+            return Err(Error::Config(format!(
+                "--{} applies to the stream workload; echo always goes both ways",
+                self.direction
+            )));
+        }
+        if self.direction.server_sends()
+            && self.backend == Backend::Uring
+            && self.uring_recv == UringRecv::Multishot
+            && path(self.mode).wire
+        {
+            return Err(Error::Config(format!(
+                "--uring-recv multishot cannot receive the server's stream (--{}): a multishot \
+                 receive takes whatever arrives into the ring's buffers, the server's end-of-run \
+                 figures after the stream included; use --uring-recv single",
+                self.direction
             )));
         }
         if self.backend == Backend::Syscall && self.conns != 1 {

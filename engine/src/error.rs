@@ -152,4 +152,4 @@ pub enum WireError {
 }
 
 /// The protocol version this build speaks (re-exported as `wire::VERSION`).
-pub const WIRE_VERSION: u16 = 2;
+pub const WIRE_VERSION: u16 = 3;

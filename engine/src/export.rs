@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::config::{format_size, ClientConfig, CounterScope, Workload};
+use crate::config::{format_size, ClientConfig, CounterScope, Direction, Workload};
 use crate::cputime::{CpuFigures, SystemCpu};
 use crate::record::{Record, SideReport, ThreadReport};
 
@@ -25,8 +25,15 @@ pub fn client_banner(config: &ClientConfig, server: &str) -> String {
     let _ = writeln!(s, "{RULE}");
     let _ = writeln!(
         s,
-        "copyperf client: {} over {}, {} workload",
-        config.mode, config.backend, config.workload
+        "copyperf client: {} over {}, {} workload{}",
+        config.mode,
+        config.backend,
+        config.workload,
+        match config.direction {
+            Direction::Forward => "",
+            Direction::Reverse => ", reverse (the server sends)",
+            Direction::Bidir => ", bidir (both send)",
+        }
     );
     let _ = writeln!(s, "{RULE}");
     let _ = writeln!(s, "Server: {server}");
@@ -72,6 +79,24 @@ pub fn human(r: &Record) -> String {
         );
     }
     let _ = writeln!(s, "Active Threads: {}", m.threads);
+    match r.config.direction {
+        Direction::Forward => {}
+        Direction::Reverse => {
+            let _ = writeln!(
+                s,
+                "Direction: reverse (the server sent with {}, the client received)",
+                r.server
+                    .as_ref()
+                    .map_or("its engine".into(), |x| x.backend.to_string())
+            );
+        }
+        Direction::Bidir => {
+            let _ = writeln!(
+                s,
+                "Direction: bidir (both sides sent and received at once on every connection)"
+            );
+        }
+    }
     if m.connections != m.threads {
         let _ = writeln!(s, "Connections: {}", m.connections);
     }
@@ -84,6 +109,11 @@ pub fn human(r: &Record) -> String {
             let _ = writeln!(
                 s,
                 "Throughput one way: {one_way:.4} Gbps (the line above counts every byte twice: sent and echoed back)"
+            );
+        } else if r.config.direction == Direction::Bidir {
+            let _ = writeln!(
+                s,
+                "Throughput one way: {one_way:.4} Gbps (the busier direction; the line above adds both)"
             );
         }
     }

@@ -94,6 +94,11 @@ fn sample_offsets(len: usize) -> impl Iterator<Item = usize> {
 /// The tag written over a buffer before a receive: no message of a real run has it.
 const POISON_TAG: u64 = u64::MAX;
 
+/// The tag of every field of the end-of-stream record a server that sent a stream sends
+/// after its last message. No message's first tag has it: field 0 of message `seq` is
+/// tagged `seq × 8`, a multiple of 8, and this is not (nor is it the poison tag).
+pub const END_TAG: u64 = u64::MAX - 1;
+
 /// A message-sized copy of the pattern, built once per size, against which full
 /// verification compares whole fields at memcmp speed; and its inverse, written over a
 /// receive buffer first so that only bytes that really arrived can pass verification.
@@ -383,6 +388,29 @@ impl Message {
         for k in 0..FIELDS {
             self.field_mut(k)[..TAG_LEN].copy_from_slice(&tag(seq, k).to_le_bytes());
         }
+    }
+
+    /// Makes this buffer the end-of-stream record: every field tagged [`END_TAG`].
+    pub fn stamp_end(&mut self) {
+        self.seq = u64::MAX;
+        for k in 0..FIELDS {
+            self.field_mut(k)[..TAG_LEN].copy_from_slice(&END_TAG.to_le_bytes());
+        }
+    }
+
+    /// Whether the message in the fields opens as the end-of-stream record.
+    pub fn is_end(&self) -> bool {
+        self.field_tag(0) == END_TAG
+    }
+
+    /// Whether every field of the end-of-stream record carries its tag.
+    pub fn end_is_whole(&self) -> bool {
+        (0..FIELDS).all(|k| self.field_tag(k) == END_TAG)
+    }
+
+    fn field_tag(&self, k: usize) -> u64 {
+        let bytes: [u8; TAG_LEN] = self.field(k)[..TAG_LEN].try_into().expect("8 bytes");
+        u64::from_le_bytes(bytes)
     }
 
     /// Two-copy's user-space copy: gathers the 8 fields into the wire buffer. Runs for

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Backend, ClientConfig, CounterScope};
+use crate::config::{Backend, ClientConfig, CounterScope, Workload};
 use crate::counters::{CounterId, Counters, MissingCounters, Raw, RawCounts};
 use crate::cputime::{CpuSpan, OwnCpu, SystemCpu, ThreadClock};
 use crate::placement::Placement;
@@ -258,17 +258,21 @@ pub struct Summary {
     pub duration_s: f64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
-    /// Messages the client sent (in echo, each also came back).
+    /// Messages the client sent (in echo, each also came back); in a stream, the
+    /// messages the client sent and received (reverse: received; bidir: both ways).
     pub messages: u64,
     /// (bytes sent + bytes received) × 8 / duration, in Gbit/s (10^9): the seed's figure.
-    /// In echo every byte crosses twice, so it is twice what flows each way.
+    /// In echo every byte crosses twice, so it is twice what flows each way; in a bidir
+    /// stream it is both directions together.
     pub throughput_gbps: f64,
-    /// Bytes sent × 8 / duration, in Gbit/s: what flows one way, the figure a peer tool
-    /// (iperf3, a NIC counter) would print. Equal to `throughput_gbps` in stream. Absent
-    /// from records written before it was added.
+    /// The larger of the client's bytes sent and bytes received × 8 / duration, in Gbit/s:
+    /// what flows one way, the figure a peer tool (iperf3, a NIC counter) would print —
+    /// what the client sent in echo and a forward stream, what it received in reverse,
+    /// the busier direction in bidir. Equal to `throughput_gbps` in a one-way stream.
+    /// Absent from records written before it was added.
     #[serde(default)]
     pub one_way_gbps: Option<f64>,
-    /// Messages sent per second.
+    /// `messages` per second.
     pub msgs_per_s: f64,
     /// Verification errors on both sides.
     pub verify_errors: u64,
@@ -282,7 +286,7 @@ impl Summary {
         let per_s = |n: f64| if secs > 0.0 { n / secs } else { 0.0 };
         Summary {
             throughput_gbps: per_s((self.bytes_sent + self.bytes_received) as f64 * 8.0) / 1e9,
-            one_way_gbps: Some(per_s(self.bytes_sent as f64 * 8.0) / 1e9),
+            one_way_gbps: Some(per_s(self.bytes_sent.max(self.bytes_received) as f64 * 8.0) / 1e9),
             msgs_per_s: per_s(self.messages as f64),
             ..self
         }
@@ -489,7 +493,10 @@ impl Record {
             duration_s: duration.as_secs_f64(),
             bytes_sent: stats.bytes_sent,
             bytes_received: stats.bytes_received,
-            messages: stats.msgs_sent,
+            messages: match config.workload {
+                Workload::Echo => stats.msgs_sent,
+                Workload::Stream => stats.msgs_sent + stats.msgs_received,
+            },
             throughput_gbps: 0.0,
             one_way_gbps: None,
             msgs_per_s: 0.0,

@@ -171,6 +171,54 @@ named_enum! {
     }
 }
 
+named_enum! {
+    /// Which way a stream's messages flow on each connection.
+    Direction {
+        /// The client sends, the server receives and checks (the seed's stream).
+        Forward = "forward",
+        /// The server sends, the client receives and checks (`--reverse`).
+        Reverse = "reverse",
+        /// Both send and both receive, at once, on every connection (`--bidir`).
+        Bidir = "bidir",
+    }
+}
+
+impl Direction {
+    /// Whether the client originates a stream.
+    pub fn client_sends(self) -> bool {
+        matches!(self, Direction::Forward | Direction::Bidir)
+    }
+
+    /// Whether the server originates a stream.
+    pub fn server_sends(self) -> bool {
+        matches!(self, Direction::Reverse | Direction::Bidir)
+    }
+
+    /// Whether `role` originates a stream in this direction.
+    pub fn sends(self, role: Role) -> bool {
+        match role {
+            Role::Client => self.client_sends(),
+            Role::Server => self.server_sends(),
+        }
+    }
+
+    /// Whether `role` receives a stream in this direction.
+    pub fn receives(self, role: Role) -> bool {
+        match role {
+            Role::Client => self.server_sends(),
+            Role::Server => self.client_sends(),
+        }
+    }
+}
+
+// The enum's derives come from `named_enum!`, which has no Default.
+#[allow(clippy::derivable_impls)]
+impl Default for Direction {
+    fn default() -> Self {
+        Direction::Forward
+    }
+}
+
 impl UringRecv {
     /// The faster of the two on the benchmark (README, "Engines").
     pub const DEFAULT: UringRecv = UringRecv::Single;
@@ -390,5 +438,23 @@ mod tests {
             .parse::<Mode>()
             .unwrap_err()
             .contains("two-copy"));
+    }
+
+    #[test]
+    fn directions_say_who_sends() {
+        use Direction::*;
+        assert!(Forward.sends(Role::Client) && !Forward.sends(Role::Server));
+        assert!(Reverse.sends(Role::Server) && !Reverse.sends(Role::Client));
+        assert!(Bidir.sends(Role::Client) && Bidir.sends(Role::Server));
+        for d in Direction::ALL {
+            for role in [Role::Client, Role::Server] {
+                let peer = match role {
+                    Role::Client => Role::Server,
+                    Role::Server => Role::Client,
+                };
+                assert_eq!(d.sends(role), d.receives(peer), "{d} {role:?}");
+            }
+        }
+        assert_eq!(Direction::default(), Forward);
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 pub use crate::error::WireError;
 use crate::stats::PeerReport;
-use crate::vocab::{Backend, Mode, Verify, Workload};
+use crate::vocab::{Backend, Direction, Mode, Verify, Workload};
 
 /// Opens every frame.
 pub const MAGIC: [u8; 4] = *b"CPRF";
@@ -20,8 +20,8 @@ pub const MAGIC: [u8; 4] = *b"CPRF";
 pub const VERSION: u16 = crate::error::WIRE_VERSION;
 /// Header bytes before every payload.
 pub const HEADER_LEN: usize = 12;
-/// Hello payload bytes.
-pub const HELLO_LEN: usize = 24;
+/// Hello payload bytes (protocol version 3: 24 before it).
+pub const HELLO_LEN: usize = 28;
 /// Accept payload bytes.
 pub const ACCEPT_LEN: usize = 12;
 /// Longest refusal reason, in bytes.
@@ -76,6 +76,16 @@ impl WireCode for Verify {
         &[(Verify::Full, 1), (Verify::Sample, 2), (Verify::Off, 3)];
 }
 
+/// The direction code is the one code where 0 means something: the client sends, as
+/// before directions existed.
+impl WireCode for Direction {
+    const CODES: &'static [(Self, u8)] = &[
+        (Direction::Forward, 0),
+        (Direction::Reverse, 1),
+        (Direction::Bidir, 2),
+    ];
+}
+
 const KIND_HELLO: u8 = 1;
 const KIND_ACCEPT: u8 = 2;
 const KIND_REFUSE: u8 = 3;
@@ -97,6 +107,9 @@ pub struct Hello {
     /// The client thread that runs this connection: under the `paired` placement the
     /// server runs it on that thread's CPU (protocol version 2).
     pub thread: u32,
+    /// Who sends the stream (protocol version 3, byte 25; byte 24 is the receive mode's,
+    /// 26–27 are reserved zero).
+    pub direction: Direction,
 }
 
 /// The server's yes.
@@ -191,6 +204,8 @@ impl Frame {
                 for v in [h.size, h.depth, h.duration_ms, h.flow, h.thread] {
                     payload.extend_from_slice(&v.to_le_bytes());
                 }
+                // Byte 24: the receive mode (0 until one is defined); 26-27 reserved.
+                payload.extend_from_slice(&[0, h.direction.code(), 0, 0]);
             }
             Frame::Accept(a) => {
                 payload.extend_from_slice(&[a.backend.code(), 0, 0, 0]);
@@ -302,6 +317,14 @@ fn decode_payload(kind: u8, p: &[u8]) -> Result<Frame, WireError> {
                 .ok_or_else(|| bad(format!("unknown verify code {}", p[2])))?;
             let backend = Backend::from_code(p[3])
                 .ok_or_else(|| bad(format!("unknown backend code {}", p[3])))?;
+            if p[24] != 0 {
+                return Err(bad(format!("unknown receive mode code {}", p[24])));
+            }
+            let direction = Direction::from_code(p[25])
+                .ok_or_else(|| bad(format!("unknown direction code {}", p[25])))?;
+            if p[26..28] != [0, 0] {
+                return Err(bad(format!("reserved hello bytes are {} {}", p[26], p[27])));
+            }
             Ok(Frame::Hello(Hello {
                 workload,
                 mode,
@@ -312,6 +335,7 @@ fn decode_payload(kind: u8, p: &[u8]) -> Result<Frame, WireError> {
                 duration_ms: u32_at(12),
                 flow: u32_at(16),
                 thread: u32_at(20),
+                direction,
             }))
         }
         KIND_ACCEPT => {
@@ -415,6 +439,7 @@ mod tests {
             duration_ms: 3000,
             flow: 5,
             thread: 2,
+            direction: Direction::Bidir,
         }
     }
 
@@ -456,6 +481,37 @@ mod tests {
         check(Mode::ALL);
         check(Workload::ALL);
         check(Verify::ALL);
+        // Direction 0 is the forward stream every earlier hello meant.
+        assert_eq!(Direction::CODES.len(), Direction::ALL.len());
+        for d in Direction::ALL {
+            assert_eq!(Direction::from_code(d.code()), Some(*d));
+        }
+        assert_eq!(Direction::Forward.code(), 0);
+        assert_eq!(Direction::from_code(3), None);
+    }
+
+    #[test]
+    fn the_hello_layout_is_fixed() {
+        let bytes = Frame::Hello(hello()).encode();
+        assert_eq!(bytes.len(), HEADER_LEN + 28);
+        let p = &bytes[HEADER_LEN..];
+        assert_eq!(p[24], 0, "receive mode: none defined yet");
+        assert_eq!(p[25], 2, "direction: bidir");
+        assert_eq!(&p[26..], &[0, 0], "reserved");
+        for (at, value, what) in [
+            (24, 1, "receive mode"),
+            (25, 3, "direction"),
+            (26, 1, "reserved"),
+            (27, 1, "reserved"),
+        ] {
+            let mut b = bytes.clone();
+            b[HEADER_LEN + at] = value;
+            let err = Frame::decode(&b).unwrap_err();
+            assert!(
+                matches!(&err, WireError::Malformed { kind: "hello", why } if why.contains(what)),
+                "byte {at} = {value}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -12,7 +12,17 @@
 //! - while [`Flow::wants_rx`], receive whole messages into buffers from
 //!   [`Flow::rx_buffer`] and pass each to [`Flow::received`]; report the end of the
 //!   stream with [`Flow::eof`];
+//! - once [`Flow::wants_half_close`] and no send is in flight, shut the socket's sending
+//!   side and say so with [`Flow::half_closed`];
 //! - stop when [`Flow::is_done`] and every buffer is home ([`Flow::pool_home`]).
+//!
+//! A stream flows one way or both ([`Direction`]), and the client always decides when it
+//! ends. A client that sends stops at its deadline and half-closes; a server that sends
+//! sees that end of file, finishes the message it is on, and sends one end-of-stream
+//! record (a message-sized buffer tagged [`crate::message::END_TAG`]) after its last
+//! message, so the client knows where the messages stop and the server's stats frame
+//! begins. In reverse the client sends nothing: at its deadline it half-closes at once
+//! and keeps receiving until that record.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -23,7 +33,7 @@ use crate::message::{Message, RxTarget, Template};
 use crate::path::path;
 use crate::pool::Pool;
 use crate::stats::{FlowStats, Latency, Progress};
-use crate::vocab::{Mode, Role, Verify, Workload};
+use crate::vocab::{Direction, Mode, Role, Verify, Workload};
 
 /// What a flow needs to know about its run.
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +45,32 @@ pub struct FlowSpec {
     pub depth: usize,
     /// The client's measured interval; unused by servers.
     pub duration: Duration,
+    /// Who sends the stream (echo: always forward).
+    pub direction: Direction,
+}
+
+impl FlowSpec {
+    /// This side originates a stream.
+    pub fn sends_stream(&self) -> bool {
+        self.workload == Workload::Stream && self.direction.sends(self.role)
+    }
+
+    /// This side receives a stream.
+    pub fn receives_stream(&self) -> bool {
+        self.workload == Workload::Stream && self.direction.receives(self.role)
+    }
+}
+
+/// The shape of the buffer pool a side needs ([`crate::pool::PoolPlan::new`]): a side
+/// that originates messages (every client; a server that sends a stream) keeps its send
+/// buffers apart from its receive buffer; a side that only receives or echoes lends any
+/// buffer either way.
+pub fn pool_role(role: Role, workload: Workload, direction: Direction) -> Role {
+    if role == Role::Client || (workload == Workload::Stream && direction.server_sends()) {
+        Role::Client
+    } else {
+        Role::Server
+    }
 }
 
 /// One connection's workload state on one side.
@@ -51,10 +87,18 @@ pub struct Flow {
     /// Echo server: received messages waiting to be sent back, oldest first.
     echo_queue: VecDeque<Box<Message>>,
     eof: bool,
+    /// A sending server: the end-of-stream record was handed out, and the kernel took it.
+    end_queued: bool,
+    end_sent: bool,
+    /// A receiving client: the server's end-of-stream record arrived.
+    end_seen: bool,
+    /// A client in reverse or bidir: its sending side is shut.
+    half_closed: bool,
     /// Where receives land, poisoned before each one.
     rx_target: RxTarget,
     started: Option<Instant>,
     first_rx: Option<Instant>,
+    first_tx: Option<Instant>,
     finished: Option<Instant>,
     pub stats: FlowStats,
     pub latency: Latency,
@@ -81,6 +125,10 @@ impl Flow {
             expect_seq: 0,
             echo_queue: VecDeque::with_capacity(spec.depth),
             eof: false,
+            end_queued: false,
+            end_sent: false,
+            end_seen: false,
+            half_closed: false,
             rx_target: if path(spec.mode).wire {
                 RxTarget::Wire
             } else {
@@ -88,6 +136,7 @@ impl Flow {
             },
             started: None,
             first_rx: None,
+            first_tx: None,
             finished: None,
             stats: FlowStats::default(),
             latency: Latency::default(),
@@ -139,32 +188,54 @@ impl Flow {
     }
 
     /// The next message to send, stamped (and serialized, in two-copy), or `None` when the
-    /// workload has nothing to send now.
+    /// workload has nothing to send now. A client's deadline is looked at here, whether
+    /// or not it sends.
     pub fn next_tx(&mut self, now: Instant) -> Option<Box<Message>> {
-        let mut msg = match self.spec.role {
-            Role::Client => {
-                if self.stopping {
-                    return None;
-                }
-                if self.deadline.is_some_and(|d| now >= d) {
-                    self.stopping = true;
-                    return None;
-                }
-                if self.spec.workload == Workload::Echo && self.sent_at.len() >= self.spec.depth {
+        if self.deadline.is_some_and(|d| now >= d) {
+            self.stopping = true;
+        }
+        let mut msg = match (self.spec.workload, self.spec.role) {
+            (Workload::Echo, Role::Client) => {
+                if self.stopping || self.sent_at.len() >= self.spec.depth {
                     return None;
                 }
                 let mut msg = self.pool.take_tx()?;
                 msg.stamp(self.next_seq);
                 self.next_seq += 1;
-                match self.spec.workload {
-                    Workload::Echo => self.sent_at.push_back(now),
-                    // A stream's progress is a buffer free for the next message.
-                    Workload::Stream => self.progress.record(now),
+                self.sent_at.push_back(now);
+                msg
+            }
+            (Workload::Echo, Role::Server) => self.echo_queue.pop_front()?,
+            (Workload::Stream, _) if !self.spec.sends_stream() => return None,
+            (Workload::Stream, Role::Client) => {
+                if self.stopping {
+                    return None;
+                }
+                let mut msg = self.pool.take_tx()?;
+                msg.stamp(self.next_seq);
+                self.next_seq += 1;
+                // A stream's progress is a buffer free for the next message.
+                self.progress.record(now);
+                msg
+            }
+            (Workload::Stream, Role::Server) => {
+                if self.end_queued {
+                    return None;
+                }
+                let mut msg = self.pool.take_tx()?;
+                if self.eof || self.stopping {
+                    // The client is done (or the server stops): the record that ends the
+                    // stream, after every message before it.
+                    msg.stamp_end();
+                    self.end_queued = true;
+                } else {
+                    msg.stamp(self.next_seq);
+                    self.next_seq += 1;
                 }
                 msg
             }
-            Role::Server => self.echo_queue.pop_front()?,
         };
+        self.first_tx.get_or_insert(now);
         if path(self.spec.mode).wire {
             msg.serialize();
         }
@@ -173,6 +244,11 @@ impl Flow {
 
     /// The kernel took every byte of `msg`.
     pub fn sent(&mut self, msg: &Message) {
+        if self.end_queued && msg.is_end() {
+            // The end-of-stream record is framing, not a message: not counted.
+            self.end_sent = true;
+            return;
+        }
         self.stats.bytes_sent += msg.size() as u64;
         self.stats.msgs_sent += 1;
     }
@@ -182,12 +258,39 @@ impl Flow {
         self.pool.put(msg);
     }
 
-    /// True while a receive is useful: an echo is due, or the server's stream is open.
+    /// True while a receive is useful: an echo is due, the server's stream has not ended
+    /// (a receiving client), or the client's has not (a server, which in reverse receives
+    /// only to see the client's end of file).
     pub fn wants_rx(&self) -> bool {
-        match self.spec.role {
-            Role::Client => !self.sent_at.is_empty(),
-            Role::Server => !self.eof,
+        match (self.spec.workload, self.spec.role) {
+            (Workload::Echo, Role::Client) => !self.sent_at.is_empty(),
+            (Workload::Stream, Role::Client) => self.spec.receives_stream() && !self.end_seen,
+            (_, Role::Server) => !self.eof,
         }
+    }
+
+    /// A server that only sends: its receive waits for nothing but the client's end of
+    /// file, so a backend may look for that now and then instead of after every send.
+    pub fn rx_watches_eof_only(&self) -> bool {
+        self.spec.role == Role::Server
+            && self.spec.workload == Workload::Stream
+            && !self.spec.receives_stream()
+    }
+
+    /// A client in reverse or bidir is done sending (its deadline passed, or it was
+    /// stopped) and has yet to shut its sending side: the server's cue to end its
+    /// stream. The backend does it once no send of its own is in flight.
+    pub fn wants_half_close(&self) -> bool {
+        self.spec.role == Role::Client
+            && self.spec.workload == Workload::Stream
+            && self.spec.direction != Direction::Forward
+            && self.stopping
+            && !self.half_closed
+    }
+
+    /// The backend shut the socket's sending side.
+    pub fn half_closed(&mut self) {
+        self.half_closed = true;
     }
 
     /// A buffer to receive into, if one is free, poisoned where verification will look.
@@ -209,11 +312,47 @@ impl Flow {
     /// A whole message is in `msg`'s fields already (two-copy from a provided buffer,
     /// where the backend did the copy out with [`Message::deserialize_from`]).
     pub fn received_in_fields(&mut self, mut msg: Box<Message>, now: Instant) -> Result<(), Error> {
-        if self.spec.role == Role::Client && self.sent_at.is_empty() {
+        let (workload, role) = (self.spec.workload, self.spec.role);
+        if role == Role::Client && self.spec.receives_stream() {
+            if self.end_seen {
+                self.pool.put(msg);
+                return Err(Error::Peer(
+                    "server sent data after the end of its stream".into(),
+                ));
+            }
+            if msg.is_end() {
+                let whole = self.spec.verify == Verify::Off || msg.end_is_whole();
+                self.pool.put(msg);
+                if !whole {
+                    self.stats.verify_errors += 1;
+                    self.stats.first_verify_error.get_or_insert_with(|| {
+                        format!(
+                            "the end-of-stream record after message {} is damaged",
+                            self.expect_seq
+                        )
+                    });
+                }
+                // The server ended its stream: this connection's run is over, even if the
+                // deadline has not come (a server that stops).
+                self.end_seen = true;
+                self.stopping = true;
+                return Ok(());
+            }
+        }
+        let unasked = match (workload, role) {
+            (Workload::Echo, Role::Client) => self.sent_at.is_empty(),
+            (Workload::Stream, _) => !self.spec.receives_stream(),
+            (Workload::Echo, Role::Server) => false,
+        };
+        if unasked {
             self.pool.put(msg);
-            return Err(Error::Peer(
-                "server sent data that was not asked for".into(),
-            ));
+            return Err(Error::Peer(match role {
+                Role::Client => "server sent data that was not asked for".into(),
+                Role::Server => format!(
+                    "client sent data in a {} stream, where only the server sends",
+                    self.spec.direction
+                ),
+            }));
         }
         #[cfg(debug_assertions)]
         if self.fault {
@@ -232,15 +371,19 @@ impl Flow {
             msg.restore(&self.template, self.expect_seq);
         }
         self.expect_seq += 1;
-        match self.spec.role {
-            Role::Client => {
+        match (workload, role) {
+            (Workload::Echo, Role::Client) => {
                 let sent = self.sent_at.pop_front().expect("checked above");
                 self.latency.record(now.saturating_duration_since(sent));
                 self.progress.record(now);
                 self.pool.put(msg);
             }
-            Role::Server if self.spec.workload == Workload::Echo => self.echo_queue.push_back(msg),
-            Role::Server => self.pool.put(msg),
+            (Workload::Stream, Role::Client) => {
+                self.progress.record(now);
+                self.pool.put(msg);
+            }
+            (Workload::Echo, Role::Server) => self.echo_queue.push_back(msg),
+            (Workload::Stream, Role::Server) => self.pool.put(msg),
         }
         Ok(())
     }
@@ -256,6 +399,15 @@ impl Flow {
                 "connection closed mid-message: {partial} of {} bytes arrived",
                 self.size()
             ))),
+            Role::Client if self.spec.receives_stream() => {
+                if self.end_seen && partial == 0 {
+                    return Ok(());
+                }
+                Err(Error::Peer(format!(
+                    "server closed the connection before the end of its stream \
+                     ({partial} bytes of a message had arrived)"
+                )))
+            }
             Role::Client => Err(Error::Peer(format!(
                 "server closed the connection with {} echoes outstanding",
                 self.sent_at.len()
@@ -265,9 +417,17 @@ impl Flow {
 
     /// Nothing more to send or receive (buffers may still be with the kernel).
     pub fn is_done(&self) -> bool {
-        match self.spec.role {
-            Role::Client => self.stopping && self.sent_at.is_empty(),
-            Role::Server => self.eof && self.echo_queue.is_empty(),
+        match (self.spec.workload, self.spec.role) {
+            (Workload::Echo, Role::Client) => self.stopping && self.sent_at.is_empty(),
+            (Workload::Stream, Role::Client) => {
+                self.stopping
+                    && (!self.spec.receives_stream() || self.end_seen)
+                    && (self.spec.direction == Direction::Forward || self.half_closed)
+            }
+            (Workload::Echo, Role::Server) => self.eof && self.echo_queue.is_empty(),
+            (Workload::Stream, Role::Server) => {
+                self.eof && (!self.spec.sends_stream() || self.end_sent)
+            }
         }
     }
 
@@ -281,10 +441,10 @@ impl Flow {
         self.pool.all_home()
     }
 
-    /// Free buffers a send could come from: the client's send buffers; any of the
-    /// server's, which echoes what it received.
+    /// Free buffers a send could come from: an originator's send buffers (a client's, a
+    /// sending server's); any of an echoing server's, which sends what it received.
     pub fn send_buffers_free(&self) -> usize {
-        match self.spec.role {
+        match pool_role(self.spec.role, self.spec.workload, self.spec.direction) {
             Role::Client => self.pool.available_tx(),
             Role::Server => self.pool.available(),
         }
@@ -298,12 +458,15 @@ impl Flow {
         }
     }
 
-    /// The measured interval: client from `begin` to `finish`; server from the first byte
-    /// received to `finish`.
+    /// The measured interval: client from `begin` to `finish`; server from the first
+    /// message received or sent, whichever came first, to `finish`.
     pub fn duration(&self) -> Duration {
         let start = match self.spec.role {
             Role::Client => self.started,
-            Role::Server => self.first_rx.or(self.started),
+            Role::Server => match (self.first_rx, self.first_tx) {
+                (Some(rx), Some(tx)) => Some(rx.min(tx)),
+                (rx, tx) => rx.or(tx).or(self.started),
+            },
         };
         match (start, self.finished) {
             (Some(s), Some(f)) => f.saturating_duration_since(s),
@@ -319,8 +482,19 @@ mod tests {
     use crate::pool::{pool_size, PoolPlan};
 
     fn flow(role: Role, workload: Workload, mode: Mode, depth: usize) -> Flow {
+        directed(role, workload, mode, depth, Direction::Forward)
+    }
+
+    fn directed(
+        role: Role,
+        workload: Workload,
+        mode: Mode,
+        depth: usize,
+        direction: Direction,
+    ) -> Flow {
         let template = Template::new(Layout::new(256));
-        let plan = PoolPlan::new(role, mode, 256, depth);
+        let shape = pool_role(role, workload, direction);
+        let plan = PoolPlan::new(shape, mode, 256, depth);
         let pool = Pool::heap(&template, &plan);
         let spec = FlowSpec {
             role,
@@ -329,6 +503,7 @@ mod tests {
             verify: Verify::Full,
             depth,
             duration: Duration::from_secs(1),
+            direction,
         };
         Flow::new(spec, template, pool)
     }
@@ -417,6 +592,82 @@ mod tests {
         assert!(!c.pool_home());
         held.into_iter().for_each(|m| c.release(m));
         assert!(c.pool_home());
+    }
+
+    #[test]
+    fn a_reverse_stream_ends_with_the_client_and_one_end_record() {
+        for mode in [Mode::TwoCopy, Mode::OneCopy, Mode::Zc] {
+            let d = Direction::Reverse;
+            let mut c = directed(Role::Client, Workload::Stream, mode, 2, d);
+            let mut s = directed(Role::Server, Workload::Stream, mode, 2, d);
+            let t0 = Instant::now();
+            c.begin(t0);
+            s.begin(t0);
+            assert!(c.next_tx(t0).is_none(), "a reverse client sends nothing");
+            assert!(c.wants_rx() && s.wants_rx() && s.rx_watches_eof_only());
+            let carry = |s: &mut Flow, c: &mut Flow, at: Instant| {
+                let m = s.next_tx(at).expect("a message or the end record");
+                s.sent(&m);
+                let mut rx = c.rx_buffer().unwrap();
+                deliver(&m, &mut rx, mode);
+                s.release(m);
+                c.received(rx, at).unwrap();
+            };
+            for _ in 0..3 {
+                carry(&mut s, &mut c, t0);
+            }
+            assert_eq!(c.stats.msgs_received, 3);
+            assert_eq!(c.stats.verify_errors, 0, "{:?}", c.stats.first_verify_error);
+            assert!(!c.wants_half_close(), "the deadline has not come");
+            // The deadline passes: the client half-closes; the server sees the end of
+            // file, and its next send is the end record, which counts as no message.
+            let late = t0 + Duration::from_secs(2);
+            assert!(c.next_tx(late).is_none());
+            assert!(c.wants_half_close() && !c.is_done());
+            c.half_closed();
+            assert!(!c.is_done(), "the server's stream has not ended");
+            s.eof(0).unwrap();
+            assert!(!s.is_done(), "the end record is still to go");
+            carry(&mut s, &mut c, late);
+            assert_eq!((s.stats.msgs_sent, c.stats.msgs_received), (3, 3));
+            assert!(s.next_tx(late).is_none(), "one end record only");
+            assert!(s.is_done() && s.pool_home());
+            assert!(!c.wants_rx() && c.is_done() && c.pool_home());
+            assert_eq!(c.stats.verify_errors, 0);
+            c.eof(0).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_damaged_end_record_is_a_verify_error_and_a_missing_one_a_peer_error() {
+        let d = Direction::Bidir;
+        let mut c = directed(Role::Client, Workload::Stream, Mode::OneCopy, 1, d);
+        let mut s = directed(Role::Server, Workload::Stream, Mode::OneCopy, 1, d);
+        let t0 = Instant::now();
+        c.begin(t0);
+        s.eof(0).unwrap();
+        let m = s.next_tx(t0).unwrap();
+        let mut rx = c.rx_buffer().unwrap();
+        deliver(&m, &mut rx, Mode::OneCopy);
+        rx.field_mut(3)[0] ^= 1;
+        c.received(rx, t0).unwrap();
+        assert_eq!(c.stats.verify_errors, 1);
+        assert_eq!(c.stats.msgs_received, 0);
+        let mut c = directed(Role::Client, Workload::Stream, Mode::OneCopy, 1, d);
+        c.begin(t0);
+        let e = c.eof(0).unwrap_err().to_string();
+        assert!(e.contains("before the end of its stream"), "{e}");
+        // A reverse server receives nothing but the end of file.
+        let mut s = directed(
+            Role::Server,
+            Workload::Stream,
+            Mode::OneCopy,
+            1,
+            Direction::Reverse,
+        );
+        let rx = s.rx_buffer().unwrap();
+        let e = s.received(rx, t0).unwrap_err().to_string();
+        assert!(e.contains("only the server sends"), "{e}");
     }
 
     #[test]

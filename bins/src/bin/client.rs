@@ -8,7 +8,8 @@ use clap::{ArgAction, Parser, ValueEnum};
 use cli::EnumArg;
 use cli::STOP;
 use engine::{
-    export, run_client_until, Backend, ClientConfig, ClientEvent, Error, Mode, Verify, Workload,
+    export, run_client_until, Backend, ClientConfig, ClientEvent, Direction, Error, Mode, Verify,
+    Workload,
 };
 
 /// Measure what moving bytes through a TCP socket costs on one send path.
@@ -75,6 +76,13 @@ struct Args {
     /// (Nagle coalesces small writes) unless a message fills a TCP segment.
     #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = cli::nodelay_arg)]
     nodelay: cli::Nodelay,
+    /// Stream only: the server sends (with --mode, on its own engine) and the client
+    /// receives and checks; the client still decides when the run ends.
+    #[arg(long, conflicts_with = "bidir")]
+    reverse: bool,
+    /// Stream only: both sides send and receive at once on every connection.
+    #[arg(long)]
+    bidir: bool,
     /// Run exactly this configuration, as JSON (a record's `config`); the other run
     /// flags must not be given with it.
     #[arg(long, value_name = "JSON", conflicts_with_all = RUN_FLAGS)]
@@ -85,7 +93,7 @@ struct Args {
 }
 
 /// The flags a `--spec` replaces.
-const RUN_FLAGS: [&str; 17] = [
+const RUN_FLAGS: [&str; 19] = [
     "host",
     "port",
     "size",
@@ -103,6 +111,8 @@ const RUN_FLAGS: [&str; 17] = [
     "uring_recv",
     "cpus",
     "counters",
+    "reverse",
+    "bidir",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -146,6 +156,11 @@ fn config_from(args: Args) -> ClientConfig {
         cpus: args.side.cpus,
         counters: args.side.counters,
         nodelay: args.nodelay.0,
+        direction: match (args.reverse, args.bidir) {
+            (true, _) => Direction::Reverse,
+            (_, true) => Direction::Bidir,
+            _ => Direction::Forward,
+        },
     }
 }
 

@@ -8,6 +8,12 @@
 //! back to poll() on both directions, so two peers that each fill the other's buffers
 //! never wait on each other.
 //!
+//! A server that sends a stream and receives nothing (reverse) only waits for the
+//! client's end of file: its sends block as a client's do, and it looks for that end with
+//! a non-blocking receive every [`EOF_WATCH`] rather than after every send. A client in
+//! reverse or bidir shuts its sending side once its deadline passed and its last send
+//! went out ([`Flow::wants_half_close`]).
+//!
 //! Every message must move whole within the timeout of the moment it was started: socket
 //! timeouts (SO_RCVTIMEO/SO_SNDTIMEO) and poll are armed with what is left of that, not
 //! re-armed in full after each partial transfer, so a peer that trickles bytes (slowloris)
@@ -128,6 +134,7 @@ fn drive(
         // Whatever the socket had before is unknown: the first blocking call arms it.
         armed: [Duration::ZERO; 2],
         stop,
+        next_watch: Instant::now(),
     };
     let result = conn.run(flow);
     if let Some(ledger) = &conn.ledger {
@@ -138,6 +145,8 @@ fn drive(
 
 /// The longest one blocking call waits before the stop flag is looked at again.
 const SLICE: Duration = Duration::from_millis(100);
+/// How often a server that only sends looks for the client's end of file.
+const EOF_WATCH: Duration = Duration::from_millis(1);
 
 /// A message part-way through the kernel, how many of its bytes have moved, and by when
 /// the rest must have.
@@ -159,6 +168,8 @@ struct Conn<'s> {
     /// SO_RCVTIMEO and SO_SNDTIMEO as last set here (zero: not yet).
     armed: [Duration; 2],
     stop: &'s AtomicBool,
+    /// A server that only sends: when it next looks for the client's end of file.
+    next_watch: Instant,
 }
 
 impl Conn<'_> {
@@ -188,6 +199,14 @@ impl Conn<'_> {
                 let now = Instant::now();
                 self.tx = flow.next_tx(now).map(|m| (m, 0, now + self.timeout));
             }
+            if self.tx.is_none() && flow.wants_half_close() {
+                // SAFETY: the orchestrator keeps the socket open until the report is back.
+                if unsafe { libc::shutdown(self.fd, libc::SHUT_WR) } != 0 {
+                    let e = io::Error::last_os_error();
+                    return Err(Error::io("closing the sending side", e));
+                }
+                flow.half_closed();
+            }
             if flow.is_done() && self.tx.is_none() {
                 if let Some((m, 0, _)) = self.rx.take() {
                     flow.release(m);
@@ -195,23 +214,36 @@ impl Conn<'_> {
                 break;
             }
             let wants_rx = flow.wants_rx();
+            // Only the client's end of file is due back: sends may block, and the end is
+            // looked for every EOF_WATCH (or whenever there is nothing to send).
+            let watch = wants_rx && flow.rx_watches_eof_only();
             let mut events: libc::c_short = 0;
             let mut progress = false;
+            let nothing_to_send = self.tx.is_none();
 
             if self.tx.is_some() {
-                match self.send(flow, wants_rx)? {
-                    Step::Done => continue,
-                    Step::Partial => progress = true,
+                match self.send(flow, wants_rx && !watch)? {
+                    Step::Done if !watch => continue,
+                    Step::Done | Step::Partial => progress = true,
                     Step::WouldBlock => events |= libc::POLLOUT,
                 }
             }
-            if wants_rx {
+            let look = !watch || nothing_to_send || Instant::now() >= self.next_watch;
+            if wants_rx && look {
+                if watch {
+                    self.next_watch = Instant::now() + EOF_WATCH;
+                }
                 if self.rx.is_none() {
                     let by = Instant::now() + self.timeout;
                     self.rx = flow.rx_buffer().map(|m| (m, 0, by));
                 }
+                if let Some(rx) = self.rx.as_mut().filter(|_| watch) {
+                    // No message is due: what must keep moving is the sends, each on its
+                    // own deadline; the watch only waits for the end.
+                    rx.2 = Instant::now() + self.timeout;
+                }
                 if self.rx.is_some() {
-                    match self.recv(flow)? {
+                    match self.recv(flow, !watch)? {
                         Step::Done | Step::Partial => progress = true,
                         Step::WouldBlock => events |= libc::POLLIN,
                     }
@@ -325,9 +357,10 @@ impl Conn<'_> {
         }
     }
 
-    fn recv(&mut self, flow: &mut Flow) -> Result<Step, Error> {
-        // Block (for the whole message) only when there is nothing to send meanwhile.
-        let block = self.tx.is_none();
+    fn recv(&mut self, flow: &mut Flow, may_block: bool) -> Result<Step, Error> {
+        // Block (for the whole message) only when there is nothing to send meanwhile, and
+        // never just to look for an end of file.
+        let block = may_block && self.tx.is_none();
         let flags = if block {
             let by = self.rx.as_ref().expect("a buffer to receive into").2;
             self.arm(RCV, by, "receive")?;

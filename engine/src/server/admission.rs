@@ -320,9 +320,19 @@ pub(super) fn check_hello(
             ),
         ));
     }
+    if h.workload != Workload::Stream && h.direction != Direction::Forward {
+        return Err((
+            RefuseCode::Other,
+            format!(
+                "direction {} applies to the stream workload; {} always goes both ways",
+                h.direction, h.workload
+            ),
+        ));
+    }
     let depth = h.depth as usize;
-    let plan = check_pool(Role::Server, h.mode, depth, size)
-        .map_err(|e| (RefuseCode::Depth, e.to_string()))?;
+    let shape = pool_role(Role::Server, h.workload, h.direction);
+    let plan =
+        check_pool(shape, h.mode, depth, size).map_err(|e| (RefuseCode::Depth, e.to_string()))?;
     if let Some(mode) = config.mode {
         if mode != h.mode {
             return Err((
@@ -335,10 +345,15 @@ pub(super) fn check_hello(
         }
     }
     if !h.mode.supported_on(config.backend) {
+        let sends = if h.direction.server_sends() {
+            format!(" (in {} the server sends with it)", h.direction)
+        } else {
+            String::new()
+        };
         return Err((
             RefuseCode::Mode,
             format!(
-                "mode {} needs a uring server; this one runs the {} backend",
+                "mode {} needs a uring server{sends}; this one runs the {} backend",
                 h.mode, config.backend
             ),
         ));
@@ -446,6 +461,7 @@ mod tests {
             duration_ms: 1000,
             flow: 0,
             thread: 0,
+            direction: Direction::Forward,
         }
     }
 

@@ -35,7 +35,8 @@ use std::time::{Duration, Instant};
 use crate::backend;
 use crate::backend::uring::{Dispatch, Incoming, ServeHost, ServeOpts};
 use crate::config::{
-    check_pool, format_size, Backend, Mode, ServerConfig, UringRecv, Valid, Workload, MIN_SIZE,
+    auto_nodelay, check_pool, format_size, Backend, Mode, ServerConfig, UringRecv, Valid, Workload,
+    MIN_SIZE,
 };
 use crate::conn::{ConnReport, ConnSpec};
 use crate::counters::{CounterSet, Metering, RawCounts, CORE_KEY};
@@ -45,9 +46,9 @@ use crate::path::path;
 use crate::placement::{self, available_cpus, Placement, PlacementPolicy, Plan, Side};
 use crate::pool::PoolPlan;
 use crate::stats::{IoStats, PeerReport, RingSetup, Sample, Totals};
-use crate::vocab::Role;
+use crate::vocab::{Direction, Role};
 use crate::wire::{self, Accept, Frame, Hello, ReadError, Refuse, RefuseCode, WireError};
-use crate::workload::{Flow, FlowSpec};
+use crate::workload::{pool_role, Flow, FlowSpec};
 
 use admission::*;
 use metering::*;

@@ -4,10 +4,18 @@
 
 use super::*;
 
-/// The server sends only echoes, each awaited by the client: TCP_NODELAY for echo, Nagle
-/// (it never sends anyway) for stream.
-pub(super) fn nodelay_for(hello: &Hello) -> bool {
-    hello.workload == Workload::Echo
+/// The server sends echoes, each awaited by the client: TCP_NODELAY for echo. A stream
+/// it sends (reverse, bidir) gets what `--nodelay auto` gives a client's stream
+/// ([`auto_nodelay`]); a stream it only receives, Nagle (it never sends anyway).
+pub(super) fn nodelay_for(hello: &Hello, stream: &TcpStream) -> bool {
+    match hello.workload {
+        Workload::Echo => true,
+        Workload::Stream if hello.direction.server_sends() => {
+            let mss = crate::client::max_segment(stream).unwrap_or(usize::MAX);
+            auto_nodelay(hello.workload, hello.mode, hello.size as usize, mss)
+        }
+        Workload::Stream => false,
+    }
 }
 
 /// Under the `paired` placement, the client thread whose CPU this connection's server
@@ -40,6 +48,7 @@ pub(super) fn server_flow_spec(hello: &Hello) -> FlowSpec {
         verify: hello.verify,
         depth: hello.depth as usize,
         duration: Duration::ZERO,
+        direction: hello.direction,
     }
 }
 
@@ -101,10 +110,11 @@ pub(super) fn prepare_socket(
     backend: Backend,
 ) -> Result<(), Error> {
     stream
-        .set_nodelay(nodelay_for(hello))
+        .set_nodelay(nodelay_for(hello, stream))
         .map_err(|e| Error::io("TCP_NODELAY", e))?;
-    // The server sends only in echo.
-    if backend == Backend::Syscall && hello.workload == Workload::Echo {
+    // The server sends in echo, and in a stream that flows its way.
+    let sends = hello.workload == Workload::Echo || hello.direction.server_sends();
+    if backend == Backend::Syscall && sends {
         backend::syscall::prepare(stream.as_fd(), hello.mode)?;
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! Integration tests: real servers and clients on 127.0.0.1:0, in one test binary.
 
 mod counters;
+mod direction;
 mod errors;
 mod harness;
 mod hostile;

@@ -200,6 +200,15 @@ fn drive(
             c.check_timeout(now, timeout);
         }
         if cqes.is_empty() {
+            // A tick without completions: every connection looks at its deadline (a
+            // client receiving a stream that went quiet must still end it on time).
+            for (i, c) in conns.iter_mut().enumerate() {
+                if !c.is_finished() {
+                    if let Err(e) = c.pump(ring, i as u32, now) {
+                        c.fail(e);
+                    }
+                }
+            }
             // Failed connections whose buffers the kernel never returns: give up on
             // them after another timeout rather than hang.
             if conns.iter().any(|c| c.has_error() && c.held()) {

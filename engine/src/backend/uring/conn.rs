@@ -30,6 +30,7 @@ use crate::backend::sys::IORING_NOTIF_USAGE_ZC_COPIED;
 use crate::error::Error;
 use crate::message::Message;
 use crate::path::{on_target, path, CopyPath, MsgArgs, Target};
+use crate::vocab::Workload;
 use crate::workload::Flow;
 
 const OP_SEND: u64 = 1;
@@ -189,7 +190,11 @@ impl<X> UConn<X> {
             // is one submission and, with skipped send CQEs, one completion. Deeper
             // pipelines keep the receive on its own: behind sends that wait for the peer
             // to read, it could deadlock two peers that each fill the other's buffers.
+            // Only an echo's reply answers the sends: a receive that waits on anything else
+            // (a stream flowing the other way, an end of file) would hold the chain's
+            // silent sends unsettled, and with them the next chain.
             let linked_rx = if self.depth == 1
+                && self.flow.spec().workload == Workload::Echo
                 && !chain.is_empty()
                 && self.multishot.is_none()
                 && self.rx.is_none()
@@ -226,6 +231,16 @@ impl<X> UConn<X> {
                 self.post_recv(ring, index, msg, 0)?;
                 self.rx_linked = true;
             }
+        }
+        if self.tx_inflight == 0 && self.flow.wants_half_close() {
+            // The client's last send is in the socket: its end of file follows it. A
+            // plain shutdown(2), as a forward client's after its run, not an SQE.
+            // SAFETY: the fd stays open for as long as this connection exists.
+            if unsafe { libc::shutdown(self.fd, libc::SHUT_WR) } != 0 {
+                let e = std::io::Error::last_os_error();
+                return Err(Error::io("closing the sending side", e));
+            }
+            self.flow.half_closed();
         }
         if self.multishot.is_some() {
             self.pump_multishot(ring, index, now)?;
