@@ -151,6 +151,8 @@ fn help_lists_every_flag_with_its_default() {
         "--format",
         "--connect-timeout",
         "--io-timeout",
+        "--reverse",
+        "--bidir",
         "--help",
         "--version",
     ] {
@@ -297,6 +299,28 @@ fn json_and_csv_carry_the_whole_record() {
         "stream has no latency: empty, not 0"
     );
     assert!(cell("summary_throughput_gbps").parse::<f64>().unwrap() > 0.0);
+}
+
+#[test]
+fn reverse_and_bidir_run_from_the_command_line_and_say_so() {
+    let server = ServerProc::start(&[]);
+    for (flag, name) in [("--reverse", "reverse"), ("--bidir", "bidir")] {
+        let o = server.client(&["--workload", "stream", flag, "--verify", "full"]);
+        assert!(o.status.success(), "{:?}", text(&o));
+        let (out, _) = text(&o);
+        assert!(out.contains(&format!("Direction: {name}")), "{out}");
+        assert!(out.contains("SUMMARY") && out.contains("Total Bytes Received:"));
+        let o = server.client(&["--workload", "stream", flag, "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["config"]["direction"], name);
+        assert!(v["server"]["stats"]["bytes_sent"].as_u64().unwrap() > 0);
+    }
+    // Echo always goes both ways; the two flags exclude each other.
+    let o = server.client(&["--workload", "echo", "--reverse"]);
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    assert!(text(&o).1.contains("stream workload"), "{:?}", text(&o));
+    let o = run(CLIENT, &["--reverse", "--bidir"]);
+    assert_eq!(o.status.code(), Some(2));
 }
 
 /// Registered buffers beyond RLIMIT_MEMLOCK (without CAP_IPC_LOCK) are an error that says

@@ -135,6 +135,8 @@ fn drive(
         armed: [Duration::ZERO; 2],
         stop,
         next_watch: Instant::now(),
+        watching: false,
+        moved_at: Instant::now(),
     };
     let result = conn.run(flow);
     if let Some(ledger) = &conn.ledger {
@@ -170,6 +172,10 @@ struct Conn<'s> {
     stop: &'s AtomicBool,
     /// A server that only sends: when it next looks for the client's end of file.
     next_watch: Instant,
+    /// Its receive only watches for that end (see [`Flow::rx_watches_eof_only`]).
+    watching: bool,
+    /// When a whole message last went out or a zero-copy completion last came back.
+    moved_at: Instant,
 }
 
 impl Conn<'_> {
@@ -217,6 +223,7 @@ impl Conn<'_> {
             // Only the client's end of file is due back: sends may block, and the end is
             // looked for every EOF_WATCH (or whenever there is nothing to send).
             let watch = wants_rx && flow.rx_watches_eof_only();
+            self.watching = watch;
             let mut events: libc::c_short = 0;
             let mut progress = false;
             let nothing_to_send = self.tx.is_none();
@@ -238,9 +245,9 @@ impl Conn<'_> {
                     self.rx = flow.rx_buffer().map(|m| (m, 0, by));
                 }
                 if let Some(rx) = self.rx.as_mut().filter(|_| watch) {
-                    // No message is due: what must keep moving is the sends, each on its
-                    // own deadline; the watch only waits for the end.
-                    rx.2 = Instant::now() + self.timeout;
+                    // No message is due: what must keep moving is the sends and their
+                    // zero-copy completions; a client that stops reading stops both.
+                    rx.2 = self.moved_at + self.timeout;
                 }
                 if self.rx.is_some() {
                     match self.recv(flow, !watch)? {
@@ -322,6 +329,7 @@ impl Conn<'_> {
                     return Ok(Step::Partial);
                 }
                 let (msg, _, _) = self.tx.take().expect("checked");
+                self.moved_at = Instant::now();
                 flow.sent(&msg);
                 match &mut self.ledger {
                     Some(ledger) => ledger.hold(msg),
@@ -440,13 +448,17 @@ impl Conn<'_> {
             if Instant::now() < by {
                 return Ok(()); // woken early: the caller looks again
             }
-            return Err(self.timed_out(if zc_pending && events == 0 {
-                "zero-copy completions"
-            } else if events & libc::POLLIN != 0 {
-                "receive"
-            } else {
-                "send"
-            }));
+            return Err(
+                self.timed_out(if self.watching && events & libc::POLLIN != 0 {
+                    "sent or completed"
+                } else if zc_pending && events == 0 {
+                    "zero-copy completions"
+                } else if events & libc::POLLIN != 0 {
+                    "receive"
+                } else {
+                    "send"
+                }),
+            );
         }
         if pfd.revents & libc::POLLERR != 0 && self.ledger.is_some() {
             if self.reap(flow)? == 0 && events == 0 {
@@ -482,6 +494,9 @@ impl Conn<'_> {
         }
         while let Some(m) = ledger.pop_ready() {
             flow.release(m);
+        }
+        if read > 0 {
+            self.moved_at = Instant::now();
         }
         Ok(read)
     }

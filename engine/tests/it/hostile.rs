@@ -802,6 +802,73 @@ fn a_wild_thread_index_under_paired_placement_is_served(backend: Backend) {
     still_serves(&server);
 }
 
+fn unknown_direction_code_is_refused_as_malformed(backend: Backend) {
+    let server = TestServer::with_backend(backend);
+    let mut s = connect(&server);
+    let mut bytes = Frame::Hello(hello(4096)).encode();
+    bytes[HEADER_LEN + 25] = 7; // the direction byte
+    s.write_all(&bytes).unwrap();
+    let (code, reason) = refusal(&mut s);
+    assert_eq!(code, RefuseCode::Malformed);
+    assert!(reason.contains("unknown direction code 7"), "{reason}");
+    server.wait_for("refused 0", WAIT);
+    still_serves(&server);
+}
+
+/// A reverse client that takes the server's stream and then stops reading: the server's
+/// sends stall in the kernel, the idle timeout closes that connection (no wedged thread,
+/// no spinning worker), and another reverse client on the same worker is served whole
+/// meanwhile.
+fn a_reverse_client_that_stops_reading_is_timed_out_alone(backend: Backend) {
+    for mode in [Mode::TwoCopy, Mode::OneCopy, Mode::Zc] {
+        for depth in [1, 8] {
+            let server = TestServer::start(ServerConfig {
+                backend,
+                workers: workers(backend, 1),
+                idle_timeout: Duration::from_secs(1),
+                ..Default::default()
+            });
+            let case = format!("{backend} server, {mode} depth {depth}");
+            let mut s = connect(&server);
+            let h = Hello {
+                workload: Workload::Stream,
+                mode,
+                depth,
+                direction: engine::Direction::Reverse,
+                ..hello(64 * 1024)
+            };
+            wire::write_frame(&mut s, &Frame::Hello(h)).unwrap();
+            assert!(
+                matches!(wire::read_frame(&mut s, WAIT), Ok(Frame::Accept(_))),
+                "{case}"
+            );
+            // Never read: the server fills the socket's buffers and stalls. A good
+            // reverse client runs beside it meanwhile, on the same worker.
+            std::thread::sleep(Duration::from_millis(100));
+            let mut config = server.client(Backend::Syscall, mode, Workload::Stream);
+            config.direction = engine::Direction::Reverse;
+            let record = run_client(&config, &|_| {})
+                .unwrap_or_else(|e| panic!("{case}: a good client beside the stalled one: {e}"));
+            let good = record.server.as_ref().expect("server figures");
+            assert!(good.stats.msgs_sent > 0, "{case}");
+            assert_eq!(record.summary.verify_errors, 0, "{case}");
+            assert_eq!(
+                record.client.stats.bytes_received, good.stats.bytes_sent,
+                "{case}"
+            );
+            let line = server.wait_for("failed 0", Duration::from_secs(15));
+            assert!(line.contains("too slow"), "{case}: {line}");
+            let events = server.events();
+            assert!(
+                events.iter().any(|e| e.starts_with("disconnected 1")),
+                "{case}: {events:#?}"
+            );
+            drop(s);
+            still_serves(&server);
+        }
+    }
+}
+
 /// Each case above, against each server engine.
 macro_rules! against_both {
     ($($case:ident),+ $(,)?) => {
@@ -835,4 +902,6 @@ against_both!(
     a_flooding_peer_cannot_take_the_provided_buffers,
     zc_fixed_beyond_the_buffer_table_is_refused_with_the_reason,
     a_wild_thread_index_under_paired_placement_is_served,
+    unknown_direction_code_is_refused_as_malformed,
+    a_reverse_client_that_stops_reading_is_timed_out_alone,
 );
