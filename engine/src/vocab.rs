@@ -97,7 +97,7 @@ named_enum! {
     Workload {
         /// Send a message, wait for its echo; round-trip time per message.
         Echo = "echo",
-        /// One-way bulk; the server counts and checks.
+        /// Bulk, one way or both (`Direction`); the receiver counts and checks.
         Stream = "stream",
     }
 }
