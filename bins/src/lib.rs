@@ -15,7 +15,9 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use engine::config::{Backend, CounterScope, Mode, PlacementPolicy, UringRecv, Verify, Workload};
+use engine::config::{
+    Backend, CounterScope, Mode, PlacementPolicy, RxMode, UringRecv, Verify, Workload,
+};
 
 /// A clap parser for one of the engine's named enums, listing its values in `--help`.
 pub trait EnumArg: Sized + Copy + Send + Sync + 'static {
@@ -47,7 +49,8 @@ enum_arg!(
     Verify,
     UringRecv,
     CounterScope,
-    PlacementPolicy
+    PlacementPolicy,
+    RxMode
 );
 
 /// `items` without repeats, each kept where it first came: the one "distinct, in order"

@@ -436,6 +436,7 @@ fn echo_hello(size: u32, depth: u32) -> Vec<u8> {
         duration_ms: 1000,
         flow: 0,
         thread: 0,
+        rx: engine::RxMode::Copy,
         direction: engine::Direction::Forward,
     })
     .encode()
@@ -867,6 +868,7 @@ fn sigterm_does_not_wait_for_a_peer_that_never_reads() {
             duration_ms: 1000,
             flow: 0,
             thread: 0,
+            rx: engine::RxMode::Copy,
             direction: engine::Direction::Forward,
         });
         s.write_all(&hello.encode()).unwrap();
@@ -1040,6 +1042,7 @@ fn zc_fixed_beyond_the_memlock_limit_is_refused_with_the_reason() {
         duration_ms: 1000,
         flow: 0,
         thread: 0,
+        rx: engine::RxMode::Copy,
         direction: engine::Direction::Forward,
     })
     .encode();

@@ -292,6 +292,7 @@ fn connect(
         duration_ms: config.duration.as_millis().min(u32::MAX as u128) as u32,
         flow,
         thread,
+        rx: config.rx,
         direction: config.direction,
     });
     wire::write_frame(&mut stream, &hello).map_err(io("sending the hello"))?;
@@ -356,6 +357,7 @@ fn client_flow_spec(config: &ClientConfig) -> FlowSpec {
         verify: config.verify,
         depth: config.depth,
         duration: config.duration,
+        rx: config.rx,
         direction: config.direction,
     }
 }

@@ -84,6 +84,10 @@ pub struct ClientConfig {
     /// once (`--bidir`). Records from before it existed ran forward.
     #[serde(default)]
     pub direction: Direction,
+    /// How the receiving side(s) take bytes off the socket (`--rx`): the server, told in
+    /// the hello, and in echo the client too.
+    #[serde(default)]
+    pub rx: RxMode,
 }
 
 impl Default for ClientConfig {
@@ -106,6 +110,7 @@ impl Default for ClientConfig {
             cpus: CpuSpec::default(),
             counters: CounterScope::Thread,
             nodelay: None,
+            rx: RxMode::Copy,
             direction: Direction::Forward,
         }
     }
@@ -152,6 +157,34 @@ impl ClientConfig {
                  figures after the stream included; use --uring-recv single",
                 self.direction
             )));
+        }
+        if self.direction != Direction::Forward && self.rx != RxMode::Copy {
+            return Err(Error::Config(format!(
+                "--rx {} with --{}: the client finds the end of the server's stream by reading \
+                 its end record, so it receives by copying; --rx discard and zerocopy go with \
+                 the forward stream and echo for now",
+                self.rx, self.direction
+            )));
+        }
+        if self.workload == Workload::Echo {
+            // The client receives only in echo; a stream's receiving server speaks for
+            // itself when it accepts or refuses the hello.
+            let recv_zc = (self.backend == Backend::Uring)
+                .then(crate::backend::uring::has_recv_zc)
+                .flatten();
+            if let Some(why) = crate::path::rx::refusal(self.rx, self.backend, recv_zc) {
+                return Err(Error::Config(format!("--rx {}: {why}", self.rx)));
+            }
+            if self.backend == Backend::Uring
+                && self.uring_recv == UringRecv::Multishot
+                && self.rx != RxMode::Copy
+            {
+                return Err(Error::Config(format!(
+                    "--uring-recv multishot receives by copying out of provided buffers: \
+                     it goes with --rx copy, not --rx {}",
+                    self.rx
+                )));
+            }
         }
         if self.backend == Backend::Syscall && self.conns != 1 {
             return Err(Error::Config(
@@ -455,6 +488,40 @@ mod tests {
         }
         .validate()
         .is_err());
+    }
+
+    #[test]
+    fn a_receive_path_the_clients_engine_lacks_is_refused_where_the_client_receives() {
+        let uring = ClientConfig {
+            backend: Backend::Uring,
+            rx: RxMode::Zerocopy,
+            ..ClientConfig::default()
+        };
+        let e = uring.clone().validate().unwrap_err();
+        assert!(
+            e.to_string().contains("zerocopy receive is syscall-only"),
+            "{e}"
+        );
+        assert_eq!(e.exit_code(), crate::error::exit::USAGE);
+        // A stream's client receives nothing: its server decides.
+        assert!(ClientConfig {
+            workload: Workload::Stream,
+            ..uring.clone()
+        }
+        .validate()
+        .is_ok());
+        assert!(ClientConfig {
+            backend: Backend::Syscall,
+            ..uring.clone()
+        }
+        .validate()
+        .is_ok());
+        assert!(ClientConfig {
+            rx: RxMode::Discard,
+            ..uring
+        }
+        .validate()
+        .is_ok());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::config::{format_size, ClientConfig, CounterScope, Direction, Workload};
+use crate::config::{format_size, ClientConfig, CounterScope, Direction, RxMode, Workload};
 use crate::cputime::{CpuFigures, SystemCpu};
 use crate::record::{Record, SideReport, ThreadReport};
 
@@ -45,6 +45,9 @@ pub fn client_banner(config: &ClientConfig, server: &str) -> String {
     let _ = writeln!(s, "Depth: {}", config.depth);
     let _ = writeln!(s, "Duration: {} seconds", config.duration.as_secs_f64());
     let _ = writeln!(s, "Verify: {}", config.verify);
+    if config.rx != RxMode::Copy {
+        let _ = writeln!(s, "Receive: {}", config.rx);
+    }
     let _ = write!(s, "{RULE}");
     s
 }
@@ -181,6 +184,7 @@ fn side_lines(s: &mut String, who: &str, side: &SideReport) {
     let _ = writeln!(s, "{calls}");
     own_cpu_line(s, who, side);
     counter_lines(s, who, side);
+    rx_line(s, who, side);
     let zc = &side.stats.zc;
     if zc.sends > 0 {
         let _ = writeln!(
@@ -193,6 +197,36 @@ fn side_lines(s: &mut String, who: &str, side: &SideReport) {
                 .map_or("n/a".into(), |f| format!("{:.1}% copied", f * 100.0))
         );
     }
+}
+
+/// How the side received, and what that let it check.
+fn rx_line(s: &mut String, who: &str, side: &SideReport) {
+    let Some(rx) = side.rx else {
+        return;
+    };
+    let checked = match side.rx_content_checked {
+        Some(true) => "content verified",
+        _ if rx == RxMode::Discard => {
+            "content not verified: the kernel dropped the bytes, only byte counts and \
+             message boundaries were checked"
+        }
+        _ => "content not verified (--verify off)",
+    };
+    let what = match rx {
+        RxMode::Copy => "copy (recv into the message)".to_owned(),
+        RxMode::Discard => "discard (recv with MSG_TRUNC)".to_owned(),
+        RxMode::Zerocopy => {
+            let r = &side.stats.rx;
+            format!(
+                "zerocopy (TCP_ZEROCOPY_RECEIVE): {} bytes mapped, {} copied ({})",
+                r.mapped,
+                r.copied,
+                side.rx_mapped_fraction
+                    .map_or("n/a".into(), |f| format!("{:.1}% mapped", f * 100.0))
+            )
+        }
+    };
+    let _ = writeln!(s, "{who} Receive: {what}; {checked}");
 }
 
 fn ms(ns: u64) -> String {
@@ -439,6 +473,21 @@ mod tests {
         }
         assert!(text.contains("Latency p50/p90/p99/p99.9/max"));
         assert!(text.contains("Client Zero-copy: 1 sends, 1 completed, 0 copied (0.0% copied)"));
+        for who in ["Client", "Server"] {
+            let line = format!(
+                "{who} Receive: zerocopy (TCP_ZEROCOPY_RECEIVE): 3072 bytes mapped, 1024 \
+                 copied (75.0% mapped); content verified"
+            );
+            assert!(text.contains(&line), "missing {line:?} in\n{text}");
+        }
+        let mut r = Record::example();
+        r.client
+            .set_rx(Some(RxMode::Discard), crate::config::Verify::Sample);
+        let text = human(&r);
+        assert!(
+            text.contains("Client Receive: discard (recv with MSG_TRUNC); content not verified"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -479,6 +528,10 @@ mod tests {
             "client_stats_zc_copied",
             "server_stats_io_syscalls",
             "server_zc_copied_fraction",
+            "client_rx",
+            "server_rx_mapped_fraction",
+            "server_rx_content_checked",
+            "client_stats_rx_mapped",
         ] {
             assert!(cols.iter().any(|x| x == c), "no column {c} in {cols:?}");
         }

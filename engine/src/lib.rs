@@ -32,7 +32,8 @@ mod workload;
 
 pub use client::{run_client, run_client_until, ClientEvent};
 pub use config::{
-    Backend, ClientConfig, CounterScope, Direction, Mode, ServerConfig, UringRecv, Verify, Workload,
+    Backend, ClientConfig, CounterScope, Direction, Mode, RxMode, ServerConfig, UringRecv, Verify,
+    Workload,
 };
 pub use error::{exit, kernel_release, Error};
 pub use merge::MergeError;
@@ -41,8 +42,8 @@ pub use record::{
 };
 pub use server::{Server, ServerEvent};
 pub use stats::{
-    FlowStats, HistogramError, IoStats, Latency, LatencySummary, PeerReport, ZeroCopyStats,
-    MAX_SERIALIZED_LEN,
+    FlowStats, HistogramError, IoStats, Latency, LatencySummary, PeerReport, RxStats,
+    ZeroCopyStats, MAX_SERIALIZED_LEN,
 };
 
 /// The soft RLIMIT_MEMLOCK (what io_uring rings and registered buffers may pin without

@@ -135,6 +135,7 @@ fn merge(parts: &[(String, Record)]) -> Result<Record, MergeError> {
             ("depth", x.depth.to_string(), y.depth.to_string()),
             ("threads", x.threads.to_string(), y.threads.to_string()),
             ("placement", x.cpus.to_string(), y.cpus.to_string()),
+            ("receive path (rx)", x.rx.to_string(), y.rx.to_string()),
         ];
         if let Some((what, first_value, value)) = same.into_iter().find(|(_, a, b)| a != b) {
             return Err(MergeError::Mismatch {
@@ -235,7 +236,11 @@ fn merge(parts: &[(String, Record)]) -> Result<Record, MergeError> {
         latency_histogram: (latency.count() > 0).then(|| latency.to_serialized()),
         client: merge_sides(&clients, Hosts::Several),
         server: if every_report {
-            crate::record::server_side(&reports)
+            crate::record::server_side(&reports).map(|mut side| {
+                let rx = reports.iter().find_map(|p| p.rx);
+                side.set_rx(rx, first.config.verify);
+                side
+            })
         } else {
             servers.map(|s| merge_sides(&s, Hosts::One))
         },
@@ -389,6 +394,10 @@ fn merge_sides(sides: &[(&str, &SideReport)], hosts: Hosts) -> SideReport {
             Hosts::Several => None,
             Hosts::One => first.host.clone(),
         },
+        // Every host ran the same configuration (checked above), so received the same way.
+        rx: first.rx,
+        rx_content_checked: first.rx_content_checked,
+        rx_mapped_fraction: None,
     };
     side.derive();
     if shared_threads {

@@ -597,6 +597,78 @@ fn wire_buffer(layout: &Layout, wire: bool) -> Box<[u8]> {
     }
 }
 
+/// Checks `bytes`, which are bytes `at..at + bytes.len()` of message `seq` as it travels
+/// (the 8 fields back to back), at `level`: what [`Message::verify`] checks of a whole
+/// message, for a span of one that lies outside any message buffer — pages a zero-copy
+/// receive mapped, or its copy buffer. A tag split between two spans is checked byte by
+/// byte in each.
+pub fn verify_span(
+    level: crate::vocab::Verify,
+    seq: u64,
+    at: usize,
+    bytes: &[u8],
+    template: &Template,
+) -> Result<(), Mismatch> {
+    use crate::vocab::Verify;
+    if level == Verify::Off {
+        return Ok(());
+    }
+    let layout = template.layout();
+    let end = at + bytes.len();
+    for k in 0..FIELDS {
+        let field = layout.field(k);
+        let (lo, hi) = (field.start.max(at), field.end.min(end));
+        if lo >= hi {
+            continue;
+        }
+        let tag_end = (field.start + TAG_LEN).min(field.end);
+        let want_tag = tag(seq, k).to_le_bytes();
+        if let Some(p) = (lo..hi.min(tag_end)).find(|&p| bytes[p - at] != want_tag[p - field.start])
+        {
+            if field.start >= at && tag_end <= end {
+                let span = &bytes[field.start - at..tag_end - at];
+                return Err(Mismatch::Tag {
+                    expected_seq: seq,
+                    field: k,
+                    found: u64::from_le_bytes(span.try_into().expect("a whole tag")),
+                });
+            }
+            let offset = p - field.start;
+            return Err(Mismatch::Byte {
+                seq,
+                field: k,
+                offset,
+                expected: want_tag[offset],
+                found: bytes[p - at],
+            });
+        }
+        let from = lo.max(tag_end);
+        if from >= hi {
+            continue;
+        }
+        let want = &template.bytes[from..hi];
+        let got = &bytes[from - at..hi - at];
+        let bad = match level {
+            Verify::Full if got == want => None,
+            Verify::Full => (from..hi).find(|&p| bytes[p - at] != template.bytes[p]),
+            Verify::Sample => sample_offsets(field.len())
+                .map(|i| field.start + i)
+                .find(|&p| (from..hi).contains(&p) && bytes[p - at] != template.bytes[p]),
+            Verify::Off => None,
+        };
+        if let Some(p) = bad {
+            return Err(Mismatch::Byte {
+                seq,
+                field: k,
+                offset: p - field.start,
+                expected: template.bytes[p],
+                found: bytes[p - at],
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -644,6 +716,60 @@ mod tests {
             rx.deserialize_from(a, &tx.wire()[a..b]);
         }
         assert_eq!(rx.verify(Verify::Full, 5, &t), Ok(()));
+    }
+
+    #[test]
+    fn spans_verify_wherever_they_are_cut_and_catch_what_is_wrong() {
+        let t = template(1001);
+        let mut tx = Message::heap(&t, true, 0);
+        tx.stamp(9);
+        tx.serialize();
+        let wire = tx.wire().to_vec();
+        // Cuts inside a tag (125 + 3), inside a payload, and at field boundaries.
+        let cuts = [0, 3, 128, 250, 251, 700, 1001];
+        for level in [Verify::Full, Verify::Sample] {
+            for w in cuts.windows(2) {
+                let (a, b) = (w[0], w[1]);
+                assert_eq!(
+                    verify_span(level, 9, a, &wire[a..b], &t),
+                    Ok(()),
+                    "{a}..{b}"
+                );
+            }
+            // Another message's tag, whole or split across spans.
+            assert!(matches!(
+                verify_span(level, 10, 0, &wire, &t),
+                Err(Mismatch::Tag { field: 0, .. })
+            ));
+            assert!(matches!(
+                verify_span(level, 10, 125, &wire[125..127], &t),
+                Err(Mismatch::Byte {
+                    field: 1,
+                    offset: 0,
+                    ..
+                })
+            ));
+        }
+        // A payload byte: full finds any; sample finds the sampled ones (the middle of
+        // field 2 is 250 + 8 + (125 - 8) / 2 = 316).
+        let mut bad = wire.clone();
+        bad[600] ^= 1;
+        assert!(verify_span(Verify::Full, 9, 500, &bad[500..700], &t).is_err());
+        assert_eq!(
+            verify_span(Verify::Sample, 9, 500, &bad[500..700], &t),
+            Ok(())
+        );
+        let mut bad = wire.clone();
+        bad[316] ^= 1;
+        assert!(matches!(
+            verify_span(Verify::Sample, 9, 300, &bad[300..320], &t),
+            Err(Mismatch::Byte {
+                field: 2,
+                offset: 66,
+                ..
+            })
+        ));
+        assert_eq!(verify_span(Verify::Off, 10, 0, &bad, &t), Ok(()));
     }
 
     #[test]

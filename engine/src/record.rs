@@ -14,7 +14,7 @@ use crate::stats::{
     Totals,
 };
 pub use crate::vocab::WarningKind;
-use crate::vocab::{SetupFlag, SetupFlags, UringRecv};
+use crate::vocab::{RxMode, SetupFlag, SetupFlags, UringRecv, Verify};
 
 /// Bumped whenever a field changes meaning or goes away (adding one does not).
 ///
@@ -336,6 +336,19 @@ pub struct SideReport {
     /// records from before it was recorded.
     #[serde(default)]
     pub host: Option<crate::host::HostInfo>,
+    /// How this side received (`--rx`: copy, discard, zerocopy); null where it received
+    /// nothing (a stream's client) or in records from before it was recorded.
+    #[serde(default)]
+    pub rx: Option<RxMode>,
+    /// Whether received content was checked: false under `--rx discard` (the kernel drops
+    /// the bytes: only byte counts, and the message boundaries they imply, are checked)
+    /// and under `--verify off`; null where the side received nothing.
+    #[serde(default)]
+    pub rx_content_checked: Option<bool>,
+    /// `--rx zerocopy`: the share of received bytes the kernel mapped rather than copied
+    /// (`stats.rx.mapped` over mapped + copied), 0..1; null under the other paths.
+    #[serde(default)]
+    pub rx_mapped_fraction: Option<f64>,
 }
 
 /// What a side counted beyond its flows, and where its threads ran.
@@ -383,6 +396,9 @@ impl SideReport {
             cpus: (!cpus.is_empty()).then(|| crate::placement::join(&cpus)),
             placement: counts.placement,
             host: None,
+            rx: None,
+            rx_content_checked: None,
+            rx_mapped_fraction: None,
             stats,
             duration_s: duration.as_secs_f64(),
         };
@@ -407,6 +423,17 @@ impl SideReport {
         self.instructions_per_byte = per(c.instructions, bytes);
         self.cpu_ns_per_byte = per(self.own_cpu.map(|o| o.total_ns()), bytes);
         self.context_switches_per_msg = per(c.context_switches, msgs);
+        self.rx_mapped_fraction = (self.rx == Some(RxMode::Zerocopy))
+            .then(|| stats.rx.mapped_fraction())
+            .flatten();
+    }
+
+    /// Records how this side received (`None`: it did not) and what that let `verify`
+    /// check.
+    pub(crate) fn set_rx(&mut self, rx: Option<RxMode>, verify: Verify) {
+        self.rx = rx;
+        self.rx_content_checked = rx.map(|m| m != RxMode::Discard && verify != Verify::Off);
+        self.derive();
     }
 }
 
@@ -518,13 +545,21 @@ impl Record {
                 .as_ref()
                 .and_then(|s| s.stats.first_verify_error.clone())
         });
-        let client = SideReport::new(
+        let mut client = SideReport::new(
             config.backend,
             stats,
             duration,
             threads.iter().find_map(|t| t.ring.clone()),
             client,
         );
+        // The client receives in echo, and in a stream the server sends.
+        let client_receives = config.workload == Workload::Echo
+            || (config.workload == Workload::Stream && config.direction.server_sends());
+        client.set_rx(client_receives.then_some(config.rx), config.verify);
+        let mut server = server;
+        if let Some(side) = server.as_mut() {
+            side.set_rx(reports.iter().find_map(|p| p.rx), config.verify);
+        }
         let system = system.map(|s| SystemCpu {
             client_cpus: client.cpus.clone(),
             server_cpus: server.as_ref().and_then(|s| s.cpus.clone()),
@@ -585,6 +620,7 @@ impl Record {
         // Records hold validated configs, with every automatic choice resolved.
         let config = ClientConfig {
             nodelay: Some(true),
+            rx: RxMode::Zerocopy,
             ..ClientConfig::default()
                 .validate()
                 .expect("the default config is valid")
@@ -602,6 +638,8 @@ impl Record {
         stats.zc.completions = 1;
         stats.io.syscalls = 2;
         stats.io.reaps = 1;
+        stats.rx.mapped = 3072;
+        stats.rx.copied = 1024;
         let mut latency = Latency::default();
         latency.record(Duration::from_micros(20));
         let raw = |count| Raw {
@@ -661,6 +699,7 @@ impl Record {
                 counters_missing: missing(),
                 placement: Some(placement("worker 0")),
                 cpus_available: Some(2),
+                rx: Some(RxMode::Zerocopy),
                 ..Default::default()
             }],
             ring: Some(example_ring()),

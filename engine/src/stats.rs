@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::counters::{Counters, MissingCounters, RawCounts};
 use crate::cputime::{CpuSpan, ThreadClock};
 use crate::placement::Placement;
-use crate::vocab::{Backend, CounterScope, SetupFlags, UringRecv};
+use crate::vocab::{Backend, CounterScope, RxMode, SetupFlags, UringRecv};
 
 /// Zero-copy accounting, the same on both engines: one "send" is one MSG_ZEROCOPY call that
 /// queued data (syscall) or one SEND_ZC / SENDMSG_ZC request that posted a notification
@@ -39,6 +39,31 @@ impl AddAssign for ZeroCopyStats {
     fn add_assign(&mut self, o: Self) {
         self.sends += o.sends;
         self.completions += o.completions;
+        self.copied += o.copied;
+    }
+}
+
+/// What a zero-copy receive (`--rx zerocopy`) did with the bytes it took: mapped in whole
+/// pages, or copied (the kernel's copy buffer, or a plain recv of what could not be mapped).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RxStats {
+    /// Bytes mapped into the socket's mapping, not copied.
+    pub mapped: u64,
+    /// Bytes copied into user memory after all.
+    pub copied: u64,
+}
+
+impl RxStats {
+    /// Share of the zero-copy receive's bytes that were mapped; `None` without any.
+    pub fn mapped_fraction(&self) -> Option<f64> {
+        let total = self.mapped + self.copied;
+        (total > 0).then(|| self.mapped as f64 / total as f64)
+    }
+}
+
+impl AddAssign for RxStats {
+    fn add_assign(&mut self, o: Self) {
+        self.mapped += o.mapped;
         self.copied += o.copied;
     }
 }
@@ -106,6 +131,9 @@ pub struct FlowStats {
     pub first_verify_error: Option<String>,
     pub zc: ZeroCopyStats,
     pub io: IoStats,
+    /// Zero-copy receive: bytes mapped and copied (zero under the other receive paths).
+    #[serde(default)]
+    pub rx: RxStats,
 }
 
 impl AddAssign<&FlowStats> for FlowStats {
@@ -120,6 +148,7 @@ impl AddAssign<&FlowStats> for FlowStats {
         }
         self.zc += o.zc;
         self.io += o.io;
+        self.rx += o.rx;
     }
 }
 
@@ -526,6 +555,9 @@ pub struct PeerReport {
     /// them (in its own network namespace); absent from older servers.
     #[serde(default)]
     pub host: Option<crate::host::HostInfo>,
+    /// How the server received (`--rx`, from the hello); absent from older servers.
+    #[serde(default)]
+    pub rx: Option<RxMode>,
 }
 
 impl Default for PeerReport {
@@ -542,6 +574,7 @@ impl Default for PeerReport {
             placement: None,
             cpus_available: None,
             host: None,
+            rx: None,
         }
     }
 }

@@ -219,6 +219,33 @@ impl Default for Direction {
     }
 }
 
+named_enum! {
+    /// How a receiving side takes bytes off its socket, whatever the send mode.
+    RxMode {
+        /// recv/recvmsg into the message's buffers (as the mode receives), then verified.
+        Copy = "copy",
+        /// recv with MSG_TRUNC: TCP drops the bytes in the kernel without copying them to
+        /// user space (Linux 2.4+), so the sender's cost is isolated; only byte counts and
+        /// the message boundaries they imply can be checked.
+        Discard = "discard",
+        /// TCP_ZEROCOPY_RECEIVE (Linux 4.18+, syscall engine only): whole pages of payload
+        /// are mapped into an mmap()ed region of the socket where the kernel and alignment
+        /// allow it, the rest copied; verified where it lies.
+        Zerocopy = "zerocopy",
+    }
+}
+
+impl RxMode {
+    /// Today's receive, and what a record without the field ran.
+    pub const DEFAULT: RxMode = RxMode::Copy;
+}
+
+impl Default for RxMode {
+    fn default() -> Self {
+        RxMode::DEFAULT
+    }
+}
+
 impl UringRecv {
     /// The faster of the two on the benchmark (README, "Engines").
     pub const DEFAULT: UringRecv = UringRecv::Single;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 pub use crate::error::WireError;
 use crate::stats::PeerReport;
-use crate::vocab::{Backend, Direction, Mode, Verify, Workload};
+use crate::vocab::{Backend, Direction, Mode, RxMode, Verify, Workload};
 
 /// Opens every frame.
 pub const MAGIC: [u8; 4] = *b"CPRF";
@@ -20,7 +20,8 @@ pub const MAGIC: [u8; 4] = *b"CPRF";
 pub const VERSION: u16 = crate::error::WIRE_VERSION;
 /// Header bytes before every payload.
 pub const HEADER_LEN: usize = 12;
-/// Hello payload bytes (protocol version 3: 24 before it).
+/// Hello payload bytes (protocol version 3: the receive path and the direction follow
+/// the 24 bytes of version 2).
 pub const HELLO_LEN: usize = 28;
 /// Accept payload bytes.
 pub const ACCEPT_LEN: usize = 12;
@@ -86,6 +87,14 @@ impl WireCode for Direction {
     ];
 }
 
+impl WireCode for RxMode {
+    const CODES: &'static [(Self, u8)] = &[
+        (RxMode::Copy, 1),
+        (RxMode::Discard, 2),
+        (RxMode::Zerocopy, 3),
+    ];
+}
+
 const KIND_HELLO: u8 = 1;
 const KIND_ACCEPT: u8 = 2;
 const KIND_REFUSE: u8 = 3;
@@ -107,8 +116,10 @@ pub struct Hello {
     /// The client thread that runs this connection: under the `paired` placement the
     /// server runs it on that thread's CPU (protocol version 2).
     pub thread: u32,
-    /// Who sends the stream (protocol version 3, byte 25; byte 24 is the receive mode's,
-    /// 26–27 are reserved zero).
+    /// How the receiving side(s) take bytes off the socket: the server in either
+    /// workload, the client too in echo (protocol version 3, byte 24).
+    pub rx: RxMode,
+    /// Who sends the stream (protocol version 3, byte 25; 26–27 are reserved zero).
     pub direction: Direction,
 }
 
@@ -140,6 +151,8 @@ pub enum RefuseCode {
     Malformed = 7,
     /// The connection's buffers would take the server past its memory budget.
     Memory = 8,
+    /// A receive path (`--rx`) this server cannot run on its backend.
+    Rx = 9,
     /// Anything else.
     Other = 255,
 }
@@ -155,6 +168,7 @@ impl RefuseCode {
             6 => RefuseCode::ShuttingDown,
             7 => RefuseCode::Malformed,
             8 => RefuseCode::Memory,
+            9 => RefuseCode::Rx,
             _ => RefuseCode::Other,
         }
     }
@@ -204,8 +218,8 @@ impl Frame {
                 for v in [h.size, h.depth, h.duration_ms, h.flow, h.thread] {
                     payload.extend_from_slice(&v.to_le_bytes());
                 }
-                // Byte 24: the receive mode (0 until one is defined); 26-27 reserved.
-                payload.extend_from_slice(&[0, h.direction.code(), 0, 0]);
+                // Byte 24 the receive path, 25 the direction, 26–27 reserved (zero).
+                payload.extend_from_slice(&[h.rx.code(), h.direction.code(), 0, 0]);
             }
             Frame::Accept(a) => {
                 payload.extend_from_slice(&[a.backend.code(), 0, 0, 0]);
@@ -317,9 +331,17 @@ fn decode_payload(kind: u8, p: &[u8]) -> Result<Frame, WireError> {
                 .ok_or_else(|| bad(format!("unknown verify code {}", p[2])))?;
             let backend = Backend::from_code(p[3])
                 .ok_or_else(|| bad(format!("unknown backend code {}", p[3])))?;
-            if p[24] != 0 {
-                return Err(bad(format!("unknown receive mode code {}", p[24])));
-            }
+            let rx = RxMode::from_code(p[24]).ok_or_else(|| {
+                bad(format!(
+                    "unknown receive path (rx) code {}: this build knows {}",
+                    p[24],
+                    RxMode::CODES
+                        .iter()
+                        .map(|(v, c)| format!("{c} ({v})"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
             let direction = Direction::from_code(p[25])
                 .ok_or_else(|| bad(format!("unknown direction code {}", p[25])))?;
             if p[26..28] != [0, 0] {
@@ -335,6 +357,7 @@ fn decode_payload(kind: u8, p: &[u8]) -> Result<Frame, WireError> {
                 duration_ms: u32_at(12),
                 flow: u32_at(16),
                 thread: u32_at(20),
+                rx,
                 direction,
             }))
         }
@@ -439,6 +462,7 @@ mod tests {
             duration_ms: 3000,
             flow: 5,
             thread: 2,
+            rx: RxMode::Zerocopy,
             direction: Direction::Bidir,
         }
     }
@@ -481,6 +505,7 @@ mod tests {
         check(Mode::ALL);
         check(Workload::ALL);
         check(Verify::ALL);
+        check(RxMode::ALL);
         // Direction 0 is the forward stream every earlier hello meant.
         assert_eq!(Direction::CODES.len(), Direction::ALL.len());
         for d in Direction::ALL {
@@ -495,11 +520,11 @@ mod tests {
         let bytes = Frame::Hello(hello()).encode();
         assert_eq!(bytes.len(), HEADER_LEN + 28);
         let p = &bytes[HEADER_LEN..];
-        assert_eq!(p[24], 0, "receive mode: none defined yet");
+        assert_eq!(p[24], 3, "receive path: zerocopy");
         assert_eq!(p[25], 2, "direction: bidir");
         assert_eq!(&p[26..], &[0, 0], "reserved");
         for (at, value, what) in [
-            (24, 1, "receive mode"),
+            (24, 9, "receive path"),
             (25, 3, "direction"),
             (26, 1, "reserved"),
             (27, 1, "reserved"),
@@ -568,6 +593,23 @@ mod tests {
             Frame::decode(&b),
             Err(WireError::Malformed { .. })
         ));
+
+        // Version 3's bytes: an unknown receive path, a direction this build does not
+        // know, a reserved byte set.
+        for (at, value, says) in [
+            (24, 9, "rx) code 9"),
+            (24, 0, "rx) code 0"),
+            (25, 1, "direction code 1"),
+            (27, 1, "reserved hello bytes"),
+        ] {
+            let mut b = Frame::Hello(hello()).encode();
+            b[HEADER_LEN + at] = value;
+            let err = Frame::decode(&b).unwrap_err();
+            assert!(err.to_string().contains(says), "byte {at}: {err}");
+        }
+        let b = Frame::Hello(hello()).encode();
+        assert_eq!(b.len(), HEADER_LEN + 28);
+        assert_eq!(b[HEADER_LEN + 24], 3, "zerocopy's code at byte 24");
 
         let mut b = Frame::Hello(hello()).encode();
         b[7] = 1; // reserved header byte

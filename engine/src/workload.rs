@@ -23,17 +23,22 @@
 //! message, so the client knows where the messages stop and the server's stats frame
 //! begins. In reverse the client sends nothing: at its deadline it half-closes at once
 //! and keeps receiving until that record.
+//!
+//! Under a receive path that leaves the bytes outside the buffer (`--rx discard` or
+//! `zerocopy`, see `path::rx`) the backend still takes a buffer per message and passes it
+//! to [`Flow::received`] once the message's bytes have all arrived; zero-copy receives
+//! first show the flow each span where it lies ([`Flow::rx_seen`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::message::{Message, RxTarget, Template};
+use crate::message::{verify_span, Message, Mismatch, RxTarget, Template};
 use crate::path::path;
 use crate::pool::Pool;
 use crate::stats::{FlowStats, Latency, Progress};
-use crate::vocab::{Direction, Mode, Role, Verify, Workload};
+use crate::vocab::{Direction, Mode, Role, RxMode, Verify, Workload};
 
 /// What a flow needs to know about its run.
 #[derive(Debug, Clone, Copy)]
@@ -47,9 +52,17 @@ pub struct FlowSpec {
     pub duration: Duration,
     /// Who sends the stream (echo: always forward).
     pub direction: Direction,
+    /// How this side receives (`--rx`).
+    pub rx: RxMode,
 }
 
 impl FlowSpec {
+    /// Whether this side receives at all: in echo both do; in a stream, whoever the
+    /// direction makes a receiver.
+    pub fn receives(&self) -> bool {
+        self.workload == Workload::Echo || self.receives_stream()
+    }
+
     /// This side originates a stream.
     pub fn sends_stream(&self) -> bool {
         self.workload == Workload::Stream && self.direction.sends(self.role)
@@ -96,6 +109,10 @@ pub struct Flow {
     half_closed: bool,
     /// Where receives land, poisoned before each one.
     rx_target: RxTarget,
+    /// Zero-copy receive: bytes of the current message seen so far, and the first thing
+    /// wrong with them.
+    rx_seen: usize,
+    rx_bad: Option<Mismatch>,
     started: Option<Instant>,
     first_rx: Option<Instant>,
     first_tx: Option<Instant>,
@@ -134,6 +151,8 @@ impl Flow {
             } else {
                 RxTarget::Fields
             },
+            rx_seen: 0,
+            rx_bad: None,
             started: None,
             first_rx: None,
             first_tx: None,
@@ -296,17 +315,90 @@ impl Flow {
     /// A buffer to receive into, if one is free, poisoned where verification will look.
     pub fn rx_buffer(&mut self) -> Option<Box<Message>> {
         let mut msg = self.pool.take_rx()?;
-        msg.poison(self.spec.verify, &self.template, self.rx_target);
+        // Only a copying receive writes into the buffer; under the others it keeps the
+        // pattern, which an echo server sends back.
+        if self.spec.rx == RxMode::Copy {
+            msg.poison(self.spec.verify, &self.template, self.rx_target);
+        }
         Some(msg)
     }
 
     /// A whole message arrived in `msg` (in two-copy, in its wire buffer: the copy out into
-    /// the fields happens here).
+    /// the fields happens here). Under `--rx discard` or `zerocopy` the bytes never
+    /// reached `msg`: see [`Flow::received_elsewhere`].
     pub fn received(&mut self, mut msg: Box<Message>, now: Instant) -> Result<(), Error> {
+        if self.spec.rx != RxMode::Copy {
+            return self.received_elsewhere(msg, now);
+        }
         if path(self.spec.mode).wire {
             msg.deserialize();
         }
         self.received_in_fields(msg, now)
+    }
+
+    /// Zero-copy receive: `bytes`, where the kernel left them (mapped pages or the copy
+    /// buffer), are bytes `at..` of the message now arriving; checked here, before the
+    /// backend lets the mapping go.
+    pub fn rx_seen(&mut self, at: usize, bytes: &[u8]) {
+        if self.rx_bad.is_none() {
+            let seq = self.expect_seq;
+            if let Err(m) = verify_span(self.spec.verify, seq, at, bytes, &self.template) {
+                self.rx_bad = Some(m);
+            }
+        }
+        self.rx_seen += bytes.len();
+    }
+
+    /// A whole message arrived, but not in `msg`: discarded by the kernel (its bytes were
+    /// counted, nothing else can be checked) or seen in place ([`Flow::rx_seen`]).
+    /// `msg` only keeps the message's place in the pool; an echo server stamps it with
+    /// the message's sequence number and sends it back — the same bytes, since it holds
+    /// the pattern and nothing wrote into it.
+    fn received_elsewhere(&mut self, mut msg: Box<Message>, now: Instant) -> Result<(), Error> {
+        let (seen, bad) = (std::mem::take(&mut self.rx_seen), self.rx_bad.take());
+        if self.spec.role == Role::Client && self.sent_at.is_empty() {
+            self.pool.put(msg);
+            return Err(Error::Peer(
+                "server sent data that was not asked for".into(),
+            ));
+        }
+        #[cfg(debug_assertions)]
+        if self.fault {
+            panic!("injected fault: COPYPERF_FAULT_PANIC_SIZE={}", self.size());
+        }
+        self.first_rx.get_or_insert(now);
+        self.stats.bytes_received += msg.size() as u64;
+        self.stats.msgs_received += 1;
+        let seq = self.expect_seq;
+        if self.spec.rx == RxMode::Zerocopy && self.spec.verify != Verify::Off {
+            let failure = match bad {
+                Some(m) => Some(m.to_string()),
+                None if seen != msg.size() => Some(format!(
+                    "message {seq}: {seen} of its {} bytes were seen by the zero-copy receive",
+                    msg.size()
+                )),
+                None => None,
+            };
+            if let Some(text) = failure {
+                self.stats.verify_errors += 1;
+                self.stats.first_verify_error.get_or_insert(text);
+            }
+        }
+        self.expect_seq += 1;
+        match self.spec.role {
+            Role::Client => {
+                let sent = self.sent_at.pop_front().expect("checked above");
+                self.latency.record(now.saturating_duration_since(sent));
+                self.progress.record(now);
+                self.pool.put(msg);
+            }
+            Role::Server if self.spec.workload == Workload::Echo => {
+                msg.stamp(seq);
+                self.echo_queue.push_back(msg);
+            }
+            Role::Server => self.pool.put(msg),
+        }
+        Ok(())
     }
 
     /// A whole message is in `msg`'s fields already (two-copy from a provided buffer,
@@ -503,6 +595,7 @@ mod tests {
             verify: Verify::Full,
             depth,
             duration: Duration::from_secs(1),
+            rx: RxMode::Copy,
             direction,
         };
         Flow::new(spec, template, pool)
@@ -559,6 +652,77 @@ mod tests {
             s.eof(0).unwrap();
             assert!(s.is_done() && s.pool_home());
         }
+    }
+
+    /// A message as it travels: its fields back to back.
+    fn wire_of(msg: &Message) -> Vec<u8> {
+        (0..8).flat_map(|k| msg.field(k).to_vec()).collect()
+    }
+
+    #[test]
+    fn receives_that_leave_the_bytes_elsewhere_count_check_and_echo() {
+        for rx in [RxMode::Discard, RxMode::Zerocopy] {
+            let mut c = flow(Role::Client, Workload::Echo, Mode::OneCopy, 2);
+            let mut s = flow(Role::Server, Workload::Echo, Mode::OneCopy, 2);
+            c.spec.rx = rx;
+            s.spec.rx = rx;
+            let t0 = Instant::now();
+            c.begin(t0);
+            s.begin(t0);
+            for _ in 0..2 {
+                let m = c.next_tx(t0).unwrap();
+                c.sent(&m);
+                let bytes = wire_of(&m);
+                c.release(m);
+                let rx_buf = s.rx_buffer().unwrap();
+                if rx == RxMode::Zerocopy {
+                    // Seen in two spans, cut inside a tag.
+                    s.rx_seen(0, &bytes[..35]);
+                    s.rx_seen(35, &bytes[35..]);
+                }
+                s.received(rx_buf, t0).unwrap();
+                // The echo is rebuilt in a buffer nothing wrote into: the same bytes.
+                let echo = s.next_tx(t0).unwrap();
+                assert_eq!(wire_of(&echo), bytes, "{rx}");
+                s.sent(&echo);
+                s.release(echo);
+                let back = c.rx_buffer().unwrap();
+                if rx == RxMode::Zerocopy {
+                    c.rx_seen(0, &bytes);
+                }
+                c.received(back, t0).unwrap();
+            }
+            for f in [&c, &s] {
+                assert_eq!(
+                    f.stats.verify_errors, 0,
+                    "{rx}: {:?}",
+                    f.stats.first_verify_error
+                );
+                assert_eq!(f.stats.msgs_received, 2);
+            }
+            assert_eq!(c.latency.count(), 2);
+        }
+        // Zero-copy spans are checked: bytes of the wrong message, and a message whose
+        // bytes were not all seen, are verify errors.
+        let mut s = flow(Role::Server, Workload::Stream, Mode::OneCopy, 1);
+        s.spec.rx = RxMode::Zerocopy;
+        let mut c = flow(Role::Client, Workload::Stream, Mode::OneCopy, 1);
+        c.begin(Instant::now());
+        let _skipped = c.next_tx(Instant::now()).unwrap();
+        let m = c.next_tx(Instant::now()).unwrap();
+        let b = s.rx_buffer().unwrap();
+        s.rx_seen(0, &wire_of(&m));
+        s.received(b, Instant::now()).unwrap();
+        let b = s.rx_buffer().unwrap();
+        s.rx_seen(0, &wire_of(&m)[..100]);
+        s.received(b, Instant::now()).unwrap();
+        assert_eq!(s.stats.verify_errors, 2);
+        assert!(s
+            .stats
+            .first_verify_error
+            .as_deref()
+            .unwrap()
+            .contains("message 0"));
     }
 
     #[test]

@@ -8,8 +8,8 @@ use clap::{ArgAction, Parser, ValueEnum};
 use cli::EnumArg;
 use cli::STOP;
 use engine::{
-    export, run_client_until, Backend, ClientConfig, ClientEvent, Direction, Error, Mode, Verify,
-    Workload,
+    export, run_client_until, Backend, ClientConfig, ClientEvent, Direction, Error, Mode, RxMode,
+    Verify, Workload,
 };
 
 /// Measure what moving bytes through a TCP socket costs on one send path.
@@ -87,13 +87,19 @@ struct Args {
     /// flags must not be given with it.
     #[arg(long, value_name = "JSON", conflicts_with_all = RUN_FLAGS)]
     spec: Option<String>,
+    /// How the receiving side(s) take bytes off the socket: copy (received into the
+    /// message and verified), discard (recv with MSG_TRUNC: the kernel drops the bytes;
+    /// only counts are checked), zerocopy (TCP_ZEROCOPY_RECEIVE: pages mapped where
+    /// possible; syscall engine only). The server receives this way; in echo the client too.
+    #[arg(long, value_name = "HOW", default_value = "copy", value_parser = RxMode::parser())]
+    rx: RxMode,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
 }
 
 /// The flags a `--spec` replaces.
-const RUN_FLAGS: [&str; 19] = [
+const RUN_FLAGS: [&str; 20] = [
     "host",
     "port",
     "size",
@@ -113,6 +119,7 @@ const RUN_FLAGS: [&str; 19] = [
     "counters",
     "reverse",
     "bidir",
+    "rx",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -161,6 +168,7 @@ fn config_from(args: Args) -> ClientConfig {
             (_, true) => Direction::Bidir,
             _ => Direction::Forward,
         },
+        rx: args.rx,
     }
 }
 

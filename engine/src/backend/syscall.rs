@@ -30,6 +30,7 @@ use crate::backend::zerocopy::ZcLedger;
 use crate::conn::{ConnReport, ConnSpec, STOP_GRACE};
 use crate::error::Error;
 use crate::message::Message;
+use crate::path::rx::SysRx;
 use crate::path::{path, SysForm};
 use crate::vocab::Mode;
 use crate::workload::Flow;
@@ -123,9 +124,15 @@ fn drive(
             copy.mode
         ))
     })?;
+    let receiver = if flow.spec().receives() {
+        SysRx::new(flow.spec().rx, fd.as_raw_fd(), flow.size())?
+    } else {
+        SysRx::Copy
+    };
     let mut conn = Conn {
         fd: fd.as_raw_fd(),
         sys,
+        receiver,
         size: flow.size(),
         timeout,
         ledger: copy.zero_copy.then(ZcLedger::default),
@@ -162,6 +169,8 @@ struct Conn<'s> {
     fd: RawFd,
     /// The mode's syscall form.
     sys: &'static SysForm,
+    /// The side's receive path (`--rx`).
+    receiver: SysRx,
     size: usize,
     timeout: Duration,
     ledger: Option<ZcLedger<Box<Message>>>,
@@ -378,7 +387,10 @@ impl Conn<'_> {
         };
         let (msg, off, _) = self.rx.as_mut().expect("a buffer to receive into");
         flow.stats.io.syscalls += 1;
-        match (self.sys.recv)(self.fd, msg, *off, flags) {
+        match self
+            .receiver
+            .recv(self.fd, self.sys, msg, *off, flags, flow)
+        {
             Ok(0) => {
                 let (msg, partial, _) = self.rx.take().expect("checked");
                 flow.release(msg);

@@ -11,6 +11,7 @@
 //! where it is made.
 
 mod one_copy;
+pub(crate) mod rx;
 mod two_copy;
 mod zc;
 mod zc_fixed;

@@ -362,6 +362,9 @@ pub(super) fn check_hello(
         backend::uring::check_kernel(Some(h.mode))
             .map_err(|e| (RefuseCode::Mode, e.to_string()))?;
     }
+    if let Some(why) = rx::refusal(h.rx, config.backend, backend::uring::has_recv_zc()) {
+        return Err((RefuseCode::Rx, format!("--rx {}: {why}", h.rx)));
+    }
     Ok(plan)
 }
 
@@ -461,6 +464,7 @@ mod tests {
             duration_ms: 1000,
             flow: 0,
             thread: 0,
+            rx: crate::vocab::RxMode::Copy,
             direction: Direction::Forward,
         }
     }
@@ -502,5 +506,35 @@ mod tests {
             check_hello(&hello(), &only_zc).unwrap_err().0,
             RefuseCode::Mode
         );
+    }
+
+    #[test]
+    fn a_receive_path_the_backend_lacks_is_refused_by_name() {
+        use crate::vocab::RxMode;
+        let uring = ServerConfig {
+            backend: Backend::Uring,
+            ..Default::default()
+        };
+        let zerocopy = Hello {
+            rx: RxMode::Zerocopy,
+            ..hello()
+        };
+        let (code, why) = check_hello(&zerocopy, &uring).unwrap_err();
+        assert_eq!(code, RefuseCode::Rx);
+        for says in [
+            "--rx zerocopy",
+            "zerocopy receive is syscall-only",
+            "IORING_OP_RECV_ZC",
+            "not available here (needs NIC header split",
+        ] {
+            assert!(why.contains(says), "{says:?} not in {why}");
+        }
+        assert!(check_hello(&zerocopy, &ServerConfig::default()).is_ok());
+        for rx in [RxMode::Copy, RxMode::Discard] {
+            assert!(
+                check_hello(&Hello { rx, ..hello() }, &uring).is_ok(),
+                "{rx}"
+            );
+        }
     }
 }

@@ -42,7 +42,7 @@ use crate::conn::{ConnReport, ConnSpec};
 use crate::counters::{CounterSet, Metering, RawCounts, CORE_KEY};
 use crate::cputime::ThreadClock;
 use crate::error::Error;
-use crate::path::path;
+use crate::path::{path, rx};
 use crate::placement::{self, available_cpus, Placement, PlacementPolicy, Plan, Side};
 use crate::pool::PoolPlan;
 use crate::stats::{IoStats, PeerReport, RingSetup, Sample, Totals};

@@ -48,6 +48,7 @@ pub(super) fn server_flow_spec(hello: &Hello) -> FlowSpec {
         verify: hello.verify,
         depth: hello.depth as usize,
         duration: Duration::ZERO,
+        rx: hello.rx,
         direction: hello.direction,
     }
 }
@@ -77,6 +78,7 @@ pub(super) fn peer_report(
         counters_missing: shared.metering.missing.clone(),
         placement: Some(placement),
         cpus_available: Some(available_cpus().len()).filter(|&n| n > 0),
+        rx: flow.spec().receives().then_some(flow.spec().rx),
     }
 }
 

@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use engine::wire::{self, Frame, Hello, RefuseCode, HEADER_LEN, MAGIC, VERSION};
-use engine::{run_client, Backend, Error, Mode, ServerConfig, Verify, Workload};
+use engine::{run_client, Backend, Error, Mode, RxMode, ServerConfig, Verify, Workload};
 
 use crate::harness::{assert_clean_run, workers, TestServer};
 
@@ -24,6 +24,7 @@ fn hello(size: u32) -> Hello {
         duration_ms: 1000,
         flow: 0,
         thread: 0,
+        rx: RxMode::Copy,
         direction: engine::Direction::Forward,
     }
 }
@@ -138,6 +139,97 @@ fn unknown_mode_code_is_refused_with_the_reason(backend: Backend) {
     assert_eq!(code, RefuseCode::Malformed);
     assert!(reason.contains("unknown mode code 99"), "{reason}");
     server.wait_for("refused 0", WAIT);
+    still_serves(&server);
+}
+
+fn unknown_rx_code_is_refused_with_the_reason(backend: Backend) {
+    let server = TestServer::with_backend(backend);
+    let mut s = connect(&server);
+    let mut bytes = Frame::Hello(hello(4096)).encode();
+    bytes[HEADER_LEN + 24] = 77; // the receive path's byte (protocol version 3)
+    s.write_all(&bytes).unwrap();
+    let (code, reason) = refusal(&mut s);
+    assert_eq!(code, RefuseCode::Malformed);
+    assert!(reason.contains("rx) code 77"), "{reason}");
+    server.wait_for("refused 0", WAIT);
+    still_serves(&server);
+}
+
+/// A peer asks for a receive path this server cannot run: a uring server cannot issue
+/// TCP_ZEROCOPY_RECEIVE. Refused with the reason; a syscall server serves it.
+fn an_rx_mode_the_server_lacks_is_refused_with_the_reason(backend: Backend) {
+    let server = TestServer::with_backend(backend);
+    let h = Hello {
+        rx: RxMode::Zerocopy,
+        ..hello(4096)
+    };
+    let (held, refused) = offer(&server, h, 1);
+    match backend {
+        Backend::Uring => {
+            assert!(held.is_empty());
+            let r = &refused[0];
+            assert_eq!(r.code, RefuseCode::Rx);
+            for says in [
+                "--rx zerocopy",
+                "syscall-only",
+                "IORING_OP_RECV_ZC",
+                "needs NIC header split",
+            ] {
+                assert!(r.reason.contains(says), "{says:?} not in {}", r.reason);
+            }
+            let line = server.wait_for("refused 0", WAIT);
+            assert!(line.contains("syscall-only"), "{line}");
+        }
+        Backend::Syscall => {
+            assert!(refused.is_empty(), "{refused:?}");
+            server.wait_for("connected 0", WAIT);
+        }
+    }
+    drop(held);
+    still_serves(&server);
+}
+
+/// Garbage in whole messages: under zerocopy receive (syscall server) every message fails
+/// verification where it lies; under discard nothing but the count can be checked, so the
+/// same garbage passes as 3 messages — the limit the record states.
+fn garbage_under_non_copying_receives(backend: Backend) {
+    let server = TestServer::with_backend(backend);
+    let rxs: &[RxMode] = match backend {
+        Backend::Syscall => &[RxMode::Zerocopy, RxMode::Discard],
+        Backend::Uring => &[RxMode::Discard],
+    };
+    for &rx in rxs {
+        let mut s = connect(&server);
+        let h = Hello { rx, ..hello(8192) };
+        wire::write_frame(&mut s, &Frame::Hello(h)).unwrap();
+        assert!(matches!(
+            wire::read_frame(&mut s, WAIT).unwrap(),
+            Frame::Accept(_)
+        ));
+        s.write_all(&[0xa5u8; 8192 * 3]).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let frame = wire::read_frame(&mut s, WAIT).expect("stats after a whole-message stream");
+        let Frame::Stats(report) = frame else {
+            panic!("expected stats, got {frame:?}")
+        };
+        assert_eq!(report.rx, Some(rx));
+        assert_eq!(report.stats.msgs_received, 3, "{rx}");
+        match rx {
+            RxMode::Zerocopy => {
+                assert_eq!(report.stats.verify_errors, 3, "{rx}");
+                assert!(report
+                    .stats
+                    .first_verify_error
+                    .unwrap()
+                    .contains("message 0"));
+                assert_eq!(report.stats.rx.mapped + report.stats.rx.copied, 8192 * 3);
+            }
+            _ => assert_eq!(
+                report.stats.verify_errors, 0,
+                "{rx}: content is not checked"
+            ),
+        }
+    }
     still_serves(&server);
 }
 
@@ -884,6 +976,9 @@ macro_rules! against_both {
 against_both!(
     garbage_hello_is_refused_with_the_reason,
     unknown_mode_code_is_refused_with_the_reason,
+    unknown_rx_code_is_refused_with_the_reason,
+    an_rx_mode_the_server_lacks_is_refused_with_the_reason,
+    garbage_under_non_copying_receives,
     oversize_frame_length_is_refused_before_reading,
     silent_client_times_out,
     truncated_message_is_reported_and_dropped,

@@ -8,4 +8,5 @@ mod hostile;
 mod matrix;
 mod placement;
 mod relay;
+mod rx;
 mod sizes;

@@ -29,8 +29,8 @@ use super::ring::{Cqe, Ring};
 use crate::backend::sys::IORING_NOTIF_USAGE_ZC_COPIED;
 use crate::error::Error;
 use crate::message::Message;
-use crate::path::{on_target, path, CopyPath, MsgArgs, Target};
-use crate::vocab::Workload;
+use crate::path::{on_target, path, rx, CopyPath, MsgArgs, Target};
+use crate::vocab::{RxMode, Workload};
 use crate::workload::Flow;
 
 const OP_SEND: u64 = 1;
@@ -134,8 +134,8 @@ impl<X> UConn<X> {
     ) -> UConn<X> {
         let spec = *flow.spec();
         // Multishot receives copy out of provided buffers: only where the mode copies out
-        // anyway (two-copy's wire buffer).
-        let multishot = multishot && path(spec.mode).wire;
+        // anyway (two-copy's wire buffer), and only for a copying receive path.
+        let multishot = multishot && path(spec.mode).wire && spec.rx == RxMode::Copy;
         let mut flow = flow;
         if multishot {
             flow.receive_into_fields();
@@ -442,7 +442,15 @@ impl<X> UConn<X> {
     ) -> Result<(), Error> {
         let slot = msg.slot();
         let target = self.target();
-        let entry = (self.copy.uring.recv)(target, &mut msg, from, &mut self.args[slot as usize]);
+        let rx = self.flow.spec().rx;
+        let args = &mut self.args[slot as usize];
+        let entry = match rx::uring_recv(rx, self.copy, target, &mut msg, from, args) {
+            Ok(entry) => entry,
+            Err(e) => {
+                self.flow.release(msg);
+                return Err(e);
+            }
+        };
         self.rx = Some((slot, from));
         self.hand_over(msg);
         ring.push(&entry.user_data(user_data(index, OP_RECV, slot)))
@@ -581,6 +589,13 @@ impl<X> UConn<X> {
             return self.flow.eof(from);
         }
         let got = from + res as usize;
+        if got > self.size {
+            self.flow.release(msg);
+            return Err(Error::Internal(format!(
+                "a receive took {got} bytes of a {}-byte message",
+                self.size
+            )));
+        }
         if got < self.size {
             if self.error.is_some() {
                 self.flow.release(msg);

@@ -21,7 +21,7 @@ mod setup;
 mod slots;
 
 pub(crate) use client::{run_ring, RingOpts};
-pub(crate) use probe::check_kernel;
+pub(crate) use probe::{check_kernel, has_recv_zc};
 pub(crate) use server::{serve, Dispatch, Incoming, ServeHost, ServeOpts};
 pub(crate) use setup::{check_server_rings, memlock_limit, pin_limit};
 

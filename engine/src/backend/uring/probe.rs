@@ -70,6 +70,14 @@ pub(crate) fn check_kernel(mode: Option<Mode>) -> Result<(), Error> {
     require(&ops_for(mode), |op| probe[op as usize], &kernel_release())
 }
 
+/// Whether this kernel's io_uring has IORING_OP_RECV_ZC (Linux 6.15), io_uring's own
+/// zero-copy receive; `None` where io_uring itself could not be probed.
+pub(crate) fn has_recv_zc() -> Option<bool> {
+    probe()
+        .ok()
+        .map(|p| p[io_uring::opcode::RecvZc::CODE as usize])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
