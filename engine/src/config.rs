@@ -525,6 +525,28 @@ mod tests {
     }
 
     #[test]
+    fn a_client_receiving_the_servers_stream_receives_by_copying() {
+        for direction in [Direction::Reverse, Direction::Bidir] {
+            for rx in [RxMode::Discard, RxMode::Zerocopy] {
+                let c = ClientConfig {
+                    workload: Workload::Stream,
+                    direction,
+                    rx,
+                    ..ClientConfig::default()
+                };
+                let e = c.validate().unwrap_err().to_string();
+                assert!(e.contains("receives by copying"), "{direction} {rx}: {e}");
+            }
+            let copy = ClientConfig {
+                workload: Workload::Stream,
+                direction,
+                ..ClientConfig::default()
+            };
+            assert!(copy.validate().is_ok());
+        }
+    }
+
+    #[test]
     fn nodelay_follows_the_workload_the_mode_and_the_segment_size() {
         use Mode::*;
         assert!(auto_nodelay(Workload::Echo, TwoCopy, 1024, 65483));
