@@ -5,7 +5,7 @@
 
 use engine::config::format_size;
 use engine::placement::PlacementPolicy;
-use engine::{Backend, CounterScope, Mode, Record, Workload};
+use engine::{Backend, CounterScope, Mode, Record, RxMode, Workload};
 use serde::{Deserialize, Serialize};
 
 /// Version of the folder layout (files, columns, meta.json fields).
@@ -26,6 +26,10 @@ pub struct Matrix {
     /// folders from before placement policies (their points ran under the old `auto`).
     #[serde(default)]
     pub placements: Vec<PlacementPolicy>,
+    /// Receive paths (`--rx`), each a dimension of the matrix; empty in folders from
+    /// before them (every point received by copying).
+    #[serde(default)]
+    pub rx: Vec<RxMode>,
 }
 
 /// One point of the matrix.
@@ -38,6 +42,8 @@ pub struct Point {
     /// Where both sides' threads ran; `None` for a record whose CPUs were a list or the
     /// old `auto` plan, which is no one policy.
     pub placement: Option<PlacementPolicy>,
+    /// How the receiving side took the bytes off its socket (`--rx`).
+    pub rx: RxMode,
 }
 
 impl Point {
@@ -49,6 +55,7 @@ impl Point {
             size,
             threads,
             placement: Some(PlacementPolicy::Split),
+            rx: RxMode::Copy,
         }
     }
 }
@@ -68,29 +75,45 @@ impl std::fmt::Display for Point {
             format_size(self.size),
             self.threads,
             placement_name(self.placement)
-        )
+        )?;
+        if self.rx != RxMode::Copy {
+            write!(f, " rx {}", self.rx)?;
+        }
+        Ok(())
     }
 }
 
 impl Matrix {
-    /// The points, size by size, thread count by thread count, placement by placement.
-    /// Modes an engine lacks (zc-fixed on syscall) are left out. The sweep runs them in a
-    /// new shuffled order every round.
+    /// The receive paths the points run (copy where none was asked).
+    pub fn rx_paths(&self) -> Vec<RxMode> {
+        if self.rx.is_empty() {
+            vec![RxMode::Copy]
+        } else {
+            self.rx.clone()
+        }
+    }
+
+    /// The points, size by size, thread count by thread count, placement by placement,
+    /// receive path by receive path. Modes an engine lacks (zc-fixed on syscall) are left
+    /// out. The sweep runs them in a new shuffled order every round.
     pub fn points(&self) -> Vec<Point> {
         let mut v = Vec::new();
         for &size in &self.sizes {
             for &threads in &self.threads {
                 for &placement in &self.placements {
-                    for &engine in &self.engines {
-                        for &mode in &self.modes {
-                            if mode.supported_on(engine) {
-                                v.push(Point {
-                                    engine,
-                                    mode,
-                                    size,
-                                    threads,
-                                    placement: Some(placement),
-                                });
+                    for rx in self.rx_paths() {
+                        for &engine in &self.engines {
+                            for &mode in &self.modes {
+                                if mode.supported_on(engine) {
+                                    v.push(Point {
+                                        engine,
+                                        mode,
+                                        size,
+                                        threads,
+                                        placement: Some(placement),
+                                        rx,
+                                    });
+                                }
                             }
                         }
                     }
@@ -109,6 +132,7 @@ pub fn point_of(r: &Record) -> Point {
         size: r.config.size,
         threads: r.config.threads,
         placement: r.config.cpus.policy(),
+        rx: r.config.rx,
     }
 }
 

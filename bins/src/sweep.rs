@@ -124,6 +124,15 @@ pub fn run(config: &SweepConfig, stop: &AtomicBool, on: &dyn Fn(SweepEvent)) -> 
                 v
             }
         };
+        // A combination no host can run (a receive path an engine lacks) is refused by
+        // the client's own configuration, the same everywhere.
+        let verdict = verdict.and_then(|()| {
+            engine::check_rx_support(p.engine, p.rx).map_err(|e| e.to_string())?;
+            point_config(config, *p)
+                .validate()
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
         match verdict {
             Ok(()) => runnable.push(*p),
             Err(reason) => {
@@ -384,18 +393,8 @@ impl Fleet {
             }
         };
         let client_config = ClientConfig {
-            host: config.network.data_addr.clone(),
             port,
-            backend: p.engine,
-            mode: p.mode,
-            size: p.size,
-            threads: p.threads,
-            duration: Duration::from_secs_f64(m.duration_s),
-            workload: m.workload,
-            depth: m.depth,
-            counters: config.counters,
-            cpus: placement(p),
-            ..ClientConfig::default()
+            ..point_config(config, p)
         };
         let peer = config.network.server.daemon_addr();
         let result = self.run_clients(config, &client_config, peer, stop);
@@ -499,6 +498,26 @@ impl Fleet {
                 link.close();
             }
         }
+    }
+}
+
+/// The client configuration every client host runs at `p` (the port comes from the
+/// point's server).
+fn point_config(config: &SweepConfig, p: Point) -> ClientConfig {
+    let m = &config.matrix;
+    ClientConfig {
+        host: config.network.data_addr.clone(),
+        backend: p.engine,
+        mode: p.mode,
+        size: p.size,
+        threads: p.threads,
+        duration: Duration::from_secs_f64(m.duration_s),
+        workload: m.workload,
+        depth: m.depth,
+        counters: config.counters,
+        cpus: placement(p),
+        rx: p.rx,
+        ..ClientConfig::default()
     }
 }
 
@@ -1074,6 +1093,7 @@ mod tests {
             duration_s: 3.0,
             repeats: 1,
             placements: vec![PlacementPolicy::Split],
+            rx: Vec::new(),
         }
     }
 

@@ -13,6 +13,8 @@ pub fn record(engine: Backend, mode: Mode, size: usize, threads: usize, gbps: f6
     r.config.mode = mode;
     r.config.size = size;
     r.config.threads = threads;
+    // The example shows a non-default receive path; a test point receives by copying.
+    r.config.rx = engine::RxMode::Copy;
     r.summary.threads = threads;
     r.summary.throughput_gbps = gbps;
     r.summary.one_way_gbps = Some(gbps / 2.0);

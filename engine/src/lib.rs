@@ -52,6 +52,18 @@ pub fn memlock_limit() -> Option<u64> {
     backend::uring::memlock_limit()
 }
 
+/// Whether `backend` can receive by `rx` (whatever the kernel: zerocopy is syscall-only);
+/// the error says why not.
+pub fn check_rx_support(backend: Backend, rx: RxMode) -> Result<(), Error> {
+    let recv_zc = (backend == Backend::Uring)
+        .then(backend::uring::has_recv_zc)
+        .flatten();
+    match path::rx::refusal(rx, backend, recv_zc) {
+        Some(why) => Err(Error::Config(format!("--rx {rx}: {why}"))),
+        None => Ok(()),
+    }
+}
+
 /// Whether this kernel can run `mode` on `backend`; the error names what is missing.
 pub fn check_support(backend: Backend, mode: Mode) -> Result<(), Error> {
     if !mode.supported_on(backend) {

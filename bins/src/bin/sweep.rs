@@ -63,6 +63,12 @@ struct Args {
     /// placement a dimension of the matrix, with its own section in the report.
     #[arg(long, value_delimiter = ',', default_value = "split", value_parser = engine::placement::PlacementPolicy::parser())]
     placement: Vec<engine::placement::PlacementPolicy>,
+    /// Receive paths, comma-separated: copy (recv into the message, verified), discard
+    /// (MSG_TRUNC: the kernel drops the bytes), zerocopy (TCP_ZEROCOPY_RECEIVE, syscall
+    /// only). Two or more make the receive path a dimension, compared in "Which path wins
+    /// where".
+    #[arg(long, value_delimiter = ',', default_value = "copy", value_parser = engine::RxMode::parser())]
+    rx: Vec<engine::RxMode>,
     /// Seeds the rounds' shuffled orders [default: from the clock]; recorded in meta.json.
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
@@ -168,6 +174,7 @@ fn config(args: Args) -> Result<SweepConfig> {
         duration_s: args.duration.unwrap_or(dur),
         repeats: args.repeats.unwrap_or(repeats),
         placements: cli::unique(args.placement),
+        rx: cli::unique(args.rx),
     };
     if matrix.engines.is_empty()
         || matrix.modes.is_empty()

@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 
 use engine::placement::PlacementPolicy;
-use engine::{Backend, Mode, Record, Warning, Workload};
+use engine::{Backend, Mode, Record, RxMode, Warning, Workload};
 
 use crate::summary::{median, range};
 
@@ -254,6 +254,9 @@ pub struct Dataset {
     /// `--cpus` as the records give it (`split`, `auto`, `0,1`): sets two datasets of
     /// lists, or a list and `auto`, apart.
     pub cpus: String,
+    /// How the receiving side took the bytes (`--rx`): points of different receive paths
+    /// are compared only in "Which path wins where", never as if only the mode changed.
+    pub rx: RxMode,
     records: Vec<Record>,
     points: BTreeMap<Point, Vec<usize>>,
 }
@@ -278,6 +281,7 @@ impl Dataset {
             depth,
             placement: records.first().and_then(|r| r.config.cpus.policy()),
             cpus,
+            rx: records.first().map_or(RxMode::Copy, |r| r.config.rx),
             records,
             points,
         }
@@ -289,7 +293,7 @@ impl Dataset {
     /// the old `auto` last). Points of different placements never share a dataset, so no
     /// comparison inside one mixes them.
     pub fn split(records: Vec<Record>, prefer: Option<(Workload, usize)>) -> Vec<Dataset> {
-        type Key = (Workload, usize, Option<PlacementPolicy>, String);
+        type Key = (Workload, usize, Option<PlacementPolicy>, String, RxMode);
         let mut groups: Vec<(Key, Vec<Record>)> = Vec::new();
         for r in records {
             let k = (
@@ -297,6 +301,7 @@ impl Dataset {
                 r.config.depth,
                 r.config.cpus.policy(),
                 r.config.cpus.to_string(),
+                r.config.rx,
             );
             match groups.iter_mut().find(|(g, _)| *g == k) {
                 Some((_, v)) => v.push(r),
@@ -322,7 +327,7 @@ impl Dataset {
             Some(PlacementPolicy::Unpinned) => 2,
             None => 3,
         };
-        groups.sort_by_cached_key(|((w, d, p, c), _)| {
+        groups.sort_by_cached_key(|((w, d, p, c, rx), _)| {
             (
                 std::cmp::Reverse(runs_of(*w, *d)),
                 Some((*w, *d)) != prefer,
@@ -330,6 +335,7 @@ impl Dataset {
                 *d,
                 rank(*p),
                 c.clone(),
+                *rx,
             )
         });
         groups
@@ -346,7 +352,11 @@ impl Dataset {
             None if self.cpus == "auto" => "auto placement".into(),
             None => format!("CPUs {}", self.cpus),
         };
-        format!("{}, depth {}, {placement}", self.workload, self.depth)
+        let rx = match self.rx {
+            RxMode::Copy => String::new(),
+            rx => format!(", rx {rx}"),
+        };
+        format!("{}, depth {}, {placement}{rx}", self.workload, self.depth)
     }
 
     /// The point of this dataset (its placement) at engine, mode, size and threads.
@@ -357,6 +367,7 @@ impl Dataset {
             size,
             threads,
             placement: self.placement,
+            rx: self.rx,
         }
     }
 
