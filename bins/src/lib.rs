@@ -94,6 +94,25 @@ pub struct SideFlags {
     /// work), or off.
     #[arg(long, value_name = "SCOPE", default_value = "thread", value_parser = CounterScope::parser())]
     pub counters: CounterScope,
+    /// uring: poll each ring's submission queue from a kernel thread (IORING_SETUP_SQPOLL),
+    /// bound to CPU when given (--sqpoll=1); the thread's CPU time counts as this side's.
+    #[arg(long, value_name = "CPU", num_args = 0..=1, require_equals = true, default_missing_value = "any", value_parser = sqpoll_arg)]
+    pub sqpoll: Option<engine::config::SqPoll>,
+    /// Busy-poll receives for up to USEC µs before sleeping: SO_BUSY_POLL on the sockets
+    /// (syscall), NAPI busy polling on the rings (uring, Linux 6.9).
+    #[arg(long, value_name = "USEC")]
+    pub busy_poll: Option<u32>,
+}
+
+/// `--sqpoll` (`any`: no CPU) or `--sqpoll=CPU`.
+pub fn sqpoll_arg(s: &str) -> Result<engine::config::SqPoll, String> {
+    match s {
+        "any" => Ok(engine::config::SqPoll { cpu: None }),
+        _ => s
+            .parse()
+            .map(|cpu| engine::config::SqPoll { cpu: Some(cpu) })
+            .map_err(|_| format!("invalid --sqpoll CPU '{s}': expected a CPU number")),
+    }
 }
 
 /// `--nodelay` as given: `auto` (`None`), `on` or `off`. A newtype, so that clap does not

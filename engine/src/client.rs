@@ -21,6 +21,7 @@ use crate::error::Error;
 use crate::message::{Layout, Template};
 use crate::path::path;
 use crate::placement::{self, available_cpus, Placement, Side};
+use crate::polling::{napi_id, set_socket_busy_poll, BusyPoll};
 use crate::pool::PoolPlan;
 use crate::record::{Record, RunNotes, SideCounts, ThreadResult};
 use crate::stats::PeerReport;
@@ -45,6 +46,8 @@ pub enum ClientEvent {
 /// A connection past its handshake.
 struct Connection {
     stream: TcpStream,
+    /// `--busy-poll` as granted on its socket (syscall engine).
+    busy_poll: Option<BusyPoll>,
 }
 
 /// Runs one client measurement and returns its record.
@@ -313,10 +316,14 @@ fn connect(
         }
         Err(e) => return Err(read_error(e, "the server's answer to the hello")),
     }
+    let mut busy_poll = None;
     if config.backend == Backend::Syscall {
         backend::syscall::prepare(stream.as_fd(), config.mode)?;
+        if let Some(us) = config.busy_poll_us {
+            busy_poll = Some(set_socket_busy_poll(stream.as_raw_fd(), us)?);
+        }
     }
-    Ok(Connection { stream })
+    Ok(Connection { stream, busy_poll })
 }
 
 /// The connection's maximum segment size (TCP_MAXSEG).
@@ -426,6 +433,8 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
             let opts = RingOpts {
                 multishot: config.uring_recv == UringRecv::Multishot && path(config.mode).wire,
                 timeout: config.io_timeout,
+                sqpoll: config.sqpoll,
+                busy_poll_us: config.busy_poll_us,
             };
             backend::uring::run_ring(specs, &opts, ctx.stop, begin).map(|ring| {
                 result.stats.io += ring.io;
@@ -440,6 +449,16 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
         result.counters = Some(s.read().since(&before));
     }
     result.own_cpu = clock_start.zip(clock_end).map(|(a, b)| b.since(&a));
+    // Busy polling as granted on the sockets (syscall) or the ring (uring), with the NAPI
+    // context the first socket's packets came through, now that they have.
+    let granted = conns
+        .first()
+        .and_then(|c| c.busy_poll.clone())
+        .or_else(|| result.ring.as_ref().and_then(|r| r.busy_poll.clone()));
+    result.busy_poll = granted.map(|b| BusyPoll {
+        napi_id: conns.first().and_then(|c| napi_id(c.stream.as_raw_fd())),
+        ..b
+    });
     if ctx.measuring.fetch_sub(1, Ordering::AcqRel) == 1 {
         let _ = ctx.system_end.set(StatReading::now());
     }

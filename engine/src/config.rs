@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::path::path;
 use crate::placement::CpuSpec;
+pub use crate::polling::SqPoll;
 use crate::pool::PoolPlan;
 pub use crate::vocab::*;
 
@@ -88,6 +89,14 @@ pub struct ClientConfig {
     /// the hello, and in echo the client too.
     #[serde(default)]
     pub rx: RxMode,
+    /// `--sqpoll[=CPU]`: the client's rings poll their submission queues from a kernel
+    /// thread (uring only); `None`: off.
+    #[serde(default)]
+    pub sqpoll: Option<SqPoll>,
+    /// `--busy-poll USEC`: busy polling on the client's sockets (SO_BUSY_POLL) or rings
+    /// (NAPI); `None`: off.
+    #[serde(default)]
+    pub busy_poll_us: Option<u32>,
 }
 
 impl Default for ClientConfig {
@@ -112,6 +121,8 @@ impl Default for ClientConfig {
             nodelay: None,
             rx: RxMode::Copy,
             direction: Direction::Forward,
+            sqpoll: None,
+            busy_poll_us: None,
         }
     }
 }
@@ -203,6 +214,7 @@ impl ClientConfig {
         if self.host.is_empty() {
             return Err(Error::Config("host (-h) must not be empty".into()));
         }
+        check_polling(self.backend, self.sqpoll, self.busy_poll_us)?;
         Ok(Valid(self))
     }
 
@@ -266,6 +278,14 @@ pub struct ServerConfig {
     pub cpus: CpuSpec,
     /// Where kernel counters are counted.
     pub counters: CounterScope,
+    /// `--sqpoll[=CPU]`: the workers' rings poll their submission queues from a kernel
+    /// thread each (uring only); `None`: off.
+    #[serde(default)]
+    pub sqpoll: Option<SqPoll>,
+    /// `--busy-poll USEC`: busy polling on the server's data sockets (SO_BUSY_POLL) or
+    /// rings (NAPI); `None`: off.
+    #[serde(default)]
+    pub busy_poll_us: Option<u32>,
 }
 
 impl Default for ServerConfig {
@@ -283,6 +303,8 @@ impl Default for ServerConfig {
             uring_recv: UringRecv::DEFAULT,
             cpus: CpuSpec::default(),
             counters: CounterScope::Thread,
+            sqpoll: None,
+            busy_poll_us: None,
         }
     }
 }
@@ -348,8 +370,35 @@ impl ServerConfig {
                 smallest.bytes()
             )));
         }
+        check_polling(self.backend, self.sqpoll, self.busy_poll_us)?;
         Ok(Valid(self))
     }
+}
+
+/// The most `--busy-poll` takes, µs: a second of spinning per receive is already far
+/// beyond any use.
+pub const MAX_BUSY_POLL_US: u32 = 1_000_000;
+
+/// `--sqpoll` is the uring engine's; `--busy-poll` is 1 µs to [`MAX_BUSY_POLL_US`].
+fn check_polling(
+    backend: Backend,
+    sqpoll: Option<SqPoll>,
+    busy_poll_us: Option<u32>,
+) -> Result<(), Error> {
+    if sqpoll.is_some() && backend != Backend::Uring {
+        return Err(Error::Config(
+            "--sqpoll sets up io_uring's submission polling thread; it needs --backend uring"
+                .into(),
+        ));
+    }
+    if let Some(us) = busy_poll_us {
+        if !(1..=MAX_BUSY_POLL_US).contains(&us) {
+            return Err(Error::Config(format!(
+                "--busy-poll {us} is out of range: it must be between 1 and {MAX_BUSY_POLL_US} µs"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn check_size(size: usize) -> Result<(), Error> {

@@ -31,6 +31,19 @@ pub struct ThreadClock {
     /// CLOCK_MONOTONIC when it was read, ns: only differences within one machine mean
     /// anything.
     pub at_ns: u64,
+    /// The io_uring SQ polling threads of the rings this thread made (`--sqpoll`), read
+    /// at the same moment (see `sqthread.rs`); absent without SQPOLL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqpoll: Option<SqClock>,
+}
+
+/// The cumulative CPU time of a thread's SQ polling threads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SqClock {
+    /// Their CPU time so far, ns (kernel threads: all of it kernel-mode).
+    pub ns: u64,
+    /// How many there were.
+    pub threads: u32,
 }
 
 impl ThreadClock {
@@ -49,6 +62,7 @@ impl ThreadClock {
             user_ns: ns(ru.ru_utime),
             system_ns: ns(ru.ru_stime),
             at_ns,
+            sqpoll: crate::sqthread::reading().map(|(ns, threads)| SqClock { ns, threads }),
         })
     }
 
@@ -59,17 +73,32 @@ impl ThreadClock {
             user_ns: f(self.user_ns, o.user_ns),
             system_ns: f(self.system_ns, o.system_ns),
             at_ns: f(self.at_ns, o.at_ns),
+            sqpoll: match (self.sqpoll, o.sqpoll) {
+                (Some(a), Some(b)) => Some(SqClock {
+                    ns: f(a.ns, b.ns),
+                    threads: a.threads.max(b.threads),
+                }),
+                _ => None,
+            },
         }
     }
 
-    /// What one thread used from `earlier` to `self`.
+    /// What one thread used from `earlier` to `self`: its SQ polling threads' time is in
+    /// the system time, and in `sqpoll_ns` on its own.
     pub fn since(&self, earlier: &ThreadClock) -> CpuSpan {
+        let sq = match (self.sqpoll, earlier.sqpoll) {
+            (Some(b), Some(a)) => Some((b.ns.saturating_sub(a.ns), b.threads as usize)),
+            _ => None,
+        };
         CpuSpan {
             user_ns: self.user_ns.saturating_sub(earlier.user_ns),
-            system_ns: self.system_ns.saturating_sub(earlier.system_ns),
+            system_ns: self.system_ns.saturating_sub(earlier.system_ns)
+                + sq.map_or(0, |(ns, _)| ns),
             first_ns: earlier.at_ns,
             last_ns: self.at_ns.max(earlier.at_ns),
             threads: 1,
+            sqpoll_ns: sq.map(|(ns, _)| ns),
+            sqpoll_threads: sq.map_or(0, |(_, n)| n),
         }
     }
 }
@@ -95,6 +124,11 @@ pub struct CpuSpan {
     pub first_ns: u64,
     pub last_ns: u64,
     pub threads: usize,
+    /// Of `system_ns`, what the threads' io_uring SQ polling threads used; `None` where
+    /// none had any.
+    pub sqpoll_ns: Option<u64>,
+    /// Those SQ polling threads (beside `threads`).
+    pub sqpoll_threads: usize,
 }
 
 impl AddAssign for CpuSpan {
@@ -104,6 +138,11 @@ impl AddAssign for CpuSpan {
         self.first_ns = self.first_ns.min(o.first_ns);
         self.last_ns = self.last_ns.max(o.last_ns);
         self.threads += o.threads;
+        self.sqpoll_ns = match (self.sqpoll_ns, o.sqpoll_ns) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
+        self.sqpoll_threads += o.sqpoll_threads;
     }
 }
 
@@ -117,14 +156,18 @@ impl CpuSpan {
     }
 
     /// As a record holds it, for threads that could run on `runnable` CPUs (the CPUs they
-    /// were pinned to, or all the process may use when unpinned; `None`: unknown).
+    /// were pinned to, or all the process may use when unpinned; `None`: unknown). An SQ
+    /// polling thread may run on a CPU of its own beside them, so each adds one to both.
     pub fn own(&self, runnable: Option<usize>) -> OwnCpu {
+        let sq = self.sqpoll_threads;
         OwnCpu {
             user_ns: self.user_ns,
             system_ns: self.system_ns,
             threads: self.threads,
             interval_s: self.last_ns.saturating_sub(self.first_ns) as f64 / 1e9,
-            cpus: runnable.map(|n| n.min(self.threads)),
+            cpus: runnable.map(|n| (n + sq).min(self.threads + sq)),
+            sqpoll_ns: self.sqpoll_ns,
+            sqpoll_threads: self.sqpoll_ns.map(|_| sq),
         }
     }
 }
@@ -144,8 +187,15 @@ pub struct OwnCpu {
     pub interval_s: f64,
     /// The most CPUs these threads could occupy at once: the fewer of the threads and the
     /// CPUs they could run on (their pinned CPUs, or all the process may use when any is
-    /// unpinned); null when the side did not say.
+    /// unpinned), each SQ polling thread adding one; null when the side did not say.
     pub cpus: Option<usize>,
+    /// Of `system_ns`, what the side's io_uring SQ polling threads (`--sqpoll`) used over
+    /// the same intervals, ns; null without SQ polling.
+    #[serde(default)]
+    pub sqpoll_ns: Option<u64>,
+    /// The SQ polling threads counted (beside `threads`); null without SQ polling.
+    #[serde(default)]
+    pub sqpoll_threads: Option<usize>,
 }
 
 impl OwnCpu {
@@ -164,7 +214,7 @@ impl OwnCpu {
     /// brought up to date at the scheduler tick and at context switches, so each reading
     /// may lag by up to a jiffy (HZ ≥ 100: at most 10 ms): one per thread per reading.
     pub fn slack_ns(&self) -> u64 {
-        2 * self.threads as u64 * MAX_JIFFY_NS
+        2 * (self.threads + self.sqpoll_threads.unwrap_or(0)) as u64 * MAX_JIFFY_NS
     }
 }
 
@@ -499,21 +549,25 @@ cpu2 1 1 1 1 1 1 1 1
             user_ns: 10,
             system_ns: 20,
             at_ns: 1_000,
+            sqpoll: None,
         };
         let b = ThreadClock {
             user_ns: 110,
             system_ns: 220,
             at_ns: 2_000_001_000,
+            sqpoll: None,
         };
         let c = ThreadClock {
             user_ns: 0,
             system_ns: 0,
             at_ns: 500_001_000,
+            sqpoll: None,
         };
         let d = ThreadClock {
             user_ns: 50,
             system_ns: 0,
             at_ns: 3_000_001_000,
+            sqpoll: None,
         };
         let sum = CpuSpan::sum([b.since(&a), d.since(&c)]).unwrap();
         let own = sum.own(Some(8));

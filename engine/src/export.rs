@@ -183,6 +183,7 @@ fn side_lines(s: &mut String, who: &str, side: &SideReport) {
     };
     let _ = writeln!(s, "{calls}");
     own_cpu_line(s, who, side);
+    polling_lines(s, who, side);
     counter_lines(s, who, side);
     rx_line(s, who, side);
     let zc = &side.stats.zc;
@@ -231,6 +232,49 @@ fn rx_line(s: &mut String, who: &str, side: &SideReport) {
 
 fn ms(ns: u64) -> String {
     format!("{:.1} ms", ns as f64 / 1e6)
+}
+
+/// What `--sqpoll` and `--busy-poll` got from the kernel on one side, and what SQ polling
+/// cost.
+fn polling_lines(s: &mut String, who: &str, side: &SideReport) {
+    if let Some(ring) = &side.uring {
+        if let Some(sq) = &ring.sqpoll {
+            let cpu = sq
+                .cpu
+                .map_or("unbound".to_owned(), |c| format!("bound to CPU {c}"));
+            let cost = match side.own_cpu.as_ref().and_then(|o| Some((o, o.sqpoll_ns?))) {
+                Some((own, ns)) => format!(
+                    "; SQ thread(s) used {} ({:.1}% of the side's own CPU time, included in it)",
+                    ms(ns),
+                    100.0 * ns as f64 / own.total_ns().max(1) as f64
+                ),
+                None => "; SQ thread CPU time not measured".to_owned(),
+            };
+            let _ = writeln!(
+                s,
+                "{who} SQ polling: granted (ring flags {}), thread {cpu}, idle {} ms; {} of {} \
+                 io_uring_enter woke it{cost}",
+                ring.flags, sq.idle_ms, side.stats.io.sq_wakeups, side.stats.io.enters
+            );
+        }
+    }
+    if let Some(b) = &side.busy_poll {
+        let prefer = match (&b.prefer_refused, b.prefer) {
+            (Some(why), _) => format!("prefer refused ({why})"),
+            (None, true) => "preferred over interrupts".to_owned(),
+            (None, false) => "not preferred".to_owned(),
+        };
+        let napi = match b.napi_id {
+            Some(0) => "socket NAPI id 0: nothing to poll".to_owned(),
+            Some(id) => format!("socket NAPI id {id}"),
+            None => "socket NAPI id unknown".to_owned(),
+        };
+        let _ = writeln!(
+            s,
+            "{who} Busy poll: {} {} µs granted (asked {}), {prefer}; {napi}",
+            b.via, b.granted_us, b.requested_us
+        );
+    }
 }
 
 /// One side's own CPU time: its worker threads' user and system time, what share of the
@@ -495,10 +539,16 @@ mod tests {
         let text = human(&Record::example());
         // 1 ms user + 2 ms system of one thread in 1 s, over 8192 bytes.
         for line in [
-            "Client CPU (own threads): 1.0 ms user + 2.0 ms system = 3.0 ms in 1.00 s on 1 \
-             thread(s) (0.3% of 1 CPU(s)), 366.211 CPU-ns/byte",
-            "Server CPU (own threads): 1.0 ms user + 2.0 ms system = 3.0 ms in 1.00 s on 1 \
-             thread(s) (0.3% of 1 CPU(s)), 366.211 CPU-ns/byte",
+            "Client CPU (own threads): 1.0 ms user + 2.5 ms system = 3.5 ms in 1.00 s on 1 \
+             thread(s) (0.2% of 2 CPU(s)), 427.246 CPU-ns/byte",
+            "Server CPU (own threads): 1.0 ms user + 2.5 ms system = 3.5 ms in 1.00 s on 1 \
+             thread(s) (0.2% of 2 CPU(s)), 427.246 CPU-ns/byte",
+            "Client SQ polling: granted (ring flags sqpoll+single_issuer+submit_all+sq_aff), \
+             thread bound to CPU 1, idle 50 ms; 0 of 0 io_uring_enter woke it; SQ thread(s) \
+             used 0.5 ms (14.3% of the side's own CPU time, included in it)",
+            "Client Busy poll: SO_BUSY_POLL 50 µs granted (asked 50), prefer refused \
+             (SO_PREFER_BUSY_POLL: EPERM (Operation not permitted)); socket NAPI id 0: \
+             nothing to poll",
             "System CPU (all 2 CPUs, 1.00 s): busy 400.0 ms of 2000.0 ms (20.0%), softirq \
              40.0 ms, irq 10.0 ms, steal 10.0 ms",
             "System CPU (the run's CPUs 0): busy 400.0 ms of 1000.0 ms (40.0%), softirq \

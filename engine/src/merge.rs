@@ -398,6 +398,7 @@ fn merge_sides(sides: &[(&str, &SideReport)], hosts: Hosts) -> SideReport {
         rx: first.rx,
         rx_content_checked: first.rx_content_checked,
         rx_mapped_fraction: None,
+        busy_poll: first.busy_poll.clone(),
     };
     side.derive();
     if shared_threads {
@@ -449,10 +450,12 @@ fn merge_own_cpu(
         .map(|(_, s)| s.own_cpu)
         .collect::<Option<_>>()?;
     let mut cpus: Option<usize> = all.iter().map(|o| o.cpus).sum();
+    // SQ polling threads are not pinned with the workers: each may take a CPU of its own.
+    let sq: usize = all.iter().filter_map(|o| o.sqpoll_threads).sum();
     if hosts == Hosts::One {
         let pinned = pinned_cpus(placement);
         if !pinned.is_empty() && placement.iter().all(|p| p.cpu.is_some()) {
-            cpus = cpus.map(|n| n.min(pinned.len()));
+            cpus = cpus.map(|n| n.min(pinned.len() + sq));
         }
         if let Some(cores) = sides[0].1.host.as_ref().and_then(|h| h.cores) {
             cpus = cpus.map(|n| n.min(cores));
@@ -464,7 +467,15 @@ fn merge_own_cpu(
         threads: all.iter().map(|o| o.threads).sum(),
         interval_s: all.iter().map(|o| o.interval_s).fold(0.0, f64::max),
         cpus,
+        sqpoll_ns: sum_some(all.iter().map(|o| o.sqpoll_ns)),
+        sqpoll_threads: sum_some(all.iter().map(|o| o.sqpoll_threads)),
     })
+}
+
+/// The sum of the values present; `None` when none is.
+fn sum_some<T: std::iter::Sum<T>>(values: impl Iterator<Item = Option<T>>) -> Option<T> {
+    let present: Vec<T> = values.flatten().collect();
+    (!present.is_empty()).then(|| present.into_iter().sum())
 }
 
 #[cfg(test)]
@@ -571,10 +582,16 @@ mod tests {
         let own = c.own_cpu.unwrap();
         assert_eq!(
             (own.user_ns, own.system_ns, own.threads),
-            (6_000_000, 4_000_000, 2)
+            (6_000_000, 5_000_000, 2)
         );
-        assert_eq!((own.interval_s, own.cpus), (2.0, Some(2)));
-        assert_eq!(c.cpu_ns_per_byte, Some(10e6 / (34_096.0 + 24_096.0)));
+        assert_eq!(
+            (own.sqpoll_ns, own.sqpoll_threads),
+            (Some(1_000_000), Some(2)),
+            "each host's SQ thread, summed"
+        );
+        // Per host one pinned worker and its SQ thread, which may take a CPU of its own.
+        assert_eq!((own.interval_s, own.cpus), (2.0, Some(4)));
+        assert_eq!(c.cpu_ns_per_byte, Some(11e6 / (34_096.0 + 24_096.0)));
         let counters = c.counters.as_ref().unwrap();
         assert_eq!(counters.context_switches, Some(2 * 4096));
         assert_eq!(c.context_switches_per_msg, Some(2.0 * 4096.0 / 4.0));
@@ -586,6 +603,12 @@ mod tests {
         let numbers: Vec<usize> = m.threads.iter().map(|t| t.thread).collect();
         assert_eq!(numbers, [0, 1]);
         let texts: Vec<&str> = m.warnings.iter().map(|w| w.text.as_str()).collect();
+        assert!(texts.iter().all(|t| t.starts_with("host ")), "{texts:?}");
+        // The example's own busy-poll warnings aside.
+        let texts: Vec<&str> = texts
+            .into_iter()
+            .filter(|t| !t.contains("--busy-poll"))
+            .collect();
         assert_eq!(texts, ["host a: an example fallback", "host b: b's own"]);
         assert!(m.interrupted);
         assert_eq!(m.system, None);

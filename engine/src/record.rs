@@ -9,6 +9,7 @@ use crate::config::{Backend, ClientConfig, CounterScope, Workload};
 use crate::counters::{CounterId, Counters, MissingCounters, Raw, RawCounts};
 use crate::cputime::{CpuSpan, OwnCpu, SystemCpu, ThreadClock};
 use crate::placement::Placement;
+use crate::polling::BusyPoll;
 use crate::stats::{
     merge_samples, FlowStats, Latency, LatencySummary, PeerReport, Progress, RingSetup, Sample,
     Totals,
@@ -349,6 +350,11 @@ pub struct SideReport {
     /// (`stats.rx.mapped` over mapped + copied), 0..1; null under the other paths.
     #[serde(default)]
     pub rx_mapped_fraction: Option<f64>,
+    /// Busy polling on this side (`--busy-poll`): SO_BUSY_POLL on its sockets (syscall) or
+    /// NAPI on its rings (uring), as the kernel granted it, with the socket's NAPI id after
+    /// the run; null without.
+    #[serde(default)]
+    pub busy_poll: Option<BusyPoll>,
 }
 
 /// What a side counted beyond its flows, and where its threads ran.
@@ -399,6 +405,7 @@ impl SideReport {
             rx: None,
             rx_content_checked: None,
             rx_mapped_fraction: None,
+            busy_poll: None,
             stats,
             duration_s: duration.as_secs_f64(),
         };
@@ -476,6 +483,8 @@ pub struct ThreadResult {
     pub cpu: Option<usize>,
     /// Interrupted before everything was collected: what is missing, and why.
     pub incomplete: Option<String>,
+    /// Busy polling as granted on this thread's sockets or ring (`--busy-poll`).
+    pub busy_poll: Option<BusyPoll>,
 }
 
 impl ThreadResult {
@@ -533,7 +542,10 @@ impl Record {
         .with_rates();
         let mut notes = notes;
         if let Some(ring) = threads.iter().find_map(|t| t.ring.as_ref()) {
-            if !ring.flags.contains(SetupFlag::DeferTaskrun) {
+            // Beside SQPOLL, DEFER_TASKRUN is never asked for (the kernel refuses the pair).
+            if !ring.flags.contains(SetupFlag::DeferTaskrun)
+                && !ring.flags.contains(SetupFlag::SqPoll)
+            {
                 notes.fallbacks.push(format!(
                     "the kernel refused IORING_SETUP_DEFER_TASKRUN; the rings run with {}",
                     ring.flags
@@ -560,6 +572,7 @@ impl Record {
         if let Some(side) = server.as_mut() {
             side.set_rx(reports.iter().find_map(|p| p.rx), config.verify);
         }
+        client.busy_poll = threads.iter().find_map(|t| t.busy_poll.clone());
         let system = system.map(|s| SystemCpu {
             client_cpus: client.cpus.clone(),
             server_cpus: server.as_ref().and_then(|s| s.cpus.clone()),
@@ -573,6 +586,11 @@ impl Record {
             first_error.as_deref(),
         );
         warnings.extend(cpu_warnings(&client, server.as_ref(), system.as_ref()));
+        for (who, side) in [("client", Some(&client)), ("server", server.as_ref())] {
+            if let Some(b) = side.and_then(|s| s.busy_poll.as_ref()) {
+                warnings.extend(crate::polling::warnings(who, b));
+            }
+        }
         Record {
             schema_version: SCHEMA_VERSION,
             copyperf_version: env!("CARGO_PKG_VERSION").into(),
@@ -621,6 +639,8 @@ impl Record {
         let config = ClientConfig {
             nodelay: Some(true),
             rx: RxMode::Zerocopy,
+            sqpoll: Some(crate::polling::SqPoll { cpu: Some(1) }),
+            busy_poll_us: Some(50),
             ..ClientConfig::default()
                 .validate()
                 .expect("the default config is valid")
@@ -662,6 +682,10 @@ impl Record {
             user_ns: s * 1_000_000,
             system_ns: s * 2_000_000,
             at_ns: s * 1_000_000_000,
+            sqpoll: Some(crate::cputime::SqClock {
+                ns: s * 500_000,
+                threads: 1,
+            }),
         };
         // Named missing (as on a VM without a PMU) while its figure is kept, so that every
         // CSV column of the example has a value.
@@ -700,6 +724,7 @@ impl Record {
                 placement: Some(placement("worker 0")),
                 cpus_available: Some(2),
                 rx: Some(RxMode::Zerocopy),
+                busy_poll: Some(example_busy_poll()),
                 ..Default::default()
             }],
             ring: Some(example_ring()),
@@ -707,6 +732,7 @@ impl Record {
             own_cpu: Some(clock(1).since(&clock(0))),
             cpu: Some(0),
             incomplete: None,
+            busy_poll: Some(example_busy_poll()),
         };
         let client = SideCounts {
             scope: CounterScope::Thread,
@@ -775,10 +801,35 @@ fn example_system() -> SystemCpu {
 
 fn example_ring() -> RingSetup {
     RingSetup {
-        flags: SetupFlags(vec![SetupFlag::SingleIssuer, SetupFlag::DeferTaskrun]),
+        flags: SetupFlags(vec![
+            SetupFlag::SqPoll,
+            SetupFlag::SingleIssuer,
+            SetupFlag::SubmitAll,
+            SetupFlag::SqAff,
+        ]),
         recv: UringRecv::Single,
         cqe_skip: true,
+        sqpoll: Some(crate::polling::SqPollGrant {
+            cpu: Some(1),
+            idle_ms: crate::polling::SQ_THREAD_IDLE_MS,
+        }),
+        busy_poll: Some(BusyPoll {
+            via: "IORING_REGISTER_NAPI".into(),
+            prefer: true,
+            ..example_busy_poll()
+        }),
         ..Default::default()
+    }
+}
+
+fn example_busy_poll() -> BusyPoll {
+    BusyPoll {
+        via: "SO_BUSY_POLL".into(),
+        requested_us: 50,
+        granted_us: 50,
+        prefer: false,
+        prefer_refused: Some("SO_PREFER_BUSY_POLL: EPERM (Operation not permitted)".into()),
+        napi_id: Some(0),
     }
 }
 
@@ -825,6 +876,7 @@ pub(crate) fn server_side(reports: &[&PeerReport]) -> Option<SideReport> {
         counts,
     );
     side.host = reports.iter().find_map(|p| p.host.clone());
+    side.busy_poll = reports.iter().find_map(|p| p.busy_poll.clone());
     Some(side)
 }
 
@@ -939,10 +991,19 @@ mod tests {
         let r = Record::example();
         for side in [&r.client, r.server.as_ref().unwrap()] {
             let own = side.own_cpu.unwrap();
-            assert_eq!((own.user_ns, own.system_ns), (1_000_000, 2_000_000));
+            // 2 ms of the worker's own and 0.5 ms of its ring's SQ thread.
+            assert_eq!((own.user_ns, own.system_ns), (1_000_000, 2_500_000));
+            assert_eq!(
+                (own.sqpoll_ns, own.sqpoll_threads),
+                (Some(500_000), Some(1))
+            );
             assert_eq!(own.threads, 1);
-            assert_eq!(own.cpus, Some(1), "pinned to CPU 0");
-            assert_eq!(side.cpu_ns_per_byte, Some(3e6 / 8192.0));
+            assert_eq!(
+                own.cpus,
+                Some(2),
+                "pinned to CPU 0, and the SQ thread's own"
+            );
+            assert_eq!(side.cpu_ns_per_byte, Some(3.5e6 / 8192.0));
         }
         let sys = r.system.as_ref().unwrap();
         assert_eq!(sys.client_cpus.as_deref(), Some("0"));
@@ -957,6 +1018,8 @@ mod tests {
             threads: 2,
             interval_s,
             cpus,
+            sqpoll_ns: None,
+            sqpoll_threads: None,
         }
     }
 

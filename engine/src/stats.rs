@@ -81,6 +81,10 @@ pub struct IoStats {
     pub cqes: u64,
     /// Wake-ups that reaped at least one completion.
     pub reaps: u64,
+    /// Of `enters`, those that woke a sleeping SQ polling thread (IORING_SQ_NEED_WAKEUP;
+    /// `--sqpoll`), or were made only for that.
+    #[serde(default)]
+    pub sq_wakeups: u64,
 }
 
 impl IoStats {
@@ -104,6 +108,7 @@ impl IoStats {
             sqes: self.sqes.saturating_sub(earlier.sqes),
             cqes: self.cqes.saturating_sub(earlier.cqes),
             reaps: self.reaps.saturating_sub(earlier.reaps),
+            sq_wakeups: self.sq_wakeups.saturating_sub(earlier.sq_wakeups),
         }
     }
 }
@@ -115,6 +120,7 @@ impl AddAssign for IoStats {
         self.sqes += o.sqes;
         self.cqes += o.cqes;
         self.reaps += o.reaps;
+        self.sq_wakeups += o.sq_wakeups;
     }
 }
 
@@ -433,6 +439,13 @@ pub struct RingSetup {
     /// How two-copy messages are received: `single` (RECV per message) or `multishot`
     /// (provided-buffer ring).
     pub recv: UringRecv,
+    /// The SQ polling thread the kernel set up (`--sqpoll`); null without.
+    #[serde(default)]
+    pub sqpoll: Option<crate::polling::SqPollGrant>,
+    /// NAPI busy polling registered on the ring (`--busy-poll`), as the kernel holds it;
+    /// null without.
+    #[serde(default)]
+    pub busy_poll: Option<crate::polling::BusyPoll>,
 }
 
 /// Cumulative figures of one server thread or CPU, read when a connection began and when
@@ -474,6 +487,7 @@ impl Totals {
                 sqes: f(a.sqes, b.sqes),
                 cqes: f(a.cqes, b.cqes),
                 reaps: f(a.reaps, b.reaps),
+                sq_wakeups: f(a.sq_wakeups, b.sq_wakeups),
             },
             counters: match (&self.counters, &o.counters) {
                 (Some(x), Some(y)) => Some(x.zip_with(y, f)),
@@ -558,6 +572,10 @@ pub struct PeerReport {
     /// How the server received (`--rx`, from the hello); absent from older servers.
     #[serde(default)]
     pub rx: Option<RxMode>,
+    /// Busy polling as the server's kernel granted it on this connection's socket or ring
+    /// (`--busy-poll`), with the socket's NAPI id at the end; absent without.
+    #[serde(default)]
+    pub busy_poll: Option<crate::polling::BusyPoll>,
 }
 
 impl Default for PeerReport {
@@ -575,6 +593,7 @@ impl Default for PeerReport {
             cpus_available: None,
             host: None,
             rx: None,
+            busy_poll: None,
         }
     }
 }
@@ -742,6 +761,7 @@ mod tests {
                     user_ns: start,
                     system_ns: 2 * start,
                     at_ns: 1000 + start,
+                    sqpoll: None,
                 }),
             },
             end: Totals {
@@ -760,6 +780,7 @@ mod tests {
                     user_ns: end,
                     system_ns: 2 * end,
                     at_ns: 1000 + end,
+                    sqpoll: None,
                 }),
             },
         };

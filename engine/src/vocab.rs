@@ -168,6 +168,9 @@ named_enum! {
         Fallback = "fallback",
         /// A CPU figure above what the CPUs could give in the interval: a counting error.
         ImpossibleCpu = "impossible-cpu",
+        /// Busy polling was granted but the socket had no NAPI context to poll (loopback,
+        /// veth): the option changed nothing.
+        NoNapi = "no-napi",
     }
 }
 
@@ -317,6 +320,10 @@ pub enum SetupFlag {
     CoopTaskrun,
     /// IORING_SETUP_SUBMIT_ALL: a failing SQE does not stop the batch.
     SubmitAll,
+    /// IORING_SETUP_SQPOLL: a kernel thread polls the submission queue (`--sqpoll`).
+    SqPoll,
+    /// IORING_SETUP_SQ_AFF: that thread is bound to one CPU (`--sqpoll=CPU`).
+    SqAff,
 }
 
 impl SetupFlag {
@@ -325,6 +332,8 @@ impl SetupFlag {
         SetupFlag::DeferTaskrun,
         SetupFlag::CoopTaskrun,
         SetupFlag::SubmitAll,
+        SetupFlag::SqPoll,
+        SetupFlag::SqAff,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -333,6 +342,8 @@ impl SetupFlag {
             SetupFlag::DeferTaskrun => "defer_taskrun",
             SetupFlag::CoopTaskrun => "coop_taskrun",
             SetupFlag::SubmitAll => "submit_all",
+            SetupFlag::SqPoll => "sqpoll",
+            SetupFlag::SqAff => "sq_aff",
         }
     }
 }
@@ -448,10 +459,10 @@ mod tests {
         let all = SetupFlags(SetupFlag::ALL.to_vec());
         assert_eq!(all.to_string().parse::<SetupFlags>(), Ok(all));
         assert_eq!("none".parse::<SetupFlags>(), Ok(SetupFlags::default()));
-        assert!("single_issuer+sqpoll"
+        assert!("single_issuer+iopoll"
             .parse::<SetupFlags>()
             .unwrap_err()
-            .contains("sqpoll"));
+            .contains("iopoll"));
         let json = serde_json::to_string(&SetupFlags(vec![SetupFlag::CoopTaskrun])).unwrap();
         assert_eq!(json, "\"coop_taskrun\"");
     }

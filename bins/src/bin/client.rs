@@ -99,7 +99,7 @@ struct Args {
 }
 
 /// The flags a `--spec` replaces.
-const RUN_FLAGS: [&str; 20] = [
+const RUN_FLAGS: [&str; 22] = [
     "host",
     "port",
     "size",
@@ -120,6 +120,8 @@ const RUN_FLAGS: [&str; 20] = [
     "reverse",
     "bidir",
     "rx",
+    "sqpoll",
+    "busy_poll",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -162,6 +164,8 @@ fn config_from(args: Args) -> ClientConfig {
         uring_recv: args.side.uring_recv,
         cpus: args.side.cpus,
         counters: args.side.counters,
+        sqpoll: args.side.sqpoll,
+        busy_poll_us: args.side.busy_poll,
         nodelay: args.nodelay.0,
         direction: match (args.reverse, args.bidir) {
             (true, _) => Direction::Reverse,

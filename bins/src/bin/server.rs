@@ -73,7 +73,7 @@ struct Args {
 }
 
 /// The flags a `--spec` replaces.
-const SERVE_FLAGS: [&str; 12] = [
+const SERVE_FLAGS: [&str; 14] = [
     "port",
     "max_size",
     "max_clients",
@@ -86,6 +86,8 @@ const SERVE_FLAGS: [&str; 12] = [
     "uring_recv",
     "cpus",
     "counters",
+    "sqpoll",
+    "busy_poll",
 ];
 
 /// A line on stdout that cannot take the server down: with stdout closed (`server |
@@ -146,6 +148,8 @@ fn config_from(args: Args) -> ServerConfig {
         uring_recv: args.side.uring_recv,
         cpus: args.side.cpus,
         counters: args.side.counters,
+        sqpoll: args.side.sqpoll,
+        busy_poll_us: args.side.busy_poll,
     }
 }
 

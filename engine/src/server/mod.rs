@@ -118,6 +118,11 @@ impl Server {
             backend::uring::check_kernel(config.mode)?;
             backend::uring::check_server_rings(config.workers())?;
         }
+        // A refused SO_BUSY_POLL stops the server here, by name, rather than failing every
+        // connection (uring's NAPI registration is checked as its rings are made).
+        if let (Backend::Syscall, Some(us)) = (config.backend, config.busy_poll_us) {
+            crate::polling::check_socket_busy_poll(us)?;
+        }
         let threads = match config.backend {
             Backend::Syscall => config.max_clients,
             Backend::Uring => config.workers(),

@@ -3,6 +3,7 @@
 //! [`PeerReport`] is built and sent.
 
 use super::*;
+use crate::polling::BusyPoll;
 
 /// The server sends echoes, each awaited by the client: TCP_NODELAY for echo. A stream
 /// it sends (reverse, bidir) gets what `--nodelay auto` gives a client's stream
@@ -65,8 +66,18 @@ pub(super) fn peer_report(
     ring: Option<RingSetup>,
     samples: Vec<Sample>,
     placement: Placement,
+    busy_poll: Option<BusyPoll>,
 ) -> PeerReport {
+    // Busy polling as granted on the socket (syscall) or the ring (uring), with the NAPI
+    // context the socket's packets came through, now that they have.
+    let busy_poll = busy_poll
+        .or_else(|| ring.as_ref().and_then(|r| r.busy_poll.clone()))
+        .map(|b| BusyPoll {
+            napi_id: crate::polling::napi_id(stream.as_raw_fd()),
+            ..b
+        });
     PeerReport {
+        busy_poll,
         host: shared.host_for(stream),
         backend,
         connection: id,
@@ -105,12 +116,15 @@ pub(super) fn finish_connection(
     }
 }
 
-/// The socket options a connection's hello calls for, on either engine.
+/// The socket options a connection's hello calls for, on either engine, and the server's
+/// own `--busy-poll` on the syscall engine (uring's is on its rings): what the kernel
+/// granted.
 pub(super) fn prepare_socket(
     stream: &TcpStream,
     hello: &Hello,
     backend: Backend,
-) -> Result<(), Error> {
+    busy_poll_us: Option<u32>,
+) -> Result<Option<BusyPoll>, Error> {
     stream
         .set_nodelay(nodelay_for(hello, stream))
         .map_err(|e| Error::io("TCP_NODELAY", e))?;
@@ -119,7 +133,12 @@ pub(super) fn prepare_socket(
     if backend == Backend::Syscall && sends {
         backend::syscall::prepare(stream.as_fd(), hello.mode)?;
     }
-    Ok(())
+    match (backend, busy_poll_us) {
+        (Backend::Syscall, Some(us)) => {
+            crate::polling::set_socket_busy_poll(stream.as_raw_fd(), us).map(Some)
+        }
+        _ => Ok(None),
+    }
 }
 
 /// The syscall backend's thread per client.
@@ -135,8 +154,17 @@ pub(super) fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
     let cpu = paired_cpu(shared, &hello).unwrap_or_else(|| shared.plan.cpu(slot.place));
     let thread = format!("conn {id}");
     let mut meter = None;
+    let mut busy_poll = None;
     let result = placement::apply(cpu)
-        .and_then(|()| prepare_socket(&stream, &hello, Backend::Syscall))
+        .and_then(|()| {
+            busy_poll = prepare_socket(
+                &stream,
+                &hello,
+                Backend::Syscall,
+                shared.config.busy_poll_us,
+            )?;
+            Ok(())
+        })
         .and_then(|()| {
             backend::syscall::run(spec, shared.config.idle_timeout, shared.stop, || {
                 meter = Some(ConnMeter::start(shared, &thread, None));
@@ -167,6 +195,7 @@ pub(super) fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
                         None,
                         samples,
                         placement,
+                        busy_poll,
                     );
                     finish_connection(&mut stream, peer, report)
                 }
@@ -192,6 +221,8 @@ pub(super) fn uring_opts(config: &ServerConfig) -> ServeOpts {
         fixed_buffers: may(|m| path(m).fixed),
         multishot: config.uring_recv == UringRecv::Multishot && may(|m| path(m).wire),
         idle_timeout: config.idle_timeout,
+        sqpoll: config.sqpoll,
+        busy_poll_us: config.busy_poll_us,
     }
 }
 
@@ -202,7 +233,7 @@ pub(super) fn hand_to_worker<'s>(
     accepted: Accepted<'s>,
 ) {
     let Accepted { spec, client } = accepted;
-    if let Err(e) = prepare_socket(&client.stream, &client.hello, Backend::Uring) {
+    if let Err(e) = prepare_socket(&client.stream, &client.hello, Backend::Uring, None) {
         let (id, peer) = (client.id, client.peer);
         drop(client);
         (shared.on_event)(ServerEvent::Failed {
@@ -314,6 +345,7 @@ impl<'s> ServeHost for Shared<'s> {
                     Some(setup.clone()),
                     samples,
                     placement,
+                    None,
                 );
                 // Never block the worker on one client: a client that does not read
                 // loses its report, not everybody's progress.

@@ -7,11 +7,12 @@ use io_uring::IoUring;
 use std::time::{Duration, Instant};
 
 use super::conn::{decode, UConn};
-use super::ring::{Cqe, Ring};
+use super::ring::{Cqe, Polling, Ring};
 use super::setup::{build_ring, ring_sizes};
 use crate::conn::{ConnReport, ConnSpec, STOP_GRACE};
 use crate::error::Error;
 use crate::message::Region;
+use crate::polling::SqPoll;
 use crate::pool::{Pool, PoolPlan};
 use crate::stats::{IoStats, RingSetup};
 
@@ -24,6 +25,10 @@ pub(crate) struct RingOpts {
     pub multishot: bool,
     /// A connection that moves no whole message for this long is failed.
     pub timeout: Duration,
+    /// `--sqpoll`: poll the submission queue from a kernel thread.
+    pub sqpoll: Option<SqPoll>,
+    /// `--busy-poll`: NAPI busy polling on the ring, µs.
+    pub busy_poll_us: Option<u32>,
 }
 
 /// What one ring hands back: each connection's report, and what the ring cost.
@@ -92,9 +97,20 @@ fn set_up<'u>(
         .filter(|s| s.region.is_some())
         .map(|s| s.plan.count() as u32)
         .sum();
-    let (built, flags) = build_ring(sq, cq)?;
+    let (built, flags, sqpoll) = build_ring(sq, cq, opts.sqpoll)?;
     let files = specs.len() as u32;
-    let mut ring = Ring::new(uring.insert(built), flags, files, buffers, opts.multishot)?;
+    let polling = Polling {
+        sqpoll,
+        busy_poll_us: opts.busy_poll_us,
+    };
+    let mut ring = Ring::new(
+        uring.insert(built),
+        flags,
+        polling,
+        files,
+        buffers,
+        opts.multishot,
+    )?;
     let conns = specs
         .into_iter()
         .map(|spec| client_conn(&mut ring, spec))

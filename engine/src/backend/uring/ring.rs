@@ -5,6 +5,7 @@
 use std::os::fd::RawFd;
 use std::time::Duration;
 
+use io_uring::types::Napi;
 use io_uring::{cqueue, squeue, types, IoUring, Submitter};
 
 use super::bufring::{BufRing, BUF_GROUP, PBUF_ENTRIES, PBUF_SIZE};
@@ -12,6 +13,8 @@ use super::setup::{check_memlock, memlock_or_io};
 use super::slots::SlotTable;
 use super::MAX_FIXED_BUFFERS;
 use crate::error::Error;
+use crate::polling::{BusyPoll, SqPollGrant};
+use crate::sqthread::SqThread;
 use crate::stats::{IoStats, RingSetup};
 use crate::vocab::{SetupFlags, UringRecv};
 
@@ -26,6 +29,17 @@ pub(crate) struct Ring<'r> {
     pub pbuf: Option<BufRing>,
     pub io: IoStats,
     pub setup: RingSetup,
+    /// The SQ polling thread (`--sqpoll`), whose CPU time its owner's readings include.
+    /// Declared last: the ring's other parts are dropped first, its thread's last reading
+    /// is kept as the ring goes.
+    sq_thread: Option<SqThread>,
+}
+
+/// What a ring polls instead of waiting: its SQ thread as set up, and NAPI busy polling.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Polling {
+    pub sqpoll: Option<SqPollGrant>,
+    pub busy_poll_us: Option<u32>,
 }
 
 impl Drop for Ring<'_> {
@@ -34,6 +48,39 @@ impl Drop for Ring<'_> {
             let _ = self.submitter.unregister_buf_ring(BUF_GROUP);
         }
     }
+}
+
+/// Registers NAPI busy polling of `us` µs on the ring (IORING_REGISTER_NAPI, dynamic
+/// tracking: the kernel polls the NAPI contexts of the sockets the ring waits on) and reads
+/// back what the kernel holds: a registration writes the previous settings back, so a
+/// second, identical one reports the first's.
+fn register_napi(submitter: &Submitter<'_>, us: u32) -> Result<BusyPoll, Error> {
+    let ask = || {
+        Napi::new()
+            .set_busy_poll_timeout(us)
+            .set_prefer_busy_poll(true)
+    };
+    let refused = |e: std::io::Error| {
+        let why = crate::polling::errno_text(&e);
+        Error::Unsupported {
+            feature: "IORING_REGISTER_NAPI (--busy-poll on the uring engine)".into(),
+            kernel: crate::error::kernel_release(),
+            hint: format!(
+                "registering NAPI busy polling on the ring was refused ({why}): it needs Linux                  6.9 built with CONFIG_NET_RX_BUSY_POLL"
+            ),
+        }
+    };
+    submitter.register_napi(&mut ask()).map_err(refused)?;
+    let mut held = ask();
+    submitter.register_napi(&mut held).map_err(refused)?;
+    Ok(BusyPoll {
+        via: "IORING_REGISTER_NAPI".into(),
+        requested_us: us,
+        granted_us: held.busy_poll_timeout(),
+        prefer: held.prefer_busy_poll(),
+        prefer_refused: None,
+        napi_id: None,
+    })
 }
 
 /// One reaped completion.
@@ -52,12 +99,21 @@ impl<'r> Ring<'r> {
     pub fn new(
         ring: &'r mut IoUring,
         flags: SetupFlags,
+        polling: Polling,
         files: u32,
         buffers: u32,
         multishot: bool,
     ) -> Result<Ring<'r>, Error> {
         let cqe_skip = ring.params().is_feature_skip_cqe_on_success();
+        let sq_thread = match polling.sqpoll {
+            Some(_) => Some(crate::sqthread::adopt()?),
+            None => None,
+        };
         let (mut submitter, sq, cq) = ring.split();
+        let busy_poll = match polling.busy_poll_us {
+            Some(us) => Some(register_napi(&submitter, us)?),
+            None => None,
+        };
         let pbuf = if multishot {
             Some(BufRing::new(&submitter, PBUF_ENTRIES, PBUF_SIZE)?)
         } else {
@@ -86,7 +142,10 @@ impl<'r> Ring<'r> {
                 } else {
                     UringRecv::Single
                 },
+                sqpoll: polling.sqpoll,
+                busy_poll,
             },
+            sq_thread,
             pbuf,
             submitter,
             sq,
@@ -178,14 +237,42 @@ impl<'r> Ring<'r> {
         }
         self.sq.sync();
         while self.sq.capacity() - self.sq.len() < n {
-            self.io.enters += 1;
-            let done = self
-                .submitter
-                .submit()
-                .map_err(|e| Error::io("io_uring_enter (submit)", e))?;
-            self.io.sqes += done as u64;
+            self.flush()?;
             self.sq.sync();
         }
+        Ok(())
+    }
+
+    fn sqpoll(&self) -> bool {
+        self.sq_thread.is_some()
+    }
+
+    /// Hands what is queued to the kernel without waiting for completions. With SQPOLL the
+    /// SQ thread takes entries as soon as their tail is published, and only a sleeping one
+    /// (IORING_SQ_NEED_WAKEUP) needs an io_uring_enter to wake it; an awake one that has
+    /// not yet made room is waited for in the kernel (IORING_ENTER_SQ_WAIT). Every enter
+    /// is counted.
+    fn flush(&mut self) -> Result<(), Error> {
+        self.sq.sync();
+        self.io.enters += 1;
+        if self.sqpoll() {
+            if self.sq.need_wakeup() {
+                self.io.sq_wakeups += 1;
+                self.submitter
+                    .submit()
+                    .map_err(|e| Error::io("io_uring_enter (waking the SQ thread)", e))?;
+            } else {
+                self.submitter
+                    .squeue_wait()
+                    .map_err(|e| Error::io("io_uring_enter (waiting for SQ room)", e))?;
+            }
+            return Ok(());
+        }
+        let n = self
+            .submitter
+            .submit()
+            .map_err(|e| Error::io("io_uring_enter (submit)", e))?;
+        self.io.sqes += n as u64;
         Ok(())
     }
 
@@ -196,19 +283,20 @@ impl<'r> Ring<'r> {
             // SAFETY: every entry copyperf builds points at buffers and argument structs
             // owned by a connection, which keeps them until the entry's completion.
             if unsafe { self.sq.push(entry) }.is_ok() {
+                // With SQPOLL no enter reports what it submitted: an SQE counts as
+                // submitted once queued, for the SQ thread takes every one.
+                if self.sqpoll() {
+                    self.io.sqes += 1;
+                }
                 return Ok(());
             }
-            self.sq.sync();
-            self.io.enters += 1;
-            let n = self
-                .submitter
-                .submit()
-                .map_err(|e| Error::io("io_uring_enter (submit)", e))?;
-            self.io.sqes += n as u64;
+            self.flush()?;
         }
     }
 
     /// Submits what is queued and waits for at least `want` completions or `timeout`.
+    /// With SQPOLL the wait is still an io_uring_enter (GETEVENTS), which also wakes the
+    /// SQ thread if it sleeps.
     pub fn submit_and_wait(&mut self, want: usize, timeout: Duration) -> Result<(), Error> {
         self.sq.sync();
         let ts = types::Timespec::new()
@@ -216,9 +304,14 @@ impl<'r> Ring<'r> {
             .nsec(timeout.subsec_nanos());
         let args = types::SubmitArgs::new().timespec(&ts);
         self.io.enters += 1;
+        if self.sqpoll() && self.sq.need_wakeup() {
+            self.io.sq_wakeups += 1;
+        }
         match self.submitter.submit_with_args(want.max(1), &args) {
             Ok(n) => {
-                self.io.sqes += n as u64;
+                if !self.sqpoll() {
+                    self.io.sqes += n as u64;
+                }
                 Ok(())
             }
             Err(e) => match e.raw_os_error() {

@@ -15,11 +15,12 @@ use io_uring::{opcode, types};
 
 use super::client::register_pool;
 use super::conn::{decode, UConn};
-use super::ring::{Cqe, Ring};
+use super::ring::{Cqe, Polling, Ring};
 use super::setup::{build_ring, ring_sizes, SERVER_RING_INFLIGHT};
 use super::MAX_FIXED_BUFFERS;
 use crate::conn::{ConnReport, ConnSpec};
 use crate::error::Error;
+use crate::polling::SqPoll;
 use crate::stats::{IoStats, RingSetup};
 
 /// How long one wait in the kernel may last before stop and timeouts are checked.
@@ -41,6 +42,10 @@ pub(crate) struct ServeOpts {
     pub multishot: bool,
     /// A connection that moves no whole message for this long is failed.
     pub idle_timeout: Duration,
+    /// `--sqpoll`: each ring polls its submission queue from a kernel thread.
+    pub sqpoll: Option<SqPoll>,
+    /// `--busy-poll`: NAPI busy polling on each ring, µs.
+    pub busy_poll_us: Option<u32>,
 }
 
 /// What the server does around each connection a worker serves, called on that worker's
@@ -169,7 +174,7 @@ fn worker<H: ServeHost>(
         }
     };
     let (sq, cq) = ring_sizes(SERVER_RING_INFLIGHT);
-    let (mut uring, flags) = match build_ring(sq, cq) {
+    let (mut uring, flags, sqpoll) = match build_ring(sq, cq, opts.sqpoll) {
         Ok(r) => r,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -181,7 +186,18 @@ fn worker<H: ServeHost>(
     } else {
         0
     };
-    let mut ring = match Ring::new(&mut uring, flags, opts.files, buffers, opts.multishot) {
+    let polling = Polling {
+        sqpoll,
+        busy_poll_us: opts.busy_poll_us,
+    };
+    let mut ring = match Ring::new(
+        &mut uring,
+        flags,
+        polling,
+        opts.files,
+        buffers,
+        opts.multishot,
+    ) {
         Ok(r) => r,
         Err(e) => {
             let _ = ready.send(Err(e));

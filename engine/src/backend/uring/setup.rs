@@ -7,6 +7,7 @@ use std::io;
 use io_uring::IoUring;
 
 use crate::error::{kernel_release, Error};
+use crate::polling::{SqPoll, SqPollGrant, SQ_THREAD_IDLE_MS};
 use crate::vocab::{SetupFlag, SetupFlags};
 
 /// Locked memory one ring's queues take (the kernel charges them to RLIMIT_MEMLOCK unless
@@ -92,7 +93,19 @@ fn has_cap_ipc_lock() -> bool {
 /// Builds a ring with the fastest setup flags the kernel takes: SINGLE_ISSUER +
 /// DEFER_TASKRUN (completions run only when this thread asks), then COOP_TASKRUN, then
 /// none. Returns the ring and the flags it got.
-pub(crate) fn build_ring(sq_entries: u32, cq_entries: u32) -> Result<(IoUring, SetupFlags), Error> {
+///
+/// With `sqpoll` (`--sqpoll`), SQPOLL (and SQ_AFF with its CPU) is in every attempt —
+/// never dropped for speed elsewhere: the kernel refuses DEFER_TASKRUN and COOP_TASKRUN
+/// beside SQPOLL (EINVAL; completion work runs in the SQ thread, which needs no IPI), so
+/// the attempts are SQPOLL + SINGLE_ISSUER + SUBMIT_ALL, then SQPOLL alone. (With SQPOLL,
+/// SINGLE_ISSUER binds no task: the SQ thread is the one submitter, and registration from
+/// the worker thread stays allowed.) A kernel that takes neither is an error naming
+/// SQPOLL, never a quiet ring without it.
+pub(crate) fn build_ring(
+    sq_entries: u32,
+    cq_entries: u32,
+    sqpoll: Option<SqPoll>,
+) -> Result<(IoUring, SetupFlags, Option<SqPollGrant>), Error> {
     use SetupFlag::*;
     const ATTEMPTS: [&[SetupFlag]; 4] = [
         &[SingleIssuer, DeferTaskrun, SubmitAll],
@@ -100,17 +113,30 @@ pub(crate) fn build_ring(sq_entries: u32, cq_entries: u32) -> Result<(IoUring, S
         &[CoopTaskrun],
         &[],
     ];
+    const SQPOLL_ATTEMPTS: [&[SetupFlag]; 2] = [&[SqPoll, SingleIssuer, SubmitAll], &[SqPoll]];
+    let attempts: &[&[SetupFlag]] = if sqpoll.is_some() {
+        &SQPOLL_ATTEMPTS
+    } else {
+        &ATTEMPTS
+    };
     let mut last = None;
-    for flags in ATTEMPTS {
+    for flags in attempts {
+        let mut flags = flags.to_vec();
         let mut b = IoUring::builder();
         b.setup_cqsize(cq_entries).setup_clamp();
-        for f in flags {
+        for f in &flags {
             match f {
                 SingleIssuer => b.setup_single_issuer(),
                 DeferTaskrun => b.setup_defer_taskrun(),
                 CoopTaskrun => b.setup_coop_taskrun(),
                 SubmitAll => b.setup_submit_all(),
+                SqPoll => b.setup_sqpoll(SQ_THREAD_IDLE_MS),
+                SqAff => &mut b,
             };
+        }
+        if let Some(cpu) = sqpoll.and_then(|s| s.cpu) {
+            b.setup_sqpoll_cpu(cpu);
+            flags.push(SqAff);
         }
         match b.build(sq_entries) {
             Ok(ring) => {
@@ -121,16 +147,45 @@ pub(crate) fn build_ring(sq_entries: u32, cq_entries: u32) -> Result<(IoUring, S
                         hint: "it needs Linux 5.11 or later".into(),
                     });
                 }
-                return Ok((ring, SetupFlags(flags.to_vec())));
+                let grant = sqpoll.map(|s| SqPollGrant {
+                    cpu: s.cpu,
+                    idle_ms: ring.params().sq_thread_idle(),
+                });
+                return Ok((ring, SetupFlags(flags), grant));
             }
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = Some(e),
+            Err(e) if sqpoll.is_some() && e.raw_os_error() == Some(libc::EPERM) => {
+                return Err(sqpoll_refused(e, sqpoll))
+            }
             Err(e) => return Err(ring_error(e, ring_memory(sq_entries, cq_entries))),
         }
     }
-    Err(ring_error(
-        last.expect("at least one attempt"),
-        ring_memory(sq_entries, cq_entries),
-    ))
+    let last = last.expect("at least one attempt");
+    if sqpoll.is_some() {
+        return Err(sqpoll_refused(last, sqpoll));
+    }
+    Err(ring_error(last, ring_memory(sq_entries, cq_entries)))
+}
+
+/// Why a ring with SQPOLL could not be made, naming the flag.
+fn sqpoll_refused(e: io::Error, sqpoll: Option<SqPoll>) -> Error {
+    let why = crate::polling::errno_text(&e);
+    let hint = match (e.raw_os_error(), sqpoll.and_then(|s| s.cpu)) {
+        (Some(libc::EINVAL), Some(cpu)) => format!(
+            "io_uring_setup refused IORING_SETUP_SQPOLL | IORING_SETUP_SQ_AFF with              sq_thread_cpu {cpu} ({why}): that CPU is offline, does not exist or is outside              this process's cpuset; name another with --sqpoll=CPU, or leave the CPU out"
+        ),
+        (Some(libc::EPERM), _) => format!(
+            "io_uring_setup refused IORING_SETUP_SQPOLL ({why}): before Linux 5.13 it needs              CAP_SYS_NICE (5.11) or root"
+        ),
+        _ => format!(
+            "io_uring_setup refused IORING_SETUP_SQPOLL ({why}): it needs Linux 5.11              (unprivileged: 5.13)"
+        ),
+    };
+    Error::Unsupported {
+        feature: "IORING_SETUP_SQPOLL (--sqpoll)".into(),
+        kernel: kernel_release(),
+        hint,
+    }
 }
 
 /// Why a ring could not be made: ENOMEM is the locked-memory limit (named with what the
@@ -191,8 +246,37 @@ mod tests {
 
     #[test]
     fn ring_setup_falls_back_and_reports_its_flags() {
-        let (ring, flags) = build_ring(64, 256).unwrap();
+        let (ring, flags, grant) = build_ring(64, 256, None).unwrap();
         assert!(ring.params().sq_entries() >= 64);
         assert!(!flags.0.is_empty(), "this kernel takes at least one flag");
+        assert_eq!(grant, None);
+        assert!(!flags.contains(SetupFlag::SqPoll));
+    }
+
+    #[test]
+    fn sqpoll_is_asked_in_every_attempt_and_recorded() {
+        let (ring, flags, grant) = build_ring(64, 256, Some(SqPoll { cpu: Some(0) })).unwrap();
+        assert!(ring.params().is_setup_sqpoll());
+        assert!(flags.contains(SetupFlag::SqPoll) && flags.contains(SetupFlag::SqAff));
+        assert!(
+            !flags.contains(SetupFlag::DeferTaskrun) && !flags.contains(SetupFlag::CoopTaskrun),
+            "the kernel refuses them beside SQPOLL: {flags}"
+        );
+        assert_eq!(
+            grant,
+            Some(SqPollGrant {
+                cpu: Some(0),
+                idle_ms: SQ_THREAD_IDLE_MS
+            })
+        );
+        // A CPU that cannot exist is refused by name, not run without SQPOLL.
+        let Err(e) = build_ring(64, 256, Some(SqPoll { cpu: Some(100_000) })) else {
+            panic!("a ring whose SQ thread is bound to CPU 100000");
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains("IORING_SETUP_SQPOLL") && text.contains("100000"),
+            "{text}"
+        );
     }
 }
