@@ -1064,3 +1064,57 @@ fn zc_fixed_beyond_the_memlock_limit_is_refused_with_the_reason() {
     drop(held);
     assert_eq!(server.stop().code(), Some(0));
 }
+
+/// `--sqpoll[=CPU]` and `--busy-poll` on both binaries reach the engine: the record says
+/// what each side's kernel granted, and the human summary shows it.
+#[test]
+fn sqpoll_and_busy_poll_flags_reach_both_sides_records() {
+    let server = ServerProc::start(&[
+        "--backend",
+        "uring",
+        "--workers",
+        "1",
+        "--sqpoll",
+        "--busy-poll",
+        "30",
+    ]);
+    let o = server.client(&[
+        "--backend",
+        "uring",
+        "--sqpoll=0",
+        "--busy-poll",
+        "20",
+        "--format",
+        "json",
+    ]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON record");
+    assert_eq!(v["config"]["sqpoll"]["cpu"], 0);
+    assert_eq!(v["config"]["busy_poll_us"], 20);
+    for (side, cpu, us) in [
+        ("client", serde_json::json!(0), 20),
+        ("server", serde_json::Value::Null, 30),
+    ] {
+        let s = &v[side];
+        let flags = s["uring"]["flags"].as_str().unwrap();
+        assert!(flags.contains("sqpoll"), "{side}: {flags}");
+        assert_eq!(s["uring"]["sqpoll"]["cpu"], cpu, "{side}");
+        assert!(s["own_cpu"]["sqpoll_ns"].as_u64().unwrap() > 0, "{side}");
+        assert_eq!(s["busy_poll"]["via"], "IORING_REGISTER_NAPI", "{side}");
+        assert_eq!(s["busy_poll"]["granted_us"], us, "{side}");
+    }
+    let o = server.client(&["--backend", "uring", "--sqpoll"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("Client SQ polling: granted"), "{out}");
+    assert!(
+        out.contains("Server Busy poll: IORING_REGISTER_NAPI 30 µs granted"),
+        "{out}"
+    );
+    // On the syscall engine SQ polling has no meaning: a usage error, by name.
+    let o = server.client(&["--sqpoll"]);
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    assert!(text(&o).1.contains("--sqpoll"), "{:?}", text(&o));
+    let o = run(SERVER, &["--sqpoll=x", "--backend", "uring"]);
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+}

@@ -7,6 +7,7 @@ mod harness;
 mod hostile;
 mod matrix;
 mod placement;
+mod polling;
 mod relay;
 mod rx;
 mod sizes;
