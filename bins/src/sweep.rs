@@ -1222,13 +1222,14 @@ mod tests {
         for c in ["Busy_ms", "Softirq_ms", "Irq_ms", "Steal_ms", "Capacity_ms"] {
             assert_eq!(at(2, c), "", "{c}");
         }
-        // The example's own time: 1 ms user, 2 ms system (the server's now 5 ms).
+        // The example's own time: 1 ms user, 2.5 ms system (its SQ thread's 0.5 ms in
+        // it; the server's now 5 ms).
         assert_eq!(
             (at(3, "User_ms"), at(3, "System_ms")),
-            ("1.000".into(), "2.000".into())
+            ("1.000".into(), "2.500".into())
         );
         assert_eq!(at(4, "System_ms"), "5.000");
-        assert_eq!(at(3, "CPU_ns_per_Byte"), format!("{:.3}", 3e6 / 8192.0));
+        assert_eq!(at(3, "CPU_ns_per_Byte"), format!("{:.3}", 3.5e6 / 8192.0));
         assert_eq!(at(3, "Busy_ms"), "", "the machine's figure is not a side's");
         // The example machine: 2 CPUs for 1 s, 400 ms busy, 40 softirq, 10 irq, 10 steal.
         assert_eq!(at(5, "Busy_ms"), "400.000");

@@ -87,11 +87,12 @@ fn threads_named(comm: &str) -> Vec<libc::pid_t> {
 
 /// Finds the SQ thread of the ring this thread has just created and registers it. The
 /// kernel names the thread as it starts, which may be a moment after the ring exists, so
-/// the search is retried for up to a second; not found, it is an error (the run would
-/// otherwise leave a CPU's worth of polling out of its figures).
+/// the search is retried for up to 5 s (a loaded machine may take a while to run it); not
+/// found, it is an error (the run would otherwise leave a CPU's worth of polling out of
+/// its figures).
 pub(crate) fn adopt() -> Result<SqThread, Error> {
     let comm = format!("iou-sqp-{}", gettid());
-    let deadline = Instant::now() + Duration::from_secs(1);
+    let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let known = OWNED.with(|o| o.borrow().live.clone());
         if let Some(&tid) = threads_named(&comm).iter().find(|t| !known.contains(t)) {

@@ -208,17 +208,17 @@ mod tests {
         assert_eq!(
             lines[s + 4],
             format!(
-                "| 4K | two-copy | {:.2} | {:.2} | 200.0 / 300.0 | 1.0 / 2.0 | 40.0 | 10.0 | 50% |",
+                "| 4K | two-copy | {:.2} | {:.2} | 200.0 / 300.0 | 1.0 / 2.5 | 40.0 | 10.0 | 50% |",
                 5e8 / 8192.0,
-                3e6 / 8192.0
+                3.5e6 / 8192.0
             )
         );
         assert_eq!(
             lines[u + 4],
             format!(
-                "| 1K | two-copy | {:.2} | {:.2} | 10.0 / 20.0 | 1.0 / 2.0 | 5.0 | 0.0 | 50% |",
+                "| 1K | two-copy | {:.2} | {:.2} | 10.0 / 20.0 | 1.0 / 2.5 | 5.0 | 0.0 | 50% |",
                 3e7 / 8192.0,
-                3e6 / 8192.0
+                3.5e6 / 8192.0
             )
         );
         assert_eq!(
@@ -291,7 +291,7 @@ mod tests {
         );
         assert!(lines
             .iter()
-            .any(|l| l.contains("| 1.0 / 2.0 | 1.0 / 2.0 |")));
+            .any(|l| l.contains("| 1.0 / 2.0 | 1.0 / 2.5 |")));
         let lines = cpu_section(&Dataset::new(Workload::Echo, 1, vec![old]));
         assert_eq!(lines.last().unwrap(), "No run here measured CPU per side.");
     }
