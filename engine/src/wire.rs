@@ -594,12 +594,12 @@ mod tests {
             Err(WireError::Malformed { .. })
         ));
 
-        // Version 3's bytes: an unknown receive path, a direction this build does not
-        // know, a reserved byte set.
+        // Version 3's bytes: an unknown receive path, an unknown direction, a reserved
+        // byte set.
         for (at, value, says) in [
             (24, 9, "rx) code 9"),
             (24, 0, "rx) code 0"),
-            (25, 1, "direction code 1"),
+            (25, 3, "direction code 3"),
             (27, 1, "reserved hello bytes"),
         ] {
             let mut b = Frame::Hello(hello()).encode();

@@ -10,7 +10,7 @@ use engine::host::{Interface, LinkKind};
 use engine::placement::PlacementPolicy;
 use engine::{Backend, Mode};
 
-use super::data::{compare, Dataset, Metric, Point, Verdict};
+use super::data::{compare, Dataset, Measured, Metric, Point, Verdict};
 use crate::summary::median;
 
 /// Gbit/s, 2 decimals.
@@ -1264,6 +1264,147 @@ fn placement_cause(a: Option<PlacementPolicy>, b: Option<PlacementPolicy>) -> Op
     }
 }
 
+/// One path at one size and thread count: a point of some dataset, with its one-way
+/// throughput.
+struct Candidate<'a> {
+    set: &'a Dataset,
+    point: Point,
+    measured: Measured,
+}
+
+impl Candidate<'_> {
+    /// `uring zc-fixed` or `syscall one-copy, rx discard`.
+    fn path(&self) -> String {
+        let rx = match self.point.rx {
+            engine::RxMode::Copy => String::new(),
+            rx => format!(", rx {rx}"),
+        };
+        format!("{} {}{rx}", self.point.engine, self.point.mode)
+    }
+
+    /// The median of `f` over the point's runs, where they have it.
+    fn median_of(&self, f: impl Fn(&engine::Record) -> Option<f64>) -> Option<f64> {
+        let v: Vec<f64> = self.set.of(&self.point).filter_map(f).collect();
+        crate::summary::median(&v)
+    }
+}
+
+/// `## Which path wins where`: at every size and thread count of a workload, depth and
+/// placement, the path (engine, mode, receive path) with the highest one-way throughput,
+/// whether it wins beyond noise over the runner-up, and what the kernel did with its
+/// bytes: the share of zero-copy sends it copied anyway and the share of received bytes
+/// it mapped. Datasets of different receive paths meet here, and only here.
+pub fn which_path_answer(sets: &[Dataset]) -> Option<Vec<String>> {
+    let mut groups: Vec<Vec<&Dataset>> = Vec::new();
+    for d in sets {
+        match groups.iter_mut().find(|g| {
+            let f = g[0];
+            (f.workload, f.depth, f.placement, &f.cpus)
+                == (d.workload, d.depth, d.placement, &d.cpus)
+        }) {
+            Some(g) => g.push(d),
+            None => groups.push(vec![d]),
+        }
+    }
+    let mut lines = Vec::new();
+    for group in groups {
+        let first = group[0];
+        let mut cells: Vec<(usize, usize)> = group
+            .iter()
+            .flat_map(|d| d.points().map(|p| (p.size, p.threads)))
+            .collect();
+        cells.sort_unstable();
+        cells.dedup();
+        if cells.is_empty() {
+            continue;
+        }
+        if !lines.is_empty() {
+            lines.push(String::new());
+        }
+        let placement = crate::results::placement_name(first.placement);
+        lines.push(format!(
+            "**{}, depth {}, {placement} placement**: the highest one-way throughput at each size and thread count, over every engine, mode and receive path measured, against the runner-up.",
+            first.workload, first.depth
+        ));
+        lines.push(String::new());
+        lines.push("| size | threads | best path | one-way Gbit/s | zero-copy sends copied | received bytes mapped | against the runner-up |".into());
+        lines.push("|---|---|---|---|---|---|---|".into());
+        for (size, threads) in cells {
+            let mut candidates: Vec<Candidate> = group
+                .iter()
+                .flat_map(|d| {
+                    d.points()
+                        .filter(|p| (p.size, p.threads) == (size, threads))
+                        .filter_map(|p| {
+                            Some(Candidate {
+                                set: d,
+                                point: *p,
+                                measured: d.measured(p, Metric::OneWay)?,
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            candidates.sort_by(|a, b| b.measured.median.total_cmp(&a.measured.median));
+            let Some(best) = candidates.first() else {
+                continue;
+            };
+            let pct = |f: Option<f64>| f.map_or("–".to_owned(), |x| format!("{:.0}%", x * 100.0));
+            let copied = best.median_of(|r| {
+                r.client
+                    .zc_copied_fraction
+                    .or(r.server.as_ref().and_then(|s| s.zc_copied_fraction))
+            });
+            let mapped = best.median_of(|r| {
+                r.server
+                    .as_ref()
+                    .and_then(|s| s.rx_mapped_fraction)
+                    .or(r.client.rx_mapped_fraction)
+            });
+            let against = match candidates.get(1) {
+                None => "the only path measured here".to_owned(),
+                Some(second) => match compare(&best.measured, &second.measured) {
+                    Verdict::Higher => format!(
+                        "> {} ({:.3}): ahead beyond noise, ×{:.2}",
+                        second.path(),
+                        second.measured.median,
+                        best.measured.median / second.measured.median
+                    ),
+                    Verdict::Unjudged => format!(
+                        "? not judged against {} ({:.3}): one of them is doubtful",
+                        second.path(),
+                        second.measured.median
+                    ),
+                    _ => {
+                        let level: Vec<String> = candidates[1..]
+                            .iter()
+                            .filter(|c| compare(&best.measured, &c.measured) == Verdict::Same)
+                            .map(|c| c.path())
+                            .collect();
+                        format!("≈ no difference beyond noise with {}", level.join(", "))
+                    }
+                },
+            };
+            let m = &best.measured;
+            let spread = if m.values.len() > 1 {
+                format!(" [{:.3}–{:.3}]", m.min, m.max)
+            } else {
+                String::new()
+            };
+            lines.push(format!(
+                "| {} | {threads} | {}{} | {:.3}{spread} | {} | {} | {against} |",
+                engine::config::format_size(size),
+                best.path(),
+                if m.doubt.is_some() { " ?" } else { "" },
+                m.median,
+                pct(copied),
+                pct(mapped),
+            ));
+        }
+    }
+    (!lines.is_empty()).then_some(lines)
+}
+
 /// Markdown lines on what placement does: every point measured under two placements of
 /// the same workload and depth, compared under the noise rule (throughput, and latency in
 /// echo), per thread count. `None` when the folder has one placement only.
@@ -1822,5 +1963,42 @@ mod tests {
             "  - 1 thread: lower beyond noise at 1 of 1; median split/paired 0.33× over the 1 judged"
         );
         assert!(placement_answer(&sets[..1]).is_none());
+    }
+
+    #[test]
+    fn the_best_path_at_each_point_is_named_with_its_verdict_across_receive_paths() {
+        let one_way = |mut r: Record, g: f64| {
+            r.summary.one_way_gbps = Some(g);
+            r
+        };
+        let mut recs = Vec::new();
+        // 1K: discard ahead of copy beyond noise; 64K: level.
+        for (rx, at_1k, at_64k) in [
+            (engine::RxMode::Copy, [1.0, 1.1, 0.9], [5.0, 6.0, 5.5]),
+            (engine::RxMode::Discard, [2.0, 2.1, 1.9], [5.2, 5.8, 5.6]),
+        ] {
+            for (size, gbps) in [(K, at_1k), (64 * K, at_64k)] {
+                for g in gbps {
+                    let mut r =
+                        one_way(record(Backend::Syscall, Mode::OneCopy, size, 1, 2.0 * g), g);
+                    r.config.rx = rx;
+                    recs.push(r);
+                }
+            }
+        }
+        let sets = Dataset::split(recs, None);
+        assert_eq!(sets.len(), 2, "one dataset per receive path");
+        let lines = which_path_answer(&sets).unwrap();
+        let row_1k = lines.iter().find(|l| l.starts_with("| 1K | 1 |")).unwrap();
+        assert!(
+            row_1k.contains("syscall one-copy, rx discard | 2.000 [1.900–2.100]")
+                && row_1k.contains("> syscall one-copy (1.000): ahead beyond noise, ×2.00"),
+            "{row_1k}"
+        );
+        let row_64k = lines.iter().find(|l| l.starts_with("| 64K | 1 |")).unwrap();
+        assert!(
+            row_64k.contains("≈ no difference beyond noise with syscall one-copy"),
+            "{row_64k}"
+        );
     }
 }

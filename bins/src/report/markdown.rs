@@ -77,6 +77,7 @@ pub fn render(inp: &Inputs) -> String {
     cpu(o, inp.datasets);
     plots(o, inp.figures);
     answers(o, inp);
+    which_path(o, inp.datasets);
     placement(o, inp.datasets);
     out
 }
@@ -347,6 +348,23 @@ fn cpu(o: &mut String, sets: &[Dataset]) {
             let _ = writeln!(o, "**{}**\n", d.label());
         }
         let _ = writeln!(o, "{}\n", super::cpu::cpu_section(d).join("\n"));
+    }
+}
+
+/// `## Which path wins where`: the best path at every size and thread count, over
+/// engines, modes and receive paths.
+fn which_path(o: &mut String, sets: &[Dataset]) {
+    if let Some(lines) = super::analysis::which_path_answer(sets) {
+        let _ = writeln!(
+            o,
+            "## Which path wins where
+
+{RULE} A path marked ? is doubtful itself. The copied share is the zero-copy sender's (on loopback and veth every such send is copied on delivery); the mapped share is the receiver's under --rx zerocopy.
+
+{}
+",
+            lines.join("\n")
+        );
     }
 }
 
