@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use engine::config::{
-    Backend, CounterScope, Mode, PlacementPolicy, RxMode, UringRecv, Verify, Workload,
+    Backend, CounterScope, Mode, PlacementPolicy, PollOpt, RxMode, UringRecv, Verify, Workload,
 };
 
 /// A clap parser for one of the engine's named enums, listing its values in `--help`.
@@ -50,7 +50,8 @@ enum_arg!(
     UringRecv,
     CounterScope,
     PlacementPolicy,
-    RxMode
+    RxMode,
+    PollOpt
 );
 
 /// `items` without repeats, each kept where it first came: the one "distinct, in order"

@@ -5,7 +5,7 @@
 
 use engine::config::format_size;
 use engine::placement::PlacementPolicy;
-use engine::{Backend, CounterScope, Mode, Record, RxMode, Workload};
+use engine::{Backend, CounterScope, Mode, PollOpt, Record, RxMode, Workload};
 use serde::{Deserialize, Serialize};
 
 /// Version of the folder layout (files, columns, meta.json fields).
@@ -30,6 +30,10 @@ pub struct Matrix {
     /// before them (every point received by copying).
     #[serde(default)]
     pub rx: Vec<RxMode>,
+    /// Polling options (`--uring-opts`), each a dimension of the matrix; empty in folders
+    /// from before them (plain).
+    #[serde(default)]
+    pub polling: Vec<PollOpt>,
 }
 
 /// One point of the matrix.
@@ -44,6 +48,8 @@ pub struct Point {
     pub placement: Option<PlacementPolicy>,
     /// How the receiving side took the bytes off its socket (`--rx`).
     pub rx: RxMode,
+    /// What both sides added to avoid syscalls and wake-ups (`--uring-opts`).
+    pub polling: PollOpt,
 }
 
 impl Point {
@@ -56,6 +62,7 @@ impl Point {
             threads,
             placement: Some(PlacementPolicy::Split),
             rx: RxMode::Copy,
+            polling: PollOpt::Plain,
         }
     }
 }
@@ -79,6 +86,9 @@ impl std::fmt::Display for Point {
         if self.rx != RxMode::Copy {
             write!(f, " rx {}", self.rx)?;
         }
+        if self.polling != PollOpt::Plain {
+            write!(f, " {}", self.polling)?;
+        }
         Ok(())
     }
 }
@@ -93,6 +103,15 @@ impl Matrix {
         }
     }
 
+    /// The polling options the points run (plain where none was asked).
+    pub fn polling_opts(&self) -> Vec<PollOpt> {
+        if self.polling.is_empty() {
+            vec![PollOpt::Plain]
+        } else {
+            self.polling.clone()
+        }
+    }
+
     /// The points, size by size, thread count by thread count, placement by placement,
     /// receive path by receive path. Modes an engine lacks (zc-fixed on syscall) are left
     /// out. The sweep runs them in a new shuffled order every round.
@@ -102,17 +121,23 @@ impl Matrix {
             for &threads in &self.threads {
                 for &placement in &self.placements {
                     for rx in self.rx_paths() {
-                        for &engine in &self.engines {
-                            for &mode in &self.modes {
-                                if mode.supported_on(engine) {
-                                    v.push(Point {
-                                        engine,
-                                        mode,
-                                        size,
-                                        threads,
-                                        placement: Some(placement),
-                                        rx,
-                                    });
+                        for polling in self.polling_opts() {
+                            for &engine in &self.engines {
+                                for &mode in &self.modes {
+                                    // SQPOLL is io_uring's: no syscall point has it.
+                                    let runs = mode.supported_on(engine)
+                                        && (polling != PollOpt::Sqpoll || engine == Backend::Uring);
+                                    if runs {
+                                        v.push(Point {
+                                            engine,
+                                            mode,
+                                            size,
+                                            threads,
+                                            placement: Some(placement),
+                                            rx,
+                                            polling,
+                                        });
+                                    }
                                 }
                             }
                         }
@@ -133,6 +158,18 @@ pub fn point_of(r: &Record) -> Point {
         threads: r.config.threads,
         placement: r.config.cpus.policy(),
         rx: r.config.rx,
+        polling: poll_opt_of(&r.config),
+    }
+}
+
+/// The polling option a client configuration ran under.
+pub fn poll_opt_of(c: &engine::ClientConfig) -> PollOpt {
+    if c.sqpoll.is_some() {
+        PollOpt::Sqpoll
+    } else if c.busy_poll_us.is_some() {
+        PollOpt::BusyPoll
+    } else {
+        PollOpt::Plain
     }
 }
 

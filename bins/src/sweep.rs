@@ -23,7 +23,8 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result};
 use engine::config::{format_size, Backend, CounterScope, Workload};
 use engine::placement::CpuSpec;
-use engine::{ClientConfig, Record, ServerConfig, WarningKind};
+use engine::polling::SqPoll;
+use engine::{ClientConfig, PollOpt, Record, ServerConfig, WarningKind};
 
 use crate::agent::control::{HostSpec, Link, Reach};
 use crate::report::data::{Dataset, Metric};
@@ -382,6 +383,8 @@ impl Fleet {
             counters: config.counters,
             workers: (p.engine == Backend::Uring).then_some(p.threads * hosts),
             cpus: placement(p),
+            sqpoll: (p.polling == PollOpt::Sqpoll).then_some(SqPoll { cpu: None }),
+            busy_poll_us: (p.polling == PollOpt::BusyPoll).then_some(BUSY_POLL_US),
             ..ServerConfig::default()
         };
         let serving = self.server.link(&config.reach)?.serve(&server_config);
@@ -517,9 +520,15 @@ fn point_config(config: &SweepConfig, p: Point) -> ClientConfig {
         counters: config.counters,
         cpus: placement(p),
         rx: p.rx,
+        sqpoll: (p.polling == PollOpt::Sqpoll).then_some(SqPoll { cpu: None }),
+        busy_poll_us: (p.polling == PollOpt::BusyPoll).then_some(BUSY_POLL_US),
         ..ClientConfig::default()
     }
 }
+
+/// The busy-poll budget both sides get under `--uring-opts busy-poll`, µs: what the
+/// kernel's documentation suggests for low latency (net.core.busy_read = 50).
+pub const BUSY_POLL_US: u32 = 50;
 
 /// Both sides' CPUs at `p`: its placement policy (every point the sweep makes has one).
 fn placement(p: Point) -> CpuSpec {
@@ -725,6 +734,8 @@ pub struct Aggregate {
     pub bytes_received: f64,
     pub messages: f64,
     pub zc_copied_fraction: Option<f64>,
+    /// Under `--rx zerocopy`: the share of received bytes the receiver mapped (median).
+    pub rx_mapped_fraction: Option<f64>,
     pub client: SideAgg,
     pub server: SideAgg,
     pub system: SystemAgg,
@@ -811,6 +822,12 @@ pub fn aggregate(records: &[Record]) -> Vec<Aggregate> {
                 bytes_received: med(&rs, |r| Some(r.summary.bytes_received as f64)).unwrap_or(0.0),
                 messages: med(&rs, |r| Some(r.summary.messages as f64)).unwrap_or(0.0),
                 zc_copied_fraction: med(&rs, |r| r.client.zc_copied_fraction),
+                rx_mapped_fraction: med(&rs, |r| {
+                    r.server
+                        .as_ref()
+                        .and_then(|s| s.rx_mapped_fraction)
+                        .or(r.client.rx_mapped_fraction)
+                }),
                 client: side_agg(&rs, |r| Some(&r.client)),
                 server: side_agg(&rs, |r| r.server.as_ref()),
                 system: system_agg(&rs),
@@ -846,7 +863,7 @@ pub fn kinds_cell(kinds: &[WarningKind]) -> String {
 }
 
 /// results.csv columns (README.md documents each).
-pub const RESULTS_COLUMNS: [&str; 22] = [
+pub const RESULTS_COLUMNS: [&str; 25] = [
     "Engine",
     "Implementation",
     "MessageSize",
@@ -870,12 +887,15 @@ pub const RESULTS_COLUMNS: [&str; 22] = [
     "Placement",
     "Throughput_OneWay_Gbps",
     "Not_Judged_Because",
+    "Rx",
+    "Polling",
+    "Rx_Mapped_Fraction",
 ];
 
 /// perfstats.csv columns (README.md documents each). A side's row fills the columns up to
 /// `Kernel_Calls_per_Msg`; the point's `system` row only the point and the machine's
 /// columns after them ([`MACHINE_COLUMNS`]).
-pub const PERFSTATS_COLUMNS: [&str; 27] = [
+pub const PERFSTATS_COLUMNS: [&str; 29] = [
     "Engine",
     "Implementation",
     "MessageSize",
@@ -904,6 +924,8 @@ pub const PERFSTATS_COLUMNS: [&str; 27] = [
     "Capacity_ms",
     // Last, so every earlier column keeps its place.
     "Placement",
+    "Rx",
+    "Polling",
 ];
 
 /// The machine's columns in [`PERFSTATS_COLUMNS`], just before `Placement`: `Busy_ms` to
@@ -956,6 +978,9 @@ fn results_rows(aggs: &[&Aggregate]) -> String {
                 crate::results::placement_name(a.point.placement).into(),
                 num(a.one_way_gbps, 4),
                 a.doubt.clone().unwrap_or_default(),
+                a.point.rx.to_string(),
+                a.point.polling.to_string(),
+                num(a.rx_mapped_fraction, 4),
             ],
         );
     }
@@ -969,7 +994,7 @@ pub fn perfstats_csv(aggs: &[Aggregate]) -> String {
     csv_line(&mut s, &PERFSTATS_COLUMNS.map(String::from));
     let count = |v: Option<f64>| num(v, 0);
     let ms = |v: Option<f64>| num(v.map(|ns| ns / 1e6), 3);
-    let width = PERFSTATS_COLUMNS.len() - 1; // before Placement
+    let width = PERFSTATS_COLUMNS.len() - 3; // before Placement, Rx and Polling
     for a in aggs {
         let point = [
             a.point.engine.to_string(),
@@ -978,6 +1003,11 @@ pub fn perfstats_csv(aggs: &[Aggregate]) -> String {
             a.point.threads.to_string(),
         ];
         let placement = crate::results::placement_name(a.point.placement).to_owned();
+        let tail = [
+            placement,
+            a.point.rx.to_string(),
+            a.point.polling.to_string(),
+        ];
         // A side's row: the machine's cells are empty.
         for (side, x) in [("client", &a.client), ("server", &a.server)] {
             let mut row: Vec<String> = point.to_vec();
@@ -1001,7 +1031,7 @@ pub fn perfstats_csv(aggs: &[Aggregate]) -> String {
                 num(x.kernel_calls_per_msg, 3),
             ]);
             row.resize(width, String::new());
-            row.push(placement.clone());
+            row.extend(tail.iter().cloned());
             csv_line(&mut s, &row);
         }
         // The machine's row: only its own cells are filled.
@@ -1015,8 +1045,8 @@ pub fn perfstats_csv(aggs: &[Aggregate]) -> String {
             ms(m.irq_ns),
             ms(m.steal_ns),
             ms(m.capacity_ns),
-            placement,
         ]);
+        row.extend(tail);
         csv_line(&mut s, &row);
     }
     s
@@ -1094,6 +1124,7 @@ mod tests {
             repeats: 1,
             placements: vec![PlacementPolicy::Split],
             rx: Vec::new(),
+            polling: Vec::new(),
         }
     }
 
@@ -1106,6 +1137,27 @@ mod tests {
         assert!(!points
             .iter()
             .any(|p| p.engine == Backend::Syscall && p.mode == Mode::ZcFixed));
+    }
+
+    #[test]
+    fn receive_paths_and_polling_multiply_the_points_and_sqpoll_is_uring_only() {
+        let mut m = matrix();
+        m.rx = vec![engine::RxMode::Copy, engine::RxMode::Discard];
+        m.polling = vec![PollOpt::Plain, PollOpt::Sqpoll];
+        let points = m.points();
+        // Per size × threads: syscall 3 modes + uring 4, × 2 receive paths, plain; uring
+        // alone again under sqpoll.
+        assert_eq!(points.len(), 16 * (7 * 2 + 4 * 2));
+        assert!(points
+            .iter()
+            .filter(|p| p.polling == PollOpt::Sqpoll)
+            .all(|p| p.engine == Backend::Uring));
+        let p = points
+            .iter()
+            .find(|p| p.rx == engine::RxMode::Discard && p.polling == PollOpt::Sqpoll)
+            .unwrap();
+        assert!(p.to_string().ends_with(" rx discard sqpoll"), "{p}");
+        assert_eq!(matrix().points().len(), 16 * 7, "the default adds nothing");
     }
 
     #[test]
@@ -1202,8 +1254,13 @@ mod tests {
         let mut rd = csv::Reader::from_reader(text.as_bytes());
         let cols = rd.headers().unwrap().clone();
         assert_eq!(
-            cols[cols.len() - 1 - MACHINE_COLUMNS].to_string(),
+            cols[cols.len() - 3 - MACHINE_COLUMNS].to_string(),
             "Busy_ms"
+        );
+        assert_eq!(
+            cols.iter().rev().take(3).collect::<Vec<_>>(),
+            ["Polling", "Rx", "Placement"],
+            "every row ends with what sets its point apart"
         );
         assert!(
             !cols.iter().any(|c| c == "CPU_Busy_ms"),

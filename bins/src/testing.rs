@@ -13,8 +13,11 @@ pub fn record(engine: Backend, mode: Mode, size: usize, threads: usize, gbps: f6
     r.config.mode = mode;
     r.config.size = size;
     r.config.threads = threads;
-    // The example shows a non-default receive path; a test point receives by copying.
+    // The example shows a non-default receive path and polling; a test point receives by
+    // copying and polls nothing.
     r.config.rx = engine::RxMode::Copy;
+    r.config.sqpoll = None;
+    r.config.busy_poll_us = None;
     r.summary.threads = threads;
     r.summary.throughput_gbps = gbps;
     r.summary.one_way_gbps = Some(gbps / 2.0);

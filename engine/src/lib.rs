@@ -34,8 +34,8 @@ mod workload;
 
 pub use client::{run_client, run_client_until, ClientEvent};
 pub use config::{
-    Backend, ClientConfig, CounterScope, Direction, Mode, RxMode, ServerConfig, UringRecv, Verify,
-    Workload,
+    Backend, ClientConfig, CounterScope, Direction, Mode, PollOpt, RxMode, ServerConfig, UringRecv,
+    Verify, Workload,
 };
 pub use error::{exit, kernel_release, Error};
 pub use merge::MergeError;

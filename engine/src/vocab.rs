@@ -496,3 +496,15 @@ mod tests {
         assert_eq!(Direction::default(), Forward);
     }
 }
+
+named_enum! {
+    /// What a sweep point adds to avoid syscalls and wake-ups (`sweep --uring-opts`).
+    PollOpt {
+        /// Neither: the rings and sockets as the engine sets them up.
+        Plain = "plain",
+        /// IORING_SETUP_SQPOLL on both sides' rings (uring only).
+        Sqpoll = "sqpoll",
+        /// Busy polling on both sides: NAPI on the rings, SO_BUSY_POLL on the sockets.
+        BusyPoll = "busy-poll",
+    }
+}

@@ -69,6 +69,12 @@ struct Args {
     /// where".
     #[arg(long, value_delimiter = ',', default_value = "copy", value_parser = engine::RxMode::parser())]
     rx: Vec<engine::RxMode>,
+    /// Polling options, comma-separated: plain, sqpoll (IORING_SETUP_SQPOLL on both sides'
+    /// rings; uring points only), busy-poll (NAPI on the rings, SO_BUSY_POLL on the
+    /// sockets, 50 µs, both engines). Two or more make it a dimension, compared in "Which
+    /// path wins where".
+    #[arg(long, value_delimiter = ',', default_value = "plain", value_parser = engine::PollOpt::parser())]
+    uring_opts: Vec<engine::PollOpt>,
     /// Seeds the rounds' shuffled orders [default: from the clock]; recorded in meta.json.
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
@@ -175,6 +181,7 @@ fn config(args: Args) -> Result<SweepConfig> {
         repeats: args.repeats.unwrap_or(repeats),
         placements: cli::unique(args.placement),
         rx: cli::unique(args.rx),
+        polling: cli::unique(args.uring_opts),
     };
     if matrix.engines.is_empty()
         || matrix.modes.is_empty()

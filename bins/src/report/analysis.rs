@@ -1273,13 +1273,17 @@ struct Candidate<'a> {
 }
 
 impl Candidate<'_> {
-    /// `uring zc-fixed` or `syscall one-copy, rx discard`.
+    /// `uring zc-fixed` or `syscall one-copy, rx discard, busy-poll`.
     fn path(&self) -> String {
         let rx = match self.point.rx {
             engine::RxMode::Copy => String::new(),
             rx => format!(", rx {rx}"),
         };
-        format!("{} {}{rx}", self.point.engine, self.point.mode)
+        let polling = match self.point.polling {
+            engine::PollOpt::Plain => String::new(),
+            p => format!(", {p}"),
+        };
+        format!("{} {}{rx}{polling}", self.point.engine, self.point.mode)
     }
 
     /// The median of `f` over the point's runs, where they have it.
@@ -1323,7 +1327,7 @@ pub fn which_path_answer(sets: &[Dataset]) -> Option<Vec<String>> {
         }
         let placement = crate::results::placement_name(first.placement);
         lines.push(format!(
-            "**{}, depth {}, {placement} placement**: the highest one-way throughput at each size and thread count, over every engine, mode and receive path measured, against the runner-up.",
+            "**{}, depth {}, {placement} placement**: the highest one-way throughput at each size and thread count, over every engine, mode, receive path and polling option measured, against the runner-up.",
             first.workload, first.depth
         ));
         lines.push(String::new());

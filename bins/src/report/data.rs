@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 
 use engine::placement::PlacementPolicy;
-use engine::{Backend, Mode, Record, RxMode, Warning, Workload};
+use engine::{Backend, Mode, PollOpt, Record, RxMode, Warning, Workload};
 
 use crate::summary::{median, range};
 
@@ -257,6 +257,9 @@ pub struct Dataset {
     /// How the receiving side took the bytes (`--rx`): points of different receive paths
     /// are compared only in "Which path wins where", never as if only the mode changed.
     pub rx: RxMode,
+    /// What both sides added to avoid syscalls and wake-ups (`--uring-opts`): like the
+    /// receive path, compared only in "Which path wins where".
+    pub polling: PollOpt,
     records: Vec<Record>,
     points: BTreeMap<Point, Vec<usize>>,
 }
@@ -282,6 +285,9 @@ impl Dataset {
             placement: records.first().and_then(|r| r.config.cpus.policy()),
             cpus,
             rx: records.first().map_or(RxMode::Copy, |r| r.config.rx),
+            polling: records
+                .first()
+                .map_or(PollOpt::Plain, |r| crate::results::poll_opt_of(&r.config)),
             records,
             points,
         }
@@ -293,7 +299,14 @@ impl Dataset {
     /// the old `auto` last). Points of different placements never share a dataset, so no
     /// comparison inside one mixes them.
     pub fn split(records: Vec<Record>, prefer: Option<(Workload, usize)>) -> Vec<Dataset> {
-        type Key = (Workload, usize, Option<PlacementPolicy>, String, RxMode);
+        type Key = (
+            Workload,
+            usize,
+            Option<PlacementPolicy>,
+            String,
+            RxMode,
+            PollOpt,
+        );
         let mut groups: Vec<(Key, Vec<Record>)> = Vec::new();
         for r in records {
             let k = (
@@ -302,6 +315,7 @@ impl Dataset {
                 r.config.cpus.policy(),
                 r.config.cpus.to_string(),
                 r.config.rx,
+                crate::results::poll_opt_of(&r.config),
             );
             match groups.iter_mut().find(|(g, _)| *g == k) {
                 Some((_, v)) => v.push(r),
@@ -327,7 +341,7 @@ impl Dataset {
             Some(PlacementPolicy::Unpinned) => 2,
             None => 3,
         };
-        groups.sort_by_cached_key(|((w, d, p, c, rx), _)| {
+        groups.sort_by_cached_key(|((w, d, p, c, rx, polling), _)| {
             (
                 std::cmp::Reverse(runs_of(*w, *d)),
                 Some((*w, *d)) != prefer,
@@ -336,6 +350,7 @@ impl Dataset {
                 rank(*p),
                 c.clone(),
                 *rx,
+                *polling,
             )
         });
         groups
@@ -356,7 +371,14 @@ impl Dataset {
             RxMode::Copy => String::new(),
             rx => format!(", rx {rx}"),
         };
-        format!("{}, depth {}, {placement}{rx}", self.workload, self.depth)
+        let polling = match self.polling {
+            PollOpt::Plain => String::new(),
+            p => format!(", {p}"),
+        };
+        format!(
+            "{}, depth {}, {placement}{rx}{polling}",
+            self.workload, self.depth
+        )
     }
 
     /// The point of this dataset (its placement) at engine, mode, size and threads.
@@ -368,6 +390,7 @@ impl Dataset {
             threads,
             placement: self.placement,
             rx: self.rx,
+            polling: self.polling,
         }
     }
 
