@@ -183,15 +183,37 @@ pub struct Skipped {
     /// Absent in folders from before placement policies.
     #[serde(default)]
     pub placement: Option<PlacementPolicy>,
+    /// The receive path and polling option, where not the default (absent in older
+    /// folders: copy, plain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rx: Option<RxMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub polling: Option<PollOpt>,
     pub reason: String,
 }
 
 impl Skipped {
-    /// `syscall zc 64K ×2`, and the placement where known.
+    /// `p`, not measured for `reason`.
+    pub fn new(p: &Point, reason: String) -> Skipped {
+        Skipped {
+            engine: p.engine,
+            mode: p.mode,
+            size: p.size,
+            threads: p.threads,
+            placement: p.placement,
+            rx: (p.rx != RxMode::Copy).then_some(p.rx),
+            polling: (p.polling != PollOpt::Plain).then_some(p.polling),
+            reason,
+        }
+    }
+
+    /// `syscall zc 64K ×2`, and the placement, receive path and polling where known.
     pub fn point(&self) -> String {
         let placement = self.placement.map_or(String::new(), |p| format!(" {p}"));
+        let rx = self.rx.map_or(String::new(), |r| format!(" rx {r}"));
+        let polling = self.polling.map_or(String::new(), |p| format!(" {p}"));
         format!(
-            "{} {} {} ×{}{placement}",
+            "{} {} {} ×{}{placement}{rx}{polling}",
             self.engine,
             self.mode,
             format_size(self.size),
@@ -323,6 +345,8 @@ mod tests {
             memlock_limit_bytes: Some(None),
             counter_scope: Some(CounterScope::Core),
             skipped: Some(vec![Skipped {
+                rx: None,
+                polling: None,
                 engine: Backend::Syscall,
                 mode: Mode::ZcFixed,
                 size: 65536,

@@ -138,14 +138,9 @@ pub fn run(config: &SweepConfig, stop: &AtomicBool, on: &dyn Fn(SweepEvent)) -> 
             Ok(()) => runnable.push(*p),
             Err(reason) => {
                 on(SweepEvent::Notice(format!("skipping {p}: {reason}")));
-                meta.skipped.get_or_insert_with(Vec::new).push(Skipped {
-                    engine: p.engine,
-                    mode: p.mode,
-                    size: p.size,
-                    threads: p.threads,
-                    placement: p.placement,
-                    reason,
-                });
+                meta.skipped
+                    .get_or_insert_with(Vec::new)
+                    .push(Skipped::new(p, reason));
             }
         }
     }
@@ -1069,6 +1064,12 @@ pub fn point_line(
         point.threads,
         crate::results::placement_name(point.placement)
     );
+    if point.rx != engine::RxMode::Copy {
+        let _ = write!(s, "rx {:<9}", point.rx.as_str());
+    }
+    if point.polling != PollOpt::Plain {
+        let _ = write!(s, "{:<10}", point.polling.as_str());
+    }
     match outcome {
         Ok(r) => {
             let _ = write!(s, "{:8.3} Gbit/s", r.summary.throughput_gbps);

@@ -1385,7 +1385,7 @@ pub fn which_path_answer(sets: &[Dataset]) -> Option<Vec<String>> {
                             .filter(|c| compare(&best.measured, &c.measured) == Verdict::Same)
                             .map(|c| c.path())
                             .collect();
-                        format!("≈ no difference beyond noise with {}", level.join(", "))
+                        format!("≈ no difference beyond noise with {}", level.join("; "))
                     }
                 },
             };
