@@ -151,6 +151,9 @@ impl ClientConfig {
                 self.mode
             )));
         }
+        if let Some(why) = page_cache_direction(self.mode, self.direction) {
+            return Err(Error::Config(why));
+        }
         if self.direction != Direction::Forward && self.workload != Workload::Stream {
             return Err(Error::Config(format!(
                 "--{} applies to the stream workload; echo always goes both ways",
@@ -234,6 +237,19 @@ pub fn parse_nodelay(text: &str) -> Result<Option<bool>, String> {
             "invalid --nodelay '{text}': expected auto, on or off"
         )),
     }
+}
+
+/// Why `mode` cannot run in `direction`, if it cannot: the page-cache modes (sendfile,
+/// splice) rewrite a sent region only once the receiver proves it read it, and their read
+/// receipts flow from the server to the client only, so the server cannot send with them.
+pub fn page_cache_direction(mode: Mode, direction: Direction) -> Option<String> {
+    (crate::path::path(mode).file && direction.server_sends()).then(|| {
+        format!(
+            "mode {mode} with {direction}: a page-cache region is rewritten only once the \
+             receiver proves it read it, and in this build only the server sends those read \
+             receipts (the client's stream); use it forward, or another mode"
+        )
+    })
 }
 
 /// TCP_NODELAY when the user left it automatic. Echo: on, every message waits on its
@@ -571,6 +587,28 @@ mod tests {
         }
         .validate()
         .is_ok());
+    }
+
+    #[test]
+    fn the_page_cache_modes_send_forward_only() {
+        for mode in [Mode::Sendfile, Mode::Splice] {
+            for direction in [Direction::Reverse, Direction::Bidir] {
+                let c = ClientConfig {
+                    workload: Workload::Stream,
+                    mode,
+                    direction,
+                    ..ClientConfig::default()
+                };
+                let e = c.validate().unwrap_err().to_string();
+                assert!(e.contains("read receipts"), "{mode} {direction}: {e}");
+            }
+            let forward = ClientConfig {
+                workload: Workload::Stream,
+                mode,
+                ..ClientConfig::default()
+            };
+            assert!(forward.validate().is_ok(), "{mode}");
+        }
     }
 
     #[test]

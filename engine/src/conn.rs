@@ -23,7 +23,8 @@ pub(crate) struct ConnSpec {
     pub fd: RawFd,
     /// The workload, with its buffers.
     pub flow: Flow,
-    /// zc-fixed: the region the flow's buffers live in, for the ring to register.
+    /// zc-fixed: the region the flow's buffers live in, for the ring to register (also set,
+    /// unregistered, for the memfd of sendfile and splice).
     pub region: Option<Arc<Region>>,
     /// What the buffers hold.
     pub plan: PoolPlan,
@@ -45,9 +46,9 @@ impl ConnSpec {
     ) -> Result<ConnSpec, Error> {
         let (pool, region) = match plan.stride {
             Some(_) => {
-                let (pool, region) = Pool::fixed(&template, &plan)
-                    .map_err(|e| Error::io("mapping fixed buffers", e))?;
-                (pool, Some(region))
+                let (pool, region) = Pool::fixed(&template, &plan)?;
+                // A memfd region is sent from by file offset, never registered.
+                (pool, (!plan.file).then_some(region))
             }
             None => (Pool::heap(&template, &plan), None),
         };

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::config::{format_size, ClientConfig, CounterScope, Direction, RxMode, Workload};
+use crate::config::{format_size, ClientConfig, CounterScope, Direction, Mode, RxMode, Workload};
 use crate::cputime::{CpuFigures, SystemCpu};
 use crate::record::{Record, SideReport, ThreadReport};
 
@@ -137,6 +137,7 @@ pub fn human(r: &Record) -> String {
         }
     }
     side_lines(&mut s, "Client", &r.client);
+    page_cache_line(&mut s, "Client", r.config.mode, &r.client);
     match &r.server {
         Some(server) => {
             let _ = writeln!(
@@ -149,6 +150,7 @@ pub fn human(r: &Record) -> String {
                 server.duration_s
             );
             side_lines(&mut s, "Server", server);
+            page_cache_line(&mut s, "Server", r.config.mode, server);
         }
         None => {
             let _ = writeln!(s, "Server: sent no figures");
@@ -228,6 +230,26 @@ fn rx_line(s: &mut String, who: &str, side: &SideReport) {
         }
     };
     let _ = writeln!(s, "{who} Receive: {what}; {checked}");
+}
+
+/// sendfile, splice: how the side sent, the pipe the kernel granted, and how the sent
+/// regions waited for the peer's read before they were written again.
+fn page_cache_line(s: &mut String, who: &str, mode: Mode, side: &SideReport) {
+    let Some(how) = mode.page_cache_path(side.backend) else {
+        return;
+    };
+    let b = &side.stats.by_ref;
+    let pipe = b.pipe_bytes.map_or("no".into(), |p| format!("{p}-byte"));
+    let receipts = match b.receipt_every {
+        Some(n) => format!("; {} read receipts (one per {n} messages read)", b.receipts),
+        None => String::new(),
+    };
+    let _ = writeln!(
+        s,
+        "{who} Page cache: {} sends by {how}; {pipe} pipe; at most {} sent regions waited \
+         at once for the peer's read{receipts}",
+        b.sends, b.held_max
+    );
 }
 
 fn ms(ns: u64) -> String {
@@ -532,6 +554,31 @@ mod tests {
             text.contains("Client Receive: discard (recv with MSG_TRUNC); content not verified"),
             "{text}"
         );
+        assert!(!text.contains("Page cache"), "only for sendfile and splice");
+    }
+
+    #[test]
+    fn human_summary_says_how_the_page_cache_modes_sent() {
+        let mut r = Record::example();
+        r.config.mode = Mode::Splice;
+        r.client.stats.by_ref.sends = 1;
+        r.client.stats.by_ref.held_max = 1;
+        r.client.stats.by_ref.receipts = 3;
+        let text = human(&r);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("Client Page cache:"))
+            .unwrap_or_else(|| panic!("no page-cache line in\n{text}"));
+        for part in [
+            "1 sends by splice(2) memfd -> pipe -> socket",
+            "65536-byte pipe",
+            "at most 1 sent regions waited",
+            "3 read receipts (one per 32 messages read)",
+        ] {
+            assert!(line.contains(part), "{part:?} not in {line:?}");
+        }
+        r.client.backend = crate::config::Backend::Uring;
+        assert!(human(&r).contains("IORING_OP_SPLICE memfd -> pipe, linked to pipe -> socket"));
     }
 
     #[test]

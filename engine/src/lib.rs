@@ -20,10 +20,12 @@ pub mod export;
 pub mod host;
 mod merge;
 mod message;
+mod pagecache;
 mod path;
 pub mod placement;
 pub mod polling;
 mod pool;
+mod proof;
 mod record;
 mod server;
 mod sqthread;
@@ -44,7 +46,7 @@ pub use record::{
 };
 pub use server::{Server, ServerEvent};
 pub use stats::{
-    FlowStats, HistogramError, IoStats, Latency, LatencySummary, PeerReport, RxStats,
+    ByRefStats, FlowStats, HistogramError, IoStats, Latency, LatencySummary, PeerReport, RxStats,
     ZeroCopyStats, MAX_SERIALIZED_LEN,
 };
 

@@ -15,6 +15,7 @@ use std::ops::Range;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
+use crate::pagecache::PageCache;
 use crate::vocab::MIN_SIZE;
 
 /// Fields per message, as in the seed.
@@ -192,10 +193,13 @@ impl fmt::Display for Mismatch {
     }
 }
 
-/// Memory that lives outside the Rust heap: page-aligned, for registered (fixed) buffers.
+/// Memory that lives outside the Rust heap: page-aligned, for registered (fixed) buffers,
+/// or the shared mapping of a memfd (the page cache sendfile and splice send from).
 pub struct Region {
     ptr: NonNull<u8>,
     len: usize,
+    /// The memfd the mapping shares, for sendfile and splice.
+    cache: Option<PageCache>,
 }
 
 // SAFETY: a Region is plain memory with no thread affinity; who may write it is governed by
@@ -221,7 +225,47 @@ impl Region {
             return Err(std::io::Error::last_os_error());
         }
         let ptr = NonNull::new(ptr.cast()).expect("mmap returned null");
-        Ok(Arc::new(Region { ptr, len }))
+        Ok(Arc::new(Region {
+            ptr,
+            len,
+            cache: None,
+        }))
+    }
+
+    /// Maps `len` bytes of a fresh memfd, shared: the fields written here are its page
+    /// cache, which sendfile and splice send by reference. With `pipe_for`, also a pipe
+    /// that holds that many bytes.
+    pub fn memfd(len: usize, pipe_for: Option<usize>) -> Result<Arc<Region>, crate::error::Error> {
+        let cache = PageCache::new(len, pipe_for)?;
+        // SAFETY: a fresh shared mapping of the memfd just sized to `len`; no existing
+        // memory is touched.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                cache.memfd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(crate::error::Error::io(
+                "mapping the memfd",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        let ptr = NonNull::new(ptr.cast()).expect("mmap returned null");
+        Ok(Arc::new(Region {
+            ptr,
+            len,
+            cache: Some(cache),
+        }))
+    }
+
+    /// The memfd behind the mapping, for sendfile and splice.
+    pub fn page_cache(&self) -> Option<&PageCache> {
+        self.cache.as_ref()
     }
 
     pub fn as_ptr(&self) -> *mut u8 {
@@ -370,6 +414,16 @@ impl Message {
                     std::slice::from_raw_parts_mut(region.as_ptr().add(*offset + r.start), r.len())
                 }
             }
+        }
+    }
+
+    /// For messages in a memfd: its page cache and the message's offset in the file.
+    pub fn file_span(&self) -> Option<(&PageCache, u64)> {
+        match &self.storage {
+            Storage::Fixed { region, offset, .. } => {
+                region.page_cache().map(|pc| (pc, *offset as u64))
+            }
+            Storage::Heap(_) => None,
         }
     }
 

@@ -28,8 +28,12 @@ pub struct PoolPlan {
     pub rx: usize,
     /// Each buffer also carries a contiguous wire buffer (two-copy).
     pub wire: bool,
-    /// The fields live in one page-aligned region, `stride` bytes a message (zc-fixed).
+    /// The fields live in one page-aligned region, `stride` bytes a message (zc-fixed;
+    /// sendfile and splice, where the region is a memfd).
     pub stride: Option<usize>,
+    /// The region is a shared memfd mapping (its page cache is what sendfile and splice
+    /// send), with a pipe that holds a whole message.
+    pub file: bool,
 }
 
 impl PoolPlan {
@@ -37,16 +41,26 @@ impl PoolPlan {
     /// again that the kernel may still hold for zero-copy, plus one to receive into.
     pub fn new(role: Role, mode: Mode, size: usize, depth: usize) -> PoolPlan {
         let total = pool_size(depth);
+        let file = path(mode).file;
         let (tx, rx) = match role {
+            Role::Client if file => (file_ring(size, depth), 1),
             Role::Client => (total - 1, 1),
             Role::Server => (0, total),
+        };
+        let stride = if path(mode).fixed {
+            Some(size.next_multiple_of(page_size()))
+        } else if file {
+            Some(file_stride(size))
+        } else {
+            None
         };
         PoolPlan {
             size,
             tx,
             rx,
             wire: path(mode).wire,
-            stride: path(mode).fixed.then(|| size.next_multiple_of(page_size())),
+            stride,
+            file,
         }
     }
 
@@ -91,6 +105,8 @@ pub struct Pool {
     /// Slots below this are send buffers.
     split: u16,
     capacity: usize,
+    /// The memfd region the messages live in (sendfile, splice).
+    file: Option<Arc<Region>>,
 }
 
 impl Pool {
@@ -104,14 +120,33 @@ impl Pool {
     }
 
     /// Messages laid out back to back in one page-aligned region, `plan.stride` apart, for
-    /// registration as fixed buffers. Their buffer indices are set by [`Pool::register`].
-    pub fn fixed(template: &Template, plan: &PoolPlan) -> std::io::Result<(Pool, Arc<Region>)> {
+    /// registration as fixed buffers (their buffer indices are set by [`Pool::register`]),
+    /// or in a memfd's shared mapping when the plan says `file`.
+    pub fn fixed(
+        template: &Template,
+        plan: &PoolPlan,
+    ) -> Result<(Pool, Arc<Region>), crate::error::Error> {
         let stride = plan.stride.expect("a fixed plan");
-        let region = Region::new(stride * plan.count())?;
+        let len = (stride * plan.count()).next_multiple_of(page_size());
+        let region = if plan.file {
+            // Page-aligned messages touch size / page pages; packed small ones up to two more.
+            let pipe = if stride % page_size() == 0 {
+                plan.size.next_multiple_of(page_size())
+            } else {
+                plan.size + 2 * page_size()
+            };
+            Region::memfd(len, Some(pipe))?
+        } else {
+            Region::new(len).map_err(|e| crate::error::Error::io("mapping fixed buffers", e))?
+        };
         let messages = (0..plan.count())
             .map(|i| Message::fixed(template, region.clone(), i * stride, 0, i as u16))
             .collect();
-        Ok((Pool::split(messages, plan), region))
+        let mut pool = Pool::split(messages, plan);
+        if plan.file {
+            pool.file = Some(region.clone());
+        }
+        Ok((pool, region))
     }
 
     #[allow(clippy::vec_box)]
@@ -122,6 +157,7 @@ impl Pool {
             rx,
             split: plan.tx as u16,
             capacity: plan.count(),
+            file: None,
         }
     }
 
@@ -156,6 +192,16 @@ impl Pool {
         }
     }
 
+    /// The page cache the messages live in (sendfile, splice).
+    pub fn page_cache(&self) -> Option<&crate::pagecache::PageCache> {
+        self.file.as_deref().and_then(Region::page_cache)
+    }
+
+    /// Buffers in all, free or not.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Free buffers, both sides.
     pub fn available(&self) -> usize {
         self.tx.len() + self.rx.len()
@@ -170,6 +216,40 @@ impl Pool {
     pub fn all_home(&self) -> bool {
         self.available() == self.capacity
     }
+}
+
+/// Where messages start in a memfd region: cache-line aligned, packed, below a page
+/// (pages may be shared between neighbours; each message is still only ever written by
+/// its owner); page-aligned from a page up, so a message touches as few pages — pipe
+/// slots — as it can.
+const FILE_ALIGN: usize = 64;
+
+fn file_stride(size: usize) -> usize {
+    if size >= page_size() {
+        size.next_multiple_of(page_size())
+    } else {
+        size.next_multiple_of(FILE_ALIGN)
+    }
+}
+
+/// What a sendfile or splice client's ring of send buffers holds at most, in bytes: the
+/// kernel may still read a region until the peer has read what was sent from it, so the
+/// ring holds enough to keep the socket busy while that proof is on its way.
+const FILE_RING_BYTES: usize = 4 << 20;
+
+/// A sendfile or splice client's send buffers: enough for [`FILE_RING_BYTES`], at least
+/// `2 × depth`, at most 1024.
+pub fn file_ring(size: usize, depth: usize) -> usize {
+    (FILE_RING_BYTES / file_stride(size))
+        .min(1024)
+        .max(2 * depth)
+}
+
+/// In a sendfile or splice stream, the receiver sends one receipt byte per this many
+/// messages it has read: half the sender's ring, so the sender never waits on a receipt
+/// while it has half a ring to send.
+pub fn receipt_interval(size: usize, depth: usize) -> u64 {
+    (file_ring(size, depth) as u64 / 2).max(1)
 }
 
 /// How many buffers a connection needs: `depth` in flight plus as many again that the
@@ -238,6 +318,21 @@ mod tests {
         // Tiny messages are charged what they take, not their 64 payload bytes.
         let tiny = PoolPlan::new(Role::Server, Mode::OneCopy, 64, 1024);
         assert!(tiny.bytes() / tiny.count() as u64 > 700, "{}", tiny.bytes());
+        // A page-cache client: a 4 MiB ring of page-aligned regions, charged as mapped.
+        let file = PoolPlan::new(Role::Client, Mode::Splice, 64 << 10, 4);
+        assert_eq!((file.tx, file.rx, file.stride), (64, 1, Some(64 << 10)));
+        assert_eq!(file.bytes(), 65 * ((64 << 10) + extra(0)) + (128 << 10));
+        assert_eq!(receipt_interval(64 << 10, 4), 32);
+        let small = PoolPlan::new(Role::Client, Mode::Sendfile, 1000, 1);
+        assert_eq!(
+            (small.tx, small.stride),
+            (1024, Some(1024)),
+            "packed, capped"
+        );
+        let deep = PoolPlan::new(Role::Client, Mode::Sendfile, 1 << 20, 8);
+        assert_eq!(deep.tx, 16, "never below 2 × depth");
+        let server = PoolPlan::new(Role::Server, Mode::Splice, 64 << 10, 4);
+        assert_eq!((server.tx, server.rx), (0, 9));
         let t = Template::new(Layout::new(100));
         let (pool, region) = Pool::fixed(&t, &fixed).unwrap();
         assert_eq!(region.len(), 3 * page_size());

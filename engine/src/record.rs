@@ -660,6 +660,8 @@ impl Record {
         stats.io.reaps = 1;
         stats.rx.mapped = 3072;
         stats.rx.copied = 1024;
+        stats.by_ref.pipe_bytes = Some(65536);
+        stats.by_ref.receipt_every = Some(32);
         let mut latency = Latency::default();
         latency.record(Duration::from_micros(20));
         let raw = |count| Raw {

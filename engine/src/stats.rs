@@ -140,6 +140,39 @@ pub struct FlowStats {
     /// Zero-copy receive: bytes mapped and copied (zero under the other receive paths).
     #[serde(default)]
     pub rx: RxStats,
+    /// sendfile and splice: sends from the page cache and the peer's proofs of reading.
+    #[serde(default)]
+    pub by_ref: ByRefStats,
+}
+
+/// What the page-cache modes (sendfile, splice) did beyond the counts every mode has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ByRefStats {
+    /// Messages sent from the page cache.
+    pub sends: u64,
+    /// Read receipts (stream): sent by the receiver, received by the sender.
+    pub receipts: u64,
+    /// Most send buffers waiting at once for the peer to read them before they could be
+    /// written again (the largest over connections when merged).
+    pub held_max: u64,
+    /// The pipe's capacity as the kernel granted it, bytes (the largest over connections).
+    pub pipe_bytes: Option<u64>,
+    /// Calls made beside the counted sends (syscall engine, included in its syscalls):
+    /// splices into the pipe, fcntl switching the socket's O_NONBLOCK.
+    pub extra_calls: u64,
+    /// Stream: messages per read receipt (the largest over connections).
+    pub receipt_every: Option<u64>,
+}
+
+impl AddAssign for ByRefStats {
+    fn add_assign(&mut self, o: Self) {
+        self.sends += o.sends;
+        self.receipts += o.receipts;
+        self.held_max = self.held_max.max(o.held_max);
+        self.pipe_bytes = self.pipe_bytes.max(o.pipe_bytes);
+        self.extra_calls += o.extra_calls;
+        self.receipt_every = self.receipt_every.max(o.receipt_every);
+    }
 }
 
 impl AddAssign<&FlowStats> for FlowStats {
@@ -155,6 +188,7 @@ impl AddAssign<&FlowStats> for FlowStats {
         self.zc += o.zc;
         self.io += o.io;
         self.rx += o.rx;
+        self.by_ref += o.by_ref;
     }
 }
 

@@ -89,6 +89,10 @@ named_enum! {
         Zc = "zc",
         /// uring only: SEND_ZC from a registered buffer holding the 8 fields.
         ZcFixed = "zc-fixed",
+        /// The fields in a memfd (page cache); sendfile(2) (uring: SPLICE via a pipe).
+        Sendfile = "sendfile",
+        /// The fields in a memfd (page cache); splice into a pipe, then into the socket.
+        Splice = "splice",
     }
 }
 

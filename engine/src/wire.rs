@@ -65,6 +65,8 @@ impl WireCode for Mode {
         (Mode::OneCopy, 2),
         (Mode::Zc, 3),
         (Mode::ZcFixed, 4),
+        (Mode::Sendfile, 5),
+        (Mode::Splice, 6),
     ];
 }
 

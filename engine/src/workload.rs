@@ -36,7 +36,8 @@ use std::time::{Duration, Instant};
 use crate::error::Error;
 use crate::message::{verify_span, Message, Mismatch, RxTarget, Template};
 use crate::path::path;
-use crate::pool::Pool;
+use crate::pool::{receipt_interval, Pool};
+use crate::proof::ReadProof;
 use crate::stats::{FlowStats, Latency, Progress};
 use crate::vocab::{Direction, Mode, Role, RxMode, Verify, Workload};
 
@@ -127,14 +128,14 @@ pub struct Flow {
     /// Debug builds: panic on the first received message (see [`Flow::inject_fault`]).
     #[cfg(debug_assertions)]
     fault: bool,
+    /// sendfile, splice: sent buffers wait for the peer's read before they go home.
+    proof: Option<ReadProof>,
 }
 
 impl Flow {
     pub fn new(spec: FlowSpec, template: Arc<Template>, pool: Pool) -> Flow {
         Flow {
             spec,
-            template,
-            pool,
             deadline: None,
             stopping: false,
             next_seq: 0,
@@ -163,6 +164,13 @@ impl Flow {
             leaked: false,
             #[cfg(debug_assertions)]
             fault: false,
+            proof: path(spec.mode).file.then(|| {
+                let size = template.layout().size();
+                let stream = spec.workload == Workload::Stream;
+                ReadProof::new(pool.capacity(), receipt_interval(size, spec.depth), stream)
+            }),
+            template,
+            pool,
         }
     }
 
@@ -204,14 +212,17 @@ impl Flow {
     /// sent; what is outstanding is still awaited.
     pub fn stop(&mut self) {
         self.stopping = true;
+        self.settle();
     }
 
     /// The next message to send, stamped (and serialized, in two-copy), or `None` when the
     /// workload has nothing to send now. A client's deadline is looked at here, whether
     /// or not it sends.
     pub fn next_tx(&mut self, now: Instant) -> Option<Box<Message>> {
-        if self.deadline.is_some_and(|d| now >= d) {
+        if !self.stopping && self.deadline.is_some_and(|d| now >= d) {
             self.stopping = true;
+            // Buffers whose reading the peer has proved go back to the pool.
+            self.settle();
         }
         let mut msg = match (self.spec.workload, self.spec.role) {
             (Workload::Echo, Role::Client) => {
@@ -270,11 +281,95 @@ impl Flow {
         }
         self.stats.bytes_sent += msg.size() as u64;
         self.stats.msgs_sent += 1;
+        if let Some(proof) = &mut self.proof {
+            proof.sent(msg);
+        }
     }
 
-    /// A buffer nobody (the kernel included) holds any more.
+    /// A buffer nobody (the kernel included) holds any more. Sent by reference (sendfile,
+    /// splice), it goes home only once the peer has read it (see `proof`).
     pub fn release(&mut self, msg: Box<Message>) {
-        self.pool.put(msg);
+        match &mut self.proof {
+            Some(proof) => {
+                if let Some(msg) = proof.release(msg) {
+                    self.pool.put(msg);
+                }
+                self.settle();
+            }
+            None => self.pool.put(msg),
+        }
+    }
+
+    /// Sends buffers home whose proof of reading has arrived, and every one once the flow
+    /// is done: nothing is written into them again.
+    fn settle(&mut self) {
+        let all = self.is_done();
+        if let Some(proof) = &mut self.proof {
+            for msg in proof.proven(all) {
+                self.pool.put(msg);
+            }
+        }
+    }
+
+    /// The page cache the buffers live in (sendfile, splice).
+    pub fn page_cache(&self) -> Option<&crate::pagecache::PageCache> {
+        self.pool.page_cache()
+    }
+
+    /// Stream receiver, sendfile or splice: read-receipt bytes owed to the sender and not
+    /// yet handed to the kernel (send them from [`crate::proof::RECEIPTS`]).
+    pub fn receipts_owed(&self) -> usize {
+        self.proof.as_ref().map_or(0, |p| p.owed() as usize)
+    }
+
+    /// The kernel took `n` receipt bytes.
+    pub fn receipts_sent(&mut self, n: usize) {
+        if let Some(proof) = &mut self.proof {
+            proof.receipts_sent(n as u64);
+        }
+        self.settle();
+    }
+
+    /// Stream sender, sendfile or splice: receipt bytes the receiver will still send for
+    /// what was sent so far; a backend keeps a receive for them posted while any are due.
+    pub fn receipts_due(&self) -> usize {
+        match (&self.proof, self.spec.workload, self.spec.role) {
+            (Some(p), Workload::Stream, Role::Client) => p.due() as usize,
+            _ => 0,
+        }
+    }
+
+    /// Receipt bytes arrived from the receiver.
+    pub fn receipts_received(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        match &mut self.proof {
+            Some(p) if self.spec.workload == Workload::Stream => p.receipts_received(bytes)?,
+            _ => {
+                return Err(Error::Peer(
+                    "server sent data that was not asked for".into(),
+                ))
+            }
+        }
+        self.settle();
+        Ok(())
+    }
+
+    /// Puts what the page-cache modes did (sendfile, splice) into the stats, once the
+    /// connection has ended: the proofs, the pipe the kernel granted, and the calls made
+    /// beside the counted sends (`count_extra`: added to the syscalls, on the engine that
+    /// made them).
+    pub fn close_by_ref(&mut self, count_extra: bool) {
+        let Some(proof) = &self.proof else {
+            return;
+        };
+        let mut s = proof.stats;
+        if let Some(pc) = self.pool.page_cache() {
+            s.pipe_bytes = pc.pipe_capacity().map(|b| b as u64);
+            if count_extra {
+                s.extra_calls = pc.extra_calls();
+                self.stats.io.syscalls += s.extra_calls;
+            }
+        }
+        self.stats.by_ref = s;
     }
 
     /// True while a receive is useful: an echo is due, the server's stream has not ended
@@ -477,6 +572,18 @@ impl Flow {
             (Workload::Echo, Role::Server) => self.echo_queue.push_back(msg),
             (Workload::Stream, Role::Server) => self.pool.put(msg),
         }
+        if let Some(proof) = &mut self.proof {
+            match (self.spec.role, self.spec.workload) {
+                // The echo of every message up to this one arrived whole: the server read them.
+                (Role::Client, _) => proof.read_below(self.expect_seq),
+                // The client sends message k + depth only once it has read the echo of k.
+                (Role::Server, Workload::Echo) => {
+                    proof.read_below(self.expect_seq.saturating_sub(self.spec.depth as u64))
+                }
+                (Role::Server, Workload::Stream) => proof.read_one(self.expect_seq),
+            }
+            self.settle();
+        }
         Ok(())
     }
 
@@ -485,6 +592,11 @@ impl Flow {
         match self.spec.role {
             Role::Server if partial == 0 => {
                 self.eof = true;
+                // The client ends its stream only once it has read every echo.
+                if let Some(proof) = &mut self.proof {
+                    proof.read_below(u64::MAX);
+                }
+                self.settle();
                 Ok(())
             }
             Role::Server => Err(Error::Peer(format!(
@@ -510,15 +622,22 @@ impl Flow {
     /// Nothing more to send or receive (buffers may still be with the kernel).
     pub fn is_done(&self) -> bool {
         match (self.spec.workload, self.spec.role) {
-            (Workload::Echo, Role::Client) => self.stopping && self.sent_at.is_empty(),
+            (Workload::Echo, Role::Client) => {
+                self.stopping && self.sent_at.is_empty() && self.receipts_due() == 0
+            }
             (Workload::Stream, Role::Client) => {
                 self.stopping
                     && (!self.spec.receives_stream() || self.end_seen)
                     && (self.spec.direction == Direction::Forward || self.half_closed)
+                    && self.receipts_due() == 0
             }
-            (Workload::Echo, Role::Server) => self.eof && self.echo_queue.is_empty(),
+            (Workload::Echo, Role::Server) => {
+                self.eof && self.echo_queue.is_empty() && self.receipts_owed() == 0
+            }
             (Workload::Stream, Role::Server) => {
-                self.eof && (!self.spec.sends_stream() || self.end_sent)
+                self.eof
+                    && (!self.spec.sends_stream() || self.end_sent)
+                    && self.receipts_owed() == 0
             }
         }
     }

@@ -45,7 +45,9 @@ struct Args {
     #[arg(long, default_value = "syscall", value_parser = Backend::parser())]
     backend: Backend,
     /// Copy mode: two-copy (serialize + send), one-copy (sendmsg iovec), zc (MSG_ZEROCOPY /
-    /// SENDMSG_ZC), zc-fixed (uring SEND_ZC from a registered buffer).
+    /// SENDMSG_ZC), zc-fixed (uring SEND_ZC from a registered buffer), sendfile / splice (the
+    /// fields in a memfd's page cache, sent by reference: sendfile(2), or splice through a
+    /// pipe; uring: IORING_OP_SPLICE for both).
     #[arg(long, default_value = "two-copy", value_parser = Mode::parser())]
     mode: Mode,
     /// echo: wait for each message's echo (round-trip latency); stream: one-way bulk.

@@ -26,6 +26,8 @@ pub fn mode_color(m: Mode) -> RGBColor {
         Mode::OneCopy => RGBColor(20, 140, 60),
         Mode::Zc => RGBColor(200, 40, 40),
         Mode::ZcFixed => RGBColor(225, 130, 0),
+        Mode::Sendfile => RGBColor(130, 60, 170),
+        Mode::Splice => RGBColor(20, 150, 160),
     }
 }
 

@@ -32,6 +32,7 @@ use crate::error::Error;
 use crate::message::Message;
 use crate::path::rx::SysRx;
 use crate::path::{path, SysForm};
+use crate::proof::RECEIPTS;
 use crate::vocab::Mode;
 use crate::workload::Flow;
 
@@ -144,11 +145,13 @@ fn drive(
         next_watch: Instant::now(),
         watching: false,
         moved_at: Instant::now(),
+        receipts_by: None,
     };
     let result = conn.run(flow);
     if let Some(ledger) = &conn.ledger {
         flow.stats.zc += ledger.stats;
     }
+    flow.close_by_ref(true);
     result
 }
 
@@ -185,6 +188,8 @@ struct Conn<'s> {
     watching: bool,
     /// When a whole message last went out or a zero-copy completion last came back.
     moved_at: Instant,
+    /// By when the read receipts a stream sender waits for must arrive (sendfile, splice).
+    receipts_by: Option<Instant>,
 }
 
 impl Conn<'_> {
@@ -222,19 +227,33 @@ impl Conn<'_> {
                 }
                 flow.half_closed();
             }
+            // A stream receiver's read receipts (sendfile, splice) go out without waiting;
+            // what the socket cannot take now goes on a later round.
+            let mut events: libc::c_short = 0;
+            let mut progress = false;
+            if flow.receipts_owed() > 0 {
+                match self.send_receipts(flow)? {
+                    Step::WouldBlock => events |= libc::POLLOUT,
+                    Step::Done | Step::Partial => progress = true,
+                }
+            }
             if flow.is_done() && self.tx.is_none() {
                 if let Some((m, 0, _)) = self.rx.take() {
                     flow.release(m);
                 }
                 break;
             }
+            // A stream sender with nothing it may send waits for the receipts that free
+            // its buffers.
+            if self.tx.is_none() && flow.receipts_due() > 0 {
+                self.recv_receipts(flow)?;
+                continue;
+            }
             let wants_rx = flow.wants_rx();
             // Only the client's end of file is due back: sends may block, and the end is
             // looked for every EOF_WATCH (or whenever there is nothing to send).
             let watch = wants_rx && flow.rx_watches_eof_only();
             self.watching = watch;
-            let mut events: libc::c_short = 0;
-            let mut progress = false;
             let nothing_to_send = self.tx.is_none();
 
             if self.tx.is_some() {
@@ -418,6 +437,63 @@ impl Conn<'_> {
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Step::Partial),
             Err(e) => Err(Error::io("receive", e)),
+        }
+    }
+
+    /// Sends the read receipts the flow owes, without blocking.
+    fn send_receipts(&mut self, flow: &mut Flow) -> Result<Step, Error> {
+        let n = flow.receipts_owed().min(RECEIPTS.len());
+        flow.stats.io.syscalls += 1;
+        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        // SAFETY: RECEIPTS is static and at least `n` bytes long.
+        match unsafe { libc::send(self.fd, RECEIPTS.as_ptr().cast(), n, flags) } {
+            n if n >= 0 => {
+                flow.receipts_sent(n as usize);
+                Ok(Step::Done)
+            }
+            _ => {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::WouldBlock => Ok(Step::WouldBlock),
+                    io::ErrorKind::Interrupted => Ok(Step::Partial),
+                    _ => Err(Error::io("sending read receipts", e)),
+                }
+            }
+        }
+    }
+
+    /// Receives the read receipts that are due, blocking for at most a slice.
+    fn recv_receipts(&mut self, flow: &mut Flow) -> Result<(), Error> {
+        let by = *self
+            .receipts_by
+            .get_or_insert_with(|| Instant::now() + self.timeout);
+        self.arm(RCV, by, "read receipt")?;
+        if let Some(pc) = flow.page_cache() {
+            pc.set_nonblocking(self.fd, false)
+                .map_err(|e| Error::io("socket flags", e))?;
+        }
+        let mut buf = [0u8; RECEIPTS.len()];
+        let want = flow.receipts_due().min(buf.len());
+        flow.stats.io.syscalls += 1;
+        // SAFETY: `buf` is valid for writes of `want` bytes for the duration of the call.
+        match unsafe { libc::recv(self.fd, buf.as_mut_ptr().cast(), want, 0) } {
+            0 => Err(Error::Peer(format!(
+                "server closed the connection with {} read receipts outstanding",
+                flow.receipts_due()
+            ))),
+            n if n > 0 => {
+                self.receipts_by = None;
+                flow.receipts_received(&buf[..n as usize])
+            }
+            _ => {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::WouldBlock if Instant::now() < by => Ok(()),
+                    io::ErrorKind::WouldBlock => Err(self.timed_out("read receipt")),
+                    io::ErrorKind::Interrupted => Ok(()),
+                    _ => Err(Error::io("receiving read receipts", e)),
+                }
+            }
         }
     }
 

@@ -12,6 +12,8 @@
 
 mod one_copy;
 pub(crate) mod rx;
+mod sendfile;
+mod splice;
 mod two_copy;
 mod zc;
 mod zc_fixed;
@@ -40,6 +42,9 @@ pub(crate) struct CopyPath {
     pub syscall: Option<SysForm>,
     /// The io_uring form.
     pub uring: UringForm,
+    /// The fields live in a memfd's page cache, which the kernel sends by reference: a
+    /// region sent from may be written again only once the peer has read it.
+    pub file: bool,
 }
 
 /// A mode on the syscall engine.
@@ -62,6 +67,9 @@ pub(crate) struct UringForm {
     pub send: fn(Target, &mut Message, &mut MsgArgs) -> squeue::Entry,
     /// The SQE that receives message bytes `from..` (MSG_WAITALL).
     pub recv: fn(Target, &mut Message, usize, &mut MsgArgs) -> squeue::Entry,
+    /// The SQE linked in front of every send, where a send takes two steps (splice: the
+    /// message's pages into the pipe, then the pipe into the socket).
+    pub prep: Option<fn(&mut Message) -> squeue::Entry>,
 }
 
 /// The mode's behaviour: the registration of every path.
@@ -71,6 +79,8 @@ pub(crate) fn path(mode: Mode) -> &'static CopyPath {
         Mode::OneCopy => &one_copy::PATH,
         Mode::Zc => &zc::PATH,
         Mode::ZcFixed => &zc_fixed::PATH,
+        Mode::Sendfile => &sendfile::PATH,
+        Mode::Splice => &splice::PATH,
     }
 }
 
@@ -94,6 +104,21 @@ impl Mode {
     /// True where `backend` implements this mode.
     pub fn supported_on(self, backend: Backend) -> bool {
         path(self).runs_on(backend)
+    }
+}
+
+impl Mode {
+    /// How a page-cache mode (sendfile, splice) sends on `backend`, in words for reports;
+    /// `None` for the other modes.
+    pub fn page_cache_path(self, backend: Backend) -> Option<&'static str> {
+        if !path(self).file {
+            return None;
+        }
+        Some(match (backend, self) {
+            (Backend::Syscall, Mode::Sendfile) => sendfile::SYSCALL_PATH,
+            (Backend::Syscall, _) => splice::SYSCALL_PATH,
+            (Backend::Uring, _) => splice::URING_PATH,
+        })
     }
 }
 
@@ -290,6 +315,10 @@ mod tests {
             assert!(p.runs_on(Backend::Uring), "{mode}");
             assert_eq!(p.wire, mode == Mode::TwoCopy, "{mode}");
             assert_eq!(p.fixed, mode == Mode::ZcFixed, "{mode}");
+            let file = matches!(mode, Mode::Sendfile | Mode::Splice);
+            assert_eq!(p.file, file, "{mode}");
+            assert_eq!(p.uring.prep.is_some(), file, "{mode}");
+            assert!(!(file && p.zero_copy), "{mode}: no completions to wait for");
         }
         assert!(!path(Mode::ZcFixed).runs_on(Backend::Syscall));
         assert!(path(Mode::Zc).zero_copy && path(Mode::ZcFixed).zero_copy);

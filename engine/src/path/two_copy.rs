@@ -33,5 +33,7 @@ pub(crate) static PATH: CopyPath = CopyPath {
                 .build())
         },
         recv: uring_recv_wire,
+        prep: None,
     },
+    file: false,
 };

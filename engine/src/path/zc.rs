@@ -40,7 +40,9 @@ pub(crate) static PATH: CopyPath = CopyPath {
                 .build())
         },
         recv: uring_recv_fields,
+        prep: None,
     },
+    file: false,
 };
 
 /// Turns on SO_ZEROCOPY; without it the kernel silently ignores MSG_ZEROCOPY.

@@ -35,5 +35,7 @@ pub(crate) static PATH: CopyPath = CopyPath {
                 .build())
         },
         recv: uring_recv_fields,
+        prep: None,
     },
+    file: false,
 };

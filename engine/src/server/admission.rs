@@ -344,6 +344,9 @@ pub(super) fn check_hello(
             ));
         }
     }
+    if let Some(why) = crate::config::page_cache_direction(h.mode, h.direction) {
+        return Err((RefuseCode::Mode, why));
+    }
     if !h.mode.supported_on(config.backend) {
         let sends = if h.direction.server_sends() {
             format!(" (in {} the server sends with it)", h.direction)

@@ -7,7 +7,10 @@ use crate::polling::BusyPoll;
 
 /// The server sends echoes, each awaited by the client: TCP_NODELAY for echo. A stream
 /// it sends (reverse, bidir) gets what `--nodelay auto` gives a client's stream
-/// ([`auto_nodelay`]); a stream it only receives, Nagle (it never sends anyway).
+/// ([`auto_nodelay`]). A sendfile or splice stream's receiver sends read receipts, each
+/// awaited by a sender out of buffers: one must not wait behind Nagle for the
+/// acknowledgement of the last. A stream it only receives otherwise, Nagle (it never
+/// sends anyway).
 pub(super) fn nodelay_for(hello: &Hello, stream: &TcpStream) -> bool {
     match hello.workload {
         Workload::Echo => true,
@@ -15,7 +18,7 @@ pub(super) fn nodelay_for(hello: &Hello, stream: &TcpStream) -> bool {
             let mss = crate::client::max_segment(stream).unwrap_or(usize::MAX);
             auto_nodelay(hello.workload, hello.mode, hello.size as usize, mss)
         }
-        Workload::Stream => false,
+        Workload::Stream => crate::path::path(hello.mode).file,
     }
 }
 

@@ -6,6 +6,7 @@ mod errors;
 mod harness;
 mod hostile;
 mod matrix;
+mod page_cache;
 mod placement;
 mod polling;
 mod relay;

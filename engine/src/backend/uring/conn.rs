@@ -30,6 +30,7 @@ use crate::backend::sys::IORING_NOTIF_USAGE_ZC_COPIED;
 use crate::error::Error;
 use crate::message::Message;
 use crate::path::{on_target, path, rx, CopyPath, MsgArgs, Target};
+use crate::proof::RECEIPTS;
 use crate::vocab::{RxMode, Workload};
 use crate::workload::Flow;
 
@@ -37,6 +38,10 @@ const OP_SEND: u64 = 1;
 const OP_RECV: u64 = 2;
 const OP_RECV_MULTI: u64 = 3;
 const OP_CANCEL: u64 = 4;
+/// The SQE linked in front of a send (splice: the message's pages into the pipe).
+const OP_PREP: u64 = 5;
+/// A read-receipt send (stream receiver) or receive (stream sender): sendfile, splice.
+const OP_RECEIPT: u64 = 6;
 
 /// Most provided buffers one connection may hold unconsumed before its multishot
 /// receive is paused: a quarter of the ring's.
@@ -117,6 +122,10 @@ pub(crate) struct UConn<X> {
     pub abandoned: bool,
     /// When the flow finished.
     pub done_at: Option<Instant>,
+    /// A read-receipt operation is with the kernel (sendfile, splice stream).
+    receipt_op: bool,
+    /// Where receipts arrive; boxed so its address holds while a receive is posted.
+    receipt_buf: Option<Box<[u8; RECEIPTS.len()]>>,
     /// Registered buffer range (first index, count), for zc-fixed.
     pub fixed_range: Option<(u16, u32)>,
     pub extra: X,
@@ -155,7 +164,9 @@ impl<X> UConn<X> {
             tx_inflight: 0,
             silent: VecDeque::with_capacity(spec.depth),
             chain_tail: None,
-            skip_ok: cqe_skip && !path(spec.mode).zero_copy,
+            // A send with a prep SQE in front of it posts its CQE: the prep's failure must
+            // not silently cancel what follows (see the module notes).
+            skip_ok: cqe_skip && !path(spec.mode).zero_copy && path(spec.mode).uring.prep.is_none(),
             rx_linked: false,
             chain: Vec::with_capacity(spec.depth),
             error: None,
@@ -164,6 +175,8 @@ impl<X> UConn<X> {
             last_progress: Instant::now(),
             abandoned: false,
             done_at: None,
+            receipt_op: false,
+            receipt_buf: path(spec.mode).file.then(|| Box::new([0; RECEIPTS.len()])),
             fixed_range: None,
             extra,
         }
@@ -179,12 +192,20 @@ impl<X> UConn<X> {
             let mut chain = std::mem::take(&mut self.chain);
             // A chain reaches the kernel whole or not at all (see `Ring::reserve`): deep
             // pipelines go out as consecutive chains of at most half the ring.
-            let longest = self.depth.min(ring.max_chain() - 1).max(1);
+            let per_msg = 1 + usize::from(self.copy.uring.prep.is_some());
+            let longest = self.depth.min((ring.max_chain() - 1) / per_msg).max(1);
             while chain.len() < longest {
                 match self.flow.next_tx(now) {
                     Some(m) => chain.push(m),
                     None => break,
                 }
+            }
+            if let Some(e) = self.pipe_too_small(&chain) {
+                for m in chain.drain(..) {
+                    self.flow.release(m);
+                }
+                self.chain = chain;
+                return Err(e);
             }
             // At depth 1 the reply's receive rides at the end of the chain, so a round trip
             // is one submission and, with skipped send CQEs, one completion. Deeper
@@ -206,9 +227,16 @@ impl<X> UConn<X> {
             };
             let ops = chain.len() + usize::from(linked_rx.is_some());
             let n = chain.len();
-            ring.reserve(ops)?;
+            ring.reserve(ops + n * (per_msg - 1))?;
             for (i, mut msg) in chain.drain(..).enumerate() {
                 let slot = msg.slot();
+                if let Some(prep) = self.copy.uring.prep {
+                    // Runs right before its send, linked: its failure cancels the send.
+                    let entry = prep(&mut msg)
+                        .flags(squeue::Flags::IO_LINK)
+                        .user_data(user_data(index, OP_PREP, slot));
+                    ring.push(&entry)?;
+                }
                 let mut entry = self
                     .send_entry(&mut msg)
                     .user_data(user_data(index, OP_SEND, slot));
@@ -249,8 +277,100 @@ impl<X> UConn<X> {
                 self.post_recv(ring, index, msg, 0)?;
             }
         }
+        self.pump_receipts(ring, index)?;
         self.check_done(now);
         Ok(())
+    }
+
+    /// A splice send moves the whole message into the pipe at once: a pipe the kernel
+    /// granted smaller than that is an error naming the limit.
+    fn pipe_too_small(&self, chain: &[Box<Message>]) -> Option<Error> {
+        self.copy.uring.prep?;
+        let (pc, offset) = chain
+            .iter()
+            .filter_map(|m| m.file_span())
+            .find(|(pc, offset)| !pc.pipe().is_some_and(|p| p.holds(*offset, self.size)))?;
+        Some(Error::Resource(format!(
+            "io_uring splices a whole message into the pipe, but the kernel granted a pipe of \
+             {} bytes, too small for {} bytes at offset {offset}; {}",
+            pc.pipe_capacity().unwrap_or(0),
+            self.size,
+            crate::pagecache::pipe_limits()
+        )))
+    }
+
+    /// Keeps one read-receipt operation posted while receipts are owed (stream receiver)
+    /// or due (stream sender): sendfile and splice.
+    fn pump_receipts(&mut self, ring: &mut Ring<'_>, index: u32) -> Result<(), Error> {
+        if self.receipt_op || self.error.is_some() {
+            return Ok(());
+        }
+        let target = self.target();
+        let owed = self.flow.receipts_owed().min(RECEIPTS.len());
+        let entry = if owed > 0 {
+            // RECEIPTS is static: valid for as long as the kernel may read it.
+            let buf = RECEIPTS.as_ptr();
+            on_target!(target, |fd| opcode::Send::new(fd, buf, owed as u32)
+                .flags(libc::MSG_NOSIGNAL)
+                .build())
+        } else {
+            let due = self.flow.receipts_due().min(RECEIPTS.len());
+            let Some(buf) = self.receipt_buf.as_mut().filter(|_| due > 0) else {
+                return Ok(());
+            };
+            // The boxed buffer keeps its address until the completion (or is leaked by
+            // `abandon`).
+            let buf = buf.as_mut_ptr();
+            on_target!(target, |fd| opcode::Recv::new(fd, buf, due as u32).build())
+        };
+        ring.reserve(1)?;
+        ring.push(&entry.user_data(user_data(index, OP_RECEIPT, u16::from(owed > 0))))?;
+        self.receipt_op = true;
+        Ok(())
+    }
+
+    /// A read-receipt operation completed; `sent`: it was a send.
+    fn receipt_done(&mut self, sent: bool, res: i32) -> Result<(), Error> {
+        self.receipt_op = false;
+        match res {
+            n if n > 0 && sent => {
+                self.flow.receipts_sent(n as usize);
+                Ok(())
+            }
+            n if n > 0 => {
+                let buf = self.receipt_buf.as_ref().expect("a receipt buffer");
+                self.flow.receipts_received(&buf[..n as usize])
+            }
+            0 if !sent => Err(Error::Peer(format!(
+                "server closed the connection with {} read receipts outstanding",
+                self.flow.receipts_due()
+            ))),
+            n => Err(Error::io(
+                if sent {
+                    "sending read receipts"
+                } else {
+                    "receiving read receipts"
+                },
+                std::io::Error::from_raw_os_error(-n.min(-1)),
+            )),
+        }
+    }
+
+    /// The SQE in front of a send completed: it must have moved the whole message.
+    fn prep_done(&self, res: i32) -> Result<(), Error> {
+        match res {
+            // An earlier send in the chain failed; that send reports it.
+            n if n == -libc::ECANCELED => Ok(()),
+            n if n < 0 => Err(Error::io(
+                "splicing the message into the pipe",
+                std::io::Error::from_raw_os_error(-n),
+            )),
+            n if n as usize != self.size => Err(Error::Internal(format!(
+                "the splice into the pipe moved {n} of {} bytes",
+                self.size
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Copies out what waits in provided buffers, re-arms a multishot receive the kernel
@@ -469,6 +589,8 @@ impl<X> UConn<X> {
         let result = match op {
             OP_SEND => self.send_done(slot, cqe),
             OP_RECV => self.recv_done(ring, index, slot, cqe.res, now),
+            OP_PREP => self.prep_done(cqe.res),
+            OP_RECEIPT => self.receipt_done(slot == 1, cqe.res),
             _ => self.multishot_done(ring, index, op, cqe, now),
         };
         if let Err(e) = result {
@@ -634,6 +756,7 @@ impl<X> UConn<X> {
     /// Operations of this connection the kernel still has, buffers or not.
     fn in_kernel(&self) -> bool {
         self.held > 0
+            || self.receipt_op
             || self
                 .multishot
                 .as_ref()
@@ -684,7 +807,7 @@ impl<X> UConn<X> {
     /// pending receive may finish any time (1); a chain of sends only frees the way for
     /// the next chain once all its results are in.
     pub fn completions_needed(&self) -> usize {
-        if self.rx.is_some() || self.tx_inflight == 0 {
+        if self.rx.is_some() || self.tx_inflight == 0 || self.receipt_op {
             1
         } else {
             // Silent sends post nothing on success.
@@ -698,7 +821,8 @@ impl<X> UConn<X> {
     }
 
     /// The connection's flow and what its owner keeps beside it, once it is finished.
-    pub fn into_parts(self) -> (Flow, X) {
+    pub fn into_parts(mut self) -> (Flow, X) {
+        self.flow.close_by_ref(false);
         (self.flow, self.extra)
     }
 
@@ -717,6 +841,9 @@ impl<X> UConn<X> {
             std::mem::forget(m);
         }
         std::mem::forget(std::mem::take(&mut self.args));
+        if std::mem::take(&mut self.receipt_op) {
+            std::mem::forget(self.receipt_buf.take());
+        }
         self.held = 0;
         self.abandoned = true;
         self.flow.leaked = true;

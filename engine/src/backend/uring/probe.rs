@@ -126,6 +126,25 @@ mod tests {
         .is_ok());
     }
 
+    /// sendfile and splice on io_uring need IORING_OP_SPLICE; a kernel without it is
+    /// named, with the version that added it.
+    #[test]
+    fn a_kernel_without_splice_is_named() {
+        let splice = io_uring::opcode::Splice::CODE;
+        for mode in [Mode::Sendfile, Mode::Splice] {
+            let e = require(&ops_for(Some(mode)), |op| op != splice, "5.6.0-test").unwrap_err();
+            let text = e.to_string();
+            assert!(
+                text.contains("IORING_OP_SPLICE")
+                    && text.contains("5.6.0-test")
+                    && text.contains("Linux 5.7"),
+                "{mode}: {text}"
+            );
+            assert_eq!(e.exit_code(), crate::error::exit::UNSUPPORTED);
+        }
+        assert!(require(&ops_for(Some(Mode::OneCopy)), |op| op != splice, "5.6").is_ok());
+    }
+
     #[test]
     fn this_kernel_has_what_every_mode_needs() {
         for mode in Mode::ALL {
