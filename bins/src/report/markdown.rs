@@ -506,7 +506,7 @@ fn machine(o: &mut String, inp: &Inputs) {
             row(
                 "Path of the data",
                 if kind.stays_local() {
-                    format!("{} — both sides in one kernel: zero-copy sends are copied on delivery, whatever the mode", kind.as_str())
+                    format!("{} — both sides in one kernel: MSG_ZEROCOPY and io_uring zero-copy sends (zc, zc-fixed) are copied on delivery, whatever the engine; page-cache sends (sendfile, splice) are not", kind.as_str())
                 } else {
                     format!("{} — between the sides' devices", kind.as_str())
                 },
