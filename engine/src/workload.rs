@@ -457,13 +457,7 @@ impl Flow {
                 "server sent data that was not asked for".into(),
             ));
         }
-        #[cfg(debug_assertions)]
-        if self.fault {
-            panic!("injected fault: COPYPERF_FAULT_PANIC_SIZE={}", self.size());
-        }
-        self.first_rx.get_or_insert(now);
-        self.stats.bytes_received += msg.size() as u64;
-        self.stats.msgs_received += 1;
+        self.count_received(msg.size(), now);
         let seq = self.expect_seq;
         if self.spec.rx == RxMode::Zerocopy && self.spec.verify != Verify::Off {
             let failure = match bad {
@@ -541,13 +535,7 @@ impl Flow {
                 ),
             }));
         }
-        #[cfg(debug_assertions)]
-        if self.fault {
-            panic!("injected fault: COPYPERF_FAULT_PANIC_SIZE={}", self.size());
-        }
-        self.first_rx.get_or_insert(now);
-        self.stats.bytes_received += msg.size() as u64;
-        self.stats.msgs_received += 1;
+        self.count_received(msg.size(), now);
         if let Err(m) = msg.verify(self.spec.verify, self.expect_seq, &self.template) {
             self.stats.verify_errors += 1;
             if self.stats.first_verify_error.is_none() {
@@ -617,6 +605,18 @@ impl Flow {
                 self.sent_at.len()
             ))),
         }
+    }
+
+    /// One whole message of `size` bytes arrived at `now` (the test build's injected
+    /// fault fires here).
+    fn count_received(&mut self, size: usize, now: Instant) {
+        #[cfg(debug_assertions)]
+        if self.fault {
+            panic!("injected fault: COPYPERF_FAULT_PANIC_SIZE={}", self.size());
+        }
+        self.first_rx.get_or_insert(now);
+        self.stats.bytes_received += size as u64;
+        self.stats.msgs_received += 1;
     }
 
     /// Nothing more to send or receive (buffers may still be with the kernel).
