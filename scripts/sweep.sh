@@ -3,7 +3,7 @@
 # each side — by default in two network namespaces joined by a veth pair — written to
 # one folder under results/.
 #
-#   scripts/sweep.sh                 # the full default matrix (about 12 minutes)
+#   scripts/sweep.sh                 # the full default matrix (about 16 minutes)
 #   scripts/sweep.sh --quick         # a short run
 #   scripts/sweep.sh --server ssh://user@hostB --client ssh://user@hostA --deploy
 #                                    # between two hosts (no namespaces made)

@@ -18,8 +18,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// Run the copyperf matrix and write a results folder.
 ///
-/// Default: engines syscall and uring × modes two-copy, one-copy, zc (+ zc-fixed on uring)
-/// × sizes 1K, 4K, 16K, 64K × threads 1, 2, 4, 8, echo, split placement, 3 rounds of 2 s
+/// Default: engines syscall and uring × modes two-copy, one-copy, zc, sendfile (+ zc-fixed
+/// on uring) × sizes 1K, 4K, 16K, 64K × threads 1, 2, 4, 8, echo, split placement, 3 rounds of 2 s
 /// per point (each round the whole matrix in a fresh shuffled order), counters per core.
 /// Exit codes: 0 done, 1 failure, 2 bad flags, 130 interrupted (the points measured so far
 /// are kept).
@@ -35,7 +35,7 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "syscall,uring", value_parser = Backend::parser())]
     engines: Vec<Backend>,
     /// Copy modes, comma-separated (zc-fixed runs on uring only).
-    #[arg(long, value_delimiter = ',', default_value = "two-copy,one-copy,zc,zc-fixed", value_parser = Mode::parser())]
+    #[arg(long, value_delimiter = ',', default_value = "two-copy,one-copy,zc,zc-fixed,sendfile", value_parser = Mode::parser())]
     modes: Vec<Mode>,
     /// Message sizes, comma-separated (K/M suffixes) [default: 1K,4K,16K,64K; --quick: 1K,64K].
     #[arg(long, value_delimiter = ',', value_parser = cli::size_arg)]
