@@ -133,11 +133,8 @@ impl ServerProcess {
             // SAFETY: signals our own child. With `ip netns exec`, ip execs the server in
             // place, so the pid is the server's.
             unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-            for _ in 0..50 {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            if wait_within(&mut self.child, Duration::from_secs(1)).is_some() {
+                return;
             }
             let _ = self.child.kill();
         }
@@ -148,6 +145,21 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         self.terminate();
+    }
+}
+
+/// How `child` ended, if it ends within `limit` (looked at every 20 ms); `None` if it
+/// still runs (or cannot be asked).
+pub fn wait_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            _ => return None,
+        }
     }
 }
 

@@ -162,6 +162,19 @@ pub fn point_of(r: &Record) -> Point {
     }
 }
 
+/// `, rx discard, sqpoll`: what a receive path and polling option add to a label, each
+/// left out where it is the default (copy, plain).
+pub fn path_extras(rx: RxMode, polling: PollOpt) -> String {
+    let mut s = String::new();
+    if rx != RxMode::Copy {
+        s += &format!(", rx {rx}");
+    }
+    if polling != PollOpt::Plain {
+        s += &format!(", {polling}");
+    }
+    s
+}
+
 /// The polling option a client configuration ran under.
 pub fn poll_opt_of(c: &engine::ClientConfig) -> PollOpt {
     if c.sqpoll.is_some() {

@@ -817,12 +817,7 @@ pub fn aggregate(records: &[Record]) -> Vec<Aggregate> {
                 bytes_received: med(&rs, |r| Some(r.summary.bytes_received as f64)).unwrap_or(0.0),
                 messages: med(&rs, |r| Some(r.summary.messages as f64)).unwrap_or(0.0),
                 zc_copied_fraction: med(&rs, |r| r.client.zc_copied_fraction),
-                rx_mapped_fraction: med(&rs, |r| {
-                    r.server
-                        .as_ref()
-                        .and_then(|s| s.rx_mapped_fraction)
-                        .or(r.client.rx_mapped_fraction)
-                }),
+                rx_mapped_fraction: med(&rs, Record::rx_mapped_fraction),
                 client: side_agg(&rs, |r| Some(&r.client)),
                 server: side_agg(&rs, |r| r.server.as_ref()),
                 system: system_agg(&rs),

@@ -620,6 +620,15 @@ impl Record {
         }
     }
 
+    /// Under `--rx zerocopy`, the share of received bytes the receiving side's kernel
+    /// mapped: the server's (it receives in every workload), else the client's.
+    pub fn rx_mapped_fraction(&self) -> Option<f64> {
+        self.server
+            .as_ref()
+            .and_then(|s| s.rx_mapped_fraction)
+            .or(self.client.rx_mapped_fraction)
+    }
+
     /// Each client host's own description: every part's for a merged (fan-in) record,
     /// else the one client's.
     pub fn client_hosts(&self) -> Vec<&crate::host::HostInfo> {

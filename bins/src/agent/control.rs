@@ -20,6 +20,7 @@ use engine::{ClientConfig, Record, ServerConfig};
 
 use super::auth::{self, Prover, Seal, Secret};
 use super::proto::{self, FrameError, Reply, Request, MAX_REPLY, PROTOCOL};
+use crate::proc::wait_within;
 
 /// The daemon's default port (`agent --listen ADDR` without a port).
 pub const DAEMON_PORT: u16 = 8079;
@@ -450,17 +451,7 @@ impl Link {
     fn ended(&mut self) -> String {
         let mut out = String::new();
         if let Some(child) = &mut self.child {
-            let deadline = Instant::now() + Duration::from_millis(500);
-            let status = loop {
-                match child.try_wait() {
-                    Ok(Some(s)) => break Some(s),
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(20))
-                    }
-                    _ => break None,
-                }
-            };
-            match status {
+            match wait_within(child, Duration::from_millis(500)) {
                 Some(s) => {
                     out += &format!("; the agent's process ended ({s})");
                     // What it said last may still be on its way through the pipe.
@@ -576,18 +567,10 @@ impl Link {
             let _ = socket.shutdown(std::net::Shutdown::Both);
         }
         if let Some(mut child) = self.child.take() {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) => return,
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(20))
-                    }
-                    _ => break,
-                }
+            if wait_within(&mut child, Duration::from_secs(5)).is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
     }
 }

@@ -1275,15 +1275,12 @@ struct Candidate<'a> {
 impl Candidate<'_> {
     /// `uring zc-fixed` or `syscall one-copy, rx discard, busy-poll`.
     fn path(&self) -> String {
-        let rx = match self.point.rx {
-            engine::RxMode::Copy => String::new(),
-            rx => format!(", rx {rx}"),
-        };
-        let polling = match self.point.polling {
-            engine::PollOpt::Plain => String::new(),
-            p => format!(", {p}"),
-        };
-        format!("{} {}{rx}{polling}", self.point.engine, self.point.mode)
+        format!(
+            "{} {}{}",
+            self.point.engine,
+            self.point.mode,
+            crate::results::path_extras(self.point.rx, self.point.polling)
+        )
     }
 
     /// The median of `f` over the point's runs, where they have it.
@@ -1359,12 +1356,7 @@ pub fn which_path_answer(sets: &[Dataset]) -> Option<Vec<String>> {
                     .zc_copied_fraction
                     .or(r.server.as_ref().and_then(|s| s.zc_copied_fraction))
             });
-            let mapped = best.median_of(|r| {
-                r.server
-                    .as_ref()
-                    .and_then(|s| s.rx_mapped_fraction)
-                    .or(r.client.rx_mapped_fraction)
-            });
+            let mapped = best.median_of(engine::Record::rx_mapped_fraction);
             let against = match candidates.get(1) {
                 None => "the only path measured here".to_owned(),
                 Some(second) => match compare(&best.measured, &second.measured) {

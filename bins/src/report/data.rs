@@ -367,17 +367,11 @@ impl Dataset {
             None if self.cpus == "auto" => "auto placement".into(),
             None => format!("CPUs {}", self.cpus),
         };
-        let rx = match self.rx {
-            RxMode::Copy => String::new(),
-            rx => format!(", rx {rx}"),
-        };
-        let polling = match self.polling {
-            PollOpt::Plain => String::new(),
-            p => format!(", {p}"),
-        };
         format!(
-            "{}, depth {}, {placement}{rx}{polling}",
-            self.workload, self.depth
+            "{}, depth {}, {placement}{}",
+            self.workload,
+            self.depth,
+            crate::results::path_extras(self.rx, self.polling)
         )
     }
 
