@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# copyperf beside iperf3 and sockperf, on loopback only, interleaved, several repeats.
+# copyperf beside the fastest tools doing the same operation, on loopback only,
+# interleaved, several rounds: iperf3 (stream), sockperf and qperf (echo), and copyperf's
+# own bare io_uring loops (`baseline`: SEND and SEND_ZC, receiver discarding).
 #
-#   scripts/compare.sh                # 1K/4K/16K/64K, 5 repeats of 3 s
-#   scripts/compare.sh --repeats 3 -d 2
+#   scripts/compare.sh                # every comparison at 1K/4K/16K/64K, 5 rounds of 3 s
+#   scripts/compare.sh --only echo --repeats 3 -d 2
 #   scripts/compare.sh --help         # every flag (they go to target/release/compare)
 #
-# Installs iperf3 and sockperf from Debian where missing, builds in release, and writes
-# results/peers_<date>_<host>/ (samples.csv, peers.csv, peers.svg); prints the ratios.
+# Installs iperf3, sockperf and qperf from Debian where missing, builds in release, and
+# writes results/peers_<date>_<host>/ (samples.csv, peers.csv, summary.md, peers.svg,
+# meta.json); prints the ratios and the targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3)
 command -v sockperf >/dev/null 2>&1 || missing+=(sockperf)
+command -v qperf >/dev/null 2>&1 || missing+=(qperf)
 command -v taskset >/dev/null 2>&1 || missing+=(util-linux)
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then

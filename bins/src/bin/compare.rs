@@ -1,6 +1,7 @@
-//! copyperf compare: copyperf beside iperf3 (stream) and sockperf (echo ping-pong) on
-//! loopback, interleaved, with medians, spread and ratios. `scripts/compare.sh` installs
-//! the peers where missing and builds first.
+//! copyperf compare: copyperf beside the fastest tools doing the same operation on
+//! loopback (iperf3, sockperf, qperf and copyperf's own bare io_uring loops), interleaved,
+//! with medians, spread and ratios. `scripts/compare.sh` installs the tools where missing
+//! and builds first.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,10 +9,11 @@ use std::time::SystemTime;
 
 use anyhow::{bail, Result};
 use clap::{ArgAction, Parser};
-use cli::compare::{self, CompareConfig, Sample};
+use cli::compare::{self, output, tools, CompareConfig, Comparison, Progress};
 use engine::config::format_size;
 
-/// Run copyperf beside iperf3 and sockperf on loopback and write peers.csv and peers.svg.
+/// Run copyperf beside iperf3, sockperf, qperf and bare io_uring loops on loopback, and
+/// write samples.csv, peers.csv, summary.md and peers.svg.
 #[derive(Debug, Parser)]
 #[command(
     name = "compare",
@@ -20,10 +22,22 @@ use engine::config::format_size;
     max_term_width = 100
 )]
 struct Args {
+    /// Comparisons to run, comma-separated: stream (receiver copies, vs iperf3), discard
+    /// (receiver discards, vs the io_uring SEND loop), zero-copy (vs the SEND_ZC loop),
+    /// echo (vs sockperf and qperf), flows and flows-discard (several flows at once)
+    /// [default: all]
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    only: Vec<Comparison>,
     /// Message sizes, comma-separated (K/M suffixes).
     #[arg(long, value_delimiter = ',', default_value = "1K,4K,16K,64K", value_parser = cli::size_arg)]
     sizes: Vec<usize>,
-    /// Interleaved repeats of every measurement.
+    /// Message sizes of the flows comparisons.
+    #[arg(long, value_delimiter = ',', default_value = "16K", value_parser = cli::size_arg)]
+    flow_sizes: Vec<usize>,
+    /// Flows at once in the flows comparisons.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    flows: usize,
+    /// Interleaved rounds of every measurement.
     #[arg(long, value_name = "N", default_value_t = 5)]
     repeats: usize,
     /// Seconds per measurement (whole seconds).
@@ -35,7 +49,8 @@ struct Args {
     /// Appended to the folder name.
     #[arg(long)]
     label: Option<String>,
-    /// First of four consecutive ports (copyperf syscall, copyperf uring, iperf3, sockperf).
+    /// First of seven consecutive ports (copyperf syscall, uring, uring with SQPOLL,
+    /// iperf3, sockperf, qperf, the loop's receiver).
     #[arg(long, default_value_t = 18701)]
     port: u16,
     /// CPU for every server.
@@ -44,7 +59,8 @@ struct Args {
     /// CPU for every client [default: the last CPU].
     #[arg(long)]
     client_cpu: Option<usize>,
-    /// Directory holding copyperf's server and client [default: next to this binary].
+    /// Directory holding copyperf's server, client and baseline [default: next to this
+    /// binary].
     #[arg(long, value_name = "DIR")]
     bin_dir: Option<PathBuf>,
     /// Print help.
@@ -63,18 +79,23 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
-    if args.sizes.is_empty() || args.repeats == 0 || args.duration == 0 {
-        bail!("give at least one size, one repeat and one second");
+    if args.sizes.is_empty() || args.repeats == 0 || args.duration == 0 || args.flows == 0 {
+        bail!("give at least one size, one repeat, one second and one flow");
     }
     let cpus = engine::placement::available_cpus();
     let client_cpu = args.client_cpu.or(cpus.last().copied()).unwrap_or(0);
-    for tool in ["iperf3", "sockperf", "taskset"] {
-        if compare::tool_version(tool) == "not installed" {
-            bail!("{tool} is not installed (scripts/compare.sh installs iperf3 and sockperf from Debian)");
-        }
-    }
+    let mut comparisons = if args.only.is_empty() {
+        Comparison::ALL.to_vec()
+    } else {
+        args.only.clone()
+    };
+    comparisons.sort();
+    comparisons.dedup();
     let config = CompareConfig {
+        comparisons,
         sizes: args.sizes.clone(),
+        flow_sizes: args.flow_sizes.clone(),
+        flows: args.flows,
         repeats: args.repeats,
         seconds: args.duration,
         bin_dir: args.bin_dir.unwrap_or_else(cli::proc::bin_dir),
@@ -82,56 +103,107 @@ fn run(args: Args) -> Result<()> {
         server_cpu: args.server_cpu,
         client_cpu,
     };
+    for tool in config.tools() {
+        if tools::tool_version(tool) == "not installed" {
+            let package = tools::PACKAGED
+                .iter()
+                .find(|(t, _)| *t == tool)
+                .map_or(tool, |(_, p)| p);
+            bail!("{tool} is not installed (scripts/compare.sh installs it: apt-get install {package})");
+        }
+    }
+    for bin in ["server", "client", "baseline"] {
+        if !tools::present(&config.bin_dir.join(bin)) {
+            bail!(
+                "{} has no {bin} (build with cargo build --release --bins, or give --bin-dir)",
+                config.bin_dir.display()
+            );
+        }
+    }
     let name = cli::sweep::folder_name(
         SystemTime::now(),
         &cli::sweep::hostname(),
         args.label.as_deref(),
     );
     let dir = args.out.join(format!("peers_{name}"));
-    eprintln!("machine: {}", cli::summary::machine());
+    let machine = cli::summary::machine();
+    eprintln!("machine: {machine}");
+    let versions: Vec<String> = config
+        .tools()
+        .iter()
+        .filter(|t| **t != "taskset")
+        .map(|t| tools::tool_version(t))
+        .collect();
     eprintln!(
-        "{}; {}; servers on CPU {}, clients on CPU {}; {} s per measurement, {} interleaved repeats",
-        compare::tool_version("iperf3"),
-        compare::tool_version("sockperf"),
+        "{}; servers on CPU {}, clients on CPU {}; {} s per measurement, {} interleaved rounds",
+        versions.join("; "),
         config.server_cpu,
         config.client_cpu,
         config.seconds,
         config.repeats
     );
-    let total = config.sizes.len() * config.repeats * 8;
+    let total = config.runs();
     let done = std::cell::Cell::new(0);
-    let on = |s: &Sample| {
+    let on = |p: Progress| {
         done.set(done.get() + 1);
-        let unit = match s.comparison {
-            compare::Comparison::Stream => "Gbit/s",
-            compare::Comparison::Echo => "µs p50 RTT",
-        };
-        eprintln!(
-            "[{:>3}/{total}] {:<6} {:>4} {:<26} {:9.2} {unit}",
-            done.get(),
-            s.comparison.name(),
-            format_size(s.size),
-            s.contender.label(),
-            s.value
-        );
+        match p {
+            Progress::Measured(samples) => {
+                let Some(first) = samples.first() else { return };
+                let values: Vec<String> = samples
+                    .iter()
+                    .map(|s| format!("{:.2} {} {}", s.value, s.metric.unit(), s.metric.name()))
+                    .collect();
+                eprintln!(
+                    "[{:>3}/{total}] {:<13} {:>4} {:<32} {}",
+                    done.get(),
+                    first.comparison.name(),
+                    format_size(first.size),
+                    first.contender.label(),
+                    values.join(", ")
+                );
+            }
+            Progress::Failed {
+                comparison,
+                contender,
+                size,
+                error,
+            } => eprintln!(
+                "[{:>3}/{total}] {:<13} {:>4} {:<32} FAILED, left out from now on: {error:#}",
+                done.get(),
+                comparison.name(),
+                format_size(size),
+                contender.label(),
+            ),
+        }
     };
     let started_at = engine::rfc3339(SystemTime::now());
-    let samples = compare::run(&config, &on)?;
-    let rows = compare::write(&dir, &samples, &config.sizes)?;
+    let outcome = compare::run(&config, &on)?;
+    let rows = output::write(&dir, &outcome, config.flows, &machine)?;
+    let tool_versions: serde_json::Map<String, serde_json::Value> = config
+        .tools()
+        .iter()
+        .map(|t| (t.to_string(), tools::tool_version(t).into()))
+        .collect();
     let meta = serde_json::json!({
         "copyperf_version": env!("CARGO_PKG_VERSION"),
         "git_revision": cli::sweep::git_revision(),
         "command_line": std::env::args().collect::<Vec<_>>().join(" "),
         "host": cli::sweep::hostname(),
-        "machine": cli::summary::machine(),
-        "iperf3": compare::tool_version("iperf3"),
-        "sockperf": compare::tool_version("sockperf"),
+        "machine": machine,
+        "tools": tool_versions,
         "network": "loopback 127.0.0.1",
+        "comparisons": config.comparisons.iter().map(|c| c.name()).collect::<Vec<_>>(),
         "sizes": config.sizes,
+        "flow_sizes": config.flow_sizes,
+        "flows": config.flows,
+        "stream_depth": compare::STREAM_DEPTH,
         "repeats": config.repeats,
         "seconds": config.seconds,
         "server_cpu": config.server_cpu,
         "client_cpu": config.client_cpu,
+        "failed": outcome.failed.iter().map(|((c, who), why)| serde_json::json!({
+            "comparison": c.name(), "contender": who.label(), "error": why,
+        })).collect::<Vec<_>>(),
         "started_at": started_at,
         "finished_at": engine::rfc3339(SystemTime::now()),
     });
@@ -139,18 +211,11 @@ fn run(args: Args) -> Result<()> {
         dir.join("meta.json"),
         serde_json::to_string_pretty(&meta)? + "\n",
     )?;
-    println!("\n{}", compare::table(&rows));
+    println!("\n{}", output::table(&rows, config.flows));
     println!("Targets:");
-    for t in compare::targets(&rows) {
-        let verdict = match t.met {
-            Some(true) => "met",
-            Some(false) => "NOT met",
-            None => "not measured",
-        };
-        println!("- {}: {verdict} ({})", t.text, t.detail);
-    }
+    print!("{}", output::targets_text(&output::targets(&rows)));
     println!(
-        "\nwritten: {}/{{samples.csv, peers.csv, peers.svg}}",
+        "\nwritten: {}/{{samples.csv, peers.csv, summary.md, peers.svg, meta.json}}",
         dir.display()
     );
     Ok(())
