@@ -562,6 +562,11 @@ fn server_report(
             .shutdown(Shutdown::Write)
             .map_err(|e| Error::io("closing the sending side", e))?;
     }
+    // The run may have left the socket O_NONBLOCK (sendfile and splice decide blocking by
+    // it); the report is read by blocking with a deadline.
+    conn.stream
+        .set_nonblocking(false)
+        .map_err(|e| Error::io("socket flags", e))?;
     match wire::read_frame_by(&conn.stream, Instant::now() + wait) {
         Ok(Frame::Stats(report)) => Ok(*report),
         Ok(other) => Err(WireError::Unexpected {

@@ -41,6 +41,12 @@ use crate::proof::ReadProof;
 use crate::stats::{FlowStats, Latency, Progress};
 use crate::vocab::{Direction, Mode, Role, RxMode, Verify, Workload};
 
+/// The most one discarding receive of a server's stream asks for (whole messages, at least
+/// one): as much as a bulk receiver drops per call, so that the receiver's calls — and the
+/// window updates and ACKs that follow each — do not scale with the message count. A
+/// recorded choice: `stats.io` shows the calls it took.
+pub const DISCARD_SPAN: usize = 1 << 20;
+
 /// What a flow needs to know about its run.
 #[derive(Debug, Clone, Copy)]
 pub struct FlowSpec {
@@ -418,6 +424,45 @@ impl Flow {
         Some(msg)
     }
 
+    /// Bytes one receive may ask for from byte `off` of the message now arriving: what is
+    /// left of it — or, for a server discarding a client's stream (`--rx discard`), where
+    /// only the byte count is checked, up to [`DISCARD_SPAN`]: the rest of the message and
+    /// whole ones behind it, as a bulk receiver asks (the kernel drops them all in one
+    /// call; see [`Flow::discarded`]).
+    pub fn rx_want(&self, off: usize) -> usize {
+        let rest = self.size() - off;
+        if self.bulk_discard() {
+            rest.max(DISCARD_SPAN - DISCARD_SPAN % self.size())
+        } else {
+            rest
+        }
+    }
+
+    /// Whether receives may discard past the message arriving ([`Flow::rx_want`]).
+    fn bulk_discard(&self) -> bool {
+        self.spec.rx == RxMode::Discard
+            && self.spec.role == Role::Server
+            && self.spec.workload == Workload::Stream
+            && self.spec.receives_stream()
+    }
+
+    /// A bulk discard ([`Flow::rx_want`]) went `extra` bytes past the message it completed
+    /// (which was handed to [`Flow::received`] first): counts the whole messages among
+    /// them and returns how many bytes of the next one arrived.
+    pub fn discarded(&mut self, extra: usize, now: Instant) -> Result<usize, Error> {
+        if extra > 0 && !self.bulk_discard() {
+            return Err(Error::Internal(format!(
+                "a receive went {extra} bytes past its message"
+            )));
+        }
+        for _ in 0..extra / self.size() {
+            self.count_received(self.size(), now);
+            self.expect_seq += 1;
+            self.prove_read();
+        }
+        Ok(extra % self.size())
+    }
+
     /// A whole message arrived in `msg` (in two-copy, in its wire buffer: the copy out into
     /// the fields happens here). Under `--rx discard` or `zerocopy` the bytes never
     /// reached `msg`: see [`Flow::received_elsewhere`].
@@ -487,6 +532,7 @@ impl Flow {
             }
             Role::Server => self.pool.put(msg),
         }
+        self.prove_read();
         Ok(())
     }
 
@@ -560,6 +606,13 @@ impl Flow {
             (Workload::Echo, Role::Server) => self.echo_queue.push_back(msg),
             (Workload::Stream, Role::Server) => self.pool.put(msg),
         }
+        self.prove_read();
+        Ok(())
+    }
+
+    /// Message `expect_seq - 1` arrived whole (copied, discarded or seen in place): what
+    /// that proves the peer has read (sendfile, splice; see `proof`).
+    fn prove_read(&mut self) {
         if let Some(proof) = &mut self.proof {
             match (self.spec.role, self.spec.workload) {
                 // The echo of every message up to this one arrived whole: the server read them.
@@ -572,7 +625,6 @@ impl Flow {
             }
             self.settle();
         }
-        Ok(())
     }
 
     /// The peer closed its sending side; `partial` bytes of a message had arrived.
@@ -776,6 +828,31 @@ mod tests {
     /// A message as it travels: its fields back to back.
     fn wire_of(msg: &Message) -> Vec<u8> {
         (0..8).flat_map(|k| msg.field(k).to_vec()).collect()
+    }
+
+    #[test]
+    fn only_a_server_discarding_a_stream_receives_past_its_message() {
+        let mut s = flow(Role::Server, Workload::Stream, Mode::OneCopy, 4);
+        assert_eq!(s.rx_want(100), 156, "copying: the rest of the message");
+        s.spec.rx = RxMode::Discard;
+        assert_eq!(s.rx_want(100), DISCARD_SPAN, "whole 256-byte messages");
+        let t0 = Instant::now();
+        s.begin(t0);
+        let m = s.rx_buffer().unwrap();
+        s.received(m, t0).unwrap();
+        // 3 whole messages and 10 bytes of the next went with the first.
+        assert_eq!(s.discarded(3 * 256 + 10, t0).unwrap(), 10);
+        assert_eq!(s.stats.msgs_received, 4);
+        assert_eq!(s.stats.bytes_received, 4 * 256);
+        for (role, workload) in [
+            (Role::Server, Workload::Echo),
+            (Role::Client, Workload::Echo),
+        ] {
+            let mut f = flow(role, workload, Mode::OneCopy, 4);
+            f.spec.rx = RxMode::Discard;
+            assert_eq!(f.rx_want(100), 156, "{role:?} {workload:?}");
+            assert!(matches!(f.discarded(1, t0), Err(Error::Internal(_))));
+        }
     }
 
     #[test]

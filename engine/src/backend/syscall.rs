@@ -398,9 +398,15 @@ impl Conn<'_> {
         // never just to look for an end of file.
         let block = may_block && self.tx.is_none();
         let flags = if block {
-            let by = self.rx.as_ref().expect("a buffer to receive into").2;
-            self.arm(RCV, by, "receive")?;
-            libc::MSG_WAITALL
+            let (_, off, by) = self.rx.as_ref().expect("a buffer to receive into");
+            let whole = flow.rx_want(*off) == self.size - off;
+            self.arm(RCV, *by, "receive")?;
+            // A bulk discard waits for some bytes, not for all it may take.
+            if whole {
+                libc::MSG_WAITALL
+            } else {
+                0
+            }
         } else {
             libc::MSG_DONTWAIT
         };
@@ -421,8 +427,18 @@ impl Conn<'_> {
                 if *off < self.size {
                     return Ok(Step::Partial);
                 }
-                let (msg, _, _) = self.rx.take().expect("checked");
-                flow.received(msg, Instant::now())?;
+                let (msg, got, _) = self.rx.take().expect("checked");
+                let now = Instant::now();
+                flow.received(msg, now)?;
+                // A bulk discard may have gone past the message: whole ones are counted,
+                // and a part of the next is where the next receive starts.
+                let part = flow.discarded(got - self.size, now)?;
+                if part > 0 {
+                    let next = flow.rx_buffer().ok_or_else(|| {
+                        Error::Internal("no receive buffer for the rest of a bulk discard".into())
+                    })?;
+                    self.rx = Some((next, part, now + self.timeout));
+                }
                 Ok(Step::Done)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

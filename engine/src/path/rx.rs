@@ -20,7 +20,9 @@
 //!   6.7) take `SOL_SOCKET` options only, not this `IPPROTO_TCP` one.
 //!
 //! One call moves at most what is left of the message being received, as the copying
-//! paths do, so the paths compare call for call.
+//! paths do — except where a server discards a client's stream: there only the byte
+//! count is checked, and a call asks for up to [`crate::workload::DISCARD_SPAN`] (whole
+//! messages past the one arriving), as a bulk receiver does.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -56,19 +58,20 @@ pub(crate) fn refusal(rx: RxMode, backend: Backend, recv_zc: Option<bool>) -> Op
     ))
 }
 
-/// The SQE that receives message bytes `from..` on io_uring, by the side's receive path.
+/// The SQE that receives message bytes `from..` on io_uring, by the side's receive path;
+/// a discard asks for `want` bytes ([`Flow::rx_want`]).
 pub(crate) fn uring_recv(
     rx: RxMode,
     copy: &CopyPath,
     target: Target,
     msg: &mut Message,
-    from: usize,
+    (from, want): (usize, usize),
     args: &mut MsgArgs,
 ) -> Result<squeue::Entry, Error> {
     match rx {
         RxMode::Copy => Ok((copy.uring.recv)(target, msg, from, args)),
         RxMode::Discard => {
-            let len = (msg.size() - from) as u32;
+            let len = u32::try_from(want).unwrap_or(u32::MAX);
             // No buffer: with MSG_TRUNC TCP never copies, so the kernel writes nowhere. No
             // MSG_WAITALL (see the module's notes): a short receive is continued by the
             // engine with what is left of the message.
@@ -119,8 +122,10 @@ impl SysRx {
     }
 
     /// One receive for message bytes `off..` (of `msg`, which only a copy writes into);
-    /// returns the bytes that arrived, 0 at the end of the stream. Calls beyond the first
-    /// are counted into the flow here; zero-copy spans are shown to it where they lie.
+    /// returns the bytes that arrived, 0 at the end of the stream. A discard asks for what
+    /// the flow allows ([`Flow::rx_want`]), which may run past the message. Calls beyond
+    /// the first are counted into the flow here; zero-copy spans are shown to it where they
+    /// lie.
     pub fn recv(
         &mut self,
         fd: RawFd,
@@ -130,10 +135,18 @@ impl SysRx {
         flags: libc::c_int,
         flow: &mut Flow,
     ) -> io::Result<usize> {
+        // A page-cache sender's socket may be left O_NONBLOCK by its last sendfile or
+        // splice (they have no MSG_DONTWAIT): a blocking receive needs it off, or it spins
+        // on EAGAIN. The copying receive of those modes sees to it itself.
+        if flags & libc::MSG_DONTWAIT == 0 && !matches!(self, SysRx::Copy) {
+            if let Some(pc) = flow.page_cache() {
+                pc.set_nonblocking(fd, false)?;
+            }
+        }
         match self {
             SysRx::Copy => (sys.recv)(fd, msg, off, flags),
             SysRx::Discard => {
-                let want = msg.size() - off;
+                let want = flow.rx_want(off);
                 // SAFETY: with MSG_TRUNC, TCP copies nothing to user space: no buffer is
                 // written, so none is passed.
                 once(unsafe { libc::recv(fd, std::ptr::null_mut(), want, flags | libc::MSG_TRUNC) })

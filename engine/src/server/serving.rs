@@ -200,6 +200,10 @@ pub(super) fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
                         placement,
                         busy_poll,
                     );
+                    // sendfile and splice may have left the socket O_NONBLOCK; this
+                    // connection's own thread writes its report under the socket's send
+                    // timeout (the engine's last slice, or the handshake's).
+                    let _ = stream.set_nonblocking(false);
                     finish_connection(&mut stream, peer, report)
                 }
             }

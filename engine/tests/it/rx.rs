@@ -152,6 +152,50 @@ fn every_send_mode_under_discard_and_zerocopy() {
     }
 }
 
+/// The page-cache modes under the non-copying receives: their senders reuse a region only
+/// once the receiver proves it read it, and a discarded or mapped message is read as much
+/// as a copied one (before the fix the stream stalled on read receipts never sent).
+#[test]
+fn page_cache_modes_under_discard_and_zerocopy() {
+    for backend in [Backend::Syscall, Backend::Uring] {
+        for mode in [Mode::Sendfile, Mode::Splice] {
+            for rx in [RxMode::Discard, RxMode::Zerocopy] {
+                for workload in [Workload::Echo, Workload::Stream] {
+                    for depth in [1, 4] {
+                        run_rx(backend, backend, mode, rx, workload, depth, 64 * 1024);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A server discarding a stream of small messages takes many per call (up to
+/// DISCARD_SPAN), and still counts every message the client sent, on both engines.
+#[test]
+fn a_discarding_stream_server_counts_every_message_of_a_bulk_receive() {
+    for backend in [Backend::Syscall, Backend::Uring] {
+        for size in [1000, 4096] {
+            let r = run_rx(
+                backend,
+                backend,
+                Mode::TwoCopy,
+                RxMode::Discard,
+                Workload::Stream,
+                16,
+                size,
+            )
+            .expect("discard runs on both engines");
+            let server = r.server.as_ref().expect("server figures");
+            assert_eq!(server.stats.msgs_received, r.client.stats.msgs_sent);
+            assert_eq!(
+                server.stats.bytes_received,
+                r.client.stats.msgs_sent * size as u64
+            );
+        }
+    }
+}
+
 /// A uring client streams to a syscall server that receives by zero-copy: the receiving
 /// side is the one that must run it.
 #[test]

@@ -564,7 +564,8 @@ impl<X> UConn<X> {
         let target = self.target();
         let rx = self.flow.spec().rx;
         let args = &mut self.args[slot as usize];
-        let entry = match rx::uring_recv(rx, self.copy, target, &mut msg, from, args) {
+        let want = self.flow.rx_want(from);
+        let entry = match rx::uring_recv(rx, self.copy, target, &mut msg, (from, want), args) {
             Ok(entry) => entry,
             Err(e) => {
                 self.flow.release(msg);
@@ -711,13 +712,6 @@ impl<X> UConn<X> {
             return self.flow.eof(from);
         }
         let got = from + res as usize;
-        if got > self.size {
-            self.flow.release(msg);
-            return Err(Error::Internal(format!(
-                "a receive took {got} bytes of a {}-byte message",
-                self.size
-            )));
-        }
         if got < self.size {
             if self.error.is_some() {
                 self.flow.release(msg);
@@ -725,7 +719,17 @@ impl<X> UConn<X> {
             }
             return self.post_recv(ring, index, msg, got);
         }
-        self.flow.received(msg, now)
+        self.flow.received(msg, now)?;
+        // A bulk discard may have gone past the message: whole ones are counted, and a
+        // part of the next is where the next receive starts.
+        let part = self.flow.discarded(got - self.size, now)?;
+        if part > 0 && self.error.is_none() {
+            let next = self.flow.rx_buffer().ok_or_else(|| {
+                Error::Internal("no receive buffer for the rest of a bulk discard".into())
+            })?;
+            return self.post_recv(ring, index, next, part);
+        }
+        Ok(())
     }
 
     /// Records the first error and shuts the socket so everything in flight completes.
