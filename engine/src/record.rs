@@ -820,6 +820,7 @@ fn example_ring() -> RingSetup {
         ]),
         recv: UringRecv::Single,
         cqe_skip: true,
+        poll_first: true,
         sqpoll: Some(crate::polling::SqPollGrant {
             cpu: Some(1),
             idle_ms: crate::polling::SQ_THREAD_IDLE_MS,

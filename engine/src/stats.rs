@@ -473,6 +473,11 @@ pub struct RingSetup {
     /// How two-copy messages are received: `single` (RECV per message) or `multishot`
     /// (provided-buffer ring).
     pub recv: UringRecv,
+    /// A depth-1 echo's reply receive, linked behind its send, waits for readiness before
+    /// its first attempt (IORING_RECVSEND_POLL_FIRST, Linux 5.19): the reply cannot have
+    /// arrived before the message went out, so that attempt could only fail.
+    #[serde(default)]
+    pub poll_first: bool,
     /// The SQ polling thread the kernel set up (`--sqpoll`); null without.
     #[serde(default)]
     pub sqpoll: Option<crate::polling::SqPollGrant>,

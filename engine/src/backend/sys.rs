@@ -9,5 +9,7 @@ pub const SO_EE_ORIGIN_ZEROCOPY: u8 = 5;
 pub const SO_EE_CODE_ZEROCOPY_COPIED: u8 = 1;
 /// io_uring zero-copy send flag: report in the notification whether data was copied.
 pub const IORING_SEND_ZC_REPORT_USAGE: u16 = 8;
+/// io_uring receive flag (in `ioprio`): wait for readiness before the first attempt.
+pub const IORING_RECVSEND_POLL_FIRST: u16 = 1;
 /// Bit 31 of a notification CQE's `res` under REPORT_USAGE: the kernel copied after all.
 pub const IORING_NOTIF_USAGE_ZC_COPIED: u32 = 1 << 31;

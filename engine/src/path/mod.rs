@@ -65,8 +65,9 @@ pub(crate) struct UringForm {
     pub ops: &'static [OpInfo],
     /// The SQE that sends a whole message (MSG_WAITALL).
     pub send: fn(Target, &mut Message, &mut MsgArgs) -> squeue::Entry,
-    /// The SQE that receives message bytes `from..` (MSG_WAITALL).
-    pub recv: fn(Target, &mut Message, usize, &mut MsgArgs) -> squeue::Entry,
+    /// The SQE that receives message bytes `from..` (MSG_WAITALL), with the receive
+    /// flags given in `ioprio` ([`POLL_FIRST`] or 0).
+    pub recv: fn(Target, &mut Message, usize, &mut MsgArgs, u16) -> squeue::Entry,
     /// The SQE linked in front of every send, where a send takes two steps (splice: the
     /// message's pages into the pipe, then the pipe into the socket).
     pub prep: Option<fn(&mut Message) -> squeue::Entry>,
@@ -185,6 +186,10 @@ macro_rules! on_target {
 }
 pub(crate) use on_target;
 
+/// IORING_RECVSEND_POLL_FIRST (in a receive's `ioprio`): wait for readiness before the
+/// first attempt, for a receive whose data cannot be there yet.
+pub(crate) const POLL_FIRST: u16 = crate::backend::sys::IORING_RECVSEND_POLL_FIRST;
+
 /// Flags every io_uring send carries: the whole message or an error, no SIGPIPE.
 pub(crate) const URING_SEND_FLAGS: libc::c_int = libc::MSG_WAITALL | libc::MSG_NOSIGNAL;
 
@@ -280,6 +285,7 @@ fn uring_recv_wire(
     msg: &mut Message,
     from: usize,
     _: &mut MsgArgs,
+    ioprio: u16,
 ) -> squeue::Entry {
     // The buffer stays valid until the completion: the message is in the connection's
     // in-kernel table, boxed, until then.
@@ -287,6 +293,7 @@ fn uring_recv_wire(
     let len = (msg.size() - from) as u32;
     on_target!(target, |fd| opcode::Recv::new(fd, buf, len)
         .flags(libc::MSG_WAITALL)
+        .ioprio(ioprio)
         .build())
 }
 
@@ -296,10 +303,12 @@ fn uring_recv_fields(
     msg: &mut Message,
     from: usize,
     args: &mut MsgArgs,
+    ioprio: u16,
 ) -> squeue::Entry {
     let hdr = args.fill(msg, from);
     on_target!(target, |fd| opcode::RecvMsg::new(fd, hdr)
         .flags(libc::MSG_WAITALL as u32)
+        .ioprio(ioprio)
         .build())
 }
 

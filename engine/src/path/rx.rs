@@ -59,7 +59,8 @@ pub(crate) fn refusal(rx: RxMode, backend: Backend, recv_zc: Option<bool>) -> Op
 }
 
 /// The SQE that receives message bytes `from..` on io_uring, by the side's receive path;
-/// a discard asks for `want` bytes ([`Flow::rx_want`]).
+/// a discard asks for `want` bytes ([`Flow::rx_want`]);
+/// `ioprio` carries the receive flags ([`super::POLL_FIRST`] or 0).
 pub(crate) fn uring_recv(
     rx: RxMode,
     copy: &CopyPath,
@@ -67,9 +68,10 @@ pub(crate) fn uring_recv(
     msg: &mut Message,
     (from, want): (usize, usize),
     args: &mut MsgArgs,
+    ioprio: u16,
 ) -> Result<squeue::Entry, Error> {
     match rx {
-        RxMode::Copy => Ok((copy.uring.recv)(target, msg, from, args)),
+        RxMode::Copy => Ok((copy.uring.recv)(target, msg, from, args, ioprio)),
         RxMode::Discard => {
             let len = u32::try_from(want).unwrap_or(u32::MAX);
             // No buffer: with MSG_TRUNC TCP never copies, so the kernel writes nowhere. No
@@ -81,6 +83,7 @@ pub(crate) fn uring_recv(
                 len
             )
             .flags(libc::MSG_TRUNC)
+            .ioprio(ioprio)
             .build()))
         }
         RxMode::Zerocopy => Err(Error::Internal(

@@ -29,7 +29,7 @@ use super::ring::{Cqe, Ring};
 use crate::backend::sys::IORING_NOTIF_USAGE_ZC_COPIED;
 use crate::error::Error;
 use crate::message::Message;
-use crate::path::{on_target, path, rx, CopyPath, MsgArgs, Target};
+use crate::path::{on_target, path, rx, CopyPath, MsgArgs, Target, POLL_FIRST};
 use crate::proof::RECEIPTS;
 use crate::vocab::{RxMode, Workload};
 use crate::workload::Flow;
@@ -256,7 +256,10 @@ impl<X> UConn<X> {
             self.chain = chain;
             self.tx_inflight = n;
             if let Some(msg) = linked_rx {
-                self.post_recv(ring, index, msg, 0)?;
+                // Its data cannot be there before the send has gone out: it waits for
+                // readiness rather than first trying a receive that could only fail.
+                let ioprio = if ring.setup.poll_first { POLL_FIRST } else { 0 };
+                self.post_recv(ring, index, msg, 0, ioprio)?;
                 self.rx_linked = true;
             }
         }
@@ -274,7 +277,7 @@ impl<X> UConn<X> {
             self.pump_multishot(ring, index, now)?;
         } else if self.rx.is_none() && self.flow.wants_rx() {
             if let Some(msg) = self.flow.rx_buffer() {
-                self.post_recv(ring, index, msg, 0)?;
+                self.post_recv(ring, index, msg, 0, 0)?;
             }
         }
         self.pump_receipts(ring, index)?;
@@ -559,19 +562,21 @@ impl<X> UConn<X> {
         index: u32,
         mut msg: Box<Message>,
         from: usize,
+        ioprio: u16,
     ) -> Result<(), Error> {
         let slot = msg.slot();
         let target = self.target();
         let rx = self.flow.spec().rx;
         let args = &mut self.args[slot as usize];
         let want = self.flow.rx_want(from);
-        let entry = match rx::uring_recv(rx, self.copy, target, &mut msg, (from, want), args) {
-            Ok(entry) => entry,
-            Err(e) => {
-                self.flow.release(msg);
-                return Err(e);
-            }
-        };
+        let entry =
+            match rx::uring_recv(rx, self.copy, target, &mut msg, (from, want), args, ioprio) {
+                Ok(entry) => entry,
+                Err(e) => {
+                    self.flow.release(msg);
+                    return Err(e);
+                }
+            };
         self.rx = Some((slot, from));
         self.hand_over(msg);
         ring.push(&entry.user_data(user_data(index, OP_RECV, slot)))
@@ -717,7 +722,7 @@ impl<X> UConn<X> {
                 self.flow.release(msg);
                 return Ok(());
             }
-            return self.post_recv(ring, index, msg, got);
+            return self.post_recv(ring, index, msg, got, 0);
         }
         self.flow.received(msg, now)?;
         // A bulk discard may have gone past the message: whole ones are counted, and a
@@ -727,7 +732,7 @@ impl<X> UConn<X> {
             let next = self.flow.rx_buffer().ok_or_else(|| {
                 Error::Internal("no receive buffer for the rest of a bulk discard".into())
             })?;
-            return self.post_recv(ring, index, next, part);
+            return self.post_recv(ring, index, next, part, 0);
         }
         Ok(())
     }

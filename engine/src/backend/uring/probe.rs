@@ -78,9 +78,37 @@ pub(crate) fn has_recv_zc() -> Option<bool> {
         .map(|p| p[io_uring::opcode::RecvZc::CODE as usize])
 }
 
+/// Whether receives may ask to wait for readiness before their first attempt
+/// (`IORING_RECVSEND_POLL_FIRST`, Linux 5.19; earlier kernels refuse a receive whose
+/// `ioprio` is set). No probe shows a flag, so the kernel release decides.
+pub(crate) fn has_poll_first() -> bool {
+    release_at_least(&kernel_release(), (5, 19))
+}
+
+/// Whether a kernel release string (`6.18.44-fc`) names `want` (major, minor) or later;
+/// one that cannot be read is not.
+fn release_at_least(release: &str, want: (u32, u32)) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>());
+    match (parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor) >= want,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_releases_are_compared_by_major_and_minor() {
+        assert!(release_at_least("6.18.44-fc-v657", (5, 19)));
+        assert!(release_at_least("5.19.0", (5, 19)));
+        assert!(!release_at_least("5.15.0-91-generic", (5, 19)));
+        assert!(!release_at_least("4.19", (5, 19)));
+        assert!(!release_at_least("unknown kernel", (5, 19)));
+    }
 
     /// The one opcode a zero-copy mode adds.
     const fn path_op(mode: Mode) -> OpInfo {

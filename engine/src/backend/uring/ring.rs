@@ -137,6 +137,7 @@ impl<'r> Ring<'r> {
                 fixed_files: files.is_some(),
                 fixed_buffers: buffers.is_some(),
                 cqe_skip,
+                poll_first: super::probe::has_poll_first(),
                 recv: if pbuf.is_some() {
                     UringRecv::Multishot
                 } else {
