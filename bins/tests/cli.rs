@@ -213,6 +213,44 @@ fn bad_flags_exit_2_with_one_line() {
     assert_eq!(o.status.code(), Some(2));
 }
 
+/// Issue 16: the banner showed values the run then refused (`-s 0`, `-t 0`, `--conns 4` on
+/// the syscall engine). Every flag is checked first: exit 2, one error line, no banner.
+#[test]
+fn bad_values_are_refused_before_any_banner() {
+    let port = free_port().to_string();
+    for (args, error) in [
+        (&["-s", "0"][..], "error: message size 0 is out of range"),
+        (&["-t", "0"], "error: threads (-t) is 0"),
+        (
+            &["--conns", "4"],
+            "error: --conns applies to the uring backend",
+        ),
+        (&["-d", "0"], "error: duration"),
+        (&["--depth", "0"], "error: depth 0 is out of range"),
+    ] {
+        let o = run(CLIENT, &[&["-p", &port][..], args].concat());
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "client {args:?}: {err}");
+        assert_eq!(out, "", "client {args:?} printed before refusing");
+        assert!(err.starts_with(error), "client {args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "client {args:?}: {err}");
+    }
+    for (args, error) in [
+        (&["-t", "0"][..], "error: max clients (-t) is 0"),
+        (&["--workers", "2"], "error: --workers sizes"),
+        (&["--ready-fd", "1"], "error: --ready-fd 1"),
+    ] {
+        let o = run(
+            SERVER,
+            &[&["--bind", "127.0.0.1", "-p", "0"][..], args].concat(),
+        );
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "server {args:?}: {err}");
+        assert_eq!(out, "", "server {args:?} printed before refusing");
+        assert!(err.starts_with(error), "server {args:?}: {err}");
+    }
+}
+
 #[test]
 fn connection_refused_exits_1() {
     let port = free_port();

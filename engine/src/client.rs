@@ -13,7 +13,7 @@ use std::time::{Instant, SystemTime};
 
 use crate::backend;
 use crate::backend::uring::RingOpts;
-use crate::config::{auto_nodelay, Backend, ClientConfig, CounterScope, UringRecv};
+use crate::config::{auto_nodelay, Backend, ClientConfig, CounterScope, UringRecv, Valid};
 use crate::conn::{ConnSpec, STOP_GRACE};
 use crate::counters::Metering;
 use crate::cputime::{tick_ns, CpuSpan, StatReading, SystemCpu, ThreadClock};
@@ -67,7 +67,16 @@ pub fn run_client_until(
     stop: &AtomicBool,
     on_event: &(dyn Fn(ClientEvent) + Sync),
 ) -> Result<Record, Error> {
-    let config = config.clone().validate()?;
+    run_valid_client_until(config.clone().validate()?, stop, on_event)
+}
+
+/// [`run_client_until`] for a configuration the caller has already validated (the client
+/// binary does, so that it prints its banner only for flags the run will take).
+pub fn run_valid_client_until(
+    config: Valid<ClientConfig>,
+    stop: &AtomicBool,
+    on_event: &(dyn Fn(ClientEvent) + Sync),
+) -> Result<Record, Error> {
     if config.backend == Backend::Uring {
         backend::uring::check_kernel(Some(config.mode))?;
     }

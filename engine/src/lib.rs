@@ -34,7 +34,7 @@ pub mod vocab;
 pub mod wire;
 mod workload;
 
-pub use client::{run_client, run_client_until, ClientEvent};
+pub use client::{run_client, run_client_until, run_valid_client_until, ClientEvent};
 pub use config::{
     Backend, ClientConfig, CounterScope, Direction, Mode, PollOpt, RxMode, ServerConfig, UringRecv,
     Verify, Workload,

@@ -8,8 +8,8 @@ use clap::{ArgAction, Parser, ValueEnum};
 use cli::EnumArg;
 use cli::STOP;
 use engine::{
-    export, run_client_until, Backend, ClientConfig, ClientEvent, Direction, Error, Mode, RxMode,
-    Verify, Workload,
+    export, run_valid_client_until, Backend, ClientConfig, ClientEvent, Direction, Error, Mode,
+    RxMode, Verify, Workload,
 };
 
 /// Measure what moving bytes through a TCP socket costs on one send path.
@@ -180,11 +180,17 @@ fn config_from(args: Args) -> ClientConfig {
 
 /// Runs `config`, prints its record as asked, and says how it went in the exit code.
 fn run(config: &ClientConfig, format: Format) -> ExitCode {
+    // Every flag is checked before the banner, so the banner never shows a value the run
+    // then refuses.
+    let config = match config.clone().validate() {
+        Ok(c) => c,
+        Err(e) => return cli::fail(&e),
+    };
     let human = format == Format::Human;
     if human {
         println!(
             "{}",
-            export::client_banner(config, &format!("{}:{}", config.host, config.port))
+            export::client_banner(&config, &format!("{}:{}", config.host, config.port))
         );
     }
     let on_event = |e: ClientEvent| match e {
@@ -194,7 +200,7 @@ fn run(config: &ClientConfig, format: Format) -> ExitCode {
         ClientEvent::Notice(text) => eprintln!("notice: {text}"),
         _ => {}
     };
-    let record = match run_client_until(config, &STOP, &on_event) {
+    let record = match run_valid_client_until(config, &STOP, &on_event) {
         Ok(r) => r,
         Err(e @ Error::Interrupted) => {
             eprintln!("error: {e}");

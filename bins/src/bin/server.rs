@@ -104,6 +104,11 @@ fn main() -> ExitCode {
     let args = Args::parse();
     cli::install_signal_handlers();
     let ready_fd = args.ready_fd;
+    if let Some(fd) = ready_fd.filter(|&fd| fd < 3) {
+        // Refused before binding, as every other bad flag is: no banner, nothing listening.
+        eprintln!("error: --ready-fd {fd}: not a descriptor of its own (0, 1 and 2 are stdio)");
+        return cli::exit_code(engine::exit::USAGE);
+    }
     let config = match &args.spec {
         Some(json) => match cli::parse_spec::<ServerConfig>(json, "server") {
             Ok(c) => c,
