@@ -273,3 +273,39 @@ fn an_interrupted_sweep_keeps_its_finished_points_and_cleans_up() {
     assert_nothing_left(pid);
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+/// Issue 16: a value out of range says what range is taken, and is a bad flag (exit 2,
+/// as `sweep --help` says), not a failure.
+#[test]
+fn out_of_range_values_exit_2_and_state_the_range() {
+    let out = scratch("sweep-ranges");
+    for (args, error) in [
+        (
+            &["--duration", "0"][..],
+            "error: --duration 0 is out of range: it must be more than 0 and at most 86400 seconds",
+        ),
+        (
+            &["--threads", "1,0"],
+            "error: thread count 0 is out of range: it must be from 1 to 1024",
+        ),
+        (
+            &["--repeats", "0"],
+            "error: --repeats is 0: it must be at least 1",
+        ),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_sweep"))
+            .arg("--out")
+            .arg(&out)
+            .args(args)
+            .output()
+            .expect("sweep runs");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim_end(), error, "{args:?}");
+    }
+    assert!(
+        std::fs::read_dir(&out).unwrap().next().is_none(),
+        "a refused sweep writes nothing"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -207,12 +207,20 @@ impl ClientConfig {
         }
         if self.duration.is_zero() || self.duration > MAX_DURATION {
             return Err(Error::Config(format!(
-                "duration must be between 0 and {} seconds",
+                "duration (-d) is {} seconds: it must be more than 0 and at most {} seconds",
+                self.duration.as_secs_f64(),
                 MAX_DURATION.as_secs()
             )));
         }
-        if self.connect_timeout.is_zero() || self.io_timeout.is_zero() {
-            return Err(Error::Config("timeouts must be greater than zero".into()));
+        for (flag, timeout) in [
+            ("--connect-timeout", self.connect_timeout),
+            ("--io-timeout", self.io_timeout),
+        ] {
+            if timeout.is_zero() {
+                return Err(Error::Config(format!(
+                    "{flag} is 0 seconds: it must be more than 0"
+                )));
+            }
         }
         if self.host.is_empty() {
             return Err(Error::Config("host (-h) must not be empty".into()));
@@ -375,7 +383,7 @@ impl ServerConfig {
         }
         if self.idle_timeout.is_zero() {
             return Err(Error::Config(
-                "--idle-timeout must be greater than zero".into(),
+                "--idle-timeout is 0 seconds: it must be more than 0".into(),
             ));
         }
         let smallest = PoolPlan::new(Role::Server, Mode::OneCopy, MIN_SIZE, 1);
@@ -410,7 +418,7 @@ fn check_polling(
     if let Some(us) = busy_poll_us {
         if !(1..=MAX_BUSY_POLL_US).contains(&us) {
             return Err(Error::Config(format!(
-                "--busy-poll {us} is out of range: it must be between 1 and {MAX_BUSY_POLL_US} µs"
+                "--busy-poll {us} is out of range: it must be from 1 to {MAX_BUSY_POLL_US} µs"
             )));
         }
     }
@@ -420,7 +428,7 @@ fn check_polling(
 fn check_size(size: usize) -> Result<(), Error> {
     if !(MIN_SIZE..=MAX_SIZE).contains(&size) {
         return Err(Error::Config(format!(
-            "message size {size} is out of range: it must be between {MIN_SIZE} bytes and {} ({MAX_SIZE} bytes)",
+            "message size {size} is out of range: it must be from {MIN_SIZE} bytes to {} ({MAX_SIZE} bytes)",
             format_size(MAX_SIZE)
         )));
     }
@@ -430,7 +438,7 @@ fn check_size(size: usize) -> Result<(), Error> {
 fn check_count(what: &str, n: usize) -> Result<(), Error> {
     if !(1..=MAX_THREADS).contains(&n) {
         return Err(Error::Config(format!(
-            "{what} is {n}: it must be between 1 and {MAX_THREADS}"
+            "{what} is {n}: it must be from 1 to {MAX_THREADS}"
         )));
     }
     Ok(())
@@ -446,7 +454,7 @@ pub(crate) fn check_pool(
 ) -> Result<PoolPlan, Error> {
     if !(1..=MAX_DEPTH).contains(&depth) {
         return Err(Error::Config(format!(
-            "depth {depth} is out of range: it must be between 1 and {MAX_DEPTH}"
+            "depth {depth} is out of range: it must be from 1 to {MAX_DEPTH}"
         )));
     }
     let plan = PoolPlan::new(role, mode, size, depth);
@@ -553,6 +561,52 @@ mod tests {
         }
         .validate()
         .is_err());
+    }
+
+    /// Issue 16: `-d 0` was refused with "must be between 0 and 86400", which 0 is.
+    #[test]
+    fn range_messages_state_the_range_taken() {
+        let ok = ClientConfig::default();
+        for duration in [Duration::ZERO, MAX_DURATION + Duration::from_secs(1)] {
+            let e = ClientConfig {
+                duration,
+                ..ok.clone()
+            }
+            .validate()
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.ends_with("it must be more than 0 and at most 86400 seconds"),
+                "{e}"
+            );
+        }
+        assert!(ClientConfig {
+            duration: MAX_DURATION,
+            ..ok.clone()
+        }
+        .validate()
+        .is_ok());
+        let e = ClientConfig {
+            io_timeout: Duration::ZERO,
+            ..ok.clone()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert_eq!(e, "--io-timeout is 0 seconds: it must be more than 0");
+        let e = ClientConfig {
+            threads: 0,
+            ..ok.clone()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert_eq!(e, "threads (-t) is 0: it must be from 1 to 1024");
+        let e = ClientConfig { depth: 0, ..ok }
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "depth 0 is out of range: it must be from 1 to 1024");
     }
 
     #[test]

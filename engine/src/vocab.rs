@@ -307,7 +307,7 @@ pub fn parse_seconds(text: &str) -> Result<Duration, String> {
         .map_err(|_| format!("invalid duration '{text}': expected seconds, such as 3 or 0.5"))?;
     if !secs.is_finite() || secs < 0.0 {
         return Err(format!(
-            "invalid duration '{text}': must be a positive number of seconds"
+            "invalid duration '{text}': expected a finite number of seconds, 0 or more"
         ));
     }
     Ok(Duration::from_secs_f64(secs))

@@ -152,9 +152,27 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(if e.is::<Usage>() { 2 } else { 1 })
         }
     }
+}
+
+/// A flag's value the sweep cannot take: exit 2, as the help says.
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+macro_rules! usage {
+    ($($arg:tt)*) => {
+        return Err(Usage(format!($($arg)*)).into())
+    };
 }
 
 fn config(args: Args) -> Result<SweepConfig> {
@@ -189,23 +207,36 @@ fn config(args: Args) -> Result<SweepConfig> {
         || matrix.threads.is_empty()
         || matrix.placements.is_empty()
     {
-        bail!("the matrix is empty: give at least one engine, mode, size and thread count");
+        usage!("the matrix is empty: give at least one engine, mode, size and thread count");
     }
-    if !matrix.duration_s.is_finite() || matrix.duration_s <= 0.0 || matrix.repeats == 0 {
-        bail!("--duration and --repeats must be positive");
+    let max_duration = engine::config::MAX_DURATION.as_secs_f64();
+    if !matrix.duration_s.is_finite()
+        || matrix.duration_s <= 0.0
+        || matrix.duration_s > max_duration
+    {
+        usage!(
+            "--duration {} is out of range: it must be more than 0 and at most {max_duration} seconds",
+            matrix.duration_s
+        );
+    }
+    if matrix.repeats == 0 {
+        usage!("--repeats is 0: it must be at least 1");
     }
     if let Some(t) = matrix
         .threads
         .iter()
         .find(|&&t| t == 0 || t > engine::config::MAX_THREADS)
     {
-        bail!("thread count {t} is out of range");
+        usage!(
+            "thread count {t} is out of range: it must be from 1 to {}",
+            engine::config::MAX_THREADS
+        );
     }
     let data_addr = match (&args.data_addr, args.server.data_host()) {
         (Some(a), _) => a.trim_start_matches('[').trim_end_matches(']').to_string(),
         (None, Some(h)) => h,
         (None, None) if args.server == HostSpec::Local => "127.0.0.1".into(),
-        (None, None) => bail!(
+        (None, None) => usage!(
             "--server {} names no address the clients can dial: give --data-addr",
             args.server
         ),
