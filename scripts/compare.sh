@@ -13,6 +13,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# --help touches nothing: no apt-get, no build.
+for a in "$@"; do
+  case "$a" in
+    -h|--help)
+      awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "scripts/${0##*/}"
+      if [[ -x target/release/compare ]]; then
+        echo
+        exec target/release/compare --help
+      fi
+      echo
+      echo "The compare binary's flags: build it (cargo build --release) and ask again, or see README.md (\"How it compares\")."
+      exit 0
+      ;;
+  esac
+done
+
 missing=()
 command -v iperf3 >/dev/null 2>&1 || missing+=(iperf3)
 command -v sockperf >/dev/null 2>&1 || missing+=(sockperf)

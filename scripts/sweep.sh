@@ -7,7 +7,7 @@
 #   scripts/sweep.sh --quick         # a short run
 #   scripts/sweep.sh --server ssh://user@hostB --client ssh://user@hostA --deploy
 #                                    # between two hosts (no namespaces made)
-#   scripts/sweep.sh --help          # every flag (they go to target/release/sweep)
+#   scripts/sweep.sh --help          # the flags a user gives (builds nothing)
 #
 # Checks the kernel, builds in release, makes the namespaces (or falls back to loopback
 # with a notice when it cannot: not root, no iproute2), runs the sweep, and on exit,
@@ -18,10 +18,57 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
+# The flags a user gives: this script's own and the sweep's that make sense through it
+# (the namespaces' --server, --client, --data-addr and --network-detail are the script's
+# to set, unless hosts are given). Printed without building anything.
+usage() {
+  cat <<'USAGE'
+Usage: scripts/sweep.sh [FLAGS]
+
+Runs copyperf's engine × mode × size × threads matrix in two network namespaces joined by
+a veth pair (as root; otherwise on loopback, with a notice) and writes one folder under
+results/. Builds target/release first unless --bin-dir is given.
+
+The matrix (comma-separated lists):
+  --engines LIST        syscall,uring
+  --modes LIST          two-copy,one-copy,zc,zc-fixed,sendfile (also: splice)
+  --sizes LIST          1K,4K,16K,64K (--quick: 1K,64K)
+  --threads LIST        1,2,4,8 (--quick: 1,4)
+  --placement LIST      split (also: paired, unpinned)
+  --rx LIST             copy (also: discard, zerocopy)
+  --uring-opts LIST     plain (also: sqpoll, busy-poll)
+  --workload W          echo (or stream)
+  --depth N             1
+Runs:
+  -d, --duration SECS   2 per run (--quick: 1)
+  --repeats N           3 rounds, each the whole matrix in a fresh shuffled order
+  --seed N              the rounds' order [default: from the clock]
+  --quick               a short run: 3 rounds of 1 s, sizes 1K,64K, threads 1,4
+  --counters SCOPE      core (or thread, off)
+  --port PORT           5201
+Output:
+  --out DIR             results
+  --label TEXT          appended to the folder's name
+  --no-report           skip the plots and report.md
+Between hosts (no namespaces are made):
+  --server HOST         local, netns:NAME, ssh://[USER@]HOST[:PORT], agent://HOST[:PORT]
+  --client HOST[,HOST]  as --server; several for fan-in
+  --data-addr ADDR      the server's address as the clients dial it (IPv6: [::1] or ::1)
+  --network-detail TEXT one sentence on how the sides are connected
+  --deploy, --agent-path PATH, --ssh-arg ARG, --secret-file FILE
+This script:
+  --bin-dir DIR         use the binaries built in DIR instead of building
+  -h, --help            this help
+
+Every flag is described in README.md ("The sweep", "Between two hosts"); the sweep
+binary's own help is target/release/sweep --help once built.
+USAGE
+}
+
 remote=""
 for a in "$@"; do
   case "$a" in
-    -h|--help) exec_help=1 ;;
+    -h|--help) usage; exit 0 ;;
     --server|--server=*|--client|--client=*|--clients|--clients=*) remote=1 ;;
   esac
 done
@@ -40,9 +87,6 @@ if [[ -z "$bin_dir" ]]; then
   echo "building (cargo build --release)..." >&2
   cargo build --release --quiet --bins
   bin_dir="$root/target/release"
-fi
-if [[ -n "${exec_help:-}" ]]; then
-  exec "$bin_dir/sweep" --help
 fi
 
 # Zero-copy on io_uring needs Linux 6.0 (SEND_ZC) and 6.1 (SENDMSG_ZC): below that the

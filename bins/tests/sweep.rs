@@ -1,6 +1,6 @@
 //! scripts/sweep.sh end to end: a quick sweep inside network namespaces writes every file
 //! of its folder, an interrupted one keeps its finished points, and neither leaves a
-//! namespace or a process behind.
+//! namespace or a process behind; the scripts' help builds and installs nothing.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -308,4 +308,145 @@ fn out_of_range_values_exit_2_and_state_the_range() {
         "a refused sweep writes nothing"
     );
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The `--flags` a help text names, in order of appearance, without repeats.
+fn long_flags(help: &str) -> Vec<String> {
+    let mut flags = Vec::new();
+    for word in help.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')) {
+        let flag = word.trim_end_matches('-');
+        if flag.len() > 2 && flag.starts_with("--") && !flags.iter().any(|f| f == flag) {
+            flags.push(flag.to_string());
+        }
+    }
+    flags
+}
+
+/// Issue 16: `scripts/sweep.sh --help` built the release binaries first (minutes on a
+/// fresh clone) and then showed the inner binary's help, flags the script sets itself
+/// included. Its own usage needs no cargo at all, and names only flags the sweep takes
+/// (or the script's own), and every one the sweep takes that a user may give.
+#[test]
+fn the_scripts_help_builds_nothing_and_names_the_flags_a_user_gives() {
+    let t = Instant::now();
+    let o = Command::new("bash")
+        .arg(script())
+        .arg("--help")
+        // No cargo on the PATH: a build would fail the run.
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .expect("bash runs the script");
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(help.starts_with("Usage: scripts/sweep.sh"), "{help}");
+    assert!(
+        help.contains("README.md"),
+        "says where the rest is documented"
+    );
+    let inner = Command::new(env!("CARGO_BIN_EXE_sweep"))
+        .arg("--help")
+        .output()
+        .expect("sweep --help");
+    // The flags it defines: the lines that start with one (prose mentions others).
+    let inner: String = String::from_utf8_lossy(&inner.stdout)
+        .lines()
+        .filter(|l| l.trim_start().starts_with('-'))
+        .map(|l| l.trim_start().split("  ").next().unwrap_or("").to_string() + "\n")
+        .collect();
+    let inner = long_flags(&inner);
+    let scripts_own = ["--bin-dir", "--help"];
+    let shown = long_flags(&help);
+    for flag in &shown {
+        assert!(
+            inner.contains(flag) || scripts_own.contains(&flag.as_str()),
+            "the script's help names {flag}, which the sweep does not take"
+        );
+    }
+    for flag in &inner {
+        assert!(
+            shown.contains(flag) || flag == "--version",
+            "the script's help leaves out the sweep's {flag}"
+        );
+    }
+    assert!(!shown.iter().any(|f| f == "--addr" || f == "--command-line"));
+}
+
+/// Issue 16: `scripts/compare.sh --help` installed iperf3 and sockperf (apt-get) and built
+/// the release binaries before printing anything. Stand-ins for apt-get and cargo that
+/// leave a mark prove it now calls neither.
+#[test]
+fn the_compare_scripts_help_installs_and_builds_nothing() {
+    let fake = scratch("compare-help");
+    let mark = fake.join("called");
+    for tool in ["apt-get", "cargo", "iperf3", "sockperf"] {
+        let p = fake.join(tool);
+        std::fs::write(
+            &p,
+            format!("#!/bin/sh\necho {tool} >> {}\nexit 1\n", mark.display()),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let o = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/compare.sh"))
+        .arg("--help")
+        .env("PATH", format!("{}:/usr/bin:/bin", fake.display()))
+        .current_dir(&fake)
+        .output()
+        .expect("bash runs the script");
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(help.contains("iperf3 and sockperf"), "{help}");
+    assert!(help.contains("--help"), "{help}");
+    assert!(!mark.exists(), "called: {}", read(&mark));
+    let _ = std::fs::remove_dir_all(&fake);
+}
+
+/// Issue 16: a sweep's folder landed as untracked files in the checkout's results/. New
+/// folders there are ignored; every committed reference run stays tracked.
+#[test]
+fn new_results_folders_are_ignored_and_committed_ones_are_not() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if !repo.join(".git").exists() {
+        eprintln!("skipped: {} is not a git checkout", repo.display());
+        return;
+    }
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(args)
+            .output()
+            .expect("git runs")
+    };
+    // --no-index: the rule itself, whether or not a path is tracked.
+    let ignored = |path: &str| match git(&["check-ignore", "-q", "--no-index", path])
+        .status
+        .code()
+    {
+        Some(0) => true,
+        Some(1) => false,
+        other => panic!("git check-ignore {path}: {other:?}"),
+    };
+    for fresh in [
+        "results/2099-01-01-0000_host/results.csv",
+        "results/2099-01-01-0000_host_quick/report.md",
+        "results/peers_2099-01-01-0000_host/peers.csv",
+    ] {
+        assert!(ignored(fresh), "{fresh} would show in git status");
+    }
+    let tracked = git(&["ls-files", "results"]);
+    let tracked = String::from_utf8_lossy(&tracked.stdout);
+    let folders: Vec<&str> = cli::unique(tracked.lines().filter_map(|f| f.split('/').nth(1)));
+    assert!(!folders.is_empty(), "the reference runs are committed");
+    for folder in folders {
+        let file = format!("results/{folder}/meta.json");
+        assert!(!ignored(&file), "{file}: a committed run is ignored");
+    }
 }
