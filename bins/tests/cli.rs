@@ -1156,3 +1156,54 @@ fn sqpoll_and_busy_poll_flags_reach_both_sides_records() {
     let o = run(SERVER, &["--sqpoll=x", "--backend", "uring"]);
     assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
 }
+
+/// Issue 16: `client -h '[::1]'` failed to resolve while its errors print `[::1]:8081`.
+/// A server bound to `[::1]` serves a client given `[::1]` or `::1`, end to end over IPv6
+/// loopback (this machine's lo has ::1: `ip -6 addr show lo`).
+#[test]
+fn ipv6_loopback_end_to_end_with_or_without_brackets() {
+    let port = std::net::TcpListener::bind("[::1]:0")
+        .expect("IPv6 loopback (::1) on this machine")
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let mut child = Command::new(SERVER)
+        .args(["--bind", "[::1]", "-p", &port])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("server starts");
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    let listening = out
+        .find_map(|l| l.ok().filter(|l| l.contains("Listening on")))
+        .expect("the server listens");
+    assert!(listening.contains(&format!("[::1]:{port}")), "{listening}");
+    for host in ["[::1]", "::1"] {
+        let o = run(CLIENT, &["-h", host, "-p", &port, "-d", "0.3"]);
+        let (stdout, err) = text(&o);
+        assert!(o.status.success(), "-h {host}: {err}");
+        assert!(
+            stdout.contains(&format!("Server: [::1]:{port}")),
+            "-h {host}: {stdout}"
+        );
+        assert!(stdout.contains("SUMMARY"), "-h {host}: {stdout}");
+    }
+    signal(&child, libc::SIGTERM);
+    let _ = child.wait();
+    // The error names the address as it was written.
+    let closed = std::net::TcpListener::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let o = run(CLIENT, &["-h", "::1", "-p", &closed, "-d", "0.1"]);
+    assert_eq!(o.status.code(), Some(1));
+    let (_, err) = text(&o);
+    assert!(
+        err.starts_with(&format!("error: could not connect to [::1]:{closed}:")),
+        "{err}"
+    );
+    let o = run(CLIENT, &["-h", "[::1", "-p", &closed]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o).1);
+}

@@ -219,8 +219,10 @@ pub fn run_valid_client_until(
 }
 
 fn resolve(config: &ClientConfig) -> Result<SocketAddr, Error> {
-    let name = format!("{}:{}", config.host, config.port);
-    (config.host.as_str(), config.port)
+    let name = crate::vocab::host_port(&config.host, config.port);
+    // A --spec may carry an IPv6 address in brackets, as the client's --host takes it.
+    let host = config.host.trim_start_matches('[').trim_end_matches(']');
+    (host, config.port)
         .to_socket_addrs()
         .map_err(|source| Error::Connect {
             addr: name.clone(),

@@ -266,6 +266,38 @@ impl Default for UringRecv {
 
 /// Parses a byte count: `4096`, `1K`, `64k`, `1M`, `2KiB`, `1MB`. Suffixes are binary
 /// (1K = 1024), as in the seed's 1KB…64KB matrix.
+/// A host as a user writes it: a name, an IPv4 address, or an IPv6 address bare (`::1`)
+/// or bracketed (`[::1]`, as it appears in `[::1]:8080`), returned without the brackets.
+pub fn parse_host(text: &str) -> Result<String, String> {
+    match text.strip_prefix('[') {
+        Some(rest) => rest
+            .strip_suffix(']')
+            .filter(|inner| inner.parse::<std::net::Ipv6Addr>().is_ok())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                format!("invalid host '{text}': brackets hold an IPv6 address, such as [::1]")
+            }),
+        None => Ok(text.to_string()),
+    }
+}
+
+/// An IP address, an IPv6 one bare (`::1`) or bracketed (`[::1]`).
+pub fn parse_ip(text: &str) -> Result<std::net::IpAddr, String> {
+    let bare = parse_host(text)?;
+    bare.parse()
+        .map_err(|_| format!("invalid address '{text}': expected an IPv4 or IPv6 address"))
+}
+
+/// `host:port` as addresses are written: an IPv6 address in brackets (`[::1]:8080`).
+pub fn host_port(host: &str, port: u16) -> String {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("[{bare}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -453,6 +485,10 @@ mod tests {
     #[test]
     fn seconds_allow_fractions() {
         assert_eq!(parse_seconds("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(
+            parse_seconds("-1").unwrap_err(),
+            "invalid duration '-1': expected a finite number of seconds, 0 or more"
+        );
         assert_eq!(parse_seconds("0.25"), Ok(Duration::from_millis(250)));
         assert!(parse_seconds("-1").is_err());
         assert!(parse_seconds("soon").is_err());
@@ -498,6 +534,25 @@ mod tests {
             }
         }
         assert_eq!(Direction::default(), Forward);
+    }
+
+    /// Issue 16: `client -h '[::1]'` failed to resolve while errors print `[::1]:8081`.
+    #[test]
+    fn hosts_take_ipv6_addresses_with_or_without_brackets() {
+        assert_eq!(parse_host("[::1]").as_deref(), Ok("::1"));
+        assert_eq!(parse_host("::1").as_deref(), Ok("::1"));
+        assert_eq!(parse_host("example.org").as_deref(), Ok("example.org"));
+        assert!(parse_host("[::1")
+            .unwrap_err()
+            .contains("brackets hold an IPv6"));
+        assert!(parse_host("[example.org]").is_err());
+        assert_eq!(parse_ip("[fe80::1]"), Ok("fe80::1".parse().unwrap()));
+        assert_eq!(parse_ip("10.0.0.1"), Ok([10, 0, 0, 1].into()));
+        assert!(parse_ip("localhost").is_err());
+        assert_eq!(host_port("::1", 8080), "[::1]:8080");
+        assert_eq!(host_port("[::1]", 8080), "[::1]:8080");
+        assert_eq!(host_port("127.0.0.1", 8080), "127.0.0.1:8080");
+        assert_eq!(host_port("example.org", 80), "example.org:80");
     }
 }
 

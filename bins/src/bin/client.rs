@@ -25,8 +25,8 @@ use engine::{
     max_term_width = 100
 )]
 struct Args {
-    /// Server host name or address.
-    #[arg(short = 'h', long, default_value = "127.0.0.1")]
+    /// Server host name or address (IPv6: ::1 or [::1]).
+    #[arg(short = 'h', long, default_value = "127.0.0.1", value_parser = engine::config::parse_host)]
     host: String,
     /// Server TCP port.
     #[arg(short = 'p', long, default_value_t = 8080)]
@@ -190,7 +190,10 @@ fn run(config: &ClientConfig, format: Format) -> ExitCode {
     if human {
         println!(
             "{}",
-            export::client_banner(&config, &format!("{}:{}", config.host, config.port))
+            export::client_banner(
+                &config,
+                &engine::config::host_port(&config.host, config.port)
+            )
         );
     }
     let on_event = |e: ClientEvent| match e {

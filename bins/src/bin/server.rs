@@ -37,8 +37,8 @@ struct Args {
         default_value_t = 64
     )]
     max_clients: usize,
-    /// Address to listen on.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
+    /// Address to listen on (IPv6: :: or [::]).
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0", value_parser = engine::config::parse_ip)]
     bind: IpAddr,
     /// How the server moves bytes: a thread per client (syscall) or io_uring workers (uring).
     #[arg(long, default_value = "syscall", value_parser = Backend::parser())]
