@@ -14,7 +14,7 @@ pub(crate) mod testing;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
-use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::builder::{PossibleValue, TypedValueParser};
 use engine::config::{
     Backend, CounterScope, Mode, PlacementPolicy, PollOpt, RxMode, UringRecv, Verify, Workload,
 };
@@ -22,36 +22,156 @@ use engine::config::{
 /// A clap parser for one of the engine's named enums, listing its values in `--help`.
 pub trait EnumArg: Sized + Copy + Send + Sync + 'static {
     const ALL: &'static [Self];
+    /// Names users reach for that are not the value's (the kernel's, other tools'), each
+    /// with the value it means, lower case with `-` for `_`: a value refused under one of
+    /// them suggests that value. Each value keeps one spelling.
+    const OTHER_NAMES: &'static [(&'static str, Self)] = &[];
     fn name(self) -> &'static str;
 
-    fn parser() -> impl TypedValueParser<Value = Self> {
-        PossibleValuesParser::new(Self::ALL.iter().map(|v| v.name())).map(|s| {
-            *Self::ALL
-                .iter()
-                .find(|v| v.name() == s)
-                .expect("a listed value")
-        })
+    fn parser() -> NamedParser<Self> {
+        NamedParser(std::marker::PhantomData)
+    }
+}
+
+/// The value `text` most likely meant, for the tip under a refusal: the value itself
+/// written in another case or with `_`, a name in [`EnumArg::OTHER_NAMES`], or the one
+/// value within two edits of it (a typo). clap's own guess goes by letters in common, and
+/// suggested `one-copy` for `zerocopy`.
+pub fn suggestion<T: EnumArg>(text: &str) -> Option<&'static str> {
+    let norm = text.trim().to_ascii_lowercase().replace('_', "-");
+    if let Some(v) = T::ALL.iter().find(|v| v.name() == norm) {
+        return Some(v.name());
+    }
+    if let Some((_, v)) = T::OTHER_NAMES.iter().find(|(n, _)| *n == norm) {
+        return Some(v.name());
+    }
+    match T::ALL
+        .iter()
+        .filter(|v| edits(&norm, v.name()) <= 2)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [one] => Some(one.name()),
+        _ => None,
+    }
+}
+
+/// Levenshtein distance between two short strings.
+fn edits(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let next = (diag + usize::from(ca != cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
+
+/// The parser [`EnumArg::parser`] gives: exactly the values' names, and a refusal that
+/// lists them with [`suggestion`]'s tip.
+#[derive(Clone)]
+pub struct NamedParser<T>(std::marker::PhantomData<T>);
+
+impl<T: EnumArg> TypedValueParser for NamedParser<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        use clap::error::{ContextKind, ContextValue, ErrorKind};
+        let text = value.to_string_lossy();
+        if let Some(v) = T::ALL.iter().find(|v| v.name() == text) {
+            return Ok(*v);
+        }
+        let mut e = clap::Error::new(ErrorKind::InvalidValue).with_cmd(cmd);
+        let arg = arg.map_or_else(|| "...".to_string(), ToString::to_string);
+        e.insert(ContextKind::InvalidArg, ContextValue::String(arg));
+        e.insert(
+            ContextKind::InvalidValue,
+            ContextValue::String(text.to_string()),
+        );
+        e.insert(
+            ContextKind::ValidValue,
+            ContextValue::Strings(T::ALL.iter().map(|v| v.name().to_string()).collect()),
+        );
+        if let Some(s) = suggestion::<T>(&text) {
+            e.insert(
+                ContextKind::SuggestedValue,
+                ContextValue::String(s.to_string()),
+            );
+        }
+        Err(e)
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(
+            T::ALL.iter().map(|v| PossibleValue::new(v.name())),
+        ))
     }
 }
 
 macro_rules! enum_arg {
-    ($($t:ty),+) => {$(
+    ($($t:ty $(=> [$(($other:literal, $v:ident)),+ $(,)?])?),+ $(,)?) => {$(
         impl EnumArg for $t {
             const ALL: &'static [Self] = <$t>::ALL;
+            $(const OTHER_NAMES: &'static [(&'static str, Self)] = &[$(($other, <$t>::$v)),+];)?
             fn name(self) -> &'static str { self.as_str() }
         }
     )+};
 }
 enum_arg!(
-    Backend,
-    Mode,
-    Workload,
-    Verify,
-    UringRecv,
-    CounterScope,
-    PlacementPolicy,
-    RxMode,
-    PollOpt
+    Backend => [
+        ("io-uring", Uring), ("iouring", Uring), ("ring", Uring),
+        ("sys", Syscall), ("syscalls", Syscall), ("sockets", Syscall), ("blocking", Syscall),
+    ],
+    Mode => [
+        ("zerocopy", Zc), ("zero-copy", Zc), ("msg-zerocopy", Zc), ("msgzerocopy", Zc),
+        ("sendmsg-zc", Zc),
+        ("fixed", ZcFixed), ("zcfixed", ZcFixed), ("send-zc", ZcFixed), ("sendzc", ZcFixed),
+        ("zerocopy-fixed", ZcFixed), ("zero-copy-fixed", ZcFixed), ("registered", ZcFixed),
+        ("twocopy", TwoCopy), ("copy", TwoCopy), ("send", TwoCopy), ("serialize", TwoCopy),
+        ("onecopy", OneCopy), ("sendmsg", OneCopy), ("iovec", OneCopy), ("writev", OneCopy),
+        ("scatter-gather", OneCopy),
+        ("send-file", Sendfile), ("page-cache", Sendfile),
+    ],
+    Workload => [
+        ("ping-pong", Echo), ("pingpong", Echo), ("rr", Echo), ("request-response", Echo),
+        ("latency", Echo), ("rtt", Echo),
+        ("bulk", Stream), ("throughput", Stream), ("one-way", Stream),
+    ],
+    Verify => [
+        ("none", Off), ("no", Off), ("false", Off),
+        ("all", Full), ("every", Full), ("yes", Full), ("true", Full),
+        ("some", Sample), ("tags", Sample),
+    ],
+    UringRecv => [("multi", Multishot), ("multi-shot", Multishot), ("single-shot", Single)],
+    CounterScope => [
+        ("cpu", Core), ("per-cpu", Core), ("cores", Core),
+        ("threads", Thread), ("per-thread", Thread), ("task", Thread),
+        ("none", Off), ("no", Off),
+    ],
+    PlacementPolicy => [("off", Unpinned), ("none", Unpinned), ("pair", Paired)],
+    RxMode => [
+        ("mmap", Zerocopy), ("tcp-zerocopy", Zerocopy), ("zero-copy", Zerocopy),
+        ("zc", Zerocopy), ("mapped", Zerocopy),
+        ("trunc", Discard), ("msg-trunc", Discard), ("drop", Discard), ("sink", Discard),
+        ("recv", Copy), ("read", Copy),
+    ],
+    PollOpt => [
+        ("sq-poll", Sqpoll), ("sqthread", Sqpoll),
+        ("busypoll", BusyPoll), ("napi", BusyPoll),
+        ("none", Plain), ("off", Plain),
+    ],
 );
 
 /// `items` without repeats, each kept where it first came: the one "distinct, in order"
@@ -203,4 +323,94 @@ pub fn fail(e: &engine::Error) -> ExitCode {
 
 pub fn exit_code(code: i32) -> ExitCode {
     ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The refusal clap prints for `--flag value` under `T`'s parser.
+    fn refusal<T: EnumArg + Clone>(value: &str) -> String {
+        let cmd = clap::Command::new("t").arg(
+            clap::Arg::new("flag")
+                .long("flag")
+                .value_parser(T::parser()),
+        );
+        cmd.try_get_matches_from(["t", "--flag", value])
+            .expect_err("refused")
+            .to_string()
+    }
+
+    /// Issue 16: `--mode zerocopy` suggested `one-copy`.
+    #[test]
+    fn refused_values_suggest_the_value_meant() {
+        for (given, meant) in [
+            ("zerocopy", "zc"),
+            ("zero-copy", "zc"),
+            ("msg_zerocopy", "zc"),
+            ("MSG_ZEROCOPY", "zc"),
+            ("fixed", "zc-fixed"),
+            ("zc_fixed", "zc-fixed"),
+            ("sendmsg", "one-copy"),
+            ("one-cpy", "one-copy"),
+        ] {
+            let e = refusal::<Mode>(given);
+            assert!(
+                e.contains(&format!("a similar value exists: '{meant}'")),
+                "{given}: {e}"
+            );
+            assert!(
+                e.contains("[possible values: two-copy, one-copy"),
+                "{given}: {e}"
+            );
+        }
+        let e = refusal::<Backend>("io_uring");
+        assert!(e.contains("a similar value exists: 'uring'"), "{e}");
+        let e = refusal::<RxMode>("mmap");
+        assert!(e.contains("a similar value exists: 'zerocopy'"), "{e}");
+        let e = refusal::<Workload>("ping-pong");
+        assert!(e.contains("a similar value exists: 'echo'"), "{e}");
+        // Nothing close: no tip rather than a wrong one.
+        let e = refusal::<Mode>("three-copy-deluxe");
+        assert!(!e.contains("similar value"), "{e}");
+    }
+
+    #[test]
+    fn other_names_are_not_values_and_lead_to_their_value() {
+        fn check<T: EnumArg + PartialEq + std::fmt::Debug>() {
+            for &(other, value) in T::OTHER_NAMES {
+                assert!(
+                    !T::ALL.iter().any(|v| v.name() == other),
+                    "{other} is a value's own name"
+                );
+                assert_eq!(other, other.to_ascii_lowercase().replace('_', "-"));
+                assert_eq!(suggestion::<T>(other), Some(value.name()), "{other}");
+            }
+            for &v in T::ALL {
+                let parsed = T::parser().parse_ref(
+                    &clap::Command::new("t"),
+                    None,
+                    std::ffi::OsStr::new(v.name()),
+                );
+                assert_eq!(parsed.ok(), Some(v));
+            }
+        }
+        check::<Backend>();
+        check::<Mode>();
+        check::<Workload>();
+        check::<Verify>();
+        check::<UringRecv>();
+        check::<CounterScope>();
+        check::<PlacementPolicy>();
+        check::<RxMode>();
+        check::<PollOpt>();
+    }
+
+    #[test]
+    fn edits_counts_insertions_deletions_and_substitutions() {
+        assert_eq!(edits("zc", "zc"), 0);
+        assert_eq!(edits("one-cpy", "one-copy"), 1);
+        assert_eq!(edits("uring", "urign"), 2);
+        assert_eq!(edits("", "echo"), 4);
+    }
 }

@@ -209,6 +209,14 @@ fn bad_flags_exit_2_with_one_line() {
     );
     let o = run(CLIENT, &["-s", "4X"]);
     assert_eq!(o.status.code(), Some(2));
+    // Issue 16: this suggested one-copy.
+    let o = run(CLIENT, &["--mode", "zerocopy"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        text(&o).1.contains("a similar value exists: 'zc'"),
+        "{}",
+        text(&o).1
+    );
     let o = run(SERVER, &["--workers", "2"]);
     assert_eq!(o.status.code(), Some(2));
 }
