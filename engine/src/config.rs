@@ -138,9 +138,9 @@ impl ClientConfig {
             let n = self.conns * plan.count();
             if n > MAX_FIXED_BUFFERS as usize {
                 return Err(Error::Config(format!(
-                    "zc-fixed needs {n} registered buffers per ring ({} connections × {}); \
+                    "zc-fixed needs {n} registered buffers per ring ({} × {}); \
                      a ring takes {MAX_FIXED_BUFFERS}: lower --depth or --conns",
-                    self.conns,
+                    count(self.conns as u64, "connection", "connections"),
                     plan.count()
                 )));
             }

@@ -241,14 +241,18 @@ fn page_cache_line(s: &mut String, who: &str, mode: Mode, side: &SideReport) {
     let b = &side.stats.by_ref;
     let pipe = b.pipe_bytes.map_or("no".into(), |p| format!("{p}-byte"));
     let receipts = match b.receipt_every {
-        Some(n) => format!("; {} read receipts (one per {n} messages read)", b.receipts),
+        Some(n) => format!(
+            "; {} (one per {n} messages read)",
+            crate::vocab::count(b.receipts, "read receipt", "read receipts")
+        ),
         None => String::new(),
     };
     let _ = writeln!(
         s,
-        "{who} Page cache: {} sends by {how}; {pipe} pipe; at most {} sent regions waited \
-         at once for the peer's read{receipts}",
-        b.sends, b.held_max
+        "{who} Page cache: {} by {how}; {pipe} pipe; at most {} waited at once for the \
+         peer's read{receipts}",
+        crate::vocab::count(b.sends, "send", "sends"),
+        crate::vocab::count(b.held_max, "sent region", "sent regions")
     );
 }
 
@@ -570,9 +574,9 @@ mod tests {
             .find(|l| l.starts_with("Client Page cache:"))
             .unwrap_or_else(|| panic!("no page-cache line in\n{text}"));
         for part in [
-            "1 sends by splice(2) memfd -> pipe -> socket",
+            "1 send by splice(2) memfd -> pipe -> socket",
             "65536-byte pipe",
-            "at most 1 sent regions waited",
+            "at most 1 sent region waited",
             "3 read receipts (one per 32 messages read)",
         ] {
             assert!(line.contains(part), "{part:?} not in {line:?}");

@@ -266,6 +266,12 @@ impl Default for UringRecv {
 
 /// Parses a byte count: `4096`, `1K`, `64k`, `1M`, `2KiB`, `1MB`. Suffixes are binary
 /// (1K = 1024), as in the seed's 1KB…64KB matrix.
+/// `n` and the noun that goes with it: `1 echo`, `2 echoes`.
+pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// A host as a user writes it: a name, an IPv4 address, or an IPv6 address bare (`::1`)
 /// or bracketed (`[::1]`, as it appears in `[::1]:8080`), returned without the brackets.
 pub fn parse_host(text: &str) -> Result<String, String> {
@@ -534,6 +540,14 @@ mod tests {
             }
         }
         assert_eq!(Direction::default(), Forward);
+    }
+
+    /// Issue 16: "1 echoes outstanding".
+    #[test]
+    fn counts_take_the_noun_their_number_needs() {
+        assert_eq!(count(1u32, "echo", "echoes"), "1 echo");
+        assert_eq!(count(0u32, "echo", "echoes"), "0 echoes");
+        assert_eq!(count(2u64, "client", "clients"), "2 clients");
     }
 
     /// Issue 16: `client -h '[::1]'` failed to resolve while errors print `[::1]:8081`.

@@ -653,8 +653,8 @@ impl Flow {
                 )))
             }
             Role::Client => Err(Error::Peer(format!(
-                "server closed the connection with {} echoes outstanding",
-                self.sent_at.len()
+                "server closed the connection with {} outstanding",
+                crate::vocab::count(self.sent_at.len() as u64, "echo", "echoes")
             ))),
         }
     }

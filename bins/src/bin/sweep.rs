@@ -336,7 +336,11 @@ fn run(args: Args) -> Result<ExitCode> {
             if let Some(b) = &bar {
                 b.set_length(total as u64);
             }
-            print(format!("{total} measurements"));
+            print(engine::config::count(
+                total as u64,
+                "measurement",
+                "measurements",
+            ));
         }
         SweepEvent::Point {
             done,

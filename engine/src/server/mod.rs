@@ -181,9 +181,9 @@ impl Server {
         let needed = self.config.max_clients as u64 * per_conn + REFUSAL_BACKLOG as u64 + 64;
         if let Some(limit) = raise_nofile_limit().filter(|&l| l < needed) {
             on_event(ServerEvent::Notice(format!(
-                "RLIMIT_NOFILE is {limit}, below the {needed} descriptors -t {} clients may \
-                 need; past it, clients are refused with that reason (raise it: ulimit -n)",
-                self.config.max_clients
+                "RLIMIT_NOFILE is {limit}, below the {needed} descriptors -t {} may need; \
+                 past it, clients are refused with that reason (raise it: ulimit -n)",
+                crate::vocab::count(self.config.max_clients as u64, "client", "clients")
             )));
         }
         let (linger_tx, linger_rx) = mpsc::channel();
@@ -238,7 +238,8 @@ impl Server {
                     // reason waiting when it reads the server's answer.
                     let max = shared.config.max_clients;
                     let reason = format!(
-                        "server is full: {max} clients connected, the most it takes at once (-t {max})"
+                        "server is full: {} connected, the most it takes at once (-t {max})",
+                        crate::vocab::count(max as u64, "client", "clients")
                     );
                     let mut stream = stream;
                     refuse(shared, &mut stream, RefuseCode::Full, &reason);
