@@ -383,7 +383,7 @@ fn the_scripts_help_builds_nothing_and_names_the_flags_a_user_gives() {
 fn the_compare_scripts_help_installs_and_builds_nothing() {
     let fake = scratch("compare-help");
     let mark = fake.join("called");
-    for tool in ["apt-get", "cargo", "iperf3", "sockperf"] {
+    for tool in ["apt-get", "cargo", "iperf3", "sockperf", "qperf"] {
         let p = fake.join(tool);
         std::fs::write(
             &p,
@@ -402,7 +402,7 @@ fn the_compare_scripts_help_installs_and_builds_nothing() {
         .expect("bash runs the script");
     let help = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(help.contains("iperf3 and sockperf"), "{help}");
+    assert!(help.contains("iperf3, sockperf and qperf"), "{help}");
     assert!(help.contains("--help"), "{help}");
     assert!(!mark.exists(), "called: {}", read(&mark));
     let _ = std::fs::remove_dir_all(&fake);
