@@ -30,6 +30,7 @@ mod record;
 mod server;
 mod sqthread;
 mod stats;
+pub mod tcpinfo;
 pub mod vocab;
 pub mod wire;
 mod workload;
