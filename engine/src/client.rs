@@ -25,6 +25,7 @@ use crate::polling::{napi_id, set_socket_busy_poll, BusyPoll};
 use crate::pool::PoolPlan;
 use crate::record::{Record, RunNotes, SideCounts, ThreadResult};
 use crate::stats::PeerReport;
+use crate::tcpinfo::TcpInfo;
 use crate::vocab::{Direction, Role};
 use crate::wire::{self, Frame, Hello, ReadError, WireError};
 use crate::workload::FlowSpec;
@@ -508,6 +509,12 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
     // server's cue to end its stream).
     let half_close = config.direction == Direction::Forward;
     for conn in &conns {
+        // Each connection's TCP_INFO just before the server's figures are asked for (and
+        // the sending side closed): its state at the end of the run. A refusal leaves every
+        // field missing.
+        result
+            .tcp_info
+            .push(TcpInfo::read(conn.stream.as_raw_fd()).unwrap_or_default());
         match server_report(conn, wait, half_close) {
             Ok(report) => result.server.push(report),
             Err(e) if interrupted => {

@@ -158,6 +158,7 @@ fn merge(parts: &[(String, Record)]) -> Result<Record, MergeError> {
             summary: r.summary,
             latency: r.latency,
             client_host: r.client.host.clone(),
+            client_tcp_info: r.client.tcp_info,
         })
         .collect();
     if parts.len() == 1 {
@@ -298,6 +299,8 @@ enum Hosts {
 /// - Several hosts: `cpus` every part's, concatenated (CPU numbers of different
 ///   machines; null if any part was unpinned); `placement` concatenated, each thread
 ///   named `LABEL: thread`; `host` null.
+/// - `tcp_info`: counters summed, gauges merged (means weighted by connections, ranges
+///   widened): the connections of the parts are disjoint. Null unless every part has one.
 /// - One host (the server): `cpus` and `placement` each once; `host` the first part's.
 ///   A thread or CPU that served several parts' connections (a uring worker serving
 ///   connections from two hosts; any CPU in core scope) is in each part's own CPU time
@@ -399,6 +402,13 @@ fn merge_sides(sides: &[(&str, &SideReport)], hosts: Hosts) -> SideReport {
         rx_content_checked: first.rx_content_checked,
         rx_mapped_fraction: None,
         busy_poll: first.busy_poll.clone(),
+        // Each part's connections are its own: counters add, gauges merge weighted by
+        // connections; null unless every part has one.
+        tcp_info: sides
+            .iter()
+            .map(|(_, s)| s.tcp_info)
+            .reduce(|a, b| Some(a?.merge(&b?)))
+            .flatten(),
     };
     side.derive();
     if shared_threads {
@@ -615,6 +625,38 @@ mod tests {
         assert_eq!(m.config.threads, 1, "each host's own");
         assert_eq!(m.summary.threads, 2, "all hosts'");
         assert_eq!(m.config.mode, a.config.mode);
+    }
+
+    #[test]
+    fn tcp_info_counters_add_gauges_merge_and_each_part_keeps_its_own() {
+        let mut parts = two();
+        let b = parts[1].1.client.tcp_info.as_mut().unwrap();
+        b.total_retrans = Some(5);
+        b.cwnd = Some(crate::tcpinfo::Gauge {
+            mean: 30.0,
+            min: 30,
+            max: 30,
+        });
+        let (a, b) = (
+            parts[0].1.client.tcp_info.unwrap(),
+            parts[1].1.client.tcp_info.unwrap(),
+        );
+        let m = Record::merge(&parts).unwrap();
+        let t = m.client.tcp_info.unwrap();
+        assert_eq!(t.connections, a.connections + b.connections);
+        assert_eq!(t.total_retrans, Some(a.total_retrans.unwrap() + 5));
+        assert_eq!(t.bytes_acked, Some(a.bytes_acked.unwrap() * 2));
+        let cwnd = t.cwnd.unwrap();
+        assert_eq!((cwnd.mean, cwnd.min, cwnd.max), (20.0, 10, 30));
+        let list = m.parts.unwrap();
+        assert_eq!(list[0].client_tcp_info, Some(a));
+        assert_eq!(list[1].client_tcp_info, Some(b));
+        // The server's side, computed from every connection's report, holds all of them.
+        assert_eq!(m.server.unwrap().tcp_info.unwrap().connections, 2);
+        // A part without TCP_INFO (an older record): the merged summary would cover only
+        // some connections, so it is missing.
+        parts[1].1.client.tcp_info = None;
+        assert_eq!(Record::merge(&parts).unwrap().client.tcp_info, None);
     }
 
     #[test]

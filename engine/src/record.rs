@@ -14,6 +14,7 @@ use crate::stats::{
     merge_samples, FlowStats, Latency, LatencySummary, PeerReport, Progress, RingSetup, Sample,
     Totals,
 };
+use crate::tcpinfo::{TcpInfo, TcpSummary};
 pub use crate::vocab::WarningKind;
 use crate::vocab::{RxMode, SetupFlag, SetupFlags, UringRecv, Verify};
 
@@ -88,6 +89,9 @@ pub struct Part {
     pub latency: Option<LatencySummary>,
     /// Where that host's client ran, as it described itself.
     pub client_host: Option<crate::host::HostInfo>,
+    /// That host's client connections' `TCP_INFO` summary, gauges as its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_tcp_info: Option<TcpSummary>,
 }
 
 /// One doubt about a record, in words a user can act on.
@@ -355,6 +359,11 @@ pub struct SideReport {
     /// the run; null without.
     #[serde(default)]
     pub busy_poll: Option<BusyPoll>,
+    /// The side's connections' `TCP_INFO` at the end of the run (see [`TcpSummary`]):
+    /// counters summed, gauges' mean and range; null where no connection was read (and in
+    /// records from before it was).
+    #[serde(default)]
+    pub tcp_info: Option<TcpSummary>,
 }
 
 /// What a side counted beyond its flows, and where its threads ran.
@@ -406,6 +415,7 @@ impl SideReport {
             rx_content_checked: None,
             rx_mapped_fraction: None,
             busy_poll: None,
+            tcp_info: None,
             stats,
             duration_s: duration.as_secs_f64(),
         };
@@ -459,6 +469,10 @@ pub struct ThreadReport {
     pub connections: usize,
     pub duration_s: f64,
     pub stats: FlowStats,
+    /// Each of the thread's connections' `TCP_INFO` at the end of the run, in connection
+    /// order (JSON only); absent from records from before it was read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tcp_info: Vec<TcpInfo>,
 }
 
 /// What one client thread brings back.
@@ -485,6 +499,8 @@ pub struct ThreadResult {
     pub incomplete: Option<String>,
     /// Busy polling as granted on this thread's sockets or ring (`--busy-poll`).
     pub busy_poll: Option<BusyPoll>,
+    /// Each connection's `TCP_INFO`, read before the server's figures were asked for.
+    pub tcp_info: Vec<TcpInfo>,
 }
 
 impl ThreadResult {
@@ -573,6 +589,8 @@ impl Record {
             side.set_rx(reports.iter().find_map(|p| p.rx), config.verify);
         }
         client.busy_poll = threads.iter().find_map(|t| t.busy_poll.clone());
+        let client_tcp: Vec<TcpInfo> = threads.iter().flat_map(|t| t.tcp_info.clone()).collect();
+        client.tcp_info = TcpSummary::of(&client_tcp);
         let system = system.map(|s| SystemCpu {
             client_cpus: client.cpus.clone(),
             server_cpus: server.as_ref().and_then(|s| s.cpus.clone()),
@@ -610,6 +628,7 @@ impl Record {
                     connections: t.connections,
                     duration_s: t.duration.as_secs_f64(),
                     stats: t.stats.clone(),
+                    tcp_info: t.tcp_info.clone(),
                 })
                 .collect(),
             config,
@@ -736,6 +755,7 @@ impl Record {
                 cpus_available: Some(2),
                 rx: Some(RxMode::Zerocopy),
                 busy_poll: Some(example_busy_poll()),
+                tcp_info: Some(TcpInfo::example()),
                 ..Default::default()
             }],
             ring: Some(example_ring()),
@@ -744,6 +764,7 @@ impl Record {
             cpu: Some(0),
             incomplete: None,
             busy_poll: Some(example_busy_poll()),
+            tcp_info: vec![TcpInfo::example()],
         };
         let client = SideCounts {
             scope: CounterScope::Thread,
@@ -889,6 +910,13 @@ pub(crate) fn server_side(reports: &[&PeerReport]) -> Option<SideReport> {
     );
     side.host = reports.iter().find_map(|p| p.host.clone());
     side.busy_poll = reports.iter().find_map(|p| p.busy_poll.clone());
+    // Null unless every connection's report carries one: a summary of some would pass
+    // for all.
+    side.tcp_info = reports
+        .iter()
+        .map(|p| p.tcp_info)
+        .collect::<Option<Vec<TcpInfo>>>()
+        .and_then(|all| TcpSummary::of(&all));
     Some(side)
 }
 

@@ -615,6 +615,10 @@ pub struct PeerReport {
     /// (`--busy-poll`), with the socket's NAPI id at the end; absent without.
     #[serde(default)]
     pub busy_poll: Option<crate::polling::BusyPoll>,
+    /// The connection's `TCP_INFO` on the server, read just before it sent this report;
+    /// absent from older servers, and where the kernel refused it.
+    #[serde(default)]
+    pub tcp_info: Option<crate::tcpinfo::TcpInfo>,
 }
 
 impl Default for PeerReport {
@@ -633,6 +637,7 @@ impl Default for PeerReport {
             host: None,
             rx: None,
             busy_poll: None,
+            tcp_info: None,
         }
     }
 }

@@ -80,6 +80,8 @@ pub(super) fn peer_report(
             ..b
         });
     PeerReport {
+        // Read just before the report is sent: the connection's state at the end.
+        tcp_info: crate::tcpinfo::TcpInfo::read_or_none(stream.as_raw_fd()),
         busy_poll,
         host: shared.host_for(stream),
         backend,

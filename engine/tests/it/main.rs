@@ -12,3 +12,4 @@ mod polling;
 mod relay;
 mod rx;
 mod sizes;
+mod tcp_info;
