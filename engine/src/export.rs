@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::config::{format_size, ClientConfig, CounterScope, Direction, Mode, RxMode, Workload};
 use crate::cputime::{CpuFigures, SystemCpu};
 use crate::record::{Record, SideReport, ThreadReport};
+use crate::tcpinfo::Gauge;
 
 const RULE: &str = "=====";
 
@@ -185,6 +186,7 @@ fn side_lines(s: &mut String, who: &str, side: &SideReport) {
     };
     let _ = writeln!(s, "{calls}");
     own_cpu_line(s, who, side);
+    tcp_line(s, who, side);
     polling_lines(s, who, side);
     counter_lines(s, who, side);
     rx_line(s, who, side);
@@ -200,6 +202,38 @@ fn side_lines(s: &mut String, who: &str, side: &SideReport) {
                 .map_or("n/a".into(), |f| format!("{:.1}% copied", f * 100.0))
         );
     }
+}
+
+/// The side's connections' `TCP_INFO` at the end of the run, in one line: counters
+/// summed, gauges as mean [min–max]; `n/a` where the kernel did not fill a field.
+fn tcp_line(s: &mut String, who: &str, side: &SideReport) {
+    let Some(t) = &side.tcp_info else {
+        return;
+    };
+    let na = || "n/a".to_string();
+    let gauge = |g: Option<Gauge>, f: &dyn Fn(f64) -> String| {
+        g.map_or_else(na, |g| {
+            if g.min == g.max {
+                f(g.mean)
+            } else {
+                format!("{} [{}–{}]", f(g.mean), f(g.min as f64), f(g.max as f64))
+            }
+        })
+    };
+    let secs = |us: Option<u64>| us.map_or_else(na, |us| format!("{:.2} s", us as f64 / 1e6));
+    let _ = writeln!(
+        s,
+        "{who} TCP: {} retransmits ({} in all), cwnd {} segments, srtt {} µs (rttvar {}), delivery {}, busy {}, rwnd-limited {}, sndbuf-limited {}",
+        t.retransmits.map_or_else(na, |n| n.to_string()),
+        t.total_retrans.map_or_else(na, |n| n.to_string()),
+        gauge(t.cwnd, &|x| format!("{x:.0}")),
+        gauge(t.srtt_us, &|x| format!("{x:.0}")),
+        gauge(t.rttvar_us, &|x| format!("{x:.0}")),
+        gauge(t.delivery_rate, &|x| format!("{:.2} Gbit/s", x * 8.0 / 1e9)),
+        secs(t.busy_us),
+        secs(t.rwnd_limited_us),
+        secs(t.sndbuf_limited_us),
+    );
 }
 
 /// How the side received, and what that let it check.
@@ -559,6 +593,30 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("Page cache"), "only for sendfile and splice");
+    }
+
+    #[test]
+    fn human_summary_has_one_tcp_info_line_per_side() {
+        let mut r = Record::example();
+        let text = human(&r);
+        let line = "TCP: 0 retransmits (1 in all), cwnd 10 segments, srtt 35 µs (rttvar 10), \
+                    delivery 8.00 Gbit/s, busy 0.00 s, rwnd-limited 0.00 s, sndbuf-limited 0.00 s";
+        assert!(text.contains(&format!("Client {line}")), "{text}");
+        assert!(text.contains(&format!("Server {line}")), "{text}");
+        // Gauges that differ across connections show their range; a field the kernel did
+        // not fill reads n/a, never 0.
+        let t = r.client.tcp_info.as_mut().unwrap();
+        t.cwnd = Some(crate::tcpinfo::Gauge {
+            mean: 20.0,
+            min: 10,
+            max: 30,
+        });
+        t.busy_us = None;
+        let text = human(&r);
+        assert!(text.contains("cwnd 20 [10–30] segments"), "{text}");
+        assert!(text.contains("busy n/a,"), "{text}");
+        r.server.as_mut().unwrap().tcp_info = None;
+        assert!(!human(&r).contains("Server TCP:"));
     }
 
     #[test]
