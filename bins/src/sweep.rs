@@ -731,6 +731,11 @@ pub struct Aggregate {
     pub zc_copied_fraction: Option<f64>,
     /// Under `--rx zerocopy`: the share of received bytes the receiver mapped (median).
     pub rx_mapped_fraction: Option<f64>,
+    /// Each side's TCP_INFO retransmitted segments (`total_retrans`, summed over its
+    /// connections), and the client's mean smoothed RTT, µs: medians over repeats.
+    pub client_retransmits: Option<f64>,
+    pub server_retransmits: Option<f64>,
+    pub client_srtt_us: Option<f64>,
     pub client: SideAgg,
     pub server: SideAgg,
     pub system: SystemAgg,
@@ -818,6 +823,13 @@ pub fn aggregate(records: &[Record]) -> Vec<Aggregate> {
                 messages: med(&rs, |r| Some(r.summary.messages as f64)).unwrap_or(0.0),
                 zc_copied_fraction: med(&rs, |r| r.client.zc_copied_fraction),
                 rx_mapped_fraction: med(&rs, Record::rx_mapped_fraction),
+                client_retransmits: med(&rs, |r| {
+                    r.client.tcp_info?.total_retrans.map(|n| n as f64)
+                }),
+                server_retransmits: med(&rs, |r| {
+                    r.server.as_ref()?.tcp_info?.total_retrans.map(|n| n as f64)
+                }),
+                client_srtt_us: med(&rs, |r| Some(r.client.tcp_info?.srtt_us?.mean)),
                 client: side_agg(&rs, |r| Some(&r.client)),
                 server: side_agg(&rs, |r| r.server.as_ref()),
                 system: system_agg(&rs),
@@ -853,7 +865,7 @@ pub fn kinds_cell(kinds: &[WarningKind]) -> String {
 }
 
 /// results.csv columns (README.md documents each).
-pub const RESULTS_COLUMNS: [&str; 25] = [
+pub const RESULTS_COLUMNS: [&str; 28] = [
     "Engine",
     "Implementation",
     "MessageSize",
@@ -880,6 +892,9 @@ pub const RESULTS_COLUMNS: [&str; 25] = [
     "Rx",
     "Polling",
     "Rx_Mapped_Fraction",
+    "Client_Retransmits",
+    "Server_Retransmits",
+    "Client_Srtt_Us",
 ];
 
 /// perfstats.csv columns (README.md documents each). A side's row fills the columns up to
@@ -971,6 +986,9 @@ fn results_rows(aggs: &[&Aggregate]) -> String {
                 a.point.rx.to_string(),
                 a.point.polling.to_string(),
                 num(a.rx_mapped_fraction, 4),
+                num(a.client_retransmits, 0),
+                num(a.server_retransmits, 0),
+                num(a.client_srtt_us, 1),
             ],
         );
     }
