@@ -670,6 +670,35 @@ mod tests {
     }
 
     #[test]
+    fn stats_carry_the_servers_tcp_info_and_older_stats_without_it_still_parse() {
+        let report = PeerReport {
+            tcp_info: Some(crate::tcpinfo::TcpInfo {
+                bytes_acked: None,
+                ..crate::tcpinfo::TcpInfo::example()
+            }),
+            ..Default::default()
+        };
+        let bytes = Frame::Stats(Box::new(report.clone())).encode();
+        let (back, _) = Frame::decode(&bytes).unwrap();
+        assert_eq!(back, Frame::Stats(Box::new(report.clone())));
+        // An older server's report: no tcp_info key at all.
+        let mut json: serde_json::Value = serde_json::from_slice(&bytes[HEADER_LEN..]).unwrap();
+        assert!(json.as_object_mut().unwrap().remove("tcp_info").is_some());
+        let payload = serde_json::to_vec(&json).unwrap();
+        let mut old = bytes[..HEADER_LEN].to_vec();
+        old[8..12].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        old.extend_from_slice(&payload);
+        let (back, _) = Frame::decode(&old).unwrap();
+        assert_eq!(
+            back,
+            Frame::Stats(Box::new(PeerReport {
+                tcp_info: None,
+                ..report
+            }))
+        );
+    }
+
+    #[test]
     fn stats_that_are_not_json_are_malformed() {
         let mut b = Frame::Refuse(Refuse {
             code: RefuseCode::Other,
