@@ -1244,6 +1244,20 @@ mod tests {
         assert_eq!(&row[1], "zc");
         assert_eq!(&row[7], "1.5000");
         assert_eq!(&row[10], "", "no latency: empty, not 0");
+        // TCP_INFO's columns come last, after every earlier one.
+        let at = |name: &str| RESULTS_COLUMNS.iter().position(|c| *c == name).unwrap();
+        assert_eq!(at("Client_Retransmits"), 25);
+        assert_eq!(&row[at("Client_Retransmits")], "1");
+        assert_eq!(&row[at("Server_Retransmits")], "1");
+        assert_eq!(&row[at("Client_Srtt_Us")], "35.0");
+        let mut unread = record(Backend::Syscall, Mode::Zc, 4096, 2, 1.5);
+        unread.client.tcp_info = None;
+        let text = results_csv(&aggregate(&[unread]));
+        let mut rd = csv::Reader::from_reader(text.as_bytes());
+        let row = rd.records().next().unwrap().unwrap();
+        assert_eq!(&row[at("Client_Retransmits")], "", "not read: empty, not 0");
+        assert_eq!(&row[at("Client_Srtt_Us")], "");
+        assert_eq!(&row[at("Server_Retransmits")], "1");
         let text = perfstats_csv(&aggs);
         let mut rd = csv::Reader::from_reader(text.as_bytes());
         assert_eq!(
