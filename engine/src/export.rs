@@ -211,25 +211,33 @@ fn tcp_line(s: &mut String, who: &str, side: &SideReport) {
         return;
     };
     let na = || "n/a".to_string();
-    let gauge = |g: Option<Gauge>, f: &dyn Fn(f64) -> String| {
+    // `mean [min–max] unit`, each value scaled and rounded alike; the range only where
+    // the connections differ.
+    let gauge = |g: Option<Gauge>, scale: f64, digits: usize, unit: &str| {
         g.map_or_else(na, |g| {
+            let v = |x: f64| format!("{:.digits$}", x * scale);
             if g.min == g.max {
-                f(g.mean)
+                format!("{} {unit}", v(g.mean))
             } else {
-                format!("{} [{}–{}]", f(g.mean), f(g.min as f64), f(g.max as f64))
+                format!(
+                    "{} [{}–{}] {unit}",
+                    v(g.mean),
+                    v(g.min as f64),
+                    v(g.max as f64)
+                )
             }
         })
     };
     let secs = |us: Option<u64>| us.map_or_else(na, |us| format!("{:.2} s", us as f64 / 1e6));
     let _ = writeln!(
         s,
-        "{who} TCP: {} retransmits ({} in all), cwnd {} segments, srtt {} µs (rttvar {}), delivery {}, busy {}, rwnd-limited {}, sndbuf-limited {}",
+        "{who} TCP: {} retransmits ({} in all), cwnd {}, srtt {} (rttvar {}), delivery {}, busy {}, rwnd-limited {}, sndbuf-limited {}",
         t.retransmits.map_or_else(na, |n| n.to_string()),
         t.total_retrans.map_or_else(na, |n| n.to_string()),
-        gauge(t.cwnd, &|x| format!("{x:.0}")),
-        gauge(t.srtt_us, &|x| format!("{x:.0}")),
-        gauge(t.rttvar_us, &|x| format!("{x:.0}")),
-        gauge(t.delivery_rate, &|x| format!("{:.2} Gbit/s", x * 8.0 / 1e9)),
+        gauge(t.cwnd, 1.0, 0, "segments"),
+        gauge(t.srtt_us, 1.0, 0, "µs"),
+        gauge(t.rttvar_us, 1.0, 0, "µs"),
+        gauge(t.delivery_rate, 8.0 / 1e9, 2, "Gbit/s"),
         secs(t.busy_us),
         secs(t.rwnd_limited_us),
         secs(t.sndbuf_limited_us),
@@ -599,7 +607,7 @@ mod tests {
     fn human_summary_has_one_tcp_info_line_per_side() {
         let mut r = Record::example();
         let text = human(&r);
-        let line = "TCP: 0 retransmits (1 in all), cwnd 10 segments, srtt 35 µs (rttvar 10), \
+        let line = "TCP: 0 retransmits (1 in all), cwnd 10 segments, srtt 35 µs (rttvar 10 µs), \
                     delivery 8.00 Gbit/s, busy 0.00 s, rwnd-limited 0.00 s, sndbuf-limited 0.00 s";
         assert!(text.contains(&format!("Client {line}")), "{text}");
         assert!(text.contains(&format!("Server {line}")), "{text}");
