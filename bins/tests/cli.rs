@@ -1215,3 +1215,186 @@ fn ipv6_loopback_end_to_end_with_or_without_brackets() {
     let o = run(CLIENT, &["-h", "[::1", "-p", &closed]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o).1);
 }
+
+/// The client against `server`, with the duration given in `args`.
+fn timed(server: &ServerProc, args: &[&str]) -> Output {
+    let port = server.port.to_string();
+    let mut all = vec!["-h", "127.0.0.1", "-p", &port];
+    all.extend_from_slice(args);
+    run(CLIENT, &all)
+}
+
+/// `--format json -i`: a JSON line per interval, then the record as the last line.
+fn json_lines(o: &Output) -> (Vec<engine::Interval>, engine::Record) {
+    assert!(o.status.success(), "{:?}", text(o));
+    let (out, _) = text(o);
+    let lines: Vec<&str> = out.lines().collect();
+    let (last, intervals) = lines.split_last().expect("at least the record");
+    let record: engine::Record =
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is the record: {e}"));
+    let intervals = intervals
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    (intervals, record)
+}
+
+#[test]
+fn intervals_stream_as_json_lines_and_add_up_to_the_record() {
+    let server = ServerProc::start(&[]);
+    for (backend, workload) in [
+        ("syscall", "echo"),
+        ("syscall", "stream"),
+        ("uring", "echo"),
+        ("uring", "stream"),
+    ] {
+        let what = format!("{backend} {workload}");
+        let o = timed(
+            &server,
+            &[
+                "-d",
+                "1",
+                "-i",
+                "0.25",
+                "-t",
+                "2",
+                "--backend",
+                backend,
+                "--workload",
+                workload,
+                "--format",
+                "json",
+            ],
+        );
+        let (intervals, record) = json_lines(&o);
+        // Four looks, and the stretch after the last one when anything came in it.
+        assert!((3..=5).contains(&intervals.len()), "{what}: {intervals:?}");
+        assert_eq!(record.intervals, intervals, "{what}: the record keeps them");
+        assert!(intervals.iter().all(|i| !i.omitted && i.threads.len() == 2));
+        for w in intervals.windows(2) {
+            assert_eq!(w[0].end_s, w[1].start_s, "{what}: intervals abut");
+        }
+        for (t, thread) in record.threads.iter().enumerate() {
+            let sum = |f: fn(&engine::IntervalFigures) -> u64| -> u64 {
+                intervals.iter().map(|i| f(&i.threads[t])).sum()
+            };
+            let s = &thread.stats;
+            assert_eq!(sum(|f| f.msgs_sent), s.msgs_sent, "{what} thread {t}");
+            assert_eq!(
+                sum(|f| f.msgs_received),
+                s.msgs_received,
+                "{what} thread {t}"
+            );
+            assert_eq!(sum(|f| f.bytes_sent), s.bytes_sent, "{what} thread {t}");
+            assert_eq!(
+                sum(|f| f.bytes_received),
+                s.bytes_received,
+                "{what} thread {t}"
+            );
+        }
+        for i in &intervals {
+            let t = &i.threads;
+            assert_eq!(i.sum.msgs_sent, t[0].msgs_sent + t[1].msgs_sent, "{what}");
+            assert_eq!(i.sum.retransmits, None, "{what}: not read yet");
+            if workload == "echo" && i.sum.msgs_received > 0 {
+                assert!(i.sum.p50_us.unwrap() <= i.sum.p99_us.unwrap(), "{what}");
+            }
+            if workload == "stream" {
+                assert_eq!(i.sum.p50_us, None, "{what}: no round trips");
+            }
+        }
+        let mid = &intervals[1].sum;
+        assert!(mid.msgs_sent > 0 && mid.sent_gbps > 0.0, "{what}: {mid:?}");
+    }
+}
+
+#[test]
+fn human_intervals_print_a_line_per_thread_and_a_sum() {
+    let server = ServerProc::start(&[]);
+    let o = timed(&server, &["-d", "1", "-i", "0.5", "-t", "2"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let (out, _) = text(&o);
+    assert!(out.contains("Interval: 0.5 seconds"), "{out}");
+    assert!(out.contains("[ ID] Interval"), "{out}");
+    let sums = out.lines().filter(|l| l.starts_with("[SUM]")).count();
+    assert!((1..=3).contains(&sums), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("[  1]")), "{out}");
+    assert!(out.contains("  0.00-0.50"), "{out}");
+    assert!(out.contains("SUMMARY"), "the summary follows: {out}");
+}
+
+#[test]
+fn intervals_off_print_as_before() {
+    let server = ServerProc::start(&[]);
+    // -i 0, and human output to a pipe (not a terminal): no interval lines.
+    for args in [&["-i", "0"][..], &[]] {
+        let o = server.client(args);
+        assert!(o.status.success(), "{:?}", text(&o));
+        let (out, _) = text(&o);
+        assert!(
+            !out.contains("[SUM]") && !out.contains("Interval:"),
+            "{out}"
+        );
+    }
+    // JSON without -i: one record, no intervals.
+    let o = server.client(&["--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON record");
+    assert!(v.get("intervals").is_none(), "{v}");
+    assert!(v["config"].get("interval").is_none() && v["config"].get("omit").is_none());
+    // CSV has no form for them.
+    let o = server.client(&["--format", "csv", "-i", "1"]);
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    assert!(text(&o).1.contains("--interval"), "{:?}", text(&o));
+}
+
+#[test]
+fn omit_runs_a_warm_up_and_leaves_it_out() {
+    let server = ServerProc::start(&[]);
+    for backend in ["syscall", "uring"] {
+        let o = timed(
+            &server,
+            &[
+                "-d",
+                "1",
+                "--omit",
+                "2",
+                "-i",
+                "0.5",
+                "--backend",
+                backend,
+                "--format",
+                "json",
+            ],
+        );
+        let (intervals, record) = json_lines(&o);
+        assert_eq!(record.config.omit, Duration::from_secs(2), "{backend}");
+        // Measured: about -d, not -d + --omit (generous for a loaded machine).
+        let d = record.summary.duration_s;
+        assert!((0.9..2.5).contains(&d), "{backend}: measured {d} s");
+        assert!(
+            record.summary.messages > 0 && record.latency.is_some(),
+            "{backend}: {:?}",
+            record.summary
+        );
+        let omitted: Vec<_> = intervals.iter().filter(|i| i.omitted).collect();
+        assert_eq!(omitted.len(), 4, "{backend}: two seconds in halves");
+        assert!(omitted.iter().all(|i| i.end_s <= 0.05), "{backend}");
+        assert_eq!(
+            omitted[0].start_s, -2.0,
+            "{backend}: the warm-up comes first"
+        );
+        let measured = intervals.len() - omitted.len();
+        assert!((1..=3).contains(&measured), "{backend}: {intervals:?}");
+        assert!(
+            record.warnings.iter().any(|w| w.text.contains("--omit")),
+            "{backend}: the server's figures still hold the warm-up: {:?}",
+            record.warnings
+        );
+    }
+    let o = timed(&server, &["-d", "0.5", "--omit", "0.5", "-i", "0.25"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let (out, _) = text(&o);
+    assert!(out.contains("Omit: 0.5 seconds"), "{out}");
+    let marked = out.lines().filter(|l| l.ends_with("(omitted)")).count();
+    assert!(marked >= 2, "{out}");
+}

@@ -8,8 +8,9 @@
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Barrier, OnceLock};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::backend;
 use crate::backend::uring::RingOpts;
@@ -18,6 +19,7 @@ use crate::conn::{ConnSpec, STOP_GRACE};
 use crate::counters::Metering;
 use crate::cputime::{tick_ns, CpuSpan, StatReading, SystemCpu, ThreadClock};
 use crate::error::Error;
+use crate::live::{Interval, LiveCounters, Sampler};
 use crate::message::{Layout, Template};
 use crate::path::path;
 use crate::placement::{self, available_cpus, Placement, Side};
@@ -42,6 +44,9 @@ pub enum ClientEvent {
     Connected { connections: usize },
     /// A worker thread entered the measured interval.
     ThreadStarted { thread: usize },
+    /// `--interval`: what every thread did over the last interval, sent from a reporter
+    /// thread while the run goes (and once more for the stretch after the last one).
+    Interval(Interval),
 }
 
 /// A connection past its handshake.
@@ -125,8 +130,15 @@ pub fn run_valid_client_until(
     let abort = AtomicBool::new(false);
     let measuring = AtomicUsize::new(config.threads);
     let system_end = OnceLock::new();
+    let flows_end = OnceLock::new();
+    // `--interval`: each thread's live counts, for the reporter.
+    let live: Vec<Arc<LiveCounters>> = if config.interval.is_zero() {
+        Vec::new()
+    } else {
+        (0..config.threads).map(|_| Arc::default()).collect()
+    };
     let started = SystemTime::now();
-    let (results, core, system_start) = std::thread::scope(|scope| {
+    let (results, core, system_start, intervals) = std::thread::scope(|scope| {
         let handles: Vec<_> = threads
             .into_iter()
             .enumerate()
@@ -142,15 +154,34 @@ pub fn run_valid_client_until(
                     metering: &metering,
                     measuring: &measuring,
                     system_end: &system_end,
+                    flows_end: &flows_end,
+                    live: live.get(thread).cloned(),
                     on_event,
                 };
                 scope.spawn(move || run_thread(ctx, conns))
             })
             .collect();
         line.ready.wait();
-        let system_start = StatReading::now();
-        let core_start = metering.core_reading();
+        let omit = config.omit;
+        let mut system_start = omit.is_zero().then(StatReading::now).flatten();
+        let mut core_start = omit.is_zero().then(|| metering.core_reading()).flatten();
         line.go.wait();
+        let go = Instant::now();
+        let (done, finished) = mpsc::channel::<()>();
+        let reporter = (!live.is_empty()).then(|| {
+            let (live, flows_end) = (&live, &flows_end);
+            let clock = IntervalClock::new(go, config.interval, omit);
+            scope.spawn(move || report_intervals(live, clock, finished, flows_end, on_event))
+        });
+        if !omit.is_zero() {
+            // The machine's readings start where the measured interval does, after the
+            // warm-up (unless every worker is done before it ends).
+            while go.elapsed() < omit && measuring.load(Ordering::Acquire) > 0 {
+                std::thread::sleep((omit - go.elapsed().min(omit)).min(WARM_UP_POLL));
+            }
+            system_start = StatReading::now();
+            core_start = metering.core_reading();
+        }
         let results: Vec<Result<ThreadResult, Error>> = handles
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
@@ -158,7 +189,11 @@ pub fn run_valid_client_until(
         let core = core_start
             .zip(metering.core_reading())
             .map(|(start, end)| end.since(&start));
-        (results, core, system_start)
+        drop(done);
+        let intervals = reporter
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .unwrap_or_default();
+        (results, core, system_start, intervals)
     });
     let results = results.into_iter().collect::<Result<Vec<_>, _>>()?;
     let system = match (system_start, system_end.into_inner().flatten()) {
@@ -202,6 +237,7 @@ pub fn run_valid_client_until(
             .iter()
             .chain(&metering.fallbacks)
             .cloned()
+            .chain(omit_caveats(&config, metering.scope))
             .collect(),
         incomplete,
     };
@@ -214,9 +250,123 @@ pub fn run_valid_client_until(
         notes,
         system,
     );
+    record.intervals = intervals;
     // Described after the run, so the measured interval never pays for it.
     record.client.host = local.map(crate::host::HostInfo::for_address);
     Ok(record)
+}
+
+/// How often the run's main thread looks whether the warm-up is over or every worker done.
+const WARM_UP_POLL: Duration = Duration::from_millis(20);
+
+/// What `--omit` still counts: the figures read where the warm-up cannot be cut out.
+fn omit_caveats(config: &ClientConfig, scope: CounterScope) -> Vec<String> {
+    if config.omit.is_zero() {
+        return Vec::new();
+    }
+    let mut v = vec![
+        "--omit: the server's figures (its counts and CPU time) include the warm-up; \
+         it is not told of it"
+            .to_string(),
+    ];
+    if scope == CounterScope::Thread {
+        v.push(
+            "--omit: the client's per-thread counters include the warm-up; \
+             --counters core reads them after it"
+                .into(),
+        );
+    }
+    v
+}
+
+/// When the reporter looks: every interval from the start, through the warm-up, with
+/// one look where it ends; then every interval from there (as iperf3 does).
+struct IntervalClock {
+    go: Instant,
+    every: Duration,
+    omit_end: Instant,
+    next: Instant,
+}
+
+impl IntervalClock {
+    fn new(go: Instant, every: Duration, omit: Duration) -> IntervalClock {
+        let omit_end = go + omit;
+        let next = if omit.is_zero() {
+            go + every
+        } else {
+            (go + every).min(omit_end)
+        };
+        IntervalClock {
+            go,
+            every,
+            omit_end,
+            next,
+        }
+    }
+
+    /// The next look, and whether the interval it ends lies in the warm-up.
+    fn next(&self) -> (Instant, bool) {
+        (
+            self.next,
+            self.next <= self.omit_end && self.omit_end > self.go,
+        )
+    }
+
+    fn advance(&mut self) {
+        self.next = if self.next < self.omit_end {
+            (self.next + self.every).min(self.omit_end)
+        } else {
+            self.next + self.every
+        };
+    }
+
+    /// Seconds from the start to `t`.
+    fn secs(&self, t: Instant) -> f64 {
+        t.saturating_duration_since(self.go).as_secs_f64()
+    }
+}
+
+/// The reporter: samples every thread's live counts at each look until `finished`
+/// says the workers are done, then once more for what came after the last look (when
+/// anything did), sending each interval as an event and returning them all.
+fn report_intervals(
+    live: &[Arc<LiveCounters>],
+    mut clock: IntervalClock,
+    finished: mpsc::Receiver<()>,
+    flows_end: &OnceLock<Instant>,
+    on_event: &(dyn Fn(ClientEvent) + Sync),
+) -> Vec<Interval> {
+    let mut sampler = Sampler::new(live.len(), clock.omit_end - clock.go);
+    let mut out = Vec::new();
+    let mut last = clock.go;
+    loop {
+        let (at, omitted) = clock.next();
+        match finished.recv_timeout(at.saturating_duration_since(Instant::now())) {
+            Err(RecvTimeoutError::Timeout) => {
+                let now = Instant::now();
+                let interval = sampler.take(live, clock.secs(now), omitted);
+                on_event(ClientEvent::Interval(interval.clone()));
+                out.push(interval);
+                last = now;
+                clock.advance();
+            }
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    // The stretch from the last look to the end of the flows.
+    let end = flows_end
+        .get()
+        .copied()
+        .unwrap_or_else(Instant::now)
+        .max(last);
+    let (_, omitted) = clock.next();
+    let interval = sampler.take(live, clock.secs(end), omitted && end <= clock.omit_end);
+    let counted = interval.sum.msgs_sent + interval.sum.msgs_received > 0;
+    if counted || end.saturating_duration_since(last) >= clock.every / 10 {
+        on_event(ClientEvent::Interval(interval.clone()));
+        out.push(interval);
+    }
+    out
 }
 
 fn resolve(config: &ClientConfig) -> Result<SocketAddr, Error> {
@@ -376,6 +526,7 @@ fn client_flow_spec(config: &ClientConfig) -> FlowSpec {
         verify: config.verify,
         depth: config.depth,
         duration: config.duration,
+        omit: config.omit,
         rx: config.rx,
         direction: config.direction,
     }
@@ -394,6 +545,10 @@ struct ThreadContext<'a> {
     /// Workers still in their measured interval; the last one out reads the machine.
     measuring: &'a AtomicUsize,
     system_end: &'a OnceLock<Option<StatReading>>,
+    /// When the last worker finished its flows.
+    flows_end: &'a OnceLock<Instant>,
+    /// `--interval`: where this thread's flows count for the reporter.
+    live: Option<Arc<LiveCounters>>,
     on_event: &'a (dyn Fn(ClientEvent) + Sync),
 }
 
@@ -431,7 +586,12 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
         .iter()
         .map(|c| {
             let fd = c.stream.as_raw_fd();
-            ConnSpec::with_template(fd, client_flow_spec(config), plan, ctx.template.clone())
+            let mut spec =
+                ConnSpec::with_template(fd, client_flow_spec(config), plan, ctx.template.clone())?;
+            if let Some(live) = &ctx.live {
+                spec.flow.count_live(live.clone());
+            }
+            Ok(spec)
         })
         .collect();
     let reports = match (specs, config.backend) {
@@ -456,6 +616,17 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
         }
     };
     let clock_end = ThreadClock::now();
+    // `--omit`: the thread's CPU time runs from the end of the warm-up (the first of its
+    // flows to leave it).
+    if let Ok(reports) = &reports {
+        let warmed = reports
+            .iter()
+            .filter_map(|r| r.flow.warmed_clock)
+            .min_by_key(|c| c.at_ns);
+        if let Some(w) = warmed {
+            clock_start = Some(w);
+        }
+    }
     if let (Some(s), Some(before)) = (set.as_mut(), before) {
         s.disable();
         result.counters = Some(s.read().since(&before));
@@ -473,6 +644,7 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
     });
     if ctx.measuring.fetch_sub(1, Ordering::AcqRel) == 1 {
         let _ = ctx.system_end.set(StatReading::now());
+        let _ = ctx.flows_end.set(Instant::now());
     }
     let mut first_error = None;
     match reports {

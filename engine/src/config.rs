@@ -97,7 +97,18 @@ pub struct ClientConfig {
     /// (NAPI); `None`: off.
     #[serde(default)]
     pub busy_poll_us: Option<u32>,
+    /// `--omit SECONDS` (iperf3's `-O`): a warm-up run before the measured interval and
+    /// left out of it; zero: none. Absent from records without one.
+    #[serde(default, with = "secs_f64", skip_serializing_if = "Duration::is_zero")]
+    pub omit: Duration,
+    /// `--interval SECONDS`: how often the client reports live figures (each kept in the
+    /// record's `intervals`); zero: never. Absent from records without them.
+    #[serde(default, with = "secs_f64", skip_serializing_if = "Duration::is_zero")]
+    pub interval: Duration,
 }
+
+/// The shortest `--interval` accepted: shorter ones would cost the run more than they show.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
 
 impl Default for ClientConfig {
     fn default() -> Self {
@@ -123,6 +134,8 @@ impl Default for ClientConfig {
             direction: Direction::Forward,
             sqpoll: None,
             busy_poll_us: None,
+            omit: Duration::ZERO,
+            interval: Duration::ZERO,
         }
     }
 }
@@ -133,6 +146,13 @@ impl ClientConfig {
         check_size(self.size)?;
         check_count("threads (-t)", self.threads)?;
         check_count("connections per thread (--conns)", self.conns)?;
+        if !self.interval.is_zero() && self.interval < MIN_INTERVAL {
+            return Err(Error::Config(format!(
+                "--interval {} s is under the {} s accepted (0 turns intervals off)",
+                self.interval.as_secs_f64(),
+                MIN_INTERVAL.as_secs_f64()
+            )));
+        }
         let plan = check_pool(Role::Client, self.mode, self.depth, self.size)?;
         if plan.stride.is_some() {
             let n = self.conns * plan.count();
@@ -488,6 +508,26 @@ pub(crate) mod secs_f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn intervals_under_the_minimum_are_refused_and_old_configs_have_none() {
+        let at = |ms| ClientConfig {
+            interval: Duration::from_millis(ms),
+            ..ClientConfig::default()
+        };
+        assert!(at(0).validate().is_ok(), "0: off");
+        assert!(at(10).validate().is_ok());
+        let e = at(5).validate().unwrap_err();
+        assert!(e.to_string().contains("--interval"), "{e}");
+        let mut v = serde_json::to_value(ClientConfig::default()).unwrap();
+        assert!(v.get("omit").is_none() && v.get("interval").is_none());
+        v["omit"] = serde_json::json!(1.5);
+        let c: ClientConfig = serde_json::from_value(v).unwrap();
+        assert_eq!(
+            (c.omit, c.interval),
+            (Duration::from_millis(1500), Duration::ZERO)
+        );
+    }
 
     #[test]
     fn client_limits_are_enforced() {

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::config::{format_size, ClientConfig, CounterScope, Direction, Mode, RxMode, Workload};
 use crate::cputime::{CpuFigures, SystemCpu};
+use crate::live::Interval;
 use crate::record::{Record, SideReport, ThreadReport};
 use crate::tcpinfo::Gauge;
 
@@ -45,11 +46,54 @@ pub fn client_banner(config: &ClientConfig, server: &str) -> String {
     }
     let _ = writeln!(s, "Depth: {}", config.depth);
     let _ = writeln!(s, "Duration: {} seconds", config.duration.as_secs_f64());
+    if !config.omit.is_zero() {
+        let _ = writeln!(
+            s,
+            "Omit: {} seconds (a warm-up first, not counted)",
+            config.omit.as_secs_f64()
+        );
+    }
+    if !config.interval.is_zero() {
+        let _ = writeln!(s, "Interval: {} seconds", config.interval.as_secs_f64());
+    }
     let _ = writeln!(s, "Verify: {}", config.verify);
     if config.rx != RxMode::Copy {
         let _ = writeln!(s, "Receive: {}", config.rx);
     }
     let _ = write!(s, "{RULE}");
+    s
+}
+
+/// The heading over the live interval lines (`--interval`).
+pub fn interval_header() -> String {
+    format!(
+        "[ ID] {:<17} {:>15} {:>13} {:>10} {:>10} {:>10} {:>5}",
+        "Interval", "Sent", "Received", "Messages", "p50", "p99", "Retr"
+    )
+}
+
+/// One interval as iperf3 prints it: a line per thread, then `[SUM]`; lines inside the
+/// warm-up (`--omit`) end in `(omitted)`.
+pub fn interval_lines(i: &Interval) -> String {
+    let mut s = String::new();
+    for f in i.threads.iter().chain(std::iter::once(&i.sum)) {
+        let id = f.thread.map_or("SUM".to_string(), |t| format!("{t:>3}"));
+        let us = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} us"));
+        let _ = writeln!(
+            s,
+            "[{id}] {:>6.2}-{:<6.2} sec {:>8.2} Gbit/s {:>6.2} Gbit/s {:>10} {:>10} {:>10} {:>5}{}",
+            i.start_s,
+            i.end_s,
+            f.sent_gbps,
+            f.received_gbps,
+            f.msgs_sent.max(f.msgs_received),
+            us(f.p50_us),
+            us(f.p99_us),
+            f.retransmits.map_or("-".to_string(), |r| r.to_string()),
+            if i.omitted { "  (omitted)" } else { "" }
+        );
+    }
+    s.pop();
     s
 }
 
@@ -528,8 +572,9 @@ pub fn csv(r: &Record) -> String {
 }
 
 /// Top-level record fields the CSV leaves out: the latency histogram (kilobytes of
-/// base64 that a spreadsheet cannot use; its percentiles are in `latency_*`).
-pub const JSON_ONLY: &[&str] = &["latency_histogram"];
+/// base64 that a spreadsheet cannot use; its percentiles are in `latency_*`) and the
+/// live intervals (a list; the totals are in the other columns).
+pub const JSON_ONLY: &[&str] = &["latency_histogram", "intervals"];
 
 fn flatten(v: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
     match v {

@@ -18,6 +18,7 @@ pub mod cputime;
 mod error;
 pub mod export;
 pub mod host;
+mod live;
 mod merge;
 mod message;
 mod pagecache;
@@ -41,6 +42,7 @@ pub use config::{
     Verify, Workload,
 };
 pub use error::{exit, kernel_release, Error};
+pub use live::{Interval, IntervalFigures};
 pub use merge::MergeError;
 pub use record::{
     rfc3339, Part, Record, SideReport, Summary, ThreadReport, Warning, WarningKind, SCHEMA_VERSION,

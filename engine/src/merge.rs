@@ -251,6 +251,8 @@ fn merge(parts: &[(String, Record)]) -> Result<Record, MergeError> {
         warnings,
         system: None,
         parts: Some(list),
+        // Each host's intervals run on its own clock; a merged record keeps none.
+        intervals: Vec::new(),
     })
 }
 

@@ -78,6 +78,10 @@ pub struct Record {
     /// record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parts: Option<Vec<Part>>,
+    /// `--interval`: the live figures, in order, the warm-up's (`--omit`) included and
+    /// marked. Absent when intervals were off. JSON only: CSV leaves it out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub intervals: Vec<crate::live::Interval>,
 }
 
 /// One client host's share of a merged record: what its own record said.
@@ -636,6 +640,7 @@ impl Record {
             warnings,
             system,
             parts: None,
+            intervals: Vec::new(),
         }
     }
 

@@ -33,7 +33,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::cputime::ThreadClock;
 use crate::error::Error;
+use crate::live::LiveCounters;
 use crate::message::{verify_span, Message, Mismatch, RxTarget, Template};
 use crate::path::path;
 use crate::pool::{receipt_interval, Pool};
@@ -57,6 +59,8 @@ pub struct FlowSpec {
     pub depth: usize,
     /// The client's measured interval; unused by servers.
     pub duration: Duration,
+    /// The client's warm-up before it (`--omit`): run, then forgotten; unused by servers.
+    pub omit: Duration,
     /// Who sends the stream (echo: always forward).
     pub direction: Direction,
     /// How this side receives (`--rx`).
@@ -136,6 +140,12 @@ pub struct Flow {
     fault: bool,
     /// sendfile, splice: sent buffers wait for the peer's read before they go home.
     proof: Option<ReadProof>,
+    /// `--interval`: the thread's live counts, which a reporter samples as the run goes.
+    live: Option<Arc<LiveCounters>>,
+    /// `--omit`: when the warm-up ends and the measured interval begins.
+    measure_at: Option<Instant>,
+    /// The thread's CPU clock when this flow's warm-up ended.
+    pub warmed_clock: Option<ThreadClock>,
 }
 
 impl Flow {
@@ -177,7 +187,15 @@ impl Flow {
             }),
             template,
             pool,
+            live: None,
+            measure_at: None,
+            warmed_clock: None,
         }
+    }
+
+    /// Counts into `live` as well (`--interval`), for a reporter to sample.
+    pub fn count_live(&mut self, live: Arc<LiveCounters>) {
+        self.live = Some(live);
     }
 
     /// Debug builds only: a flow whose message size equals `COPYPERF_FAULT_PANIC_SIZE`
@@ -206,12 +224,44 @@ impl Flow {
     }
 
     /// Starts the measured interval.
+    /// A client with a warm-up (`--omit`) runs it first: the measured interval begins
+    /// when it ends, and the first look at the clock after that ([`Flow::next_tx`], or a
+    /// message arriving) forgets what the warm-up counted.
     pub fn begin(&mut self, now: Instant) {
         self.started = Some(now);
         if self.spec.role == Role::Client {
-            self.deadline = Some(now + self.spec.duration);
+            let omit = self.spec.omit;
+            self.deadline = Some(now + omit + self.spec.duration);
+            self.measure_at = (!omit.is_zero()).then_some(now + omit);
             self.progress.begin(now, self.spec.duration);
         }
+    }
+
+    /// Whether the warm-up (`--omit`) is still on.
+    pub fn warming_up(&self) -> bool {
+        self.measure_at.is_some()
+    }
+
+    /// Ends the warm-up once `now` is past it: the counts, round trips and progress
+    /// start afresh from its end (failed checks stay: the damage happened), and the
+    /// thread's CPU clock is read for the caller to start from.
+    fn end_warm_up(&mut self, now: Instant) {
+        let Some(at) = self.measure_at.filter(|&t| now >= t) else {
+            return;
+        };
+        self.measure_at = None;
+        self.stats = FlowStats {
+            verify_errors: self.stats.verify_errors,
+            first_verify_error: self.stats.first_verify_error.take(),
+            ..FlowStats::default()
+        };
+        self.latency = Latency::default();
+        self.progress = Progress::default();
+        self.progress.begin(at, self.spec.duration);
+        self.started = Some(at);
+        self.first_rx = None;
+        self.first_tx = None;
+        self.warmed_clock = ThreadClock::now();
     }
 
     /// Ends the measured interval early (the user interrupted the run): nothing new is
@@ -225,6 +275,7 @@ impl Flow {
     /// workload has nothing to send now. A client's deadline is looked at here, whether
     /// or not it sends.
     pub fn next_tx(&mut self, now: Instant) -> Option<Box<Message>> {
+        self.end_warm_up(now);
         if !self.stopping && self.deadline.is_some_and(|d| now >= d) {
             self.stopping = true;
             // Buffers whose reading the peer has proved go back to the pool.
@@ -287,6 +338,9 @@ impl Flow {
         }
         self.stats.bytes_sent += msg.size() as u64;
         self.stats.msgs_sent += 1;
+        if let Some(live) = &self.live {
+            live.sent(msg.size() as u64);
+        }
         if let Some(proof) = &mut self.proof {
             proof.sent(msg);
         }
@@ -522,7 +576,7 @@ impl Flow {
         match self.spec.role {
             Role::Client => {
                 let sent = self.sent_at.pop_front().expect("checked above");
-                self.latency.record(now.saturating_duration_since(sent));
+                self.round_trip(now.saturating_duration_since(sent));
                 self.progress.record(now);
                 self.pool.put(msg);
             }
@@ -595,7 +649,7 @@ impl Flow {
         match (workload, role) {
             (Workload::Echo, Role::Client) => {
                 let sent = self.sent_at.pop_front().expect("checked above");
-                self.latency.record(now.saturating_duration_since(sent));
+                self.round_trip(now.saturating_duration_since(sent));
                 self.progress.record(now);
                 self.pool.put(msg);
             }
@@ -666,9 +720,21 @@ impl Flow {
         if self.fault {
             panic!("injected fault: COPYPERF_FAULT_PANIC_SIZE={}", self.size());
         }
+        self.end_warm_up(now);
         self.first_rx.get_or_insert(now);
         self.stats.bytes_received += size as u64;
         self.stats.msgs_received += 1;
+        if let Some(live) = &self.live {
+            live.received(size as u64);
+        }
+    }
+
+    /// An echo came back after `d`.
+    fn round_trip(&mut self, d: Duration) {
+        self.latency.record(d);
+        if let Some(live) = &self.live {
+            live.round_trip(d);
+        }
     }
 
     /// Nothing more to send or receive (buffers may still be with the kernel).
@@ -766,6 +832,7 @@ mod tests {
             verify: Verify::Full,
             depth,
             duration: Duration::from_secs(1),
+            omit: Duration::ZERO,
             rx: RxMode::Copy,
             direction,
         };
@@ -828,6 +895,45 @@ mod tests {
     /// A message as it travels: its fields back to back.
     fn wire_of(msg: &Message) -> Vec<u8> {
         (0..8).flat_map(|k| msg.field(k).to_vec()).collect()
+    }
+
+    #[test]
+    fn a_warm_up_is_run_and_forgotten() {
+        let mut c = flow(Role::Client, Workload::Stream, Mode::OneCopy, 2);
+        c.spec.omit = Duration::from_secs(2);
+        let live = Arc::new(LiveCounters::default());
+        c.count_live(live.clone());
+        let t0 = Instant::now();
+        c.begin(t0);
+        assert!(c.warming_up());
+        let m = c.next_tx(t0).unwrap();
+        c.sent(&m);
+        c.release(m);
+        assert_eq!(c.stats.msgs_sent, 1, "the warm-up is run");
+        let measured = t0 + Duration::from_millis(2500);
+        let m = c
+            .next_tx(measured)
+            .expect("the deadline is after the warm-up");
+        assert!(!c.warming_up());
+        assert_eq!(c.stats.msgs_sent, 0, "and forgotten");
+        c.sent(&m);
+        c.release(m);
+        assert_eq!(c.stats.msgs_sent, 1);
+        assert_eq!(
+            live.sample().0.msgs_sent,
+            2,
+            "intervals see the warm-up too"
+        );
+        assert!(
+            c.next_tx(t0 + Duration::from_secs(3)).is_none(),
+            "-d after --omit"
+        );
+        c.finish(t0 + Duration::from_secs(3));
+        assert_eq!(
+            c.duration(),
+            Duration::from_secs(1),
+            "from the warm-up's end"
+        );
     }
 
     #[test]

@@ -281,7 +281,8 @@ fn start_client(config: ClientConfig, out: &Out) -> Running {
                 }
             }
             ClientEvent::Notice(text) => out.send(&Reply::Notice { text }),
-            ClientEvent::ThreadStarted { .. } => {}
+            // An agent's intervals reach its controller in the record.
+            ClientEvent::ThreadStarted { .. } | ClientEvent::Interval(_) => {}
         };
         match engine::run_client_until(&config, &flag, &on_event) {
             Ok(record) => out.send(&Reply::Finished {

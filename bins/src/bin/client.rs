@@ -1,6 +1,7 @@
 //! copyperf client: drives one workload through one send path for a fixed time on every
 //! thread, then prints both sides' figures as a summary, JSON or CSV.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -95,13 +96,22 @@ struct Args {
     /// possible; syscall engine only). The server receives this way; in echo the client too.
     #[arg(long, value_name = "HOW", default_value = "copy", value_parser = RxMode::parser())]
     rx: RxMode,
+    /// Live figures every SECONDS while the run goes (fractions allowed; 0: off): a line
+    /// per thread and their sum (human), or one JSON object per line, the record last
+    /// (json). Default: 1 for human output to a terminal, otherwise off.
+    #[arg(short = 'i', long, value_name = "SECONDS", value_parser = cli::seconds_arg)]
+    interval: Option<Duration>,
+    /// A warm-up of SECONDS first, run but not counted (iperf3's -O): the measured
+    /// interval (-d) starts after it.
+    #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = cli::seconds_arg)]
+    omit: Duration,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
 }
 
 /// The flags a `--spec` replaces.
-const RUN_FLAGS: [&str; 22] = [
+const RUN_FLAGS: [&str; 23] = [
     "host",
     "port",
     "size",
@@ -124,6 +134,7 @@ const RUN_FLAGS: [&str; 22] = [
     "rx",
     "sqpoll",
     "busy_poll",
+    "omit",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -137,13 +148,29 @@ fn main() -> ExitCode {
     let args = Args::parse();
     cli::install_signal_handlers();
     let format = args.format;
-    let config = match &args.spec {
+    let interval = args.interval;
+    let mut config = match &args.spec {
         Some(json) => match cli::parse_spec::<ClientConfig>(json, "client") {
             Ok(c) => c,
             Err(code) => return code,
         },
         None => config_from(args),
     };
+    match interval {
+        Some(i) => config.interval = i,
+        // A spec says for itself; otherwise a person watching a terminal sees the run go.
+        None if config.interval.is_zero()
+            && format == Format::Human
+            && std::io::stdout().is_terminal() =>
+        {
+            config.interval = Duration::from_secs(1)
+        }
+        None => {}
+    }
+    if format == Format::Csv && !config.interval.is_zero() {
+        eprintln!("error: --interval has no CSV form; use --format human or json");
+        return cli::exit_code(engine::exit::USAGE);
+    }
     run(&config, format)
 }
 
@@ -175,6 +202,8 @@ fn config_from(args: Args) -> ClientConfig {
             _ => Direction::Forward,
         },
         rx: args.rx,
+        omit: args.omit,
+        interval: Duration::ZERO,
     }
 }
 
@@ -196,11 +225,22 @@ fn run(config: &ClientConfig, format: Format) -> ExitCode {
             )
         );
     }
+    // With intervals, JSON is a stream of lines: one per interval, the record last.
+    let lines = format == Format::Json && !config.interval.is_zero();
+    let first_interval = std::sync::Once::new();
     let on_event = |e: ClientEvent| match e {
         ClientEvent::ThreadStarted { thread } if human => {
             println!("[Client {thread}] Thread started")
         }
         ClientEvent::Notice(text) => eprintln!("notice: {text}"),
+        ClientEvent::Interval(i) if human => {
+            first_interval.call_once(|| println!("{}", export::interval_header()));
+            println!("{}", export::interval_lines(&i));
+        }
+        ClientEvent::Interval(i) if lines => println!(
+            "{}",
+            serde_json::to_string(&i).expect("an interval always serializes")
+        ),
         _ => {}
     };
     let record = match run_valid_client_until(config, &STOP, &on_event) {
@@ -213,6 +253,7 @@ fn run(config: &ClientConfig, format: Format) -> ExitCode {
     };
     match format {
         Format::Human => println!("{}", export::human(&record)),
+        Format::Json if lines => println!("{}", export::json_line(&record)),
         Format::Json => println!("{}", export::json(&record)),
         Format::Csv => print!("{}", export::csv(&record)),
     }

@@ -52,6 +52,7 @@ pub(super) fn server_flow_spec(hello: &Hello) -> FlowSpec {
         verify: hello.verify,
         depth: hello.depth as usize,
         duration: Duration::ZERO,
+        omit: Duration::ZERO,
         rx: hello.rx,
         direction: hello.direction,
     }

@@ -61,7 +61,8 @@ pub(crate) fn run_ring(
             c.fail(e);
         }
     }
-    let run = drive(&mut ring, &mut uconns, opts.timeout, stop);
+    let mut warmed_io = None;
+    let run = drive(&mut ring, &mut uconns, opts.timeout, stop, &mut warmed_io);
     for c in &mut uconns {
         c.recycle_provided(&mut ring);
     }
@@ -78,7 +79,8 @@ pub(crate) fn run_ring(
     }
     Ok(RingReport {
         conns,
-        io: ring.io,
+        // `--omit`: the ring's calls from the end of the warm-up.
+        io: warmed_io.map_or(ring.io, |w| ring.io.since(&w)),
         setup: ring.setup.clone(),
     })
 }
@@ -168,13 +170,19 @@ fn drive(
     conns: &mut [UConn<()>],
     timeout: Duration,
     stop: &AtomicBool,
+    warmed_io: &mut Option<IoStats>,
 ) -> Result<(), Error> {
     let mut cqes: Vec<Cqe> = Vec::with_capacity(256);
+    let mut warming = conns.iter().any(|c| c.flow.warming_up());
     let mut dirty: Vec<u32> = Vec::with_capacity(conns.len());
     let mut stuck_since: Option<Instant> = None;
     let mut stopped = false;
     let mut timeout = timeout;
     while !conns.iter().all(UConn::is_finished) {
+        if warming && !conns.iter().any(|c| c.flow.warming_up()) {
+            warming = false;
+            *warmed_io = Some(ring.io);
+        }
         if !stopped && stop.load(Ordering::Relaxed) {
             // Interrupted: send nothing new; what is outstanding gets a short grace.
             stopped = true;
