@@ -767,3 +767,35 @@ fn server_report(
         Err(e) => Err(read_error(e, "the server's end-of-run stats")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_interval_clock_looks_where_the_warm_up_ends_then_starts_over() {
+        let go = Instant::now();
+        let ms = Duration::from_millis;
+        let mut clock = IntervalClock::new(go, ms(400), ms(1000));
+        let mut looks = Vec::new();
+        for _ in 0..5 {
+            let (at, omitted) = clock.next();
+            looks.push(((at - go).as_millis(), omitted));
+            clock.advance();
+        }
+        assert_eq!(
+            looks,
+            [
+                (400, true),
+                (800, true),
+                (1000, true),
+                (1400, false),
+                (1800, false)
+            ]
+        );
+        let mut plain = IntervalClock::new(go, ms(500), Duration::ZERO);
+        assert_eq!(plain.next(), (go + ms(500), false));
+        plain.advance();
+        assert_eq!(plain.next(), (go + ms(1000), false));
+    }
+}

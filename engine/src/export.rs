@@ -613,6 +613,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn interval_lines_are_one_per_thread_then_the_sum_marked_when_omitted() {
+        use crate::live::IntervalFigures;
+        let figures = |thread| IntervalFigures {
+            thread,
+            msgs_sent: 10,
+            msgs_received: 9,
+            sent_gbps: 1.5,
+            received_gbps: 1.25,
+            p50_us: Some(20.0),
+            p99_us: Some(40.0),
+            ..Default::default()
+        };
+        let mut i = Interval {
+            start_s: 0.0,
+            end_s: 1.0,
+            omitted: false,
+            threads: vec![figures(Some(0)), figures(Some(1))],
+            sum: figures(None),
+        };
+        let text = interval_lines(&i);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[0].starts_with("[  0]   0.00-1.00"), "{text}");
+        assert!(lines[2].starts_with("[SUM]"), "{text}");
+        assert!(lines[2].contains("1.50 Gbit/s") && lines[2].contains("1.25 Gbit/s"));
+        assert!(
+            lines[2].contains(" 10 ") && lines[2].contains("20.0 us"),
+            "{text}"
+        );
+        assert!(
+            lines[2].trim_end().ends_with('-'),
+            "no retransmits read: {text}"
+        );
+        i.omitted = true;
+        assert!(interval_lines(&i).lines().all(|l| l.ends_with("(omitted)")));
+        assert!(interval_header().starts_with("[ ID] Interval"));
+    }
+
+    #[test]
     fn human_summary_keeps_the_seeds_lines() {
         let text = human(&Record::example());
         for line in [
