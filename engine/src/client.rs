@@ -581,7 +581,13 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
         clock_start = ThreadClock::now();
         Ok(())
     };
-    let plan = PoolPlan::new(Role::Client, config.mode, config.size, config.depth);
+    let plan = PoolPlan::new(
+        config.backend,
+        Role::Client,
+        config.mode,
+        config.size,
+        config.depth,
+    );
     let specs: Result<Vec<ConnSpec>, Error> = conns
         .iter()
         .map(|c| {

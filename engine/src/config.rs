@@ -153,13 +153,15 @@ impl ClientConfig {
                 MIN_INTERVAL.as_secs_f64()
             )));
         }
-        let plan = check_pool(Role::Client, self.mode, self.depth, self.size)?;
+        let plan = check_pool(self.backend, Role::Client, self.mode, self.depth, self.size)?;
         if plan.stride.is_some() {
             let n = self.conns * plan.count();
             if n > MAX_FIXED_BUFFERS as usize {
                 return Err(Error::Config(format!(
-                    "zc-fixed needs {n} registered buffers per ring ({} × {}); \
-                     a ring takes {MAX_FIXED_BUFFERS}: lower --depth or --conns",
+                    "zc-fixed needs {n} registered buffers per ring ({} × {}: \
+                     each sender keeps up to 4 MiB of buffers awaiting their notifications, \
+                     at least 2 × depth); a ring takes {MAX_FIXED_BUFFERS}: lower --conns, \
+                     or --depth where it sets the count",
                     count(self.conns as u64, "connection", "connections"),
                     plan.count()
                 )));
@@ -406,7 +408,7 @@ impl ServerConfig {
                 "--idle-timeout is 0 seconds: it must be more than 0".into(),
             ));
         }
-        let smallest = PoolPlan::new(Role::Server, Mode::OneCopy, MIN_SIZE, 1);
+        let smallest = PoolPlan::new(self.backend, Role::Server, Mode::OneCopy, MIN_SIZE, 1);
         if self.max_memory < smallest.bytes() {
             return Err(Error::Config(format!(
                 "--max-memory {} is below what the smallest connection takes ({} bytes)",
@@ -467,6 +469,7 @@ fn check_count(what: &str, n: usize) -> Result<(), Error> {
 /// Depth is bounded on its own, and with the size by the memory one side of a connection
 /// allocates for its buffers ([`PoolPlan::bytes`]); returns that plan.
 pub(crate) fn check_pool(
+    backend: Backend,
     role: Role,
     mode: Mode,
     depth: usize,
@@ -477,7 +480,7 @@ pub(crate) fn check_pool(
             "depth {depth} is out of range: it must be from 1 to {MAX_DEPTH}"
         )));
     }
-    let plan = PoolPlan::new(role, mode, size, depth);
+    let plan = PoolPlan::new(backend, role, mode, size, depth);
     let bytes = plan.bytes();
     if bytes > MAX_POOL_BYTES as u64 {
         return Err(Error::Config(format!(

@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use crate::config::Backend;
 use crate::message::{Message, Region, Template, FIELDS};
 use crate::path::path;
 use crate::vocab::Mode;
@@ -38,12 +39,18 @@ pub struct PoolPlan {
 
 impl PoolPlan {
     /// The pool one side of a connection needs: `depth` messages in flight plus as many
-    /// again that the kernel may still hold for zero-copy, plus one to receive into.
-    pub fn new(role: Role, mode: Mode, size: usize, depth: usize) -> PoolPlan {
+    /// again that the kernel may still hold for zero-copy, plus one to receive into. A
+    /// side that sends by reference (sendfile, splice) or by zero-copy on io_uring (zc,
+    /// zc-fixed) holds a ring of send buffers sized in bytes instead ([`file_ring`],
+    /// [`zc_ring`]).
+    pub fn new(backend: Backend, role: Role, mode: Mode, size: usize, depth: usize) -> PoolPlan {
         let total = pool_size(depth);
         let file = path(mode).file;
         let (tx, rx) = match role {
             Role::Client if file => (file_ring(size, depth), 1),
+            Role::Client if path(mode).zero_copy && backend == Backend::Uring => {
+                (zc_ring(size, depth), 1)
+            }
             Role::Client => (total - 1, 1),
             Role::Server => (0, total),
         };
@@ -245,6 +252,26 @@ pub fn file_ring(size: usize, depth: usize) -> usize {
         .max(2 * depth)
 }
 
+/// What a zero-copy sender's ring of send buffers holds at most, in bytes. A zero-copy
+/// send's buffer comes back only with its notification, and TCP sends that only once the
+/// peer has acknowledged every segment holding its pages (the copy made at local delivery
+/// on loopback and veth does not end the kernel's hold: the sender's retransmit queue keeps
+/// the pages until the ACK). A copying sender may meanwhile leave up to its send buffer in
+/// the socket (`tcp_wmem`'s default maximum is 4 MiB); a zero-copy sender with only
+/// `2 × depth` buffers stalled on ACK latency instead (small sends: each then went out as a
+/// segment of its own, at a tenth or less of one-copy's rate). So the ring covers as much as
+/// the socket would hold.
+const ZC_RING_BYTES: usize = 4 << 20;
+
+/// An io_uring zero-copy sender's send buffers: enough for [`ZC_RING_BYTES`], at least
+/// `2 × depth` (depth sends in flight plus as many awaiting their notification), at most
+/// 1024. The syscall engine's MSG_ZEROCOPY sender keeps `2 × depth`: each of its calls
+/// holds socket option memory (`optmem_max`) until completion, so a deeper ring would meet
+/// ENOBUFS sooner, and its blocking sends would end in partial calls.
+pub fn zc_ring(size: usize, depth: usize) -> usize {
+    (ZC_RING_BYTES / size.max(1)).min(1024).max(2 * depth)
+}
+
 /// In a sendfile or splice stream, the receiver sends one receipt byte per this many
 /// messages it has read: half the sender's ring, so the sender never waits on a receipt
 /// while it has half a ring to send.
@@ -276,7 +303,7 @@ mod tests {
     #[test]
     fn buffers_come_and_go_to_their_own_side() {
         let t = Template::new(Layout::new(256));
-        let plan = PoolPlan::new(Role::Client, Mode::TwoCopy, 256, 1);
+        let plan = PoolPlan::new(Backend::Uring, Role::Client, Mode::TwoCopy, 256, 1);
         assert_eq!((plan.tx, plan.rx), (2, 1));
         let mut pool = Pool::heap(&t, &plan);
         assert!(pool.all_home());
@@ -299,7 +326,7 @@ mod tests {
         assert!(!pool.all_home());
         pool.put(b);
         assert!(pool.all_home());
-        let server = PoolPlan::new(Role::Server, Mode::OneCopy, 256, 1);
+        let server = PoolPlan::new(Backend::Uring, Role::Server, Mode::OneCopy, 256, 1);
         let mut pool = Pool::heap(&t, &server);
         assert!(pool.take_tx().is_none());
         assert!(pool.take_rx().unwrap().wire().is_empty());
@@ -308,30 +335,41 @@ mod tests {
     #[test]
     fn a_plan_charges_what_its_pool_allocates() {
         let extra = |allocs: u64| BUFFER_OVERHEAD + allocs * MALLOC_OVERHEAD;
-        let two = PoolPlan::new(Role::Server, Mode::TwoCopy, 1 << 20, 255);
+        let two = PoolPlan::new(Backend::Uring, Role::Server, Mode::TwoCopy, 1 << 20, 255);
         // 511 messages of 1 MiB fields + 1 MiB wire, and the 2 MiB template pair.
         assert_eq!(two.bytes(), 511 * ((2 << 20) + extra(9)) + (2 << 20));
-        let one = PoolPlan::new(Role::Server, Mode::OneCopy, 1 << 20, 255);
+        let one = PoolPlan::new(Backend::Uring, Role::Server, Mode::OneCopy, 1 << 20, 255);
         assert_eq!(one.bytes(), 511 * ((1 << 20) + extra(8)) + (2 << 20));
-        let fixed = PoolPlan::new(Role::Client, Mode::ZcFixed, 100, 1);
+        let fixed = PoolPlan::new(Backend::Uring, Role::Server, Mode::ZcFixed, 100, 1);
         assert_eq!(fixed.bytes(), 3 * (page_size() as u64 + extra(0)) + 200);
+        // A zero-copy sender: a 4 MiB ring, page-aligned when registered (zc-fixed).
+        let zc = PoolPlan::new(Backend::Uring, Role::Client, Mode::ZcFixed, 16 << 10, 8);
+        assert_eq!((zc.tx, zc.rx, zc.stride), (256, 1, Some(16 << 10)));
+        assert_eq!(zc.bytes(), 257 * ((16 << 10) + extra(0)) + (32 << 10));
+        let zc = PoolPlan::new(Backend::Uring, Role::Client, Mode::Zc, 1024, 8);
+        assert_eq!((zc.tx, zc.rx), (1024, 1), "capped");
+        let zc = PoolPlan::new(Backend::Uring, Role::Client, Mode::Zc, 1 << 20, 8);
+        assert_eq!(zc.tx, 16, "never below 2 × depth");
+        // MSG_ZEROCOPY (syscall) keeps 2 × depth: see `zc_ring`.
+        let zc = PoolPlan::new(Backend::Syscall, Role::Client, Mode::Zc, 1024, 8);
+        assert_eq!((zc.tx, zc.rx), (16, 1));
         // Tiny messages are charged what they take, not their 64 payload bytes.
-        let tiny = PoolPlan::new(Role::Server, Mode::OneCopy, 64, 1024);
+        let tiny = PoolPlan::new(Backend::Uring, Role::Server, Mode::OneCopy, 64, 1024);
         assert!(tiny.bytes() / tiny.count() as u64 > 700, "{}", tiny.bytes());
         // A page-cache client: a 4 MiB ring of page-aligned regions, charged as mapped.
-        let file = PoolPlan::new(Role::Client, Mode::Splice, 64 << 10, 4);
+        let file = PoolPlan::new(Backend::Uring, Role::Client, Mode::Splice, 64 << 10, 4);
         assert_eq!((file.tx, file.rx, file.stride), (64, 1, Some(64 << 10)));
         assert_eq!(file.bytes(), 65 * ((64 << 10) + extra(0)) + (128 << 10));
         assert_eq!(receipt_interval(64 << 10, 4), 32);
-        let small = PoolPlan::new(Role::Client, Mode::Sendfile, 1000, 1);
+        let small = PoolPlan::new(Backend::Uring, Role::Client, Mode::Sendfile, 1000, 1);
         assert_eq!(
             (small.tx, small.stride),
             (1024, Some(1024)),
             "packed, capped"
         );
-        let deep = PoolPlan::new(Role::Client, Mode::Sendfile, 1 << 20, 8);
+        let deep = PoolPlan::new(Backend::Uring, Role::Client, Mode::Sendfile, 1 << 20, 8);
         assert_eq!(deep.tx, 16, "never below 2 × depth");
-        let server = PoolPlan::new(Role::Server, Mode::Splice, 64 << 10, 4);
+        let server = PoolPlan::new(Backend::Uring, Role::Server, Mode::Splice, 64 << 10, 4);
         assert_eq!((server.tx, server.rx), (0, 9));
         let t = Template::new(Layout::new(100));
         let (pool, region) = Pool::fixed(&t, &fixed).unwrap();
