@@ -63,8 +63,12 @@ pub(crate) struct SysForm {
 pub(crate) struct UringForm {
     /// The opcodes it needs beyond [`COMMON_OPS`].
     pub ops: &'static [OpInfo],
-    /// The SQE that sends a whole message (MSG_WAITALL).
-    pub send: fn(Target, &mut Message, &mut MsgArgs) -> squeue::Entry,
+    /// The SQE that sends a whole message (MSG_WAITALL). `more`: another send of the same
+    /// linked chain follows at once; zc-fixed then passes MSG_MORE, so small sends share a
+    /// segment instead of each becoming one ([`zc_send_flags`]; copying sends and zc ignore
+    /// it: copies coalesce in the socket buffer, by Nagle where `--nodelay auto` leaves it
+    /// on).
+    pub send: fn(Target, &mut Message, &mut MsgArgs, bool) -> squeue::Entry,
     /// The SQE that receives message bytes `from..` (MSG_WAITALL), with the receive
     /// flags given in `ioprio` ([`POLL_FIRST`] or 0).
     pub recv: fn(Target, &mut Message, usize, &mut MsgArgs, u16) -> squeue::Entry,
@@ -192,6 +196,23 @@ pub(crate) const POLL_FIRST: u16 = crate::backend::sys::IORING_RECVSEND_POLL_FIR
 
 /// Flags every io_uring send carries: the whole message or an error, no SIGPIPE.
 pub(crate) const URING_SEND_FLAGS: libc::c_int = libc::MSG_WAITALL | libc::MSG_NOSIGNAL;
+
+/// A zc-fixed send's flags; `more`: the next send of its chain follows at once (MSG_MORE).
+/// TCP_NODELAY is on for zero-copy sends (see [`crate::config::auto_nodelay`]), so without
+/// MSG_MORE every send went out as a segment of its own, however small — a zero-copy send
+/// cannot be copied into the segment before it — and each segment costs a pass through
+/// the stack and a wake-up of the receiver. MSG_MORE lets the chain's sends fill a segment
+/// together (the kernel links their notifications, Linux 6.10); the chain's last send goes
+/// without it and pushes whatever is held. Measured (uring stream, depth 8, 3 interleaved
+/// runs of 2 s on a loaded 2-core VM, medians): 1K 0.69 Gbit/s against 0.38 without, 4K
+/// 2.29 against 1.89, 16K 3.28 against 2.31.
+pub(crate) fn zc_send_flags(more: bool) -> libc::c_int {
+    if more {
+        URING_SEND_FLAGS | libc::MSG_MORE
+    } else {
+        URING_SEND_FLAGS
+    }
+}
 
 /// A msghdr and its iovec, at a stable address (one per buffer slot, boxed by the owner)
 /// while a SENDMSG/RECVMSG uses them.

@@ -22,7 +22,7 @@ pub(crate) static PATH: CopyPath = CopyPath {
     }),
     uring: UringForm {
         ops: &[],
-        send: |target, msg, args| {
+        send: |target, msg, args, _| {
             // `args` and the message stay put until the completion (see `MsgArgs::fill`).
             let hdr = args.fill(msg, 0);
             on_target!(target, |fd| opcode::SendMsg::new(fd, hdr)

@@ -134,7 +134,7 @@ fn uring_splice_in(msg: &mut Message) -> squeue::Entry {
 }
 
 /// SPLICE of the whole message from the pipe into the socket.
-fn uring_splice_out(target: Target, msg: &mut Message, _: &mut MsgArgs) -> squeue::Entry {
+fn uring_splice_out(target: Target, msg: &mut Message, _: &mut MsgArgs, _: bool) -> squeue::Entry {
     let (_, pipe, _) = backing(msg);
     let read = types::Fd(pipe.read_end());
     let len = msg.size() as u32;

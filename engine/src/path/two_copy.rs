@@ -23,7 +23,7 @@ pub(crate) static PATH: CopyPath = CopyPath {
     }),
     uring: UringForm {
         ops: &[],
-        send: |target, msg, _| {
+        send: |target, msg, _, _| {
             // The wire buffer stays valid until the completion: the message waits in the
             // connection's in-kernel table, boxed.
             let buf = msg.wire().as_ptr();

@@ -4,7 +4,7 @@
 
 use io_uring::opcode;
 
-use super::{on_target, uring_recv_fields, CopyPath, OpInfo, UringForm, URING_SEND_FLAGS};
+use super::{on_target, uring_recv_fields, zc_send_flags, CopyPath, OpInfo, UringForm};
 use crate::backend::sys::IORING_SEND_ZC_REPORT_USAGE;
 use crate::vocab::Mode;
 
@@ -20,7 +20,7 @@ pub(crate) static PATH: CopyPath = CopyPath {
             name: "IORING_OP_SEND_ZC",
             since: "6.0",
         }],
-        send: |target, msg, _| {
+        send: |target, msg, _, more| {
             // The span lies in the registered region, which stays mapped and registered
             // until the connection's buffers are unregistered, after every completion.
             let buf = msg
@@ -30,7 +30,7 @@ pub(crate) static PATH: CopyPath = CopyPath {
             let len = msg.size() as u32;
             on_target!(target, |fd| opcode::SendZc::new(fd, buf, len)
                 .buf_index(Some(index))
-                .flags(URING_SEND_FLAGS)
+                .flags(zc_send_flags(more))
                 .zc_flags(IORING_SEND_ZC_REPORT_USAGE)
                 .build())
         },

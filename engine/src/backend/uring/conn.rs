@@ -237,8 +237,9 @@ impl<X> UConn<X> {
                         .user_data(user_data(index, OP_PREP, slot));
                     ring.push(&entry)?;
                 }
+                let more = i + 1 < n;
                 let mut entry = self
-                    .send_entry(&mut msg)
+                    .send_entry(&mut msg, more)
                     .user_data(user_data(index, OP_SEND, slot));
                 if i + 1 < ops {
                     let mut flags = squeue::Flags::IO_LINK;
@@ -550,10 +551,11 @@ impl<X> UConn<X> {
         }
     }
 
-    fn send_entry(&mut self, msg: &mut Message) -> squeue::Entry {
+    /// `more`: another send of the same chain follows this one.
+    fn send_entry(&mut self, msg: &mut Message, more: bool) -> squeue::Entry {
         let target = self.target();
         let args = &mut self.args[msg.slot() as usize];
-        (self.copy.uring.send)(target, msg, args)
+        (self.copy.uring.send)(target, msg, args, more)
     }
 
     fn post_recv(
