@@ -489,7 +489,7 @@ fn connect(
 }
 
 /// The connection's maximum segment size (TCP_MAXSEG).
-pub(crate) fn max_segment(stream: &TcpStream) -> Option<usize> {
+pub(crate) fn max_segment(stream: &impl AsRawFd) -> Option<usize> {
     let mut mss: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: a connected socket and a c_int-sized out parameter.
