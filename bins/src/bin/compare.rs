@@ -63,9 +63,35 @@ struct Args {
     /// binary].
     #[arg(long, value_name = "DIR")]
     bin_dir: Option<PathBuf>,
+    /// Write a results folder's peers.csv, summary.md and peers.svg again from its
+    /// samples.csv and meta.json (this build's tables and targets); runs nothing.
+    #[arg(long, value_name = "DIR")]
+    render: Option<PathBuf>,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
+}
+
+/// `--render DIR`: the folder's files again from what it measured.
+fn render(dir: &std::path::Path) -> Result<()> {
+    use anyhow::Context as _;
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .with_context(|| format!("reading {}", dir.join(name).display()))
+    };
+    let meta: serde_json::Value = serde_json::from_str(&read("meta.json")?)
+        .with_context(|| format!("{}/meta.json is not JSON", dir.display()))?;
+    let outcome = compare::Outcome {
+        samples: output::read_samples(&read("samples.csv")?)?,
+        failed: output::read_failed(&meta),
+    };
+    let flows = meta["flows"].as_u64().unwrap_or(4) as usize;
+    let machine = meta["machine"].as_str().unwrap_or("unknown machine");
+    let rows = output::write(dir, &outcome, flows, machine)?;
+    println!("{}", output::table(&rows, flows));
+    println!("Targets:");
+    print!("{}", output::targets_text(&output::targets(&rows)));
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -79,6 +105,9 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
+    if let Some(dir) = &args.render {
+        return render(dir);
+    }
     if args.sizes.is_empty() || args.repeats == 0 || args.duration == 0 || args.flows == 0 {
         bail!("give at least one size, one repeat, one second and one flow");
     }

@@ -2,6 +2,7 @@
 //! the same operation, size and metric), `samples.csv`, `peers.csv`, the markdown tables
 //! and targets (`summary.md`), and `peers.svg`. Pure functions of the samples.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -508,14 +509,31 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
             .collect();
         out.push(Target::judge(text.into(), parts));
     }
-    for m in [Metric::P50, Metric::Mean] {
+    // Judged apart without and with polling: neither sockperf nor qperf polls by default,
+    // and SQPOLL buys its round trips with a CPU per spinning SQ thread.
+    for (m, polled) in [
+        (Metric::P50, false),
+        (Metric::Mean, false),
+        (Metric::P50, true),
+        (Metric::Mean, true),
+    ] {
+        let how = if polled {
+            "with SQPOLL"
+        } else {
+            "without polling"
+        };
         out.push(Target::judge(
             format!(
-                "echo: copyperf's best {} ≤ 1.0× the best of sockperf and qperf",
+                "echo: copyperf's best {} {how} ≤ 1.0× the best of sockperf and qperf",
                 m.name()
             ),
             each(Comparison::Echo, &|s| {
-                against_peer(best(rows, Comparison::Echo, s, m, |_| true)?, 1.0)
+                let sqpolled =
+                    |c: &Contender| matches!(c, Contender::Copyperf { sqpoll: true, .. });
+                against_peer(
+                    best(rows, Comparison::Echo, s, m, |c| sqpolled(c) == polled)?,
+                    1.0,
+                )
             }),
         ));
     }
@@ -705,6 +723,51 @@ pub fn write(dir: &Path, outcome: &Outcome, flows: usize, machine: &str) -> Resu
     )?;
     std::fs::write(dir.join("peers.svg"), plot(&rows)?)?;
     Ok(rows)
+}
+
+/// The contender of `c` whose label is `label`.
+fn contender(c: Comparison, label: &str) -> Option<Contender> {
+    c.contenders().into_iter().find(|who| who.label() == label)
+}
+
+/// Reads back what [`samples_csv`] wrote, so a folder's tables and targets can be
+/// written again by this build (`compare --render DIR`).
+pub fn read_samples(csv: &str) -> Result<Vec<Sample>> {
+    let mut rd = csv::Reader::from_reader(csv.as_bytes());
+    let mut out = Vec::new();
+    for (i, row) in rd.records().enumerate() {
+        let row = row.with_context(|| format!("samples.csv row {}", i + 1))?;
+        let field = |n: usize| row.get(n).unwrap_or("");
+        let bad = |what: &str| anyhow::anyhow!("samples.csv row {}: bad {what}", i + 1);
+        let comparison: Comparison = field(0).parse().map_err(|_| bad("comparison"))?;
+        let metric = [Metric::Throughput, Metric::P50, Metric::Mean]
+            .into_iter()
+            .find(|m| m.name() == field(6))
+            .ok_or_else(|| bad("metric"))?;
+        out.push(Sample {
+            comparison,
+            contender: contender(comparison, field(3)).ok_or_else(|| bad("contender"))?,
+            size: field(1).parse().map_err(|_| bad("size"))?,
+            tool_size: field(4).parse().map_err(|_| bad("tool size"))?,
+            repeat: field(5).parse().map_err(|_| bad("repeat"))?,
+            metric,
+            value: field(7).parse().map_err(|_| bad("value"))?,
+        });
+    }
+    Ok(out)
+}
+
+/// What failed, as meta.json's `failed` list holds it.
+pub fn read_failed(meta: &serde_json::Value) -> BTreeMap<(Comparison, Contender), String> {
+    let mut out = BTreeMap::new();
+    for f in meta["failed"].as_array().into_iter().flatten() {
+        let c: Option<Comparison> = f["comparison"].as_str().and_then(|c| c.parse().ok());
+        let who = c.and_then(|c| contender(c, f["contender"].as_str()?));
+        if let (Some(c), Some(who)) = (c, who) {
+            out.insert((c, who), f["error"].as_str().unwrap_or("").to_owned());
+        }
+    }
+    out
 }
 
 /// summary.md: the machine, the tables, the targets and what failed.
@@ -910,6 +973,14 @@ mod tests {
             "{table}"
         );
         assert!(plot(&rows).unwrap().starts_with("<svg"));
+        let back = read_samples(&samples_csv(&s)).unwrap();
+        assert_eq!(back.len(), s.len());
+        assert!(back.iter().zip(&s).all(|(a, b)| a.contender == b.contender
+            && a.metric == b.metric
+            && (a.value - b.value).abs() < 1e-3));
+        assert!(read_samples("Comparison\nbogus,1,x,y,1,0,throughput,1,Gbit/s\n").is_err());
+        let meta = serde_json::json!({"failed": [{"comparison": "echo", "contender": "qperf", "error": "refused"}]});
+        assert_eq!(read_failed(&meta).len(), 1);
         let outcome = Outcome {
             samples: s,
             failed: [(
