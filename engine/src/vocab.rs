@@ -264,8 +264,6 @@ impl Default for UringRecv {
     }
 }
 
-/// Parses a byte count: `4096`, `1K`, `64k`, `1M`, `2KiB`, `1MB`. Suffixes are binary
-/// (1K = 1024), as in the seed's 1KB…64KB matrix.
 /// `n` and the noun that goes with it: `1 echo`, `2 echoes`.
 pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
     let n = n.into();
@@ -304,6 +302,8 @@ pub fn host_port(host: &str, port: u16) -> String {
     }
 }
 
+/// Parses a byte count: `4096`, `1K`, `64k`, `1M`, `2KiB`, `1MB`. Suffixes are binary
+/// (1K = 1024), as in the seed's 1KB…64KB matrix.
 pub fn parse_size(text: &str) -> Result<usize, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());

@@ -390,6 +390,15 @@ impl Flow {
         self.settle();
     }
 
+    /// The server closed its side while read receipts were still due: the error either
+    /// engine reports.
+    pub fn receipts_cut_short(&self) -> Error {
+        Error::Peer(format!(
+            "server closed the connection with {} outstanding",
+            crate::vocab::count(self.receipts_due() as u64, "read receipt", "read receipts")
+        ))
+    }
+
     /// Stream sender, sendfile or splice: receipt bytes the receiver will still send for
     /// what was sent so far; a backend keeps a receive for them posted while any are due.
     pub fn receipts_due(&self) -> usize {
@@ -934,6 +943,13 @@ mod tests {
             Duration::from_secs(1),
             "from the warm-up's end"
         );
+    }
+
+    #[test]
+    fn receipts_cut_short_counts_in_words() {
+        let f = flow(Role::Client, Workload::Stream, Mode::OneCopy, 4);
+        let text = f.receipts_cut_short().to_string();
+        assert!(text.contains("with 0 read receipts outstanding"), "{text}");
     }
 
     #[test]

@@ -493,10 +493,7 @@ impl Conn<'_> {
         flow.stats.io.syscalls += 1;
         // SAFETY: `buf` is valid for writes of `want` bytes for the duration of the call.
         match unsafe { libc::recv(self.fd, buf.as_mut_ptr().cast(), want, 0) } {
-            0 => Err(Error::Peer(format!(
-                "server closed the connection with {} read receipts outstanding",
-                flow.receipts_due()
-            ))),
+            0 => Err(flow.receipts_cut_short()),
             n if n > 0 => {
                 self.receipts_by = None;
                 flow.receipts_received(&buf[..n as usize])

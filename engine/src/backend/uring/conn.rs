@@ -353,10 +353,7 @@ impl<X> UConn<X> {
                 let buf = self.receipt_buf.as_ref().expect("a receipt buffer");
                 self.flow.receipts_received(&buf[..n as usize])
             }
-            0 if !sent => Err(Error::Peer(format!(
-                "server closed the connection with {} read receipts outstanding",
-                self.flow.receipts_due()
-            ))),
+            0 if !sent => Err(self.flow.receipts_cut_short()),
             n => Err(Error::io(
                 if sent {
                     "sending read receipts"
