@@ -402,7 +402,7 @@ fn memlock_shortfall_says_how_much_is_needed() {
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(5), "{err}");
     assert!(
-        err.contains("need 4259840 bytes of locked memory") && err.contains("allows 65536"),
+        err.contains("need 196608 bytes of locked memory") && err.contains("allows 65536"),
         "{err}"
     );
 }

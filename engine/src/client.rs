@@ -583,6 +583,7 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
     };
     let plan = PoolPlan::new(
         config.backend,
+        config.workload,
         Role::Client,
         config.mode,
         config.size,

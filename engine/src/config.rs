@@ -153,7 +153,14 @@ impl ClientConfig {
                 MIN_INTERVAL.as_secs_f64()
             )));
         }
-        let plan = check_pool(self.backend, Role::Client, self.mode, self.depth, self.size)?;
+        let plan = check_pool(
+            self.backend,
+            self.workload,
+            Role::Client,
+            self.mode,
+            self.depth,
+            self.size,
+        )?;
         if plan.stride.is_some() {
             let n = self.conns * plan.count();
             if n > MAX_FIXED_BUFFERS as usize {
@@ -408,7 +415,14 @@ impl ServerConfig {
                 "--idle-timeout is 0 seconds: it must be more than 0".into(),
             ));
         }
-        let smallest = PoolPlan::new(self.backend, Role::Server, Mode::OneCopy, MIN_SIZE, 1);
+        let smallest = PoolPlan::new(
+            self.backend,
+            Workload::Echo,
+            Role::Server,
+            Mode::OneCopy,
+            MIN_SIZE,
+            1,
+        );
         if self.max_memory < smallest.bytes() {
             return Err(Error::Config(format!(
                 "--max-memory {} is below what the smallest connection takes ({} bytes)",
@@ -470,6 +484,7 @@ fn check_count(what: &str, n: usize) -> Result<(), Error> {
 /// allocates for its buffers ([`PoolPlan::bytes`]); returns that plan.
 pub(crate) fn check_pool(
     backend: Backend,
+    workload: Workload,
     role: Role,
     mode: Mode,
     depth: usize,
@@ -480,7 +495,7 @@ pub(crate) fn check_pool(
             "depth {depth} is out of range: it must be from 1 to {MAX_DEPTH}"
         )));
     }
-    let plan = PoolPlan::new(backend, role, mode, size, depth);
+    let plan = PoolPlan::new(backend, workload, role, mode, size, depth);
     let bytes = plan.bytes();
     if bytes > MAX_POOL_BYTES as u64 {
         return Err(Error::Config(format!(

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use crate::config::Backend;
 use crate::message::{Message, Region, Template, FIELDS};
 use crate::path::path;
-use crate::vocab::Mode;
 use crate::vocab::Role;
+use crate::vocab::{Mode, Workload};
 
 /// What a connection's pool holds, worked out before anything is allocated: the memory
 /// budget charges exactly this, and the pool is built from it.
@@ -42,13 +42,26 @@ impl PoolPlan {
     /// again that the kernel may still hold for zero-copy, plus one to receive into. A
     /// side that sends by reference (sendfile, splice) or by zero-copy on io_uring (zc,
     /// zc-fixed) holds a ring of send buffers sized in bytes instead ([`file_ring`],
-    /// [`zc_ring`]).
-    pub fn new(backend: Backend, role: Role, mode: Mode, size: usize, depth: usize) -> PoolPlan {
+    /// [`zc_ring`]; the zero-copy ring only for a stream, where the notifications, paced
+    /// by ACKs, would otherwise hold the sender back: an echo's reply brings the ACK with
+    /// it, and `2 × depth` buffers do, without pinning 4 MiB of registered memory).
+    pub fn new(
+        backend: Backend,
+        workload: Workload,
+        role: Role,
+        mode: Mode,
+        size: usize,
+        depth: usize,
+    ) -> PoolPlan {
         let total = pool_size(depth);
         let file = path(mode).file;
         let (tx, rx) = match role {
             Role::Client if file => (file_ring(size, depth), 1),
-            Role::Client if path(mode).zero_copy && backend == Backend::Uring => {
+            Role::Client
+                if path(mode).zero_copy
+                    && backend == Backend::Uring
+                    && workload == Workload::Stream =>
+            {
                 (zc_ring(size, depth), 1)
             }
             Role::Client => (total - 1, 1),
@@ -303,7 +316,14 @@ mod tests {
     #[test]
     fn buffers_come_and_go_to_their_own_side() {
         let t = Template::new(Layout::new(256));
-        let plan = PoolPlan::new(Backend::Uring, Role::Client, Mode::TwoCopy, 256, 1);
+        let plan = PoolPlan::new(
+            Backend::Uring,
+            Workload::Stream,
+            Role::Client,
+            Mode::TwoCopy,
+            256,
+            1,
+        );
         assert_eq!((plan.tx, plan.rx), (2, 1));
         let mut pool = Pool::heap(&t, &plan);
         assert!(pool.all_home());
@@ -326,7 +346,14 @@ mod tests {
         assert!(!pool.all_home());
         pool.put(b);
         assert!(pool.all_home());
-        let server = PoolPlan::new(Backend::Uring, Role::Server, Mode::OneCopy, 256, 1);
+        let server = PoolPlan::new(
+            Backend::Uring,
+            Workload::Stream,
+            Role::Server,
+            Mode::OneCopy,
+            256,
+            1,
+        );
         let mut pool = Pool::heap(&t, &server);
         assert!(pool.take_tx().is_none());
         assert!(pool.take_rx().unwrap().wire().is_empty());
@@ -335,41 +362,135 @@ mod tests {
     #[test]
     fn a_plan_charges_what_its_pool_allocates() {
         let extra = |allocs: u64| BUFFER_OVERHEAD + allocs * MALLOC_OVERHEAD;
-        let two = PoolPlan::new(Backend::Uring, Role::Server, Mode::TwoCopy, 1 << 20, 255);
+        let two = PoolPlan::new(
+            Backend::Uring,
+            Workload::Stream,
+            Role::Server,
+            Mode::TwoCopy,
+            1 << 20,
+            255,
+        );
         // 511 messages of 1 MiB fields + 1 MiB wire, and the 2 MiB template pair.
         assert_eq!(two.bytes(), 511 * ((2 << 20) + extra(9)) + (2 << 20));
-        let one = PoolPlan::new(Backend::Uring, Role::Server, Mode::OneCopy, 1 << 20, 255);
+        let one = PoolPlan::new(
+            Backend::Uring,
+            Workload::Stream,
+            Role::Server,
+            Mode::OneCopy,
+            1 << 20,
+            255,
+        );
         assert_eq!(one.bytes(), 511 * ((1 << 20) + extra(8)) + (2 << 20));
-        let fixed = PoolPlan::new(Backend::Uring, Role::Server, Mode::ZcFixed, 100, 1);
+        let fixed = PoolPlan::new(
+            Backend::Uring,
+            Workload::Stream,
+            Role::Server,
+            Mode::ZcFixed,
+            100,
+            1,
+        );
         assert_eq!(fixed.bytes(), 3 * (page_size() as u64 + extra(0)) + 200);
         // A zero-copy sender: a 4 MiB ring, page-aligned when registered (zc-fixed).
-        let zc = PoolPlan::new(Backend::Uring, Role::Client, Mode::ZcFixed, 16 << 10, 8);
+        let zc = PoolPlan::new(
+            Backend::Uring,
+            Workload::Stream,
+            Role::Client,
+            Mode::ZcFixed,
+            16 << 10,
+            8,
+        );
         assert_eq!((zc.tx, zc.rx, zc.stride), (256, 1, Some(16 << 10)));
         assert_eq!(zc.bytes(), 257 * ((16 << 10) + extra(0)) + (32 << 10));
-        let zc = PoolPlan::new(Backend::Uring, Role::Client, Mode::Zc, 1024, 8);
+        let zc = PoolPlan::new(
+            Backend::Uring,
+            Workload::Stream,
+            Role::Client,
+            Mode::Zc,
+            1024,
+            8,
+        );
         assert_eq!((zc.tx, zc.rx), (1024, 1), "capped");
-        let zc = PoolPlan::new(Backend::Uring, Role::Client, Mode::Zc, 1 << 20, 8);
+        let zc = PoolPlan::new(
+            Backend::Uring,
+            Workload::Stream,
+            Role::Client,
+            Mode::Zc,
+            1 << 20,
+            8,
+        );
         assert_eq!(zc.tx, 16, "never below 2 × depth");
+        // An echo's zero-copy sender keeps 2 × depth: each reply brings its ACK.
+        let echo = PoolPlan::new(
+            Backend::Uring,
+            Workload::Echo,
+            Role::Client,
+            Mode::ZcFixed,
+            1024,
+            8,
+        );
+        assert_eq!((echo.tx, echo.rx), (16, 1));
         // MSG_ZEROCOPY (syscall) keeps 2 × depth: see `zc_ring`.
-        let zc = PoolPlan::new(Backend::Syscall, Role::Client, Mode::Zc, 1024, 8);
+        let zc = PoolPlan::new(
+            Backend::Syscall,
+            Workload::Stream,
+            Role::Client,
+            Mode::Zc,
+            1024,
+            8,
+        );
         assert_eq!((zc.tx, zc.rx), (16, 1));
         // Tiny messages are charged what they take, not their 64 payload bytes.
-        let tiny = PoolPlan::new(Backend::Uring, Role::Server, Mode::OneCopy, 64, 1024);
+        let tiny = PoolPlan::new(
+            Backend::Uring,
+            Workload::Stream,
+            Role::Server,
+            Mode::OneCopy,
+            64,
+            1024,
+        );
         assert!(tiny.bytes() / tiny.count() as u64 > 700, "{}", tiny.bytes());
         // A page-cache client: a 4 MiB ring of page-aligned regions, charged as mapped.
-        let file = PoolPlan::new(Backend::Uring, Role::Client, Mode::Splice, 64 << 10, 4);
+        let file = PoolPlan::new(
+            Backend::Uring,
+            Workload::Stream,
+            Role::Client,
+            Mode::Splice,
+            64 << 10,
+            4,
+        );
         assert_eq!((file.tx, file.rx, file.stride), (64, 1, Some(64 << 10)));
         assert_eq!(file.bytes(), 65 * ((64 << 10) + extra(0)) + (128 << 10));
         assert_eq!(receipt_interval(64 << 10, 4), 32);
-        let small = PoolPlan::new(Backend::Uring, Role::Client, Mode::Sendfile, 1000, 1);
+        let small = PoolPlan::new(
+            Backend::Uring,
+            Workload::Stream,
+            Role::Client,
+            Mode::Sendfile,
+            1000,
+            1,
+        );
         assert_eq!(
             (small.tx, small.stride),
             (1024, Some(1024)),
             "packed, capped"
         );
-        let deep = PoolPlan::new(Backend::Uring, Role::Client, Mode::Sendfile, 1 << 20, 8);
+        let deep = PoolPlan::new(
+            Backend::Uring,
+            Workload::Stream,
+            Role::Client,
+            Mode::Sendfile,
+            1 << 20,
+            8,
+        );
         assert_eq!(deep.tx, 16, "never below 2 × depth");
-        let server = PoolPlan::new(Backend::Uring, Role::Server, Mode::Splice, 64 << 10, 4);
+        let server = PoolPlan::new(
+            Backend::Uring,
+            Workload::Stream,
+            Role::Server,
+            Mode::Splice,
+            64 << 10,
+            4,
+        );
         assert_eq!((server.tx, server.rx), (0, 9));
         let t = Template::new(Layout::new(100));
         let (pool, region) = Pool::fixed(&t, &fixed).unwrap();

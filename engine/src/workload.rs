@@ -832,7 +832,14 @@ mod tests {
     ) -> Flow {
         let template = Template::new(Layout::new(256));
         let shape = pool_role(role, workload, direction);
-        let plan = PoolPlan::new(crate::config::Backend::Uring, shape, mode, 256, depth);
+        let plan = PoolPlan::new(
+            crate::config::Backend::Uring,
+            workload,
+            shape,
+            mode,
+            256,
+            depth,
+        );
         let pool = Pool::heap(&template, &plan);
         let spec = FlowSpec {
             role,

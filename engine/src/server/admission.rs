@@ -331,7 +331,7 @@ pub(super) fn check_hello(
     }
     let depth = h.depth as usize;
     let shape = pool_role(Role::Server, h.workload, h.direction);
-    let plan = check_pool(config.backend, shape, h.mode, depth, size)
+    let plan = check_pool(config.backend, h.workload, shape, h.mode, depth, size)
         .map_err(|e| (RefuseCode::Depth, e.to_string()))?;
     if let Some(mode) = config.mode {
         if mode != h.mode {
