@@ -88,10 +88,15 @@ fn render(dir: &std::path::Path) -> Result<()> {
     let flows = meta["flows"].as_u64().unwrap_or(4) as usize;
     let machine = meta["machine"].as_str().unwrap_or("unknown machine");
     let rows = output::write(dir, &outcome, flows, machine)?;
-    println!("{}", output::table(&rows, flows));
-    println!("Targets:");
-    print!("{}", output::targets_text(&output::targets(&rows)));
+    print_results(&rows, flows);
     Ok(())
+}
+
+/// The ratio table and the targets, on stdout.
+fn print_results(rows: &[output::Row], flows: usize) {
+    println!("\n{}", output::table(rows, flows));
+    println!("Targets:");
+    print!("{}", output::targets_text(&output::targets(rows)));
 }
 
 fn main() -> ExitCode {
@@ -240,9 +245,7 @@ fn run(args: Args) -> Result<()> {
         dir.join("meta.json"),
         serde_json::to_string_pretty(&meta)? + "\n",
     )?;
-    println!("\n{}", output::table(&rows, config.flows));
-    println!("Targets:");
-    print!("{}", output::targets_text(&output::targets(&rows)));
+    print_results(&rows, config.flows);
     println!(
         "\nwritten: {}/{{samples.csv, peers.csv, summary.md, peers.svg, meta.json}}",
         dir.display()

@@ -359,6 +359,15 @@ impl Servers {
     const QPERF: u16 = 5;
     const LOOP: u16 = 6;
 
+    /// The port slot of the copyperf server that runs `backend` with or without SQPOLL.
+    fn copyperf_slot(backend: Backend, sqpoll: bool) -> u16 {
+        match (backend, sqpoll) {
+            (Backend::Syscall, _) => Self::SYSCALL,
+            (Backend::Uring, false) => Self::URING,
+            (Backend::Uring, true) => Self::URING_SQPOLL,
+        }
+    }
+
     /// Starts every server the selection needs, each pinned to the server CPU.
     fn start(config: &CompareConfig) -> Result<Servers> {
         let p = |i: u16| config.port + i;
@@ -378,23 +387,20 @@ impl Servers {
             };
             ServerProcess::start(&config.bin_dir.join("server"), None, &server)
         };
-        let cp = |b: Backend, sq: bool| move |c: &Contender| matches!(c, Contender::Copyperf { backend, sqpoll, .. } if *backend == b && *sqpoll == sq);
-        if config.needs(cp(Backend::Syscall, false)) {
-            running.push(Box::new(copyperf(
-                Backend::Syscall,
-                false,
-                p(Self::SYSCALL),
-            )?));
-        }
-        if config.needs(cp(Backend::Uring, false)) {
-            running.push(Box::new(copyperf(Backend::Uring, false, p(Self::URING))?));
-        }
-        if config.needs(cp(Backend::Uring, true)) {
-            running.push(Box::new(copyperf(
-                Backend::Uring,
-                true,
-                p(Self::URING_SQPOLL),
-            )?));
+        // One copyperf server per (engine, SQPOLL) a selected contender runs on.
+        for (backend, sqpoll) in [
+            (Backend::Syscall, false),
+            (Backend::Uring, false),
+            (Backend::Uring, true),
+        ] {
+            let runs_here = |c: &Contender| {
+                matches!(c, Contender::Copyperf { backend: b, sqpoll: s, .. }
+                    if *b == backend && *s == sqpoll)
+            };
+            if config.needs(runs_here) {
+                let port = p(Self::copyperf_slot(backend, sqpoll));
+                running.push(Box::new(copyperf(backend, sqpoll, port)?));
+            }
         }
         let peer = |argv: Vec<String>, port: u16| PeerServer::start(cpu, &argv, port);
         if config.needs(|c| *c == Contender::Iperf3) {
@@ -463,11 +469,7 @@ fn measure(
             mode,
             sqpoll,
         } => {
-            let server_port = match (backend, sqpoll) {
-                (Backend::Syscall, _) => Servers::SYSCALL,
-                (Backend::Uring, false) => Servers::URING,
-                (Backend::Uring, true) => Servers::URING_SQPOLL,
-            };
+            let server_port = Servers::copyperf_slot(backend, sqpoll);
             let (workload, depth) = match comparison {
                 Comparison::Echo => (Workload::Echo, 1),
                 _ => (Workload::Stream, STREAM_DEPTH),
