@@ -196,6 +196,25 @@ pub fn seconds_arg(s: &str) -> Result<std::time::Duration, String> {
     engine::config::parse_seconds(s)
 }
 
+/// Parses `--rate`: messages a second, a plain or decimal number with an optional `k`
+/// (thousands) or `M` (millions): `20000`, `20k`, `1.5M`.
+pub fn rate_arg(s: &str) -> Result<f64, String> {
+    let (digits, scale) = match s.strip_suffix(['k', 'K']) {
+        Some(d) => (d, 1e3),
+        None => match s.strip_suffix('M') {
+            Some(d) => (d, 1e6),
+            None => (s, 1.0),
+        },
+    };
+    match digits.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v * scale),
+        Ok(_) => Err(format!("{s}: messages a second must be more than 0")),
+        Err(_) => Err(format!(
+            "{s}: expected messages a second, such as 20000, 20k or 1.5M"
+        )),
+    }
+}
+
 /// The flags the server and the client share.
 #[derive(Debug, clap::Args)]
 pub struct SideFlags {

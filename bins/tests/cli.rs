@@ -219,6 +219,11 @@ fn bad_flags_exit_2_with_one_line() {
     );
     let o = run(SERVER, &["--workers", "2"]);
     assert_eq!(o.status.code(), Some(2));
+    for rate in ["0", "-5", "fast", "1x"] {
+        let o = run(CLIENT, &[&format!("--rate={rate}")]);
+        assert_eq!(o.status.code(), Some(2), "--rate {rate}");
+        assert!(text(&o).1.contains("messages a second"), "{}", text(&o).1);
+    }
 }
 
 /// Issue 16: the banner showed values the run then refused (`-s 0`, `-t 0`, `--conns 4` on
@@ -235,6 +240,10 @@ fn bad_values_are_refused_before_any_banner() {
         ),
         (&["-d", "0"], "error: duration"),
         (&["--depth", "0"], "error: depth 0 is out of range"),
+        (
+            &["--rate", "1k", "--workload", "stream"],
+            "error: --rate applies to the echo workload",
+        ),
     ] {
         let o = run(CLIENT, &[&["-p", &port][..], args].concat());
         let (out, err) = text(&o);
@@ -1397,4 +1406,57 @@ fn omit_runs_a_warm_up_and_leaves_it_out() {
     assert!(out.contains("Omit: 0.5 seconds"), "{out}");
     let marked = out.lines().filter(|l| l.ends_with("(omitted)")).count();
     assert!(marked >= 2, "{out}");
+}
+
+/// `--rate`: the banner says the schedule and the depth it defaults to, the summary what
+/// was achieved, and the JSON record carries both.
+#[test]
+fn rate_runs_open_loop_and_says_what_it_achieved() {
+    let server = ServerProc::start(&[]);
+    let o = timed(&server, &["--rate", "2k", "-t", "2", "-d", "0.5"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let (out, _) = text(&o);
+    for line in [
+        "Depth: 64",
+        "Rate: 2000 msgs/s in all, 1000 per connection",
+        "Rate: achieved ",
+        "Send lag behind the schedule p50/p99/max:",
+    ] {
+        assert!(out.contains(line), "no {line:?} in\n{out}");
+    }
+    for backend in ["syscall", "uring"] {
+        let o = timed(
+            &server,
+            &[
+                "--rate",
+                "500",
+                "--depth",
+                "8",
+                "-d",
+                "0.5",
+                "--backend",
+                backend,
+                "--format",
+                "json",
+            ],
+        );
+        assert!(o.status.success(), "{backend}: {:?}", text(&o));
+        let record: engine::Record = serde_json::from_slice(&o.stdout).expect("one JSON record");
+        assert_eq!(record.config.rate, Some(500.0), "{backend}");
+        assert_eq!(record.config.depth, 8, "{backend}: --depth given wins");
+        let rate = record.rate.expect("a rate report");
+        assert_eq!(rate.requested_per_s, 500.0);
+        assert!(
+            rate.achieved_per_s > 0.0 && rate.send_lag.is_some(),
+            "{rate:?}"
+        );
+    }
+    // Closed loop: no rate in the config or the record.
+    let o = timed(&server, &["-d", "0.2", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON record");
+    assert!(
+        v.get("rate").is_none() && v["config"].get("rate").is_none(),
+        "{v}"
+    );
+    assert_eq!(v["config"]["depth"], 1);
 }

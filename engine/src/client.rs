@@ -30,7 +30,7 @@ use crate::stats::PeerReport;
 use crate::tcpinfo::TcpInfo;
 use crate::vocab::{Direction, Role};
 use crate::wire::{self, Frame, Hello, ReadError, WireError};
-use crate::workload::FlowSpec;
+use crate::workload::{FlowSpec, Schedule};
 
 /// What a client reports as it runs.
 #[derive(Debug)]
@@ -517,8 +517,8 @@ fn read_error(e: ReadError, what: &str) -> Error {
     }
 }
 
-/// The client side of one connection's workload.
-fn client_flow_spec(config: &ClientConfig) -> FlowSpec {
+/// The client side of connection `index`'s workload.
+fn client_flow_spec(config: &ClientConfig, index: usize) -> FlowSpec {
     FlowSpec {
         role: Role::Client,
         workload: config.workload,
@@ -529,6 +529,9 @@ fn client_flow_spec(config: &ClientConfig) -> FlowSpec {
         omit: config.omit,
         rx: config.rx,
         direction: config.direction,
+        schedule: config
+            .rate
+            .map(|r| Schedule::new(r, config.total_connections(), index)),
     }
 }
 
@@ -567,6 +570,18 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
         ..Default::default()
     };
     let pinned = placement::apply(ctx.cpu);
+    if config.rate.is_some() {
+        // A schedule's sleeps end on time: the default 50 µs of timer slack would be in
+        // every send's lag, and so in its latency.
+        // SAFETY: PR_SET_TIMERSLACK takes a value and touches no memory.
+        if unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) } != 0 {
+            let e = std::io::Error::last_os_error();
+            (ctx.on_event)(ClientEvent::Notice(format!(
+                "--rate: the thread's timer slack stays at its default \
+                 (prctl PR_SET_TIMERSLACK: {e}): its sleeps may end up to 50 µs late"
+            )));
+        }
+    }
     // Per-thread counters and the thread's own CPU time run from the start line to the
     // end of the flows only.
     let mut set = ctx.metering.thread_set();
@@ -591,10 +606,11 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
     );
     let specs: Result<Vec<ConnSpec>, Error> = conns
         .iter()
-        .map(|c| {
+        .enumerate()
+        .map(|(i, c)| {
             let fd = c.stream.as_raw_fd();
-            let mut spec =
-                ConnSpec::with_template(fd, client_flow_spec(config), plan, ctx.template.clone())?;
+            let flow = client_flow_spec(config, ctx.thread * config.conns + i);
+            let mut spec = ConnSpec::with_template(fd, flow, plan, ctx.template.clone())?;
             if let Some(live) = &ctx.live {
                 spec.flow.count_live(live.clone());
             }

@@ -105,7 +105,22 @@ pub struct ClientConfig {
     /// record's `intervals`); zero: never. Absent from records without them.
     #[serde(default, with = "secs_f64", skip_serializing_if = "Duration::is_zero")]
     pub interval: Duration,
+    /// `--rate MSGS_PER_S`: echo runs open loop, sending this many messages a second in
+    /// all (the run's total, shared evenly by its connections) on a fixed schedule,
+    /// with each round trip timed from its message's due time; `depth` caps the echoes
+    /// outstanding per connection. `None`: closed loop. Absent from records without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
 }
+
+/// The highest `--rate` accepted, messages a second in all: a schedule finer than 10 ns
+/// a message is beyond any one host's clock and calls.
+pub const MAX_RATE: f64 = 100_000_000.0;
+
+/// The echoes outstanding per connection an open-loop run (`--rate`) allows when
+/// `--depth` is not given: enough that the schedule keeps going through a stall of many
+/// round trips, while the cap still bounds the buffers.
+pub const RATE_DEPTH: usize = 64;
 
 /// The shortest `--interval` accepted: shorter ones would cost the run more than they show.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
@@ -136,6 +151,7 @@ impl Default for ClientConfig {
             busy_poll_us: None,
             omit: Duration::ZERO,
             interval: Duration::ZERO,
+            rate: None,
         }
     }
 }
@@ -152,6 +168,9 @@ impl ClientConfig {
                 self.interval.as_secs_f64(),
                 MIN_INTERVAL.as_secs_f64()
             )));
+        }
+        if let Some(rate) = self.rate {
+            check_rate(rate, self.workload)?;
         }
         let plan = check_pool(
             self.backend,
@@ -262,6 +281,23 @@ impl ClientConfig {
     pub fn total_connections(&self) -> usize {
         self.threads * self.conns
     }
+}
+
+/// `--rate`: a number of messages a second an echo run can keep to.
+fn check_rate(rate: f64, workload: Workload) -> Result<(), Error> {
+    if workload != Workload::Echo {
+        return Err(Error::Config(
+            "--rate applies to the echo workload (a schedule of requests, each timed to its \
+             echo); a stream sends as fast as the path takes it"
+                .into(),
+        ));
+    }
+    if !(rate.is_finite() && rate > 0.0 && rate <= MAX_RATE) {
+        return Err(Error::Config(format!(
+            "--rate {rate}: messages a second must be more than 0 and at most {MAX_RATE:.0}"
+        )));
+    }
+    Ok(())
 }
 
 /// Parses `--nodelay`: `auto` (decided per connection, [`auto_nodelay`]), `on` or `off`.

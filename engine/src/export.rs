@@ -22,6 +22,43 @@ use crate::tcpinfo::Gauge;
 const RULE: &str = "=====";
 
 /// The banner a client prints before it starts, as the seed's clients did.
+/// A message rate as people write it: `20000`, `2500.5`.
+fn msgs_per_s(rate: f64) -> String {
+    if rate.fract() == 0.0 || rate >= 1000.0 {
+        format!("{rate:.0}")
+    } else {
+        format!("{rate:.1}")
+    }
+}
+
+/// `--rate`: what the schedule asked for and what it kept.
+fn rate_lines(s: &mut String, rate: &crate::record::RateReport, depth: usize) {
+    let _ = writeln!(
+        s,
+        "Rate: achieved {} of the {} msgs/s requested ({:.1}%); latency above runs from each \
+         message's due time",
+        msgs_per_s(rate.achieved_per_s),
+        msgs_per_s(rate.requested_per_s),
+        100.0 * rate.achieved_fraction
+    );
+    if let Some(lag) = &rate.send_lag {
+        let _ = writeln!(
+            s,
+            "Send lag behind the schedule p50/p99/max: {:.2} / {:.2} / {:.2} µs",
+            lag.p50_us, lag.p99_us, lag.max_us
+        );
+    }
+    if rate.held_back > 0 {
+        let _ = writeln!(
+            s,
+            "Held back: {} fell due with {} outstanding on their connection (--depth) and \
+             waited",
+            crate::vocab::count(rate.held_back, "message", "messages"),
+            crate::vocab::count(depth as u64, "echo", "echoes")
+        );
+    }
+}
+
 pub fn client_banner(config: &ClientConfig, server: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{RULE}");
@@ -55,6 +92,15 @@ pub fn client_banner(config: &ClientConfig, server: &str) -> String {
     }
     if !config.interval.is_zero() {
         let _ = writeln!(s, "Interval: {} seconds", config.interval.as_secs_f64());
+    }
+    if let Some(rate) = config.rate {
+        let _ = writeln!(
+            s,
+            "Rate: {} msgs/s in all, {} per connection (open loop: latency from each \
+             message's due time)",
+            msgs_per_s(rate),
+            msgs_per_s(rate / config.total_connections().max(1) as f64)
+        );
     }
     let _ = writeln!(s, "Verify: {}", config.verify);
     if config.rx != RxMode::Copy {
@@ -180,6 +226,9 @@ pub fn human(r: &Record) -> String {
         None => {
             let _ = writeln!(s, "Latency: no round trips completed");
         }
+    }
+    if let Some(rate) = &r.rate {
+        rate_lines(&mut s, rate, r.config.depth);
     }
     side_lines(&mut s, "Client", &r.client);
     page_cache_line(&mut s, "Client", r.config.mode, &r.client);
@@ -571,23 +620,24 @@ pub fn csv(r: &Record) -> String {
     String::from_utf8(buf).expect("CSV of UTF-8 values")
 }
 
-/// Top-level record fields the CSV leaves out: the latency histogram (kilobytes of
-/// base64 that a spreadsheet cannot use; its percentiles are in `latency_*`) and the
-/// live intervals (a list; the totals are in the other columns).
-pub const JSON_ONLY: &[&str] = &["latency_histogram", "intervals"];
+/// Record fields the CSV leaves out, by column name: the histograms (kilobytes of base64
+/// that a spreadsheet cannot use; their percentiles are in `latency_*` and
+/// `rate_send_lag_*`) and the live intervals (a list; the totals are in the other
+/// columns).
+pub const JSON_ONLY: &[&str] = &["latency_histogram", "rate_send_lag_histogram", "intervals"];
 
 fn flatten(v: &Value, prefix: &str, out: &mut Vec<(String, String)>) {
     match v {
         Value::Object(map) => {
             for (k, v) in map {
-                if prefix.is_empty() && JSON_ONLY.contains(&k.as_str()) {
-                    continue;
-                }
                 let key = if prefix.is_empty() {
                     k.clone()
                 } else {
                     format!("{prefix}_{k}")
                 };
+                if JSON_ONLY.contains(&key.as_str()) {
+                    continue;
+                }
                 flatten(v, &key, out);
             }
         }

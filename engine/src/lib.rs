@@ -45,7 +45,8 @@ pub use error::{exit, kernel_release, Error};
 pub use live::{Interval, IntervalFigures};
 pub use merge::MergeError;
 pub use record::{
-    rfc3339, Part, Record, SideReport, Summary, ThreadReport, Warning, WarningKind, SCHEMA_VERSION,
+    rfc3339, Part, RateReport, Record, SideReport, Summary, ThreadReport, Warning, WarningKind,
+    SCHEMA_VERSION,
 };
 pub use server::{Server, ServerEvent};
 pub use stats::{

@@ -11,7 +11,9 @@ use std::collections::HashMap;
 
 use crate::cputime::OwnCpu;
 use crate::placement::Placement;
-use crate::record::{pinned_cpus, Part, Record, SideReport, Summary, ThreadReport, Warning};
+use crate::record::{
+    pinned_cpus, Part, RateReport, Record, SideReport, Summary, ThreadReport, Warning,
+};
 use crate::stats::{FlowStats, HistogramError, Latency};
 use crate::vocab::CounterScope;
 
@@ -136,6 +138,7 @@ fn merge(parts: &[(String, Record)]) -> Result<Record, MergeError> {
             ("threads", x.threads.to_string(), y.threads.to_string()),
             ("placement", x.cpus.to_string(), y.cpus.to_string()),
             ("receive path (rx)", x.rx.to_string(), y.rx.to_string()),
+            ("rate", format!("{:?}", x.rate), format!("{:?}", y.rate)),
         ];
         if let Some((what, first_value, value)) = same.into_iter().find(|(_, a, b)| a != b) {
             return Err(MergeError::Mismatch {
@@ -253,7 +256,43 @@ fn merge(parts: &[(String, Record)]) -> Result<Record, MergeError> {
         parts: Some(list),
         // Each host's intervals run on its own clock; a merged record keeps none.
         intervals: Vec::new(),
+        rate: merge_rate(parts, &summary),
     })
+}
+
+/// `--rate`: every host ran the same schedule, so the hosts' requests add up, as do
+/// their sends; the send lags merge as histograms (null if any host's is missing).
+fn merge_rate(parts: &[(String, Record)], summary: &Summary) -> Option<RateReport> {
+    let reports: Vec<&RateReport> = parts
+        .iter()
+        .map(|(_, r)| r.rate.as_ref())
+        .collect::<Option<_>>()?;
+    let mut lag = Latency::default();
+    let mut whole = true;
+    for r in &reports {
+        match r
+            .send_lag_histogram
+            .as_deref()
+            .map(Latency::from_serialized)
+        {
+            Some(Ok(h)) => lag += &h,
+            _ => whole &= r.send_lag.is_none(),
+        }
+    }
+    let requested = reports.iter().map(|r| r.requested_per_s).sum();
+    let held_back = reports.iter().map(|r| r.held_back).sum();
+    let mut merged = RateReport::new(
+        requested,
+        summary.connections,
+        summary.msgs_per_s,
+        held_back,
+        &lag,
+    );
+    if !whole {
+        merged.send_lag = None;
+        merged.send_lag_histogram = None;
+    }
+    Some(merged)
 }
 
 /// A part's round trips: its histogram, checked against its summary.

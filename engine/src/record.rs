@@ -82,6 +82,60 @@ pub struct Record {
     /// marked. Absent when intervals were off. JSON only: CSV leaves it out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub intervals: Vec<crate::live::Interval>,
+    /// `--rate`: the schedule an open-loop echo run asked for and what it kept; `latency`
+    /// then runs from each message's due time. Absent from closed-loop records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<RateReport>,
+}
+
+/// What an open-loop echo run (`--rate`) asked for and what it achieved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RateReport {
+    /// Messages a second asked for, over all connections (`--rate`).
+    pub requested_per_s: f64,
+    /// Each connection's share of it.
+    pub per_connection_per_s: f64,
+    /// Messages a second sent over the measured interval, over all connections.
+    pub achieved_per_s: f64,
+    /// `achieved_per_s / requested_per_s`: under 1 when the client, the path or the
+    /// server could not keep up (or `depth` was too few for the round trips).
+    pub achieved_fraction: f64,
+    /// Messages that fell due while `depth` echoes were outstanding on their connection,
+    /// and waited for one to come back (their wait is in their latency).
+    pub held_back: u64,
+    /// How late sends went out after their due times: the client's own delay (its
+    /// thread, its socket, a wait for a place among `depth`).
+    pub send_lag: Option<LatencySummary>,
+    /// That lag's histogram, serialised as `latency_histogram` is (what merges it).
+    /// JSON only.
+    #[serde(default)]
+    pub send_lag_histogram: Option<String>,
+}
+
+impl RateReport {
+    /// The report of a run that asked for `requested` messages a second over
+    /// `connections` and sent `achieved` a second.
+    pub fn new(
+        requested: f64,
+        connections: usize,
+        achieved: f64,
+        held_back: u64,
+        send_lag: &Latency,
+    ) -> RateReport {
+        RateReport {
+            requested_per_s: requested,
+            per_connection_per_s: requested / connections.max(1) as f64,
+            achieved_per_s: achieved,
+            achieved_fraction: if requested > 0.0 {
+                achieved / requested
+            } else {
+                0.0
+            },
+            held_back,
+            send_lag: send_lag.summary(),
+            send_lag_histogram: (send_lag.count() > 0).then(|| send_lag.to_serialized()),
+        }
+    }
 }
 
 /// One client host's share of a merged record: what its own record said.
@@ -505,6 +559,10 @@ pub struct ThreadResult {
     pub busy_poll: Option<BusyPoll>,
     /// Each connection's `TCP_INFO`, read before the server's figures were asked for.
     pub tcp_info: Vec<TcpInfo>,
+    /// `--rate`: how late this thread's sends went out after their due times.
+    pub send_lag: Latency,
+    /// `--rate`: messages that waited for a place among `depth`.
+    pub held_back: u64,
 }
 
 impl ThreadResult {
@@ -513,6 +571,8 @@ impl ThreadResult {
     pub(crate) fn absorb(&mut self, flow: &crate::workload::Flow) {
         self.stats += &flow.stats;
         self.latency += &flow.latency;
+        self.send_lag += &flow.send_lag;
+        self.held_back += flow.held_back;
         self.progress += &flow.progress;
         self.duration = self.duration.max(flow.duration());
     }
@@ -533,11 +593,13 @@ impl Record {
     ) -> Record {
         let mut stats = FlowStats::default();
         let mut latency = Latency::default();
+        let mut send_lag = Latency::default();
         let mut progress = Progress::default();
         let mut duration = Duration::ZERO;
         for t in threads {
             stats += &t.stats;
             latency += &t.latency;
+            send_lag += &t.send_lag;
             progress += &t.progress;
             duration = duration.max(t.duration);
         }
@@ -635,12 +697,22 @@ impl Record {
                     tcp_info: t.tcp_info.clone(),
                 })
                 .collect(),
-            config,
             interrupted: notes.interrupted,
             warnings,
             system,
             parts: None,
             intervals: Vec::new(),
+            rate: config.rate.map(|requested| {
+                let held_back = threads.iter().map(|t| t.held_back).sum();
+                RateReport::new(
+                    requested,
+                    config.total_connections(),
+                    summary.msgs_per_s,
+                    held_back,
+                    &send_lag,
+                )
+            }),
+            config,
         }
     }
 
@@ -674,6 +746,7 @@ impl Record {
             rx: RxMode::Zerocopy,
             sqpoll: Some(crate::polling::SqPoll { cpu: Some(1) }),
             busy_poll_us: Some(50),
+            rate: Some(1.0),
             ..ClientConfig::default()
                 .validate()
                 .expect("the default config is valid")
@@ -770,6 +843,12 @@ impl Record {
             incomplete: None,
             busy_poll: Some(example_busy_poll()),
             tcp_info: vec![TcpInfo::example()],
+            send_lag: {
+                let mut lag = Latency::default();
+                lag.record(Duration::from_micros(3));
+                lag
+            },
+            held_back: 0,
         };
         let client = SideCounts {
             scope: CounterScope::Thread,

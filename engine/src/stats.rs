@@ -326,6 +326,12 @@ impl Latency {
         Ok(Latency { hist })
     }
 
+    /// How many round trips took at least `d` (to the histogram's precision).
+    pub fn count_at_least(&self, d: Duration) -> u64 {
+        let ns = (d.as_nanos() as u64).clamp(LATENCY_LOWEST, LATENCY_HIGHEST);
+        self.hist.count_between(ns, LATENCY_HIGHEST)
+    }
+
     /// The percentiles a report quotes; `None` when nothing was recorded.
     pub fn summary(&self) -> Option<LatencySummary> {
         if self.hist.is_empty() {

@@ -65,6 +65,41 @@ pub struct FlowSpec {
     pub direction: Direction,
     /// How this side receives (`--rx`).
     pub rx: RxMode,
+    /// `--rate`: an echo client's open-loop schedule; `None`: closed loop (each send
+    /// waits only for a free place among `depth`).
+    pub schedule: Option<Schedule>,
+}
+
+/// When an open-loop echo client (`--rate`) sends: message `k` is due `phase + k ×
+/// period` after the flow begins, whether or not earlier echoes have come back, and its
+/// round trip is timed from that due time, not from when it went out. A stall — the
+/// server's, the network's or the client's own — delays the sends behind it, and their
+/// wait counts in their latency: no coordinated omission.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Schedule {
+    /// Nanoseconds between two of this connection's sends (fractions kept, so that a
+    /// rate's schedule does not drift).
+    pub period_ns: f64,
+    /// Nanoseconds from the flow's start to its first send: connections are spread over
+    /// one period, so that the run's sends are evenly spaced.
+    pub phase_ns: f64,
+}
+
+impl Schedule {
+    /// Connection `index` of `connections` sharing `per_second` messages a second.
+    pub fn new(per_second: f64, connections: usize, index: usize) -> Schedule {
+        let per_conn = per_second / connections.max(1) as f64;
+        let period_ns = 1e9 / per_conn;
+        Schedule {
+            period_ns,
+            phase_ns: period_ns * index as f64 / connections.max(1) as f64,
+        }
+    }
+
+    /// How long after the start message `seq` is due.
+    pub fn due(&self, seq: u64) -> Duration {
+        Duration::from_nanos((self.phase_ns + seq as f64 * self.period_ns) as u64)
+    }
 }
 
 impl FlowSpec {
@@ -125,6 +160,8 @@ pub struct Flow {
     rx_seen: usize,
     rx_bad: Option<Mismatch>,
     started: Option<Instant>,
+    /// When the flow began: a schedule's (`--rate`) time zero, kept through the warm-up.
+    origin: Option<Instant>,
     first_rx: Option<Instant>,
     first_tx: Option<Instant>,
     finished: Option<Instant>,
@@ -146,6 +183,12 @@ pub struct Flow {
     measure_at: Option<Instant>,
     /// The thread's CPU clock when this flow's warm-up ended.
     pub warmed_clock: Option<ThreadClock>,
+    /// `--rate`: how late each send went out after its due time (the client's own delay:
+    /// a busy thread, a full socket, a wait for a place among `depth`).
+    pub send_lag: Latency,
+    /// `--rate`: messages whose due time came while `depth` echoes were outstanding, so
+    /// they waited for one to come back.
+    pub held_back: u64,
 }
 
 impl Flow {
@@ -171,6 +214,7 @@ impl Flow {
             rx_seen: 0,
             rx_bad: None,
             started: None,
+            origin: None,
             first_rx: None,
             first_tx: None,
             finished: None,
@@ -190,6 +234,8 @@ impl Flow {
             live: None,
             measure_at: None,
             warmed_clock: None,
+            send_lag: Latency::default(),
+            held_back: 0,
         }
     }
 
@@ -229,12 +275,31 @@ impl Flow {
     /// message arriving) forgets what the warm-up counted.
     pub fn begin(&mut self, now: Instant) {
         self.started = Some(now);
+        self.origin = Some(now);
         if self.spec.role == Role::Client {
             let omit = self.spec.omit;
             self.deadline = Some(now + omit + self.spec.duration);
             self.measure_at = (!omit.is_zero()).then_some(now + omit);
             self.progress.begin(now, self.spec.duration);
         }
+    }
+
+    /// `--rate`: when message `seq` is due (`None` in closed loop, or before the start).
+    fn due(&self, seq: u64) -> Option<Instant> {
+        let origin = self.origin?;
+        Some(origin + self.spec.schedule?.due(seq))
+    }
+
+    /// `--rate`: when this flow next wants to send, if nothing but the clock holds it back
+    /// (it has a place among `depth` and a free buffer) — a backend must not sleep past
+    /// it — or its deadline, if that comes first. `None` in closed loop, or when a
+    /// completion (an echo, a freed buffer) is what the flow waits for.
+    pub fn send_at(&self) -> Option<Instant> {
+        if self.stopping || self.sent_at.len() >= self.spec.depth || self.pool.available_tx() == 0 {
+            return None;
+        }
+        let due = self.due(self.next_seq)?;
+        Some(self.deadline.map_or(due, |d| d.min(due)))
     }
 
     /// Whether the warm-up (`--omit`) is still on.
@@ -256,6 +321,8 @@ impl Flow {
             ..FlowStats::default()
         };
         self.latency = Latency::default();
+        self.send_lag = Latency::default();
+        self.held_back = 0;
         self.progress = Progress::default();
         self.progress.begin(at, self.spec.duration);
         self.started = Some(at);
@@ -286,10 +353,20 @@ impl Flow {
                 if self.stopping || self.sent_at.len() >= self.spec.depth {
                     return None;
                 }
+                // Open loop: nothing before its due time, which is what its round trip
+                // is timed from.
+                let due = match self.due(self.next_seq) {
+                    Some(due) if now < due => return None,
+                    Some(due) => due,
+                    None => now,
+                };
                 let mut msg = self.pool.take_tx()?;
+                if self.spec.schedule.is_some() {
+                    self.send_lag.record(now.saturating_duration_since(due));
+                }
                 msg.stamp(self.next_seq);
                 self.next_seq += 1;
-                self.sent_at.push_back(now);
+                self.sent_at.push_back(due);
                 msg
             }
             (Workload::Echo, Role::Server) => self.echo_queue.pop_front()?,
@@ -587,9 +664,7 @@ impl Flow {
         self.expect_seq += 1;
         match self.spec.role {
             Role::Client => {
-                let sent = self.sent_at.pop_front().expect("checked above");
-                self.round_trip(now.saturating_duration_since(sent));
-                self.progress.record(now);
+                self.echo_returned(now);
                 self.pool.put(msg);
             }
             Role::Server if self.spec.workload == Workload::Echo => {
@@ -660,9 +735,7 @@ impl Flow {
         self.expect_seq += 1;
         match (workload, role) {
             (Workload::Echo, Role::Client) => {
-                let sent = self.sent_at.pop_front().expect("checked above");
-                self.round_trip(now.saturating_duration_since(sent));
-                self.progress.record(now);
+                self.echo_returned(now);
                 self.pool.put(msg);
             }
             (Workload::Stream, Role::Client) => {
@@ -739,6 +812,20 @@ impl Flow {
         if let Some(live) = &self.live {
             live.received(size as u64);
         }
+    }
+
+    /// The oldest outstanding echo came back at `now`: its round trip runs from when it
+    /// was sent (closed loop) or due (`--rate`).
+    fn echo_returned(&mut self, now: Instant) {
+        // Open loop, with every place among `depth` taken: a message that fell due
+        // meanwhile waited for this echo.
+        let full = self.sent_at.len() >= self.spec.depth;
+        if full && !self.stopping && self.due(self.next_seq).is_some_and(|d| d <= now) {
+            self.held_back += 1;
+        }
+        let sent = self.sent_at.pop_front().expect("an echo outstanding");
+        self.round_trip(now.saturating_duration_since(sent));
+        self.progress.record(now);
     }
 
     /// An echo came back after `d`.
@@ -854,8 +941,75 @@ mod tests {
             omit: Duration::ZERO,
             rx: RxMode::Copy,
             direction,
+            schedule: None,
         };
         Flow::new(spec, template, pool)
+    }
+
+    /// Returns one echo for the client's oldest outstanding message, arriving at `at`.
+    fn echo_back(c: &mut Flow, s: &mut Flow, msg: Box<Message>, at: Instant) {
+        c.sent(&msg);
+        let mut rx = s.rx_buffer().unwrap();
+        deliver(&msg, &mut rx, Mode::TwoCopy);
+        c.release(msg);
+        s.received(rx, at).unwrap();
+        let echo = s.next_tx(at).unwrap();
+        s.sent(&echo);
+        let mut back = c.rx_buffer().unwrap();
+        deliver(&echo, &mut back, Mode::TwoCopy);
+        s.release(echo);
+        c.received(back, at).unwrap();
+    }
+
+    #[test]
+    fn an_open_loop_client_sends_on_its_schedule_and_times_echoes_from_it() {
+        let ms = Duration::from_millis;
+        let mut c = flow(Role::Client, Workload::Echo, Mode::TwoCopy, 2);
+        let mut s = flow(Role::Server, Workload::Echo, Mode::TwoCopy, 2);
+        // 1000 messages a second over 2 connections: this one, the second, sends every
+        // 2 ms from 1 ms in.
+        let schedule = Schedule::new(1000.0, 2, 1);
+        assert_eq!(
+            (schedule.due(1) - schedule.due(0), schedule.due(0)),
+            (ms(2), ms(1))
+        );
+        c.spec.schedule = Some(schedule);
+        let t0 = Instant::now();
+        c.begin(t0);
+        s.begin(t0);
+        assert_eq!(c.send_at(), Some(t0 + ms(1)));
+        assert!(c.next_tx(t0).is_none(), "not due yet");
+        // Sent 100 µs late, echoed 50 µs later: 150 µs from its due time.
+        let m0 = c.next_tx(t0 + ms(1) + Duration::from_micros(100)).unwrap();
+        echo_back(&mut c, &mut s, m0, t0 + ms(1) + Duration::from_micros(150));
+        // A stall: the server answers nothing for 10 ms. Messages 1 and 2 go out when
+        // due (depth 2); 3, 4, ... fall due with both places taken and wait.
+        let m1 = c.next_tx(t0 + ms(3)).unwrap();
+        let m2 = c.next_tx(t0 + ms(5)).unwrap();
+        assert_eq!(c.send_at(), None, "both places taken: an echo is awaited");
+        assert!(c.next_tx(t0 + ms(7)).is_none());
+        echo_back(&mut c, &mut s, m1, t0 + ms(15));
+        assert_eq!(c.held_back, 1, "message 3 fell due at 7 ms and waited");
+        // Message 3 is sent at once, late: its round trip counts from 7 ms.
+        assert_eq!(c.send_at(), Some(t0 + ms(7)));
+        let m3 = c.next_tx(t0 + ms(15)).unwrap();
+        echo_back(&mut c, &mut s, m2, t0 + ms(15));
+        echo_back(&mut c, &mut s, m3, t0 + ms(16));
+        let l = c.latency.summary().unwrap();
+        // 150 µs, then 12 ms (due 3 ms), 10 ms (due 5 ms), 9 ms (due 7 ms): the stall is
+        // in every message that fell due during it, not just the one it held.
+        assert_eq!(c.latency.count(), 4);
+        assert!(l.max_us >= 11_990.0 && l.max_us <= 12_010.0, "{l:?}");
+        assert!((l.mean_us - 7_787.5).abs() < 10.0, "{l:?}");
+        let lag = c.send_lag.summary().unwrap();
+        assert!(lag.max_us >= 7_990.0 && lag.max_us <= 8_010.0, "{lag:?}");
+        // A deadline before the next due time is when the flow next wants to look.
+        let t_end = t0 + Duration::from_secs(1);
+        c.deadline = Some(t_end);
+        c.next_seq = 1000;
+        assert_eq!(c.send_at(), Some(t_end));
+        assert!(c.next_tx(t_end).is_none());
+        assert!(c.is_done());
     }
 
     /// Carries a message from one flow to another as the wire would.

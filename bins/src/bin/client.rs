@@ -55,9 +55,10 @@ struct Args {
     #[arg(long, default_value = "echo", value_parser = Workload::parser())]
     workload: Workload,
     /// Messages in flight per connection: 1 to 1024, and no more than a connection's
-    /// buffers (2·depth + 1 messages) fit in 256 MiB.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    depth: usize,
+    /// buffers (2·depth + 1 messages) fit in 256 MiB. Default: 1; with --rate, 64 (the
+    /// most echoes outstanding before due messages wait).
+    #[arg(long, value_name = "N")]
+    depth: Option<usize>,
     /// Connections per ring (uring backend).
     #[arg(long, value_name = "N", default_value_t = 1)]
     conns: usize,
@@ -105,13 +106,20 @@ struct Args {
     /// interval (-d) starts after it.
     #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = cli::seconds_arg)]
     omit: Duration,
+    /// Echo, open loop: send MSGS_PER_S messages a second in all (shared evenly by the
+    /// connections, k and M allowed: 20k) on a fixed schedule, whether or not echoes have
+    /// come back, and time each round trip from its message's due time, so a stall counts
+    /// for every message it delays (no coordinated omission). --depth caps the echoes
+    /// outstanding per connection. Default: closed loop (send when an echo returns).
+    #[arg(long, value_name = "MSGS_PER_S", value_parser = cli::rate_arg)]
+    rate: Option<f64>,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
 }
 
 /// The flags a `--spec` replaces.
-const RUN_FLAGS: [&str; 23] = [
+const RUN_FLAGS: [&str; 24] = [
     "host",
     "port",
     "size",
@@ -135,6 +143,7 @@ const RUN_FLAGS: [&str; 23] = [
     "sqpoll",
     "busy_poll",
     "omit",
+    "rate",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -185,7 +194,10 @@ fn config_from(args: Args) -> ClientConfig {
         size: args.size,
         threads: args.threads,
         conns: args.conns,
-        depth: args.depth,
+        depth: args.depth.unwrap_or(match args.rate {
+            Some(_) => engine::config::RATE_DEPTH,
+            None => 1,
+        }),
         duration: args.duration,
         verify: args.verify,
         connect_timeout: args.connect_timeout,
@@ -204,6 +216,7 @@ fn config_from(args: Args) -> ClientConfig {
         rx: args.rx,
         omit: args.omit,
         interval: Duration::ZERO,
+        rate: args.rate,
     }
 }
 

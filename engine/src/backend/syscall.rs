@@ -219,6 +219,13 @@ impl Conn<'_> {
                 let now = Instant::now();
                 self.tx = flow.next_tx(now).map(|m| (m, 0, now + self.timeout));
             }
+            // An open-loop client (`--rate`) with a send due at `pace`: nothing may block
+            // past it.
+            let pace = if self.tx.is_none() {
+                flow.send_at()
+            } else {
+                None
+            };
             if self.tx.is_none() && flow.wants_half_close() {
                 // SAFETY: the orchestrator keeps the socket open until the report is back.
                 if unsafe { libc::shutdown(self.fd, libc::SHUT_WR) } != 0 {
@@ -278,14 +285,14 @@ impl Conn<'_> {
                     rx.2 = self.moved_at + self.timeout;
                 }
                 if self.rx.is_some() {
-                    match self.recv(flow, !watch)? {
+                    match self.recv(flow, !watch && pace.is_none())? {
                         Step::Done | Step::Partial => progress = true,
                         Step::WouldBlock => events |= libc::POLLIN,
                     }
                 }
             }
             if !progress {
-                self.wait(flow, events)?;
+                self.wait(flow, events, pace)?;
             }
         }
         // Every zero-copy buffer comes home before the flow reports — within one timeout
@@ -306,7 +313,7 @@ impl Conn<'_> {
                     }
                 )));
             }
-            self.wait(flow, 0)?;
+            self.wait(flow, 0, None)?;
         }
         Ok(())
     }
@@ -385,7 +392,7 @@ impl Conn<'_> {
                     return Err(optmem_exhausted());
                 }
                 if self.reap(flow)? == 0 {
-                    self.wait(flow, 0)?;
+                    self.wait(flow, 0, None)?;
                 }
                 Ok(Step::Partial)
             }
@@ -510,11 +517,17 @@ impl Conn<'_> {
         }
     }
 
-    /// Waits until the socket is ready for `events` or, with zero-copy sends outstanding,
-    /// until completions arrive (POLLERR: the error queue is not empty).
-    fn wait(&mut self, flow: &mut Flow, events: libc::c_short) -> Result<(), Error> {
+    /// Waits until the socket is ready for `events`, until completions arrive with
+    /// zero-copy sends outstanding (POLLERR: the error queue is not empty), or until
+    /// `pace` (an open-loop client's next send is due).
+    fn wait(
+        &mut self,
+        flow: &mut Flow,
+        events: libc::c_short,
+        pace: Option<Instant>,
+    ) -> Result<(), Error> {
         let zc_pending = self.ledger.as_ref().is_some_and(|l| l.outstanding() > 0);
-        if events == 0 && !zc_pending {
+        if events == 0 && !zc_pending && pace.is_none() {
             return Err(Error::Internal(
                 "connection stalled: nothing to send, receive or complete".into(),
             ));
@@ -533,11 +546,15 @@ impl Conn<'_> {
         if events & libc::POLLIN != 0 {
             by = by.min(self.rx.as_ref().map_or(by, |r| r.2));
         }
-        let left = by.saturating_duration_since(now).min(SLICE);
-        let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        let wake = pace.map_or(by, |p| p.min(by));
+        let left = wake.saturating_duration_since(now).min(SLICE);
+        let ts = libc::timespec {
+            tv_sec: left.as_secs() as libc::time_t,
+            tv_nsec: left.subsec_nanos() as libc::c_long,
+        };
         flow.stats.io.syscalls += 1;
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        // SAFETY: one valid pollfd, a valid timespec, no signal mask.
+        let n = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
         if n < 0 {
             let e = io::Error::last_os_error();
             if e.kind() == io::ErrorKind::Interrupted {
@@ -547,7 +564,7 @@ impl Conn<'_> {
         }
         if n == 0 {
             if Instant::now() < by {
-                return Ok(()); // woken early: the caller looks again
+                return Ok(()); // woken early, or a send is due: the caller looks again
             }
             return Err(
                 self.timed_out(if self.watching && events & libc::POLLIN != 0 {

@@ -55,6 +55,7 @@ pub(super) fn server_flow_spec(hello: &Hello) -> FlowSpec {
         omit: Duration::ZERO,
         rx: hello.rx,
         direction: hello.direction,
+        schedule: None,
     }
 }
 

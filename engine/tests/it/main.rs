@@ -9,6 +9,7 @@ mod matrix;
 mod page_cache;
 mod placement;
 mod polling;
+mod rate;
 mod relay;
 mod rx;
 mod sizes;

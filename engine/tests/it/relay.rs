@@ -210,3 +210,57 @@ fn a_stalled_run_is_flagged() {
         assert_eq!(r.summary.verify_errors, 0);
     }
 }
+
+/// Round trips of `r` that took at least `d`.
+fn slower_than(r: &engine::Record, d: Duration) -> u64 {
+    let text = r.latency_histogram.as_deref().expect("a latency histogram");
+    engine::Latency::from_serialized(text)
+        .expect("the record's own histogram")
+        .count_at_least(d)
+}
+
+/// `--rate` is free of coordinated omission: a stall of the path delays every message
+/// that falls due during it, and each counts its wait from its due time — where a closed
+/// loop, which sends nothing while it waits, records one slow round trip.
+#[test]
+fn under_a_rate_a_stall_counts_in_every_message_it_delays() {
+    for backend in [Backend::Syscall, Backend::Uring] {
+        let hold = Duration::from_millis(400);
+        let run = |rate: Option<f64>| {
+            let server = TestServer::with_backend(backend);
+            let up = Tamper {
+                pause_at: Some(((HEADER_LEN + HELLO_LEN) as u64 + 50 * SIZE, hold)),
+                ..Default::default()
+            };
+            let relay = Relay::start(server.addr, up, Tamper::default());
+            let mut config = server.client(backend, Mode::OneCopy, Workload::Echo);
+            config.port = relay.addr.port();
+            config.size = SIZE as usize;
+            config.duration = Duration::from_millis(1200);
+            config.rate = rate;
+            config.depth = if rate.is_some() { 64 } else { 1 };
+            let r = run_client(&config, &|_| {}).expect("a stalled run still ends");
+            drop(relay);
+            assert_eq!(r.summary.verify_errors, 0);
+            r
+        };
+        // 1000 a second: about 400 messages fall due during the hold, half of them
+        // more than 200 ms before it ends.
+        let open = run(Some(1000.0));
+        let slow = slower_than(&open, Duration::from_millis(150));
+        assert!(
+            slow >= 100,
+            "{backend}: only {slow} round trips over 150 ms under --rate: {:?}",
+            open.latency
+        );
+        let rate = open.rate.as_ref().expect("a rate report");
+        assert!(rate.held_back > 0, "{backend}: {rate:?}");
+        let closed = run(None);
+        let slow = slower_than(&closed, Duration::from_millis(150));
+        assert!(
+            slow <= 3,
+            "{backend}: a closed loop waits out a stall in one round trip, not {slow}: {:?}",
+            closed.latency
+        );
+    }
+}

@@ -202,7 +202,16 @@ fn drive(
             .map(UConn::completions_needed)
             .min()
             .unwrap_or(1);
-        ring.submit_and_wait(want, TICK)?;
+        // An open-loop connection (`--rate`) with nothing in flight to wake it wakes the
+        // ring when its next send is due.
+        let wait = conns
+            .iter()
+            .filter_map(UConn::send_at)
+            .min()
+            .map_or(TICK, |t| {
+                t.saturating_duration_since(Instant::now()).min(TICK)
+            });
+        ring.submit_and_wait(want, wait)?;
         ring.reap(&mut cqes);
         let now = Instant::now();
         for cqe in &cqes {
@@ -216,6 +225,13 @@ fn drive(
             let c = &mut conns[index as usize];
             if let Err(e) = c.pump(ring, index, now) {
                 c.fail(e);
+            }
+        }
+        for (i, c) in conns.iter_mut().enumerate() {
+            if c.send_at().is_some_and(|t| t <= now) {
+                if let Err(e) = c.pump(ring, i as u32, now) {
+                    c.fail(e);
+                }
             }
         }
         // Deadlines are checked on every wake-up: a busy ring must not shelter a silent

@@ -819,6 +819,15 @@ impl<X> UConn<X> {
                 .is_some_and(|t| now.saturating_duration_since(t) > grace)
     }
 
+    /// `--rate`: when this connection's next send is due, if only the clock holds it
+    /// back (no chain of sends in flight, whose completion wakes the ring anyway).
+    pub fn send_at(&self) -> Option<Instant> {
+        if self.tx_inflight > 0 || self.error.is_some() || self.is_finished() {
+            return None;
+        }
+        self.flow.send_at()
+    }
+
     /// Completions that must arrive before this connection can do anything new: a
     /// pending receive may finish any time (1); a chain of sends only frees the way for
     /// the next chain once all its results are in.
