@@ -920,4 +920,31 @@ mod tests {
         let row = crate::export::csv_row(&m);
         assert_eq!(row.len(), crate::export::csv_columns().len());
     }
+
+    #[test]
+    fn rates_add_up_over_hosts_and_their_send_lags_merge() {
+        let mut parts = two();
+        for (i, (_, r)) in parts.iter_mut().enumerate() {
+            let lag = latency([10 * (i as u64 + 1); 4]);
+            r.rate = Some(RateReport::new(1000.0, 1, 900.0, i as u64 + 1, &lag));
+        }
+        let m = Record::merge(&parts).unwrap();
+        let rate = m.rate.expect("a merged rate");
+        assert_eq!(rate.requested_per_s, 2000.0);
+        assert_eq!(rate.held_back, 3);
+        assert_eq!(rate.achieved_per_s, m.summary.msgs_per_s);
+        let lag = rate.send_lag.unwrap();
+        assert_eq!(lag.count, 8);
+        assert!((lag.mean_us - 15.0).abs() < 0.1, "{lag:?}");
+        // Hosts that ran different schedules are not one point.
+        parts[1].1.config.rate = Some(500.0);
+        let e = Record::merge(&parts).unwrap_err();
+        assert!(e.to_string().contains("rate"), "{e}");
+        // Closed loop: no rate section.
+        for (_, r) in parts.iter_mut() {
+            r.config.rate = None;
+            r.rate = None;
+        }
+        assert_eq!(Record::merge(&parts).unwrap().rate, None);
+    }
 }
