@@ -240,6 +240,9 @@ pub fn run_valid_client_until(
             .chain(omit_caveats(&config, metering.scope))
             .collect(),
         incomplete,
+        pace: config
+            .rate
+            .map(|r| Duration::from_secs_f64(config.total_connections() as f64 / r)),
     };
     let mut record = Record::new(
         config.into_inner(),

@@ -175,6 +175,10 @@ pub struct RunNotes {
     pub fallbacks: Vec<String>,
     /// What an interrupted run could not collect.
     pub incomplete: Vec<String>,
+    /// `--rate`: the time between two of a connection's sends. A connection is quiet
+    /// that long by design, and its counts follow the schedule rather than a rate of its
+    /// own.
+    pub pace: Option<Duration>,
 }
 
 /// The warnings a run's figures deserve: a pure function of what was measured.
@@ -204,7 +208,9 @@ pub fn warnings(
         }
     }
     let gap = progress.longest_gap.as_secs_f64();
-    if secs > 0.0 && gap > STALL_FRACTION * secs {
+    // Under `--rate`, only a silence of more than two of the schedule's periods.
+    let quiet = notes.pace.map_or(0.0, |p| 2.0 * p.as_secs_f64());
+    if secs > 0.0 && gap > STALL_FRACTION * secs && gap > quiet {
         warn(
             WarningKind::Stall,
             format!(
@@ -216,7 +222,12 @@ pub fn warnings(
         );
     }
     let total = progress.total();
-    if let Some(predicted) = progress.predicted(duration) {
+    // Under `--rate` the schedule sets the counts: the rate report's achieved fraction
+    // says whether the run kept up.
+    let predicted = progress
+        .predicted(duration)
+        .filter(|_| notes.pace.is_none());
+    if let Some(predicted) = predicted {
         if (total as f64) < BELOW_RATE_FRACTION * predicted {
             warn(
                 WarningKind::BelowOwnRate,
@@ -869,6 +880,7 @@ impl Record {
                 interrupted: false,
                 fallbacks: vec!["an example fallback".into()],
                 incomplete: Vec::new(),
+                pace: None,
             },
             Some(example_system()),
         );
@@ -1037,6 +1049,38 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-02-19T01:01:01Z");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
+    }
+
+    /// A schedule of 40 messages over 4 s, one every 100 ms: its quiet stretches are the
+    /// schedule's, its slices hold 0 or 1 — no stall, no slowdown. The same progress in a
+    /// closed loop is both.
+    #[test]
+    fn a_slow_schedule_is_neither_a_stall_nor_a_slowdown() {
+        let t0 = std::time::Instant::now();
+        let run = Duration::from_secs(4);
+        let mut p = Progress::default();
+        p.begin(t0, run);
+        for k in 1..=40 {
+            p.record(t0 + Duration::from_millis(100 * k));
+        }
+        // Then a silence of 500 ms: a stall even under the schedule.
+        let mut stalled = p.clone();
+        stalled.finish(t0 + run + Duration::from_millis(500));
+        p.finish(t0 + run);
+        let kinds = |p: &Progress, pace: Option<Duration>| -> Vec<WarningKind> {
+            let notes = RunNotes {
+                pace,
+                ..Default::default()
+            };
+            warnings(&notes, run, p, 0, None)
+                .into_iter()
+                .map(|w| w.kind)
+                .collect()
+        };
+        let pace = Some(Duration::from_millis(100));
+        assert_eq!(kinds(&p, pace), []);
+        assert_eq!(kinds(&stalled, pace), [WarningKind::Stall]);
+        assert_eq!(kinds(&p, None), [WarningKind::BelowOwnRate]);
     }
 
     #[test]
