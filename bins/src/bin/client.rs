@@ -111,7 +111,8 @@ struct Args {
     /// come back, and time each round trip from its message's due time, so a stall counts
     /// for every message it delays (no coordinated omission). --depth caps the echoes
     /// outstanding per connection. Default: closed loop (send when an echo returns).
-    #[arg(long, value_name = "MSGS_PER_S", value_parser = cli::rate_arg)]
+    /// `--mps` is sockperf's name for it.
+    #[arg(long, visible_alias = "mps", value_name = "MSGS_PER_S", value_parser = cli::rate_arg)]
     rate: Option<f64>,
     /// Print help.
     #[arg(long, action = ArgAction::Help)]
