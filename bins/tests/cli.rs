@@ -1428,7 +1428,12 @@ fn rate_runs_open_loop_and_says_what_it_achieved() {
         let o = timed(
             &server,
             &[
-                "--rate",
+                // sockperf's name for it, on one of the engines.
+                if backend == "syscall" {
+                    "--rate"
+                } else {
+                    "--mps"
+                },
                 "500",
                 "--depth",
                 "8",
