@@ -14,6 +14,9 @@
 //!   stream with [`Flow::eof`];
 //! - once [`Flow::wants_half_close`] and no send is in flight, shut the socket's sending
 //!   side and say so with [`Flow::half_closed`];
+//! - when [`Flow::send_at`] names a time (an open-loop client, `--rate`, whose next
+//!   message is not yet due), block on nothing past it, and ask [`Flow::next_tx`] again
+//!   then;
 //! - stop when [`Flow::is_done`] and every buffer is home ([`Flow::pool_home`]).
 //!
 //! A stream flows one way or both ([`Direction`]), and the client always decides when it
