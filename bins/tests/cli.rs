@@ -153,6 +153,8 @@ fn help_lists_every_flag_with_its_default() {
         "--io-timeout",
         "--reverse",
         "--bidir",
+        "-n, --bytes",
+        "--messages",
         "--help",
         "--version",
     ] {
@@ -1464,4 +1466,103 @@ fn rate_runs_open_loop_and_says_what_it_achieved() {
         "{v}"
     );
     assert_eq!(v["config"]["depth"], 1);
+}
+
+/// Issue 16: `--messages N` and `-n BYTES` (iperf3's) end the run once the client has sent
+/// that much, in all, instead of after -d; the record keeps the count and reruns from it.
+#[test]
+fn a_count_ends_the_run_instead_of_a_duration() {
+    let server = ServerProc::start(&[]);
+    let record = |o: &Output| -> engine::Record {
+        assert!(o.status.success(), "{:?}", text(o));
+        serde_json::from_slice(&o.stdout).expect("one JSON record")
+    };
+    for backend in ["syscall", "uring"] {
+        for workload in ["echo", "stream"] {
+            let case = format!("{backend} {workload}");
+            let run_args = ["-t", "2", "--backend", backend, "--workload", workload];
+            let o = timed(
+                &server,
+                &[&run_args[..], &["--messages", "777", "--format", "json"]].concat(),
+            );
+            let r = record(&o);
+            let server_sent = |r: &engine::Record| r.server.as_ref().unwrap().stats.msgs_received;
+            assert_eq!(r.client.stats.msgs_sent, 777, "{case}");
+            assert_eq!(server_sent(&r), 777, "{case}: the server's count");
+            assert_eq!(r.config.messages, Some(777), "{case}");
+            assert_eq!(
+                r.config.duration,
+                engine::config::MAX_DURATION,
+                "{case}: the cap"
+            );
+            assert!(r
+                .warnings
+                .iter()
+                .all(|w| w.kind != engine::WarningKind::Interrupted));
+            // The record's config runs the same count again.
+            let spec = serde_json::to_string(&r.config).unwrap();
+            let again = record(&run(CLIENT, &["--spec", &spec, "--format", "json"]));
+            assert_eq!(again.config, r.config, "{case}");
+            assert_eq!(server_sent(&again), 777, "{case}: rerun from its spec");
+            // 100K in messages of 3000 bytes: 34.13, rounded up to 35.
+            let o = timed(
+                &server,
+                &[
+                    &run_args[..],
+                    &["-s", "3000", "-n", "100K", "--format", "json"],
+                ]
+                .concat(),
+            );
+            let r = record(&o);
+            assert_eq!(r.config.bytes, Some(102_400), "{case}");
+            assert_eq!(r.client.stats.msgs_sent, 35, "{case}");
+            assert_eq!(r.client.stats.bytes_sent, 35 * 3000, "{case}");
+            assert_eq!(server_sent(&r), 35, "{case}");
+        }
+    }
+    let o = timed(&server, &["--messages", "50"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let (out, _) = text(&o);
+    assert!(
+        out.contains("\nMessages: 50 in all (at most 86400 seconds)\n"),
+        "{out}"
+    );
+    assert!(out.contains("Total Messages: 50\n"), "{out}");
+    assert!(!out.contains("Duration: 86400"), "{out}");
+    let o = timed(&server, &["-s", "1K", "-n", "10K"]);
+    let (out, _) = text(&o);
+    assert!(
+        out.contains("\nBytes: 10240 in all: 10 messages (at most 86400 seconds)\n"),
+        "{out}"
+    );
+    // Each excludes -d and the other; a reverse client sends nothing to count.
+    let port = server.port.to_string();
+    for (args, error) in [
+        (
+            &["--messages", "5", "-d", "1"][..],
+            "'--messages <N>' cannot be used with '--duration <SECONDS>'",
+        ),
+        (
+            &["-n", "1M", "-d", "1"],
+            "'--bytes <BYTES>' cannot be used with '--duration <SECONDS>'",
+        ),
+        (
+            &["-n", "1M", "--messages", "5"],
+            "'--bytes <BYTES>' cannot be used with '--messages <N>'",
+        ),
+        (
+            &["--workload", "stream", "--reverse", "--messages", "5"],
+            "error: --messages counts what the client sends, and with --reverse it sends nothing",
+        ),
+        (
+            &["--messages", "0"],
+            "error: --messages is 0: it must be more than 0",
+        ),
+    ] {
+        let o = run(CLIENT, &[&["-p", &port][..], args].concat());
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(out, "", "{args:?}: refused before the banner");
+        assert!(err.contains(error), "{args:?}: {err}");
+    }
 }

@@ -232,6 +232,7 @@ pub fn run_valid_client_until(
     let notes = RunNotes {
         interrupted: stop.load(Ordering::Relaxed),
         planned: config.duration,
+        count: config.message_count(),
         fallbacks: plan
             .note
             .iter()
@@ -457,6 +458,8 @@ fn connect(
         backend: config.backend,
         size: config.size as u32,
         depth: config.depth as u32,
+        // The server does not use it: the client ends the run. With a count
+        // (`--messages`, `-n`) it is the run's cap.
         duration_ms: config.duration.as_millis().min(u32::MAX as u128) as u32,
         flow,
         thread,
@@ -520,8 +523,8 @@ fn read_error(e: ReadError, what: &str) -> Error {
     }
 }
 
-/// The client side of connection `index`'s workload.
-fn client_flow_spec(config: &ClientConfig, index: usize) -> FlowSpec {
+/// The client side of connection `flow`'s workload (flows numbered over every thread).
+fn client_flow_spec(config: &ClientConfig, flow: usize) -> FlowSpec {
     FlowSpec {
         role: Role::Client,
         workload: config.workload,
@@ -534,7 +537,8 @@ fn client_flow_spec(config: &ClientConfig, index: usize) -> FlowSpec {
         direction: config.direction,
         schedule: config
             .rate
-            .map(|r| Schedule::new(r, config.total_connections(), index)),
+            .map(|r| Schedule::new(r, config.total_connections(), flow)),
+        messages: config.messages_of(flow),
     }
 }
 

@@ -62,7 +62,8 @@ pub struct ClientConfig {
     pub conns: usize,
     /// Messages in flight per connection.
     pub depth: usize,
-    /// The measured interval.
+    /// The measured interval; with a count (`messages`, `bytes`), the most the run may
+    /// take (the client binary sets it to [`MAX_DURATION`] then).
     #[serde(with = "secs_f64")]
     pub duration: Duration,
     pub verify: Verify,
@@ -111,6 +112,15 @@ pub struct ClientConfig {
     /// outstanding per connection. `None`: closed loop. Absent from records without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
+    /// `--messages N`: the run ends once the client has sent N messages after the warm-up,
+    /// in all, split evenly over the connections ([`ClientConfig::messages_of`]), rather
+    /// than after `duration`, which is then a cap. Absent from records without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<u64>,
+    /// `-n BYTES` (iperf3's `--bytes`): as `messages`, given in bytes and rounded up to
+    /// whole messages ([`ClientConfig::message_count`]). Absent from records without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
 }
 
 /// The highest `--rate` accepted, messages a second in all: a schedule finer than 10 ns
@@ -152,6 +162,8 @@ impl Default for ClientConfig {
             omit: Duration::ZERO,
             interval: Duration::ZERO,
             rate: None,
+            messages: None,
+            bytes: None,
         }
     }
 }
@@ -274,12 +286,66 @@ impl ClientConfig {
             return Err(Error::Config("host (-h) must not be empty".into()));
         }
         check_polling(self.backend, self.sqpoll, self.busy_poll_us)?;
+        self.check_message_count()?;
         Ok(Valid(self))
+    }
+
+    /// A count (`--messages`, `-n`) is one of the two, names at least a message per
+    /// connection, and counts what the client sends.
+    fn check_message_count(&self) -> Result<(), Error> {
+        let flag = match (self.messages, self.bytes) {
+            (None, None) => return Ok(()),
+            (Some(_), Some(_)) => {
+                return Err(Error::Config(
+                    "--messages and -n/--bytes both set the run's length: give one".into(),
+                ))
+            }
+            (Some(_), None) => "--messages",
+            (None, Some(_)) => "-n/--bytes",
+        };
+        let n = self.message_count().unwrap_or(0);
+        let conns = self.total_connections() as u64;
+        if n == 0 {
+            return Err(Error::Config(format!(
+                "{flag} is 0: it must be more than 0"
+            )));
+        }
+        if n < conns {
+            return Err(Error::Config(format!(
+                "{flag} asks for {} in all, fewer than the run's {}: each connection \
+                 sends its share, at least one",
+                count(n, "message", "messages"),
+                count(conns, "connection", "connections")
+            )));
+        }
+        if self.direction == Direction::Reverse {
+            return Err(Error::Config(format!(
+                "{flag} counts what the client sends, and with --reverse it sends nothing; \
+                 use -d, or --bidir"
+            )));
+        }
+        Ok(())
     }
 
     /// Connections in the whole run.
     pub fn total_connections(&self) -> usize {
         self.threads * self.conns
+    }
+
+    /// The messages the run ends after, in all (`--messages`, or `-n` rounded up to whole
+    /// messages); `None`: it lasts `duration`.
+    pub fn message_count(&self) -> Option<u64> {
+        self.messages
+            .or_else(|| self.bytes.map(|b| b.div_ceil(self.size.max(1) as u64)))
+    }
+
+    /// Connection `flow`'s share of [`ClientConfig::message_count`] (flows numbered from 0
+    /// over every thread): the count split evenly, the first `count % connections` flows
+    /// sending one more.
+    pub fn messages_of(&self, flow: usize) -> Option<u64> {
+        let conns = self.total_connections().max(1) as u64;
+        self.message_count()
+            .map(|n| n / conns + u64::from((flow as u64) < n % conns))
     }
 }
 
@@ -581,6 +647,78 @@ mod tests {
             (c.omit, c.interval),
             (Duration::from_millis(1500), Duration::ZERO)
         );
+    }
+
+    #[test]
+    fn a_count_is_checked_split_and_absent_from_records_without_one() {
+        let ok = ClientConfig {
+            workload: Workload::Stream,
+            backend: Backend::Uring,
+            threads: 2,
+            conns: 2,
+            size: 1000,
+            ..ClientConfig::default()
+        };
+        let with = |messages, bytes| ClientConfig {
+            messages,
+            bytes,
+            ..ok.clone()
+        };
+        let err = |c: ClientConfig| c.validate().unwrap_err().to_string();
+        assert_eq!(
+            with(None, Some(4001)).message_count(),
+            Some(5),
+            "rounded up"
+        );
+        assert_eq!(with(None, Some(4000)).message_count(), Some(4));
+        assert_eq!(with(Some(7), None).message_count(), Some(7));
+        assert_eq!(ok.message_count(), None);
+        let c = with(Some(7), None);
+        let shares: Vec<_> = (0..4).map(|f| c.messages_of(f).unwrap()).collect();
+        assert_eq!(shares, [2, 2, 2, 1], "7 over 4 connections");
+        assert_eq!(ok.messages_of(0), None);
+        assert!(with(Some(4), None).validate().is_ok());
+        assert!(with(None, Some(3001)).validate().is_ok(), "4 messages");
+        assert_eq!(
+            err(with(Some(1), Some(1))),
+            "--messages and -n/--bytes both set the run's length: give one"
+        );
+        assert_eq!(
+            err(with(Some(0), None)),
+            "--messages is 0: it must be more than 0"
+        );
+        assert_eq!(
+            err(with(None, Some(2001))),
+            "-n/--bytes asks for 3 messages in all, fewer than the run's 4 connections: \
+             each connection sends its share, at least one"
+        );
+        let e = err(ClientConfig {
+            direction: Direction::Reverse,
+            ..with(Some(10), None)
+        });
+        assert!(e.contains("with --reverse it sends nothing"), "{e}");
+        assert!(ClientConfig {
+            direction: Direction::Bidir,
+            ..with(Some(10), None)
+        }
+        .validate()
+        .is_ok());
+        // The cap is still a duration's limits.
+        assert!(ClientConfig {
+            duration: MAX_DURATION,
+            ..with(Some(10), None)
+        }
+        .validate()
+        .is_ok());
+        let v = serde_json::to_value(&ok).unwrap();
+        assert!(v.get("messages").is_none() && v.get("bytes").is_none());
+        let c: ClientConfig = serde_json::from_value(v).unwrap();
+        assert_eq!(c, ok, "a record without a count reads back without one");
+        for c in [with(Some(10), None), with(None, Some(1 << 20))] {
+            let back: ClientConfig =
+                serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+            assert_eq!(back, c);
+        }
     }
 
     #[test]

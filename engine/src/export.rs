@@ -82,7 +82,22 @@ pub fn client_banner(config: &ClientConfig, server: &str) -> String {
         let _ = writeln!(s, "Connections per thread: {}", config.conns);
     }
     let _ = writeln!(s, "Depth: {}", config.depth);
-    let _ = writeln!(s, "Duration: {} seconds", config.duration.as_secs_f64());
+    let cap = config.duration.as_secs_f64();
+    match (config.messages, config.bytes, config.message_count()) {
+        (Some(n), _, _) => {
+            let _ = writeln!(s, "Messages: {n} in all (at most {cap} seconds)");
+        }
+        (None, Some(b), Some(n)) => {
+            let _ = writeln!(
+                s,
+                "Bytes: {b} in all: {} (at most {cap} seconds)",
+                crate::vocab::count(n, "message", "messages")
+            );
+        }
+        _ => {
+            let _ = writeln!(s, "Duration: {cap} seconds");
+        }
+    }
     if !config.omit.is_zero() {
         let _ = writeln!(
             s,
@@ -165,11 +180,14 @@ pub fn human(r: &Record) -> String {
     let m = &r.summary;
     let _ = writeln!(s, "{RULE}\nSUMMARY\n{RULE}");
     if r.interrupted {
+        let planned = match r.config.message_count() {
+            Some(n) => crate::vocab::count(n, "message", "messages"),
+            None => format!("{:.2} s", r.config.duration.as_secs_f64()),
+        };
         let _ = writeln!(
             s,
-            "Interrupted: stopped after {:.2} s of {:.2} s; the figures cover what ran",
+            "Interrupted: stopped after {:.2} s of {planned}; the figures cover what ran",
             m.duration_s,
-            r.config.duration.as_secs_f64()
         );
     }
     let _ = writeln!(s, "Active Threads: {}", m.threads);
@@ -661,6 +679,44 @@ pub fn size_label(n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_banner_says_a_count_where_it_sets_the_run_length() {
+        let timed = ClientConfig::default();
+        let text = client_banner(&timed, "h:1");
+        assert!(text.contains("\nDuration: 3 seconds\n"), "{text}");
+        let counted = ClientConfig {
+            messages: Some(5000),
+            duration: crate::config::MAX_DURATION,
+            ..ClientConfig::default()
+        };
+        let text = client_banner(&counted, "h:1");
+        assert!(
+            text.contains("\nMessages: 5000 in all (at most 86400 seconds)\n"),
+            "{text}"
+        );
+        assert!(!text.contains("Duration:"), "{text}");
+        let text = client_banner(
+            &ClientConfig {
+                messages: None,
+                bytes: Some(10 * 4096 + 1),
+                ..counted
+            },
+            "h:1",
+        );
+        assert!(
+            text.contains("\nBytes: 40961 in all: 11 messages (at most 86400 seconds)\n"),
+            "{text}"
+        );
+        let mut r = Record::example();
+        r.interrupted = true;
+        r.config.bytes = None;
+        assert!(
+            human(&r).contains("Interrupted: stopped after 1.00 s of 1000 messages;"),
+            "{}",
+            human(&r)
+        );
+    }
 
     #[test]
     fn interval_lines_are_one_per_thread_then_the_sum_marked_when_omitted() {

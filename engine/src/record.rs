@@ -16,7 +16,7 @@ use crate::stats::{
 };
 use crate::tcpinfo::{TcpInfo, TcpSummary};
 pub use crate::vocab::WarningKind;
-use crate::vocab::{RxMode, SetupFlag, SetupFlags, UringRecv, Verify};
+use crate::vocab::{count, RxMode, SetupFlag, SetupFlags, UringRecv, Verify};
 
 /// Bumped whenever a field changes meaning or goes away (adding one does not).
 ///
@@ -169,8 +169,10 @@ pub const BELOW_RATE_FRACTION: f64 = 0.7;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunNotes {
     pub interrupted: bool,
-    /// Planned interval.
+    /// Planned interval (with a count, its cap).
     pub planned: Duration,
+    /// The messages the client was to send in all (`--messages`, `-n`), if counted.
+    pub count: Option<u64>,
     /// Fallbacks taken, in words.
     pub fallbacks: Vec<String>,
     /// What an interrupted run could not collect.
@@ -193,11 +195,14 @@ pub fn warnings(
     let mut warn = |kind, text: String| out.push(Warning { kind, text });
     let secs = duration.as_secs_f64();
     if notes.interrupted {
+        let planned = match notes.count {
+            Some(n) => count(n, "message", "messages"),
+            None => format!("{:.2} s", notes.planned.as_secs_f64()),
+        };
         warn(
             WarningKind::Interrupted,
             format!(
-                "interrupted after {secs:.2} s of the planned {:.2} s: the figures cover only what ran",
-                notes.planned.as_secs_f64()
+                "interrupted after {secs:.2} s of the planned {planned}: the figures cover only what ran"
             ),
         );
         for missing in &notes.incomplete {
@@ -252,6 +257,22 @@ pub fn warnings(
         warn(WarningKind::Fallback, f.clone());
     }
     out
+}
+
+/// A counted run (`--messages`, `-n`) that its time cap ended before the client sent the
+/// count: `sent` is what it sent.
+pub fn count_warning(notes: &RunNotes, sent: u64) -> Option<Warning> {
+    let planned = notes.count.filter(|&n| sent < n && !notes.interrupted)?;
+    Some(Warning {
+        kind: WarningKind::Interrupted,
+        text: format!(
+            "the time cap of {} s ended the run after {} of the {planned} asked for: the \
+             figures cover only what ran; give the run more time (a --spec's duration) or \
+             ask for fewer",
+            notes.planned.as_secs_f64(),
+            count(sent, "message", "messages"),
+        ),
+    })
 }
 
 fn ms(ns: u64) -> String {
@@ -645,6 +666,7 @@ impl Record {
                 ));
             }
         }
+        let sent = stats.msgs_sent;
         let first_error = stats.first_verify_error.clone().or_else(|| {
             server
                 .as_ref()
@@ -680,6 +702,7 @@ impl Record {
             summary.verify_errors,
             first_error.as_deref(),
         );
+        warnings.extend(count_warning(&notes, sent));
         warnings.extend(cpu_warnings(&client, server.as_ref(), system.as_ref()));
         for (who, side) in [("client", Some(&client)), ("server", server.as_ref())] {
             if let Some(b) = side.and_then(|s| s.busy_poll.as_ref()) {
@@ -758,6 +781,10 @@ impl Record {
             sqpoll: Some(crate::polling::SqPoll { cpu: Some(1) }),
             busy_poll_us: Some(50),
             rate: Some(1.0),
+            // A valid config gives one of the two at most; both here, so that the CSV has a
+            // column for each.
+            messages: Some(1000),
+            bytes: Some(4 << 20),
             ..ClientConfig::default()
                 .validate()
                 .expect("the default config is valid")
@@ -877,6 +904,7 @@ impl Record {
             client,
             RunNotes {
                 planned: Duration::from_secs(1),
+                count: None,
                 interrupted: false,
                 fallbacks: vec!["an example fallback".into()],
                 incomplete: Vec::new(),
@@ -1081,6 +1109,48 @@ mod tests {
         assert_eq!(kinds(&p, pace), []);
         assert_eq!(kinds(&stalled, pace), [WarningKind::Stall]);
         assert_eq!(kinds(&p, None), [WarningKind::BelowOwnRate]);
+    }
+
+    #[test]
+    fn a_count_cut_short_is_warned_of_and_an_interruption_names_the_count() {
+        let notes = RunNotes {
+            planned: Duration::from_secs(5),
+            count: Some(1000),
+            ..RunNotes::default()
+        };
+        assert_eq!(count_warning(&notes, 1000), None, "the count was reached");
+        let w = count_warning(&notes, 999).expect("cut short");
+        assert_eq!(w.kind, WarningKind::Interrupted);
+        assert!(
+            w.text.starts_with(
+                "the time cap of 5 s ended the run after 999 messages of the 1000 asked for"
+            ),
+            "{}",
+            w.text
+        );
+        assert_eq!(count_warning(&RunNotes::default(), 0), None, "no count");
+        let stopped = RunNotes {
+            interrupted: true,
+            ..notes
+        };
+        assert_eq!(
+            count_warning(&stopped, 10),
+            None,
+            "the signal's warning says it"
+        );
+        let w = warnings(
+            &stopped,
+            Duration::from_secs(1),
+            &Progress::default(),
+            0,
+            None,
+        );
+        assert!(
+            w[0].text
+                .starts_with("interrupted after 1.00 s of the planned 1000 messages"),
+            "{}",
+            w[0].text
+        );
     }
 
     #[test]

@@ -68,6 +68,9 @@ pub struct FlowSpec {
     pub direction: Direction,
     /// How this side receives (`--rx`).
     pub rx: RxMode,
+    /// A client's count (`--messages`, `-n`): it stops once it has sent this many after
+    /// the warm-up, and `duration` is only a cap; `None`: it runs `duration`.
+    pub messages: Option<u64>,
     /// `--rate`: an echo client's open-loop schedule; `None`: closed loop (each send
     /// waits only for a free place among `depth`).
     pub schedule: Option<Schedule>,
@@ -141,6 +144,8 @@ pub struct Flow {
     template: Arc<Template>,
     pool: Pool,
     deadline: Option<Instant>,
+    /// A client's count: messages it may still hand out once the warm-up is over.
+    budget: Option<u64>,
     stopping: bool,
     next_seq: u64,
     /// Echo client: send times of messages whose echo has not arrived, oldest first.
@@ -199,6 +204,7 @@ impl Flow {
         Flow {
             spec,
             deadline: None,
+            budget: None,
             stopping: false,
             next_seq: 0,
             sent_at: VecDeque::with_capacity(spec.depth),
@@ -282,6 +288,7 @@ impl Flow {
         if self.spec.role == Role::Client {
             let omit = self.spec.omit;
             self.deadline = Some(now + omit + self.spec.duration);
+            self.budget = self.spec.messages;
             self.measure_at = (!omit.is_zero()).then_some(now + omit);
             self.progress.begin(now, self.spec.duration);
         }
@@ -318,6 +325,10 @@ impl Flow {
             return;
         };
         self.measure_at = None;
+        // Messages handed out in the warm-up that the kernel takes after it are counted
+        // as sent in the measured interval: they come out of the count.
+        let in_flight = self.next_seq.saturating_sub(self.stats.msgs_sent);
+        self.budget = self.spec.messages.map(|n| n.saturating_sub(in_flight));
         self.stats = FlowStats {
             verify_errors: self.stats.verify_errors,
             first_verify_error: self.stats.first_verify_error.take(),
@@ -343,10 +354,11 @@ impl Flow {
 
     /// The next message to send, stamped (and serialized, in two-copy), or `None` when the
     /// workload has nothing to send now. A client's deadline is looked at here, whether
-    /// or not it sends.
+    /// or not it sends, and its count (`--messages`).
     pub fn next_tx(&mut self, now: Instant) -> Option<Box<Message>> {
         self.end_warm_up(now);
-        if !self.stopping && self.deadline.is_some_and(|d| now >= d) {
+        let spent = self.budget == Some(0);
+        if !self.stopping && (spent || self.deadline.is_some_and(|d| now >= d)) {
             self.stopping = true;
             // Buffers whose reading the peer has proved go back to the pool.
             self.settle();
@@ -369,6 +381,7 @@ impl Flow {
                 }
                 msg.stamp(self.next_seq);
                 self.next_seq += 1;
+                self.spend();
                 self.sent_at.push_back(due);
                 msg
             }
@@ -381,6 +394,7 @@ impl Flow {
                 let mut msg = self.pool.take_tx()?;
                 msg.stamp(self.next_seq);
                 self.next_seq += 1;
+                self.spend();
                 // A stream's progress is a buffer free for the next message.
                 self.progress.record(now);
                 msg
@@ -407,6 +421,16 @@ impl Flow {
             msg.serialize();
         }
         Some(msg)
+    }
+
+    /// A client handed out a message: one fewer left of its count, once the warm-up
+    /// is over (the count is of measured messages).
+    fn spend(&mut self) {
+        if self.measure_at.is_none() {
+            if let Some(left) = &mut self.budget {
+                *left -= 1;
+            }
+        }
     }
 
     /// The kernel took every byte of `msg`.
@@ -945,6 +969,7 @@ mod tests {
             rx: RxMode::Copy,
             direction,
             schedule: None,
+            messages: None,
         };
         Flow::new(spec, template, pool)
     }
@@ -1110,6 +1135,66 @@ mod tests {
             Duration::from_secs(1),
             "from the warm-up's end"
         );
+    }
+
+    #[test]
+    fn a_count_ends_the_clients_sends() {
+        let t0 = Instant::now();
+        let mut c = flow(Role::Client, Workload::Stream, Mode::OneCopy, 4);
+        c.spec.messages = Some(3);
+        c.begin(t0);
+        let held: Vec<_> = (0..3)
+            .map(|_| c.next_tx(t0).expect("in the count"))
+            .collect();
+        assert!(
+            c.next_tx(t0).is_none(),
+            "the count is spent, the deadline far"
+        );
+        for m in held {
+            c.sent(&m);
+            c.release(m);
+        }
+        assert!(c.is_done() && c.pool_home());
+        assert_eq!(c.stats.msgs_sent, 3);
+
+        let mut e = flow(Role::Client, Workload::Echo, Mode::OneCopy, 4);
+        e.spec.messages = Some(2);
+        e.begin(t0);
+        let a = e.next_tx(t0).unwrap();
+        let b = e.next_tx(t0).unwrap();
+        assert!(e.next_tx(t0).is_none(), "2 of a window of 4");
+        for m in [a, b] {
+            e.sent(&m);
+            e.release(m);
+        }
+        assert!(!e.is_done(), "the echoes are still due");
+        assert!(e.wants_rx());
+    }
+
+    #[test]
+    fn a_count_is_of_messages_sent_after_the_warm_up() {
+        let mut c = flow(Role::Client, Workload::Stream, Mode::OneCopy, 4);
+        c.spec.omit = Duration::from_secs(2);
+        c.spec.messages = Some(3);
+        let t0 = Instant::now();
+        c.begin(t0);
+        let a = c.next_tx(t0).unwrap();
+        let b = c.next_tx(t0).unwrap();
+        c.sent(&a);
+        c.release(a);
+        // The warm-up ends with `b` handed out but not yet taken: it counts as sent in the
+        // measured interval, so two more make the three.
+        let measured = t0 + Duration::from_millis(2500);
+        let d = c.next_tx(measured).unwrap();
+        assert!(!c.warming_up());
+        let e = c.next_tx(measured).unwrap();
+        assert!(c.next_tx(measured).is_none(), "b, d and e make 3");
+        for m in [b, d, e] {
+            c.sent(&m);
+            c.release(m);
+        }
+        assert_eq!(c.stats.msgs_sent, 3);
+        assert!(c.is_done() && c.pool_home());
     }
 
     #[test]

@@ -252,10 +252,23 @@ mod tests {
             config: Box::default(),
             peer_agent: Some("10.0.0.1:8079".into()),
         };
+        // A counted run's config (`--messages`) travels whole.
+        let counted = Request::Connect {
+            config: Box::new(ClientConfig {
+                messages: Some(1000),
+                ..ClientConfig::default()
+            }),
+            peer_agent: None,
+        };
         write_frame(&mut buf, &req).unwrap();
+        write_frame(&mut buf, &counted).unwrap();
         write_frame(&mut buf, &Request::Go).unwrap();
         let mut r = &buf[..];
         assert_eq!(read_frame::<_, Request>(&mut r, MAX_REQUEST).unwrap(), req);
+        assert_eq!(
+            read_frame::<_, Request>(&mut r, MAX_REQUEST).unwrap(),
+            counted
+        );
         assert_eq!(
             read_frame::<_, Request>(&mut r, MAX_REQUEST).unwrap(),
             Request::Go

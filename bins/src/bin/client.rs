@@ -1,5 +1,6 @@
-//! copyperf client: drives one workload through one send path for a fixed time on every
-//! thread, then prints both sides' figures as a summary, JSON or CSV.
+//! copyperf client: drives one workload through one send path on every thread for a fixed
+//! time or a fixed count of messages, then prints both sides' figures as a summary, JSON or
+//! CSV.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -42,6 +43,16 @@ struct Args {
     /// Measured interval in seconds (fractions allowed).
     #[arg(short = 'd', long, value_name = "SECONDS", default_value = "3", value_parser = cli::seconds_arg)]
     duration: Duration,
+    /// End the run once the client has sent BYTES (suffixes K, M, G) after the warm-up,
+    /// rounded up to whole messages, in all: split evenly over the connections (iperf3's
+    /// -n). Instead of -d; the run may take at most 24 hours. Not with --reverse.
+    #[arg(short = 'n', long, value_name = "BYTES", value_parser = cli::size_arg, conflicts_with_all = ["duration", "messages"])]
+    bytes: Option<usize>,
+    /// End the run once the client has sent N messages after the warm-up, in all: split
+    /// evenly over the connections (echo: N round trips). Instead of -d; the run may take
+    /// at most 24 hours. Not with --reverse.
+    #[arg(long, value_name = "N", conflicts_with = "duration")]
+    messages: Option<u64>,
     /// How bytes reach the kernel.
     #[arg(long, default_value = "syscall", value_parser = Backend::parser())]
     backend: Backend,
@@ -120,7 +131,7 @@ struct Args {
 }
 
 /// The flags a `--spec` replaces.
-const RUN_FLAGS: [&str; 24] = [
+const RUN_FLAGS: [&str; 26] = [
     "host",
     "port",
     "size",
@@ -145,6 +156,8 @@ const RUN_FLAGS: [&str; 24] = [
     "busy_poll",
     "omit",
     "rate",
+    "bytes",
+    "messages",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -186,6 +199,7 @@ fn main() -> ExitCode {
 
 /// The configuration the run flags describe.
 fn config_from(args: Args) -> ClientConfig {
+    let counted = args.messages.is_some() || args.bytes.is_some();
     ClientConfig {
         host: args.host,
         port: args.port,
@@ -199,7 +213,12 @@ fn config_from(args: Args) -> ClientConfig {
             Some(_) => engine::config::RATE_DEPTH,
             None => 1,
         }),
-        duration: args.duration,
+        // A count ends the run; the duration is then only its cap.
+        duration: if counted {
+            engine::config::MAX_DURATION
+        } else {
+            args.duration
+        },
         verify: args.verify,
         connect_timeout: args.connect_timeout,
         io_timeout: args.io_timeout,
@@ -218,6 +237,8 @@ fn config_from(args: Args) -> ClientConfig {
         omit: args.omit,
         interval: Duration::ZERO,
         rate: args.rate,
+        messages: args.messages,
+        bytes: args.bytes.map(|b| b as u64),
     }
 }
 

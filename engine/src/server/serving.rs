@@ -56,6 +56,7 @@ pub(super) fn server_flow_spec(hello: &Hello) -> FlowSpec {
         rx: hello.rx,
         direction: hello.direction,
         schedule: None,
+        messages: None,
     }
 }
 

@@ -1,5 +1,6 @@
 //! Integration tests: real servers and clients on 127.0.0.1:0, in one test binary.
 
+mod count;
 mod counters;
 mod direction;
 mod errors;
