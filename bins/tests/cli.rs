@@ -1306,7 +1306,12 @@ fn intervals_stream_as_json_lines_and_add_up_to_the_record() {
         for i in &intervals {
             let t = &i.threads;
             assert_eq!(i.sum.msgs_sent, t[0].msgs_sent + t[1].msgs_sent, "{what}");
-            assert_eq!(i.sum.retransmits, None, "{what}: not read yet");
+            // TCP_INFO at every look: loopback gives every field.
+            assert!(i.sum.retransmits.is_some(), "{what}: {i:?}");
+            assert!(i
+                .threads
+                .iter()
+                .all(|t| t.cwnd.is_some() && t.srtt_us.is_some()));
             if workload == "echo" && i.sum.msgs_received > 0 {
                 assert!(i.sum.p50_us.unwrap() <= i.sum.p99_us.unwrap(), "{what}");
             }
@@ -1331,6 +1336,12 @@ fn human_intervals_print_a_line_per_thread_and_a_sum() {
     assert!((1..=3).contains(&sums), "{out}");
     assert!(out.lines().any(|l| l.starts_with("[  1]")), "{out}");
     assert!(out.contains("  0.00-0.50"), "{out}");
+    // Retr, Cwnd and srtt read from TCP_INFO: numbers, not `-`.
+    for line in out.lines().filter(|l| l.starts_with("[SUM]")) {
+        let cols: Vec<&str> = line.split_whitespace().rev().take(4).collect();
+        assert_eq!(cols[0], "us", "{line}");
+        assert!(cols[1..].iter().all(|c| c.parse::<u64>().is_ok()), "{line}");
+    }
     assert!(out.contains("SUMMARY"), "the summary follows: {out}");
 }
 

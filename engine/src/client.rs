@@ -137,6 +137,17 @@ pub fn run_valid_client_until(
     } else {
         (0..config.threads).map(|_| Arc::default()).collect()
     };
+    // The reporter's own handle on every connection, for their TCP_INFO at each look:
+    // open until it is done, whenever the threads close theirs.
+    let sockets: Vec<Vec<TcpStream>> = if live.is_empty() {
+        Vec::new()
+    } else {
+        threads
+            .iter()
+            .map(|conns| conns.iter().map(|c| c.stream.try_clone()).collect())
+            .collect::<Result<_, _>>()
+            .map_err(|e| Error::io("duplicating a socket for the interval reporter", e))?
+    };
     let started = SystemTime::now();
     let (results, core, system_start, intervals) = std::thread::scope(|scope| {
         let handles: Vec<_> = threads
@@ -171,7 +182,9 @@ pub fn run_valid_client_until(
         let reporter = (!live.is_empty()).then(|| {
             let (live, flows_end) = (&live, &flows_end);
             let clock = IntervalClock::new(go, config.interval, omit);
-            scope.spawn(move || report_intervals(live, clock, finished, flows_end, on_event))
+            scope.spawn(move || {
+                report_intervals(live, sockets, clock, finished, flows_end, on_event)
+            })
         });
         if !omit.is_zero() {
             // The machine's readings start where the measured interval does, after the
@@ -335,12 +348,13 @@ impl IntervalClock {
 /// anything did), sending each interval as an event and returning them all.
 fn report_intervals(
     live: &[Arc<LiveCounters>],
+    sockets: Vec<Vec<TcpStream>>,
     mut clock: IntervalClock,
     finished: mpsc::Receiver<()>,
     flows_end: &OnceLock<Instant>,
     on_event: &(dyn Fn(ClientEvent) + Sync),
 ) -> Vec<Interval> {
-    let mut sampler = Sampler::new(live.len(), clock.omit_end - clock.go);
+    let mut sampler = Sampler::new(live.len(), clock.omit_end - clock.go, sockets);
     let mut out = Vec::new();
     let mut last = clock.go;
     loop {
@@ -710,13 +724,18 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
     // In reverse and bidir the flow shut the sending side already (its end is the
     // server's cue to end its stream).
     let half_close = config.direction == Direction::Forward;
+    // Every connection's TCP_INFO before the server's figures are asked for (and the
+    // sending sides closed): its state at the end of the run. A refusal leaves every
+    // field missing. The interval reporter's last look takes the same readings.
+    let fds: Vec<_> = conns.iter().map(|c| c.stream.as_raw_fd()).collect();
+    result.tcp_info = match &ctx.live {
+        Some(live) => live.read_tcp_at_end(&fds),
+        None => fds
+            .iter()
+            .map(|&fd| TcpInfo::read(fd).unwrap_or_default())
+            .collect(),
+    };
     for conn in &conns {
-        // Each connection's TCP_INFO just before the server's figures are asked for (and
-        // the sending side closed): its state at the end of the run. A refusal leaves every
-        // field missing.
-        result
-            .tcp_info
-            .push(TcpInfo::read(conn.stream.as_raw_fd()).unwrap_or_default());
         match server_report(conn, wait, half_close) {
             Ok(report) => result.server.push(report),
             Err(e) if interrupted => {

@@ -128,21 +128,23 @@ pub fn client_banner(config: &ClientConfig, server: &str) -> String {
 /// The heading over the live interval lines (`--interval`).
 pub fn interval_header() -> String {
     format!(
-        "[ ID] {:<17} {:>15} {:>13} {:>10} {:>10} {:>10} {:>5}",
-        "Interval", "Sent", "Received", "Messages", "p50", "p99", "Retr"
+        "[ ID] {:<17} {:>15} {:>13} {:>10} {:>10} {:>10} {:>5} {:>5} {:>10}",
+        "Interval", "Sent", "Received", "Messages", "p50", "p99", "Retr", "Cwnd", "srtt"
     )
 }
 
 /// One interval as iperf3 prints it: a line per thread, then `[SUM]`; lines inside the
-/// warm-up (`--omit`) end in `(omitted)`.
+/// warm-up (`--omit`) end in `(omitted)`. Retransmits, the congestion window (segments)
+/// and the smoothed RTT come from TCP_INFO; `-` where the kernel did not give them.
 pub fn interval_lines(i: &Interval) -> String {
     let mut s = String::new();
     for f in i.threads.iter().chain(std::iter::once(&i.sum)) {
         let id = f.thread.map_or("SUM".to_string(), |t| format!("{t:>3}"));
         let us = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} us"));
+        let n = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
         let _ = writeln!(
             s,
-            "[{id}] {:>6.2}-{:<6.2} sec {:>8.2} Gbit/s {:>6.2} Gbit/s {:>10} {:>10} {:>10} {:>5}{}",
+            "[{id}] {:>6.2}-{:<6.2} sec {:>8.2} Gbit/s {:>6.2} Gbit/s {:>10} {:>10} {:>10} {:>5} {:>5} {:>10}{}",
             i.start_s,
             i.end_s,
             f.sent_gbps,
@@ -150,7 +152,9 @@ pub fn interval_lines(i: &Interval) -> String {
             f.msgs_sent.max(f.msgs_received),
             us(f.p50_us),
             us(f.p99_us),
-            f.retransmits.map_or("-".to_string(), |r| r.to_string()),
+            n(f.retransmits),
+            n(f.cwnd),
+            f.srtt_us.map_or("-".to_string(), |v| format!("{v} us")),
             if i.omitted { "  (omitted)" } else { "" }
         );
     }
@@ -749,8 +753,20 @@ mod tests {
             "{text}"
         );
         assert!(
-            lines[2].trim_end().ends_with('-'),
-            "no retransmits read: {text}"
+            lines[2].trim_end().ends_with("-     -          -"),
+            "no TCP_INFO read: {text}"
+        );
+        i.sum.retransmits = Some(3);
+        i.sum.cwnd = Some(10);
+        i.sum.srtt_us = Some(35);
+        let text = interval_lines(&i);
+        let sum = text.lines().last().unwrap();
+        assert!(sum.ends_with("    3    10      35 us"), "{text}");
+        let header = interval_header();
+        assert_eq!(
+            header.find("srtt").map(|at| at + 4),
+            Some(sum.len()),
+            "columns under their headings: {header}\n{sum}"
         );
         i.omitted = true;
         assert!(interval_lines(&i).lines().all(|l| l.ends_with("(omitted)")));

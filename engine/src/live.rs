@@ -7,7 +7,19 @@
 //! thread and, once per interval, the reporter ever take — so it is never contended
 //! for longer than a swap. The reporter turns the differences between two looks into an
 //! [`Interval`]: one line per thread and their sum.
+//!
+//! At every look the reporter also reads each connection's `TCP_INFO` (getsockopt works
+//! from any thread; it holds its own duplicates of the sockets, so a thread that ends and
+//! closes its connections early cannot leave it a closed or reused descriptor): the
+//! retransmits since the last look (the change in `tcpi_total_retrans`) and the
+//! congestion window and smoothed RTT at the look, as iperf3 prints Retr and Cwnd. A
+//! thread that has read its connections' end-of-run `TCP_INFO` leaves that reading here
+//! ([`LiveCounters::read_tcp_at_end`]), and later looks take it, so the intervals'
+//! retransmits add up to exactly the end-of-run count less what came before the first
+//! look (the handshake's).
 
+use std::net::TcpStream;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -15,6 +27,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::stats::Latency;
+use crate::tcpinfo::TcpInfo;
 
 /// What one client thread counted so far, shared with the reporter.
 #[derive(Debug, Default)]
@@ -25,6 +38,8 @@ pub struct LiveCounters {
     msgs_received: AtomicU64,
     /// Round trips since the reporter last took them.
     latency: Mutex<Latency>,
+    /// The thread's end-of-run `TCP_INFO` readings, once it has taken them.
+    tcp_end: Mutex<Option<Vec<TcpInfo>>>,
 }
 
 impl LiveCounters {
@@ -42,6 +57,26 @@ impl LiveCounters {
         // Poisoned only if a thread panicked while holding it; the histogram is still whole.
         let mut h = self.latency.lock().unwrap_or_else(|p| p.into_inner());
         h.record(d);
+    }
+
+    /// Reads `fds`' `TCP_INFO` at the end of the run (a refusal leaves every field
+    /// missing) and keeps the readings for the reporter's later looks: under the lock, so
+    /// that no look reads the sockets after them and then goes back to them.
+    pub(crate) fn read_tcp_at_end(&self, fds: &[RawFd]) -> Vec<TcpInfo> {
+        let mut end = self.tcp_end.lock().unwrap_or_else(|p| p.into_inner());
+        let readings = read_all(fds.iter().copied());
+        *end = Some(readings.clone());
+        readings
+    }
+
+    /// The thread's connections' `TCP_INFO` now: the end-of-run readings once taken,
+    /// else read off `sockets`.
+    fn tcp_now(&self, sockets: &[TcpStream]) -> Vec<TcpInfo> {
+        let end = self.tcp_end.lock().unwrap_or_else(|p| p.into_inner());
+        match &*end {
+            Some(readings) => readings.clone(),
+            None => read_all(sockets.iter().map(AsRawFd::as_raw_fd)),
+        }
     }
 
     /// The counts so far, and the round trips since the last look (taken away).
@@ -93,8 +128,17 @@ pub struct IntervalFigures {
     /// Echo: the interval's round trips, µs; `None` for stream or with none completed.
     pub p50_us: Option<f64>,
     pub p99_us: Option<f64>,
-    /// TCP retransmits in the interval: `None` until TCP_INFO is read (not yet).
+    /// TCP retransmits in the interval (the change in `tcpi_total_retrans` over the
+    /// thread's connections, or all of them); `None` where a connection's kernel did not
+    /// give it at either look.
     pub retransmits: Option<u64>,
+    /// Congestion window at the interval's end, segments: the mean over the thread's
+    /// connections (or all of them); `None` unless every one gave it.
+    #[serde(default)]
+    pub cwnd: Option<u64>,
+    /// Smoothed round-trip time at the interval's end, µs, likewise.
+    #[serde(default)]
+    pub srtt_us: Option<u64>,
 }
 
 impl IntervalFigures {
@@ -118,8 +162,39 @@ impl IntervalFigures {
             p50_us: l.as_ref().map(|l| l.p50_us),
             p99_us: l.as_ref().map(|l| l.p99_us),
             retransmits: None,
+            cwnd: None,
+            srtt_us: None,
         }
     }
+
+    /// The TCP figures of `conns`, whose retransmits over the interval are `retransmits`.
+    fn with_tcp(self, retransmits: Option<u64>, conns: &[TcpInfo]) -> IntervalFigures {
+        IntervalFigures {
+            retransmits,
+            cwnd: mean(conns.iter().map(|t| t.cwnd)),
+            srtt_us: mean(conns.iter().map(|t| t.srtt_us)),
+            ..self
+        }
+    }
+}
+
+/// Every connection's `TCP_INFO`, all fields missing where the kernel refused.
+fn read_all(fds: impl Iterator<Item = RawFd>) -> Vec<TcpInfo> {
+    fds.map(|fd| TcpInfo::read(fd).unwrap_or_default())
+        .collect()
+}
+
+/// The sum of a field over connections; `None` unless every one has it (and there is one).
+fn total(values: impl Iterator<Item = Option<u64>>) -> Option<u64> {
+    let all: Vec<u64> = values.collect::<Option<_>>()?;
+    (!all.is_empty()).then(|| all.iter().sum())
+}
+
+/// The rounded mean of a field over connections; `None` unless every one has it.
+fn mean(values: impl Iterator<Item = Option<u64>>) -> Option<u64> {
+    let all: Vec<u64> = values.collect::<Option<_>>()?;
+    let n = all.len() as u64;
+    (n > 0).then(|| (all.iter().sum::<u64>() + n / 2) / n)
 }
 
 /// One interval of a live run.
@@ -141,6 +216,9 @@ pub struct Interval {
 /// The reporter's memory of the last look at every thread.
 pub(crate) struct Sampler {
     last: Vec<Totals>,
+    /// Per thread: its connections (the reporter's duplicates), and their summed
+    /// `tcpi_total_retrans` at the last look. Empty: no TCP figures.
+    tcp: Vec<(Vec<TcpStream>, Option<u64>)>,
     /// Seconds from the run's start to the last look.
     last_s: f64,
     /// Where the measured interval starts, seconds from the run's start (`--omit`).
@@ -148,9 +226,20 @@ pub(crate) struct Sampler {
 }
 
 impl Sampler {
-    pub fn new(threads: usize, omit: Duration) -> Sampler {
+    /// `sockets`: per thread, its connections, read at every look (the first reading,
+    /// now, is where retransmits start from); none, for no TCP figures.
+    pub fn new(threads: usize, omit: Duration, sockets: Vec<Vec<TcpStream>>) -> Sampler {
+        let tcp = sockets
+            .into_iter()
+            .map(|conns| {
+                let start = read_all(conns.iter().map(AsRawFd::as_raw_fd));
+                let retrans = total(start.iter().map(|t| t.total_retrans));
+                (conns, retrans)
+            })
+            .collect();
         Sampler {
             last: vec![Totals::default(); threads],
+            tcp,
             last_s: 0.0,
             origin_s: omit.as_secs_f64(),
         }
@@ -168,6 +257,8 @@ impl Sampler {
         let mut sum_totals = Totals::default();
         let mut sum_latency = Latency::default();
         let mut threads = Vec::with_capacity(live.len());
+        let mut all_conns = Vec::new();
+        let mut sum_retrans = Some(0u64);
         for (i, (counters, last)) in live.iter().zip(&mut self.last).enumerate() {
             let (now, latency) = counters.sample();
             let d = now.since(last);
@@ -177,14 +268,31 @@ impl Sampler {
             sum_totals.msgs_sent += d.msgs_sent;
             sum_totals.msgs_received += d.msgs_received;
             sum_latency += &latency;
-            threads.push(IntervalFigures::new(Some(i), d, &latency, secs));
+            let mut figures = IntervalFigures::new(Some(i), d, &latency, secs);
+            if let Some((sockets, last_retrans)) = self.tcp.get_mut(i) {
+                let conns = counters.tcp_now(sockets);
+                let retrans = total(conns.iter().map(|t| t.total_retrans));
+                let delta = retrans
+                    .zip(*last_retrans)
+                    .map(|(now, then)| now.saturating_sub(then));
+                // A connection that failed to answer this time counts from its next answer.
+                *last_retrans = retrans;
+                sum_retrans = sum_retrans.zip(delta).map(|(a, b)| a + b);
+                figures = figures.with_tcp(delta, &conns);
+                all_conns.extend(conns);
+            }
+            threads.push(figures);
+        }
+        let mut sum = IntervalFigures::new(None, sum_totals, &sum_latency, secs);
+        if !self.tcp.is_empty() {
+            sum = sum.with_tcp(sum_retrans, &all_conns);
         }
         let interval = Interval {
             start_s: self.last_s - self.origin_s,
             end_s: now_s - self.origin_s,
             omitted,
             threads,
-            sum: IntervalFigures::new(None, sum_totals, &sum_latency, secs),
+            sum,
         };
         self.last_s = now_s;
         interval
@@ -199,7 +307,7 @@ mod tests {
     #[test]
     fn intervals_add_up_to_what_was_counted() {
         let live: Vec<Arc<LiveCounters>> = (0..2).map(|_| Arc::default()).collect();
-        let mut s = Sampler::new(2, Duration::ZERO);
+        let mut s = Sampler::new(2, Duration::ZERO, Vec::new());
         live[0].sent(100);
         live[1].received(50);
         live[0].round_trip(Duration::from_micros(10));
@@ -210,14 +318,74 @@ mod tests {
         assert_eq!(a.threads[0].p50_us.map(|p| p.round()), Some(10.0));
         assert_eq!(b.sum.msgs_sent, 1);
         assert_eq!(b.sum.p50_us, None, "round trips are taken once");
+        assert_eq!(
+            (b.sum.retransmits, b.sum.cwnd, b.threads[0].srtt_us),
+            (None, None, None),
+            "no sockets, no TCP figures"
+        );
         assert_eq!((b.start_s, b.end_s), (1.0, 1.5));
         assert!((b.sum.sent_gbps - 100.0 * 8.0 / 0.5 / 1e9).abs() < 1e-12);
     }
 
     #[test]
+    fn tcp_figures_are_read_at_each_look_then_from_the_end_of_run_reading() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_server, _) = listener.accept().unwrap();
+        let live: Vec<Arc<LiveCounters>> = vec![Arc::default(), Arc::default()];
+        let sockets = vec![
+            vec![client.try_clone().unwrap()],
+            vec![client.try_clone().unwrap(), client.try_clone().unwrap()],
+        ];
+        let mut s = Sampler::new(2, Duration::ZERO, sockets);
+        let a = s.take(&live, 0.5, false);
+        for f in a.threads.iter().chain([&a.sum]) {
+            // An idle loopback connection: nothing retransmitted, but every gauge read.
+            assert_eq!(f.retransmits, Some(0), "{f:?}");
+            assert!(f.cwnd.is_some_and(|c| c > 0), "{f:?}");
+            assert!(f.srtt_us.is_some(), "{f:?}");
+        }
+        // Thread 1 has read its end-of-run figures: later looks take them, not the socket.
+        let end = TcpInfo {
+            total_retrans: a.threads[1].retransmits.map(|_| 7),
+            cwnd: Some(20),
+            srtt_us: Some(100),
+            ..Default::default()
+        };
+        *live[1].tcp_end.lock().unwrap() = Some(vec![end, end]);
+        let b = s.take(&live, 1.0, false);
+        assert_eq!(
+            b.threads[1].retransmits,
+            Some(14),
+            "7 more on each connection"
+        );
+        assert_eq!(
+            (b.threads[1].cwnd, b.threads[1].srtt_us),
+            (Some(20), Some(100))
+        );
+        assert_eq!(b.sum.retransmits, Some(14));
+        let c0 = b.threads[0].cwnd.unwrap();
+        assert_eq!(
+            b.sum.cwnd,
+            Some((c0 + 40 + 1) / 3),
+            "the mean over connections"
+        );
+        // A field the kernel did not give is missing, never 0, and so is the sum.
+        let missing = TcpInfo::default();
+        *live[1].tcp_end.lock().unwrap() = Some(vec![end, missing]);
+        let c = s.take(&live, 1.5, false);
+        assert_eq!(c.threads[1].retransmits, None);
+        assert_eq!(
+            (c.threads[1].cwnd, c.sum.cwnd, c.sum.retransmits),
+            (None, None, None)
+        );
+        assert_eq!(c.threads[0].retransmits, Some(0));
+    }
+
+    #[test]
     fn the_warm_up_is_before_zero() {
         let live: Vec<Arc<LiveCounters>> = vec![Arc::default()];
-        let mut s = Sampler::new(1, Duration::from_secs(1));
+        let mut s = Sampler::new(1, Duration::from_secs(1), Vec::new());
         let a = s.take(&live, 1.0, true);
         let b = s.take(&live, 2.0, false);
         assert!(a.omitted && !b.omitted);

@@ -4,7 +4,8 @@
 //! (the client before reading the server's end-of-run figures, the server before sending
 //! them), into a zeroed [`RawTcpInfo`] — this module's own copy of the kernel's
 //! `struct tcp_info` (`include/uapi/linux/tcp.h`, up to `tcpi_total_rto_time`, Linux 6.7;
-//! the libc crate's stops at `tcpi_total_retrans`). The kernel copies as much of its own
+//! the libc crate's stops at `tcpi_total_retrans`). With `--interval`, the client's
+//! reporter also reads it at every look (see `live`). The kernel copies as much of its own
 //! struct as fits and returns the length it copied: a field that ends beyond that length
 //! was not filled by this kernel and is `None` ([`TcpInfo::from_raw`]), never a 0 that
 //! would pass for a reading.

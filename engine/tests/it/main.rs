@@ -6,6 +6,7 @@ mod direction;
 mod errors;
 mod harness;
 mod hostile;
+mod live;
 mod matrix;
 mod page_cache;
 mod placement;
