@@ -5,6 +5,7 @@
 //! options — happens on the calling thread first, so a refused or unreachable server
 //! costs nothing and leaves no thread behind.
 
+use std::cell::RefCell;
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -16,7 +17,7 @@ use crate::backend;
 use crate::backend::uring::RingOpts;
 use crate::config::{auto_nodelay, Backend, ClientConfig, CounterScope, UringRecv, Valid};
 use crate::conn::{ConnSpec, STOP_GRACE};
-use crate::counters::Metering;
+use crate::counters::{CounterSet, Metering, RawCounts};
 use crate::cputime::{tick_ns, CpuSpan, StatReading, SystemCpu, ThreadClock};
 use crate::error::Error;
 use crate::live::{Interval, LiveCounters, Sampler};
@@ -251,7 +252,7 @@ pub fn run_valid_client_until(
             .iter()
             .chain(&metering.fallbacks)
             .cloned()
-            .chain(omit_caveats(&config, metering.scope))
+            .chain(omit_caveats(&config))
             .collect(),
         incomplete,
         pace: config
@@ -277,23 +278,18 @@ pub fn run_valid_client_until(
 const WARM_UP_POLL: Duration = Duration::from_millis(20);
 
 /// What `--omit` still counts: the figures read where the warm-up cannot be cut out.
-fn omit_caveats(config: &ClientConfig, scope: CounterScope) -> Vec<String> {
+/// Everything else is cut: the client's counts, CPU time, counters (per thread, read
+/// again when its flows leave the warm-up; per core, read after it) and ring calls, and
+/// the server's, which the hello tells of the warm-up.
+fn omit_caveats(config: &ClientConfig) -> Vec<String> {
     if config.omit.is_zero() {
         return Vec::new();
     }
-    let mut v = vec![
-        "--omit: the server's figures (its counts and CPU time) include the warm-up; \
-         it is not told of it"
+    vec![
+        "--omit: TCP_INFO's counters (retransmits, bytes acked and received, busy and \
+         limited times) are the kernel's for each connection's life, the warm-up included"
             .to_string(),
-    ];
-    if scope == CounterScope::Thread {
-        v.push(
-            "--omit: the client's per-thread counters include the warm-up; \
-             --counters core reads them after it"
-                .into(),
-        );
-    }
-    v
+    ]
 }
 
 /// When the reporter looks: every interval from the start, through the warm-up, with
@@ -479,6 +475,12 @@ fn connect(
         thread,
         rx: config.rx,
         direction: config.direction,
+        // A part of a millisecond counts as one: the server never cuts less than we do.
+        omit_ms: config
+            .omit
+            .as_nanos()
+            .div_ceil(1_000_000)
+            .min(u32::MAX as u128) as u32,
     });
     wire::write_frame(&mut stream, &hello).map_err(io("sending the hello"))?;
     match wire::read_frame_by(&stream, Instant::now() + config.connect_timeout) {
@@ -604,18 +606,26 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
         }
     }
     // Per-thread counters and the thread's own CPU time run from the start line to the
-    // end of the flows only.
-    let mut set = ctx.metering.thread_set();
-    let mut before = None;
+    // end of the flows only; with a warm-up (`--omit`), from its end: the counters are
+    // read again when the engine says the flows left it, the clock is the flows'.
+    let counting: RefCell<(Option<CounterSet>, Option<RawCounts>)> =
+        RefCell::new((ctx.metering.thread_set(), None));
     let mut clock_start = None;
     let begin = |ready: Result<(), Error>| -> Result<(), Error> {
         ctx.start(ready.and(pinned))?;
+        let (set, before) = &mut *counting.borrow_mut();
         if let Some(s) = set.as_mut() {
-            before = Some(s.read());
+            *before = Some(s.read());
             s.enable();
         }
         clock_start = ThreadClock::now();
         Ok(())
+    };
+    let warmed = || {
+        let (set, before) = &mut *counting.borrow_mut();
+        if let Some(s) = set.as_mut() {
+            *before = Some(s.read());
+        }
     };
     let plan = PoolPlan::new(
         config.backend,
@@ -642,7 +652,7 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
         (Err(e), _) => Err(begin(Err(e)).expect_err("the start line passes an error on")),
         (Ok(mut specs), Backend::Syscall) => {
             let spec = specs.pop().expect("one connection per syscall thread");
-            backend::syscall::run(spec, config.io_timeout, ctx.stop, || begin(Ok(())))
+            backend::syscall::run(spec, config.io_timeout, ctx.stop, || begin(Ok(())), warmed)
                 .map(|report| vec![report])
         }
         (Ok(specs), Backend::Uring) => {
@@ -652,7 +662,7 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
                 sqpoll: config.sqpoll,
                 busy_poll_us: config.busy_poll_us,
             };
-            backend::uring::run_ring(specs, &opts, ctx.stop, begin).map(|ring| {
+            backend::uring::run_ring(specs, &opts, ctx.stop, begin, warmed).map(|ring| {
                 result.stats.io += ring.io;
                 result.ring = Some(ring.setup);
                 ring.conns
@@ -671,6 +681,7 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
             clock_start = Some(w);
         }
     }
+    let (mut set, before) = counting.into_inner();
     if let (Some(s), Some(before)) = (set.as_mut(), before) {
         s.disable();
         result.counters = Some(s.read().since(&before));

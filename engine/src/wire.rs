@@ -23,6 +23,11 @@ pub const HEADER_LEN: usize = 12;
 /// Hello payload bytes (protocol version 3: the receive path and the direction follow
 /// the 24 bytes of version 2).
 pub const HELLO_LEN: usize = 28;
+/// A hello that carries a warm-up (`--omit`): its length in ms follows as bytes 28–31.
+/// Only a client with a warm-up sends them, so a hello without one stays the 28 bytes
+/// every version 3 server takes; a server older than the field refuses the longer one
+/// (too long) rather than count the warm-up unawares.
+pub const HELLO_OMIT_LEN: usize = 32;
 /// Accept payload bytes.
 pub const ACCEPT_LEN: usize = 12;
 /// Longest refusal reason, in bytes.
@@ -123,6 +128,10 @@ pub struct Hello {
     pub rx: RxMode,
     /// Who sends the stream (protocol version 3, byte 25; 26–27 are reserved zero).
     pub direction: Direction,
+    /// The client's warm-up (`--omit`), ms: the server leaves out what it counts in its
+    /// first `omit_ms` from its first message. Bytes 28–31, sent only when non-zero; a
+    /// 28-byte hello means 0.
+    pub omit_ms: u32,
 }
 
 /// The server's yes.
@@ -222,6 +231,9 @@ impl Frame {
                 }
                 // Byte 24 the receive path, 25 the direction, 26–27 reserved (zero).
                 payload.extend_from_slice(&[h.rx.code(), h.direction.code(), 0, 0]);
+                if h.omit_ms > 0 {
+                    payload.extend_from_slice(&h.omit_ms.to_le_bytes());
+                }
             }
             Frame::Accept(a) => {
                 payload.extend_from_slice(&[a.backend.code(), 0, 0, 0]);
@@ -290,7 +302,7 @@ pub fn decode_header(h: &[u8; HEADER_LEN]) -> Result<(u8, usize), WireError> {
     let kind = h[6];
     let len = u32::from_le_bytes(h[8..12].try_into().expect("4 bytes")) as usize;
     let (min, max) = match kind {
-        KIND_HELLO => (HELLO_LEN, HELLO_LEN),
+        KIND_HELLO => (HELLO_LEN, HELLO_OMIT_LEN),
         KIND_ACCEPT => (ACCEPT_LEN, ACCEPT_LEN),
         KIND_REFUSE => (2, 2 + MAX_REASON),
         KIND_STATS => (2, MAX_STATS),
@@ -349,6 +361,15 @@ fn decode_payload(kind: u8, p: &[u8]) -> Result<Frame, WireError> {
             if p[26..28] != [0, 0] {
                 return Err(bad(format!("reserved hello bytes are {} {}", p[26], p[27])));
             }
+            let omit_ms = match p.len() {
+                HELLO_LEN => 0,
+                HELLO_OMIT_LEN => u32_at(28),
+                n => {
+                    return Err(bad(format!(
+                        "payload of {n} bytes: a hello has {HELLO_LEN} or {HELLO_OMIT_LEN}"
+                    )))
+                }
+            };
             Ok(Frame::Hello(Hello {
                 workload,
                 mode,
@@ -361,6 +382,7 @@ fn decode_payload(kind: u8, p: &[u8]) -> Result<Frame, WireError> {
                 thread: u32_at(20),
                 rx,
                 direction,
+                omit_ms,
             }))
         }
         KIND_ACCEPT => {
@@ -466,6 +488,7 @@ mod tests {
             thread: 2,
             rx: RxMode::Zerocopy,
             direction: Direction::Bidir,
+            omit_ms: 0,
         }
     }
 
@@ -477,6 +500,10 @@ mod tests {
         stats.zc.sends = 4;
         vec![
             Frame::Hello(hello()),
+            Frame::Hello(Hello {
+                omit_ms: u32::MAX,
+                ..hello()
+            }),
             Frame::Accept(Accept {
                 backend: Backend::Syscall,
                 connection: u64::MAX - 1,
@@ -539,6 +566,36 @@ mod tests {
                 "byte {at} = {value}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn a_warm_up_adds_four_bytes_and_a_hello_without_one_is_unchanged() {
+        let plain = Frame::Hello(hello()).encode();
+        assert_eq!(
+            plain.len(),
+            HEADER_LEN + HELLO_LEN,
+            "what older servers take"
+        );
+        let warm = Hello {
+            omit_ms: 1500,
+            ..hello()
+        };
+        let bytes = Frame::Hello(warm).encode();
+        assert_eq!(bytes.len(), HEADER_LEN + HELLO_OMIT_LEN);
+        assert_eq!(&bytes[..8], &plain[..8], "the same header but its length");
+        assert_eq!(
+            &bytes[HEADER_LEN..HEADER_LEN + HELLO_LEN],
+            &plain[HEADER_LEN..],
+            "the same 28 bytes first"
+        );
+        assert_eq!(&bytes[HEADER_LEN + 28..], &1500u32.to_le_bytes());
+        assert_eq!(Frame::decode(&bytes).unwrap().0, Frame::Hello(warm));
+        // Any other length between the two is malformed, by name.
+        let mut odd = bytes.clone();
+        odd.truncate(HEADER_LEN + 30);
+        odd[8..12].copy_from_slice(&30u32.to_le_bytes());
+        let err = Frame::decode(&odd).unwrap_err();
+        assert!(err.to_string().contains("payload of 30 bytes"), "{err}");
     }
 
     #[test]
@@ -624,7 +681,7 @@ mod tests {
     #[test]
     fn oversize_lengths_are_refused_before_reading_the_payload() {
         for (kind, len) in [
-            (KIND_HELLO, HELLO_LEN + 1),
+            (KIND_HELLO, HELLO_OMIT_LEN + 1),
             (KIND_ACCEPT, 4096),
             (KIND_REFUSE, 3 + MAX_REASON),
             (KIND_STATS, u32::MAX as usize),

@@ -62,7 +62,9 @@ pub struct FlowSpec {
     pub depth: usize,
     /// The client's measured interval; unused by servers.
     pub duration: Duration,
-    /// The client's warm-up before it (`--omit`): run, then forgotten; unused by servers.
+    /// The warm-up before it (`--omit`): run, then forgotten. A client's starts at
+    /// [`Flow::begin`]; a server's, on its own clock, at its first message (received or
+    /// sent), since it cannot know when the client started.
     pub omit: Duration,
     /// Who sends the stream (echo: always forward).
     pub direction: Direction,
@@ -189,6 +191,10 @@ pub struct Flow {
     live: Option<Arc<LiveCounters>>,
     /// `--omit`: when the warm-up ends and the measured interval begins.
     measure_at: Option<Instant>,
+    /// A server's warm-up waits for its first message to start.
+    warm_up_pending: bool,
+    /// The warm-up ended and nobody has asked yet ([`Flow::take_warmed`]).
+    warmed_news: bool,
     /// The thread's CPU clock when this flow's warm-up ended.
     pub warmed_clock: Option<ThreadClock>,
     /// `--rate`: how late each send went out after its due time (the client's own delay:
@@ -242,6 +248,8 @@ impl Flow {
             pool,
             live: None,
             measure_at: None,
+            warm_up_pending: false,
+            warmed_news: false,
             warmed_clock: None,
             send_lag: Latency::default(),
             held_back: 0,
@@ -279,18 +287,21 @@ impl Flow {
     }
 
     /// Starts the measured interval.
-    /// A client with a warm-up (`--omit`) runs it first: the measured interval begins
+    /// A flow with a warm-up (`--omit`) runs it first: the measured interval begins
     /// when it ends, and the first look at the clock after that ([`Flow::next_tx`], or a
-    /// message arriving) forgets what the warm-up counted.
+    /// message arriving) forgets what the warm-up counted. A client's warm-up starts now;
+    /// a server's at its first message ([`Flow::first_message`]).
     pub fn begin(&mut self, now: Instant) {
         self.started = Some(now);
         self.origin = Some(now);
+        let omit = self.spec.omit;
         if self.spec.role == Role::Client {
-            let omit = self.spec.omit;
             self.deadline = Some(now + omit + self.spec.duration);
             self.budget = self.spec.messages;
             self.measure_at = (!omit.is_zero()).then_some(now + omit);
             self.progress.begin(now, self.spec.duration);
+        } else {
+            self.warm_up_pending = !omit.is_zero();
         }
     }
 
@@ -312,9 +323,23 @@ impl Flow {
         Some(self.deadline.map_or(due, |d| d.min(due)))
     }
 
-    /// Whether the warm-up (`--omit`) is still on.
+    /// A message went out or came in at `now`: a server's warm-up starts with its first.
+    fn first_message(&mut self, now: Instant) {
+        if self.warm_up_pending {
+            self.warm_up_pending = false;
+            self.measure_at = Some(now + self.spec.omit);
+        }
+    }
+
+    /// Whether the warm-up (`--omit`) is still on (or, on a server, yet to start).
     pub fn warming_up(&self) -> bool {
-        self.measure_at.is_some()
+        self.measure_at.is_some() || self.warm_up_pending
+    }
+
+    /// Whether the warm-up ended since the last call: the caller then reads what it
+    /// measures around the flow afresh (counters, CPU time), from the warm-up's end.
+    pub fn take_warmed(&mut self) -> bool {
+        std::mem::take(&mut self.warmed_news)
     }
 
     /// Ends the warm-up once `now` is past it: the counts, round trips and progress
@@ -338,11 +363,14 @@ impl Flow {
         self.send_lag = Latency::default();
         self.held_back = 0;
         self.progress = Progress::default();
-        self.progress.begin(at, self.spec.duration);
+        if self.spec.role == Role::Client {
+            self.progress.begin(at, self.spec.duration);
+        }
         self.started = Some(at);
         self.first_rx = None;
         self.first_tx = None;
         self.warmed_clock = ThreadClock::now();
+        self.warmed_news = true;
     }
 
     /// Ends the measured interval early (the user interrupted the run): nothing new is
@@ -416,6 +444,7 @@ impl Flow {
                 msg
             }
         };
+        self.first_message(now);
         self.first_tx.get_or_insert(now);
         if path(self.spec.mode).wire {
             msg.serialize();
@@ -832,6 +861,7 @@ impl Flow {
         if self.fault {
             panic!("injected fault: COPYPERF_FAULT_PANIC_SIZE={}", self.size());
         }
+        self.first_message(now);
         self.end_warm_up(now);
         self.first_rx.get_or_insert(now);
         self.stats.bytes_received += size as u64;
@@ -1195,6 +1225,52 @@ mod tests {
         }
         assert_eq!(c.stats.msgs_sent, 3);
         assert!(c.is_done() && c.pool_home());
+    }
+
+    #[test]
+    fn a_servers_warm_up_runs_on_its_own_clock_from_its_first_message() {
+        let omit = Duration::from_secs(2);
+        let mut c = flow(Role::Client, Workload::Stream, Mode::OneCopy, 4);
+        let mut s = flow(Role::Server, Workload::Stream, Mode::OneCopy, 4);
+        s.spec.omit = omit;
+        let t0 = Instant::now();
+        c.begin(t0);
+        s.begin(t0);
+        assert!(s.warming_up(), "waiting for its first message");
+        let first = t0 + Duration::from_secs(1);
+        let deliver_at = |c: &mut Flow, s: &mut Flow, at: Instant| {
+            let m = c.next_tx(t0).unwrap();
+            c.sent(&m);
+            let mut rx = s.rx_buffer().unwrap();
+            deliver(&m, &mut rx, Mode::OneCopy);
+            c.release(m);
+            s.received(rx, at).unwrap();
+        };
+        deliver_at(&mut c, &mut s, first);
+        deliver_at(&mut c, &mut s, first + Duration::from_millis(1999));
+        assert!(s.warming_up() && !s.take_warmed());
+        assert_eq!(s.stats.msgs_received, 2, "the warm-up is run");
+        // Two seconds from its first message, not from its begin.
+        deliver_at(&mut c, &mut s, first + omit);
+        assert!(!s.warming_up());
+        assert!(s.take_warmed() && !s.take_warmed(), "said once");
+        assert!(s.warmed_clock.is_some());
+        assert_eq!(s.stats.msgs_received, 1, "and forgotten");
+        deliver_at(&mut c, &mut s, first + omit + Duration::from_millis(500));
+        s.eof(0).unwrap();
+        s.finish(first + omit + Duration::from_secs(1));
+        assert_eq!(s.stats.msgs_received, 2);
+        assert_eq!(
+            s.duration(),
+            Duration::from_secs(1),
+            "from the warm-up's end"
+        );
+        // Without --omit, nothing is cut and there is nothing to say.
+        let mut plain = flow(Role::Server, Workload::Stream, Mode::OneCopy, 4);
+        plain.begin(t0);
+        assert!(!plain.warming_up());
+        deliver_at(&mut c, &mut plain, first + omit);
+        assert!(!plain.take_warmed());
     }
 
     #[test]

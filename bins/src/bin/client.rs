@@ -114,7 +114,8 @@ struct Args {
     #[arg(short = 'i', long, value_name = "SECONDS", value_parser = cli::seconds_arg)]
     interval: Option<Duration>,
     /// A warm-up of SECONDS first, run but not counted (iperf3's -O): the measured
-    /// interval (-d) starts after it.
+    /// interval (-d) starts after it. The server is told of it and leaves it out too,
+    /// from its own first message.
     #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = cli::seconds_arg)]
     omit: Duration,
     /// Echo, open loop: send MSGS_PER_S messages a second in all (shared evenly by the

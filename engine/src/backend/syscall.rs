@@ -88,19 +88,21 @@ fn set_timeout(fd: RawFd, opt: libc::c_int, timeout: Duration) -> io::Result<()>
 
 /// Runs one connection on the calling thread: meets the common start line (`start`),
 /// runs the flow until it is done, and hands back its report. `stop`, once set, ends the
-/// flow's sending early.
+/// flow's sending early. `warmed` is called once the flow leaves its warm-up (`--omit`),
+/// for the caller to read what it measures around the flow afresh.
 pub(crate) fn run(
     spec: ConnSpec,
     timeout: Duration,
     stop: &AtomicBool,
     start: impl FnOnce() -> Result<(), Error>,
+    mut warmed: impl FnMut(),
 ) -> Result<ConnReport, Error> {
     let ConnSpec { fd, mut flow, .. } = spec;
     start()?;
     flow.begin(Instant::now());
     // SAFETY: the orchestrator keeps the socket open until the report is back.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let result = drive(borrowed, &mut flow, timeout, stop);
+    let result = drive(borrowed, &mut flow, timeout, stop, &mut warmed);
     flow.finish(Instant::now());
     Ok(ConnReport {
         flow,
@@ -117,6 +119,7 @@ fn drive(
     flow: &mut Flow,
     timeout: Duration,
     stop: &AtomicBool,
+    warmed: &mut dyn FnMut(),
 ) -> Result<(), Error> {
     let copy = path(flow.spec().mode);
     let sys = copy.syscall.as_ref().ok_or_else(|| {
@@ -147,7 +150,7 @@ fn drive(
         moved_at: Instant::now(),
         receipts_by: None,
     };
-    let result = conn.run(flow);
+    let result = conn.run(flow, warmed);
     if let Some(ledger) = &conn.ledger {
         flow.stats.zc += ledger.stats;
     }
@@ -193,12 +196,21 @@ struct Conn<'s> {
 }
 
 impl Conn<'_> {
-    fn run(&mut self, flow: &mut Flow) -> Result<(), Error> {
+    fn run(&mut self, flow: &mut Flow, warmed: &mut dyn FnMut()) -> Result<(), Error> {
         // Reap zero-copy completions once this many buffers wait on the kernel: "every few
         // sends", so the pool rarely runs dry.
         let reap_at = (flow.send_buffers_free() / 2).max(1);
         let mut stopped = false;
         loop {
+            if flow.take_warmed() {
+                // The flow's counts start afresh at the warm-up's end; so do the zero-copy
+                // ones it takes from the ledger at the end (the uring engine counts into
+                // the flow directly).
+                if let Some(ledger) = &mut self.ledger {
+                    ledger.stats = Default::default();
+                }
+                warmed();
+            }
             if let Some(ledger) = &self.ledger {
                 if ledger.held() >= reap_at || flow.send_buffers_free() == 0 {
                     self.reap(flow)?;

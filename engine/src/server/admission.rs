@@ -469,6 +469,7 @@ mod tests {
             thread: 0,
             rx: crate::vocab::RxMode::Copy,
             direction: Direction::Forward,
+            omit_ms: 0,
         }
     }
 

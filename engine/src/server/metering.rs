@@ -59,6 +59,24 @@ impl ConnMeter {
         }
     }
 
+    /// Starts metering again from now (the flow left its warm-up, `--omit`): the serving
+    /// thread's counters, calls and CPU time, and the server's CPUs, are read afresh.
+    pub fn restart(&mut self, shared: &Shared<'_>, running: Option<Running<'_>>) {
+        self.start = match running {
+            Some(r) => Totals {
+                io: r.io,
+                counters: r.set.map(|s| s.read()),
+                cpu: ThreadClock::now(),
+            },
+            None => Totals {
+                io: IoStats::default(),
+                counters: self.own.as_mut().map(|s| s.read()),
+                cpu: ThreadClock::now(),
+            },
+        };
+        self.core_start = shared.metering.core_reading();
+    }
+
     /// Ends metering and returns the samples for the connection's report.
     pub fn finish(&mut self, shared: &Shared<'_>, running: Option<Running<'_>>) -> Vec<Sample> {
         let end = match running {

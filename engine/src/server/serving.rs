@@ -52,7 +52,7 @@ pub(super) fn server_flow_spec(hello: &Hello) -> FlowSpec {
         verify: hello.verify,
         depth: hello.depth as usize,
         duration: Duration::ZERO,
-        omit: Duration::ZERO,
+        omit: Duration::from_millis(hello.omit_ms.into()),
         rx: hello.rx,
         direction: hello.direction,
         schedule: None,
@@ -161,7 +161,8 @@ pub(super) fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
     } = client;
     let cpu = paired_cpu(shared, &hello).unwrap_or_else(|| shared.plan.cpu(slot.place));
     let thread = format!("conn {id}");
-    let mut meter = None;
+    // Started at the start line, read afresh when the warm-up ends (`--omit`).
+    let meter = std::cell::RefCell::new(None);
     let mut busy_poll = None;
     let result = placement::apply(cpu)
         .and_then(|()| {
@@ -174,10 +175,20 @@ pub(super) fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
             Ok(())
         })
         .and_then(|()| {
-            backend::syscall::run(spec, shared.config.idle_timeout, shared.stop, || {
-                meter = Some(ConnMeter::start(shared, &thread, None));
-                Ok(())
-            })
+            backend::syscall::run(
+                spec,
+                shared.config.idle_timeout,
+                shared.stop,
+                || {
+                    *meter.borrow_mut() = Some(ConnMeter::start(shared, &thread, None));
+                    Ok(())
+                },
+                || {
+                    if let Some(m) = meter.borrow_mut().as_mut() {
+                        m.restart(shared, None);
+                    }
+                },
+            )
         });
     let mut slot = slot;
     if result.as_ref().is_ok_and(|c| c.flow.leaked) {
@@ -185,7 +196,9 @@ pub(super) fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
     }
     let event = match result {
         Ok(conn) => {
-            let samples = meter.map_or_else(Vec::new, |mut m| m.finish(shared, None));
+            let samples = meter
+                .into_inner()
+                .map_or_else(Vec::new, |mut m| m.finish(shared, None));
             match conn.error {
                 Some(e) => ServerEvent::Failed {
                     id,
@@ -317,6 +330,16 @@ impl<'s> ServeHost for Shared<'s> {
             set: worker.set.as_mut(),
         };
         conn.meter = Some(ConnMeter::start(self, &worker.name, Some(running)));
+    }
+
+    fn warmed(&self, worker: &mut WorkerState, conn: &mut Served<'s>, ring: IoStats) {
+        let running = Running {
+            io: ring,
+            set: worker.set.as_mut(),
+        };
+        if let Some(m) = conn.meter.as_mut() {
+            m.restart(self, Some(running));
+        }
     }
 
     fn retired(

@@ -140,9 +140,19 @@ fn a_count_follows_the_warm_up() {
             let server = r.server.as_ref().unwrap();
             assert_eq!(r.summary.verify_errors, 0, "{case}");
             assert_eq!(r.client.stats.msgs_sent, 2000, "{case}");
+            // The server cuts the warm-up too, on its own clock (from its first message,
+            // so no earlier than the client). In echo it then counts no more than the
+            // client's measured messages and the echoes in flight at the cut, where the
+            // warm-up alone sent thousands. (A stream's cut is looser: what the socket
+            // buffers held at the client's cut reaches the server after its own; see
+            // live.rs.)
+            if workload == Workload::Stream {
+                continue;
+            }
+            let in_flight = (r.config.total_connections() * r.config.depth) as u64;
             assert!(
-                server.stats.msgs_received > 2000,
-                "{case}: the server counts the warm-up too: {}",
+                server.stats.msgs_received <= 2000 + in_flight,
+                "{case}: the server counts the warm-up: {}",
                 server.stats.msgs_received
             );
         }

@@ -26,6 +26,7 @@ fn hello(size: u32) -> Hello {
         thread: 0,
         rx: RxMode::Copy,
         direction: engine::Direction::Forward,
+        omit_ms: 0,
     }
 }
 
@@ -123,7 +124,7 @@ fn oversize_frame_length_is_refused_before_reading(backend: Backend) {
     h[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
     s.write_all(&h).unwrap();
     let line = server.wait_for("refused 0", WAIT);
-    assert!(line.contains("over its 28-byte limit"), "{line}");
+    assert!(line.contains("over its 32-byte limit"), "{line}");
     let (code, _) = refusal(&mut s);
     assert_eq!(code, RefuseCode::Malformed);
     still_serves(&server);

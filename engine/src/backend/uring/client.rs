@@ -40,12 +40,14 @@ pub(crate) struct RingReport {
 
 /// Runs one client thread's connections on one ring. `start` is the common start line:
 /// called once the ring is ready (or with the error that stopped it). `stop`, once set,
-/// ends the flows' sending early.
+/// ends the flows' sending early. `warmed` is called once every flow has left its
+/// warm-up (`--omit`), for the caller to read what it measures around them afresh.
 pub(crate) fn run_ring(
     specs: Vec<ConnSpec>,
     opts: &RingOpts,
     stop: &AtomicBool,
     start: impl FnOnce(Result<(), Error>) -> Result<(), Error>,
+    mut warmed: impl FnMut(),
 ) -> Result<RingReport, Error> {
     let mut uring = None;
     let (mut ring, mut uconns) = match set_up(&mut uring, specs, opts) {
@@ -62,7 +64,14 @@ pub(crate) fn run_ring(
         }
     }
     let mut warmed_io = None;
-    let run = drive(&mut ring, &mut uconns, opts.timeout, stop, &mut warmed_io);
+    let run = drive(
+        &mut ring,
+        &mut uconns,
+        opts.timeout,
+        stop,
+        &mut warmed_io,
+        &mut warmed,
+    );
     for c in &mut uconns {
         c.recycle_provided(&mut ring);
     }
@@ -171,6 +180,7 @@ fn drive(
     timeout: Duration,
     stop: &AtomicBool,
     warmed_io: &mut Option<IoStats>,
+    warmed: &mut dyn FnMut(),
 ) -> Result<(), Error> {
     let mut cqes: Vec<Cqe> = Vec::with_capacity(256);
     let mut warming = conns.iter().any(|c| c.flow.warming_up());
@@ -182,6 +192,7 @@ fn drive(
         if warming && !conns.iter().any(|c| c.flow.warming_up()) {
             warming = false;
             *warmed_io = Some(ring.io);
+            warmed();
         }
         if !stopped && stop.load(Ordering::Relaxed) {
             // Interrupted: send nothing new; what is outstanding gets a short grace.

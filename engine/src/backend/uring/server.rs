@@ -60,6 +60,9 @@ pub(crate) trait ServeHost: Sync {
     fn worker_started(&self, worker: usize) -> Result<Self::Worker, Error>;
     /// A connection joins `worker`, whose ring has made the calls in `ring` so far.
     fn joined(&self, worker: &mut Self::Worker, conn: &mut Self::Conn, ring: IoStats);
+    /// A connection's flow left its warm-up (`--omit`); the ring has made the calls in
+    /// `ring` so far.
+    fn warmed(&self, worker: &mut Self::Worker, conn: &mut Self::Conn, ring: IoStats);
     /// A connection is done (or failed): its report, and the ring's calls and setup.
     fn retired(
         &self,
@@ -289,6 +292,9 @@ impl<H: ServeHost> Worker<'_, H> {
             // Deadlines on every wake-up, busy or not: a silent connection must not
             // outlive its timeout because its neighbours keep the worker busy.
             for c in self.conns.iter_mut().flatten() {
+                if c.flow.take_warmed() {
+                    self.host.warmed(&mut self.state, &mut c.extra, ring.io);
+                }
                 c.check_timeout(now, timeout);
                 // Failed, shut down, and still not handed back after another timeout:
                 // give up rather than hold its slot for good.
