@@ -1591,3 +1591,48 @@ fn a_count_ends_the_run_instead_of_a_duration() {
         assert!(err.contains(error), "{args:?}: {err}");
     }
 }
+
+/// Issue 16: a client whose server ended the run could not tell why. On either server
+/// engine, a SIGTERM mid-run reaches a reverse stream's client (which reads the server's
+/// end notice in place of a message) and a bug the server caught reaches an echo client,
+/// each printed as the server's stated reason, exit 1.
+#[test]
+fn a_server_that_ends_the_run_says_why() {
+    for backend in ["syscall", "uring"] {
+        let mut server = ServerProc::start(&["--backend", backend]);
+        let port = server.port.to_string();
+        let client = Command::new(CLIENT)
+            .args(["-p", &port, "--workload", "stream", "--reverse", "-d", "20"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        server.expect("connected");
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(server.stop().success());
+        let (o, _) = finish(client, Duration::from_secs(10));
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{backend}: {err}");
+        assert!(
+            err.contains(
+                "error: server ended the run: the server is shutting down: SIGINT or SIGTERM"
+            ),
+            "{backend}: {err}"
+        );
+
+        // Debug builds only: the fault hook panics on a connection of this size.
+        let mut server = ServerProc::start_under(
+            &["env", "COPYPERF_FAULT_PANIC_SIZE=4099"],
+            &["--backend", backend],
+        );
+        let port = server.port.to_string();
+        let o = run(CLIENT, &["-p", &port, "-s", "4099", "-d", "1"]);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{backend}: {err}");
+        assert!(
+            err.contains("error: server ended the run: the server caught a bug: injected fault"),
+            "{backend}: {err}"
+        );
+        assert!(server.stop().success());
+    }
+}

@@ -29,7 +29,7 @@ use crate::pool::PoolPlan;
 use crate::record::{Record, RunNotes, SideCounts, ThreadResult};
 use crate::stats::PeerReport;
 use crate::tcpinfo::TcpInfo;
-use crate::vocab::{Direction, Role};
+use crate::vocab::{Direction, Role, Workload};
 use crate::wire::{self, Frame, Hello, ReadError, WireError};
 use crate::workload::{FlowSpec, Schedule};
 
@@ -706,8 +706,13 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
         Ok(reports) => {
             for r in reports {
                 result.absorb(&r.flow);
-                if let Some(e) = r.error {
-                    first_error.get_or_insert(e);
+                match r.error {
+                    // The server's reason explains whatever the other connections saw.
+                    Some(e @ Error::ServerEnded(_)) => first_error = Some(e),
+                    Some(e) if !matches!(first_error, Some(Error::ServerEnded(_))) => {
+                        first_error.get_or_insert(e);
+                    }
+                    _ => {}
                 }
             }
         }
@@ -722,7 +727,7 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
         }
         Some(e) => {
             ctx.abort.store(true, Ordering::Relaxed);
-            return Err(e);
+            return Err(server_said_why(config, &conns).unwrap_or(e));
         }
         None => {}
     }
@@ -802,6 +807,30 @@ fn start(
 }
 
 /// Half-closes the connection (unless the flow did) and reads the server's figures for it.
+/// How long a failed forward stream looks for the server's end notice, over all of its
+/// thread's connections.
+const NOTICE_WAIT: Duration = Duration::from_millis(200);
+
+/// A forward stream's client reads nothing from the server during the run (but for read
+/// receipts, in sendfile and splice, where the server sends no notice): when its run
+/// fails, the server's end notice, if one came, waits at the start of what it received.
+fn server_said_why(config: &ClientConfig, conns: &[Connection]) -> Option<Error> {
+    let reads_nothing = config.workload == Workload::Stream
+        && config.direction == Direction::Forward
+        && !path(config.mode).file;
+    if !reads_nothing {
+        return None;
+    }
+    let by = Instant::now() + NOTICE_WAIT;
+    conns.iter().find_map(|conn| {
+        let _ = conn.stream.set_nonblocking(false);
+        match wire::read_frame_by(&conn.stream, by) {
+            Ok(Frame::End(end)) => Some(Error::ServerEnded(end.describe())),
+            _ => None,
+        }
+    })
+}
+
 fn server_report(
     conn: &Connection,
     wait: std::time::Duration,
@@ -819,6 +848,8 @@ fn server_report(
         .map_err(|e| Error::io("socket flags", e))?;
     match wire::read_frame_by(&conn.stream, Instant::now() + wait) {
         Ok(Frame::Stats(report)) => Ok(*report),
+        // The server ended the run instead (its end notice: the frame, then padding).
+        Ok(Frame::End(end)) => Err(Error::ServerEnded(end.describe())),
         Ok(other) => Err(WireError::Unexpected {
             expected: "stats",
             got: other.name(),

@@ -66,4 +66,8 @@ impl ConnSpec {
 pub(crate) struct ConnReport {
     pub flow: Flow,
     pub error: Option<Error>,
+    /// No message of this side's lies partway in the byte stream (none was cut mid-send,
+    /// none may still go out): after an error, an end notice (see `wire`) may follow
+    /// where the next message would have started.
+    pub at_boundary: bool,
 }

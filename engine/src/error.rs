@@ -72,6 +72,11 @@ pub enum Error {
     /// The user stopped the run (SIGINT/SIGTERM) before it measured anything.
     #[error("interrupted before the measured interval started")]
     Interrupted,
+    /// The server ended the connection before the run's end and said why (its end notice,
+    /// protocol version 4): it is shutting down, it caught a bug, its worker stopped, or
+    /// it failed the connection. The text is the server's, bounded and sanitized.
+    #[error("server ended the run: {0}")]
+    ServerEnded(String),
     /// A bug in copyperf, caught and contained (a panic in one connection's handling).
     #[error("internal error: {0}")]
     Internal(String),
@@ -112,6 +117,7 @@ impl Error {
             | Error::Io { .. }
             | Error::Timeout(_)
             | Error::Peer(_)
+            | Error::ServerEnded(_)
             | Error::Resource(_)
             | Error::Internal(_) => exit::FAILURE,
         }
@@ -152,4 +158,4 @@ pub enum WireError {
 }
 
 /// The protocol version this build speaks (re-exported as `wire::VERSION`).
-pub const WIRE_VERSION: u16 = 3;
+pub const WIRE_VERSION: u16 = 4;

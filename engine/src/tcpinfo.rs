@@ -222,6 +222,24 @@ impl TcpInfo {
         )
     }
 
+    /// `fd`'s TCP state (`tcpi_state`, numbered as in the kernel's `tcp_states.h`), `None`
+    /// where the kernel refused.
+    pub fn state(fd: RawFd) -> Option<u8> {
+        let mut raw = RawTcpInfo::default();
+        let mut len = std::mem::size_of::<RawTcpInfo>() as libc::socklen_t;
+        // SAFETY: `raw` is a plain struct of `len` bytes the kernel fills at most.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&mut raw as *mut RawTcpInfo).cast(),
+                &mut len,
+            )
+        };
+        (rc == 0 && len >= 1).then_some(raw.state)
+    }
+
     /// Reads `fd`'s `TCP_INFO`; `None` where the kernel refused (then nothing is known).
     pub fn read_or_none(fd: RawFd) -> Option<TcpInfo> {
         TcpInfo::read(fd).ok()

@@ -5,6 +5,13 @@
 //! the largest payload its kind may carry before a single payload byte is read, so a peer
 //! cannot make us allocate or wait for more than that. Messages themselves travel between
 //! hello and stats as raw `size`-byte records (see `message`), not as frames.
+//!
+//! A server that ends a connection before the run's end says why with an end frame
+//! (protocol version 4) sent as an end notice: the frame, padded with zeros to one
+//! message's size, where the next message would have started. Its first byte, `C`, is odd,
+//! and no message's first byte is (field 0's tag, little-endian, is a multiple of 8; the
+//! end-of-stream record's is `0xfe`), so a client reading messages tells it from one; a
+//! client reading frames reads the frame and ignores the padding.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -30,8 +37,10 @@ pub const HELLO_LEN: usize = 28;
 pub const HELLO_OMIT_LEN: usize = 32;
 /// Accept payload bytes.
 pub const ACCEPT_LEN: usize = 12;
-/// Longest refusal reason, in bytes.
+/// Longest refusal or end reason, in bytes.
 pub const MAX_REASON: usize = 1024;
+/// End frame payload bytes before its reason: the code (u16 LE).
+const END_FIXED: usize = 2;
 /// Largest stats payload.
 pub const MAX_STATS: usize = 1 << 20;
 
@@ -106,6 +115,7 @@ const KIND_HELLO: u8 = 1;
 const KIND_ACCEPT: u8 = 2;
 const KIND_REFUSE: u8 = 3;
 const KIND_STATS: u8 = 4;
+const KIND_END: u8 = 5;
 
 /// What the client asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +201,108 @@ pub struct Refuse {
     pub reason: String,
 }
 
+/// Why a server ended a connection before the run's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum EndCode {
+    /// The server is shutting down (SIGINT, SIGTERM).
+    ShuttingDown = 1,
+    /// The server caught a bug (a panic) while serving the connection.
+    Bug = 2,
+    /// The server failed the connection (a peer error, a timeout, an I/O error).
+    Failed = 3,
+    /// The server's worker for the connection stopped before it could serve it.
+    WorkerStopped = 4,
+    /// Anything else, or a code this build does not know.
+    Other = 255,
+}
+
+impl EndCode {
+    fn from_u16(v: u16) -> EndCode {
+        match v {
+            1 => EndCode::ShuttingDown,
+            2 => EndCode::Bug,
+            3 => EndCode::Failed,
+            4 => EndCode::WorkerStopped,
+            _ => EndCode::Other,
+        }
+    }
+}
+
+/// A server's end of a connection before the run's end, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct End {
+    pub code: EndCode,
+    /// The server's own words (its error); decoded with control characters replaced.
+    pub reason: String,
+}
+
+impl End {
+    /// What a client prints after "server ended the run: ".
+    pub fn describe(&self) -> String {
+        let what = match self.code {
+            EndCode::ShuttingDown => "the server is shutting down",
+            EndCode::Bug => "the server caught a bug",
+            EndCode::Failed => "the server failed the connection",
+            EndCode::WorkerStopped => "the server's worker stopped",
+            EndCode::Other => "the server gave a reason this build does not know",
+        };
+        if self.reason.is_empty() {
+            what.to_string()
+        } else {
+            format!("{what}: {}", self.reason)
+        }
+    }
+
+    /// The end notice as sent in place of a message of `size` bytes: the end frame, its
+    /// reason cut (at a character's boundary) so the frame fits in `size` bytes, padded
+    /// with zeros to `size`.
+    pub fn notice(&self, size: usize) -> Vec<u8> {
+        let room = size.saturating_sub(HEADER_LEN + END_FIXED).min(MAX_REASON);
+        let mut reason = self.reason.as_str();
+        let mut end = reason.len().min(room);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason = &reason[..end];
+        let mut out = Frame::End(End {
+            code: self.code,
+            reason: reason.to_owned(),
+        })
+        .encode();
+        if out.len() < size {
+            out.resize(size, 0);
+        }
+        out
+    }
+
+    /// The end notice at the start of `bytes` (a message-sized record whose first bytes
+    /// are [`MAGIC`]), or why it is not one.
+    pub fn from_notice(bytes: &[u8]) -> Result<End, WireError> {
+        match Frame::decode(bytes)? {
+            (Frame::End(end), _) => Ok(end),
+            (other, _) => Err(WireError::Unexpected {
+                expected: "end",
+                got: other.name(),
+            }),
+        }
+    }
+}
+
+/// Whether received bytes open with a frame rather than a message (see the module's
+/// doc): a message-sized record that is an end notice.
+pub fn opens_frame(bytes: &[u8]) -> bool {
+    bytes.starts_with(&MAGIC)
+}
+
+/// A peer's text as it may be shown: control characters (a terminal's escapes, line
+/// breaks) replaced by U+FFFD.
+fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
 /// One control frame.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
@@ -198,6 +310,9 @@ pub enum Frame {
     Accept(Accept),
     Refuse(Refuse),
     Stats(Box<PeerReport>),
+    /// The server ended the connection before the run's end (protocol version 4): sent
+    /// in place of the stats, or as an end notice in place of a message.
+    End(End),
 }
 
 impl Frame {
@@ -207,6 +322,7 @@ impl Frame {
             Frame::Accept(_) => KIND_ACCEPT,
             Frame::Refuse(_) => KIND_REFUSE,
             Frame::Stats(_) => KIND_STATS,
+            Frame::End(_) => KIND_END,
         }
     }
 
@@ -241,11 +357,11 @@ impl Frame {
             }
             Frame::Refuse(r) => {
                 payload.extend_from_slice(&(r.code as u16).to_le_bytes());
-                let mut end = r.reason.len().min(MAX_REASON);
-                while !r.reason.is_char_boundary(end) {
-                    end -= 1;
-                }
-                payload.extend_from_slice(&r.reason.as_bytes()[..end]);
+                payload.extend_from_slice(bounded(&r.reason));
+            }
+            Frame::End(e) => {
+                payload.extend_from_slice(&(e.code as u16).to_le_bytes());
+                payload.extend_from_slice(bounded(&e.reason));
             }
             Frame::Stats(report) => {
                 payload = serde_json::to_vec(report).expect("a PeerReport always serializes");
@@ -279,12 +395,22 @@ impl Frame {
     }
 }
 
+/// A reason as sent: at most [`MAX_REASON`] bytes, cut at a character's boundary.
+fn bounded(reason: &str) -> &[u8] {
+    let mut end = reason.len().min(MAX_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    &reason.as_bytes()[..end]
+}
+
 fn kind_name(kind: u8) -> &'static str {
     match kind {
         KIND_HELLO => "hello",
         KIND_ACCEPT => "accept",
         KIND_REFUSE => "refuse",
         KIND_STATS => "stats",
+        KIND_END => "end",
         _ => "unknown",
     }
 }
@@ -306,6 +432,7 @@ pub fn decode_header(h: &[u8; HEADER_LEN]) -> Result<(u8, usize), WireError> {
         KIND_ACCEPT => (ACCEPT_LEN, ACCEPT_LEN),
         KIND_REFUSE => (2, 2 + MAX_REASON),
         KIND_STATS => (2, MAX_STATS),
+        KIND_END => (END_FIXED, END_FIXED + MAX_REASON),
         other => return Err(WireError::UnknownKind(other)),
     };
     let name = kind_name(kind);
@@ -403,6 +530,11 @@ fn decode_payload(kind: u8, p: &[u8]) -> Result<Frame, WireError> {
         KIND_STATS => serde_json::from_slice(p)
             .map(|r| Frame::Stats(Box::new(r)))
             .map_err(|e| bad(e.to_string())),
+        KIND_END => Ok(Frame::End(End {
+            code: EndCode::from_u16(u16::from_le_bytes([p[0], p[1]])),
+            // Shown to a user: never trusted to be valid text or free of escapes.
+            reason: sanitize(&String::from_utf8_lossy(&p[END_FIXED..])),
+        })),
         other => Err(WireError::UnknownKind(other)),
     }
 }
@@ -518,7 +650,89 @@ mod tests {
                 duration_s: 1.5,
                 ..Default::default()
             })),
+            Frame::End(End {
+                code: EndCode::Bug,
+                reason: "injected fault".into(),
+            }),
         ]
+    }
+
+    /// Issue 16: the end notice is one message's size whatever its reason's length, opens
+    /// with what no message opens with, and reads back as the server's reason.
+    #[test]
+    fn an_end_notice_fills_one_message_and_reads_back() {
+        use crate::message::{tag, END_TAG};
+        let end = End {
+            code: EndCode::Failed,
+            reason: "é".repeat(600),
+        };
+        for size in [crate::vocab::MIN_SIZE, 65, 1000, 4096, 1 << 20] {
+            let notice = end.notice(size);
+            assert_eq!(notice.len(), size);
+            assert!(opens_frame(&notice));
+            let back = End::from_notice(&notice).unwrap();
+            assert_eq!(back.code, EndCode::Failed);
+            assert!(end.reason.starts_with(&back.reason), "{size}");
+            let room = (size - HEADER_LEN - END_FIXED).min(MAX_REASON);
+            assert!(
+                back.reason.len() <= room && back.reason.len() + 1 >= room,
+                "{size}"
+            );
+        }
+        // No message, nor the end-of-stream record, opens like a frame.
+        for seq in [0, 1, 7, 1 << 40, u64::MAX / 8] {
+            assert!(!opens_frame(&tag(seq, 0).to_le_bytes()));
+        }
+        assert!(!opens_frame(&END_TAG.to_le_bytes()));
+        assert_eq!(
+            end.notice(64)[HEADER_LEN + END_FIXED..]
+                .iter()
+                .filter(|&&b| b == 0)
+                .count(),
+            0,
+            "a 64-byte notice is all frame: 50 bytes of reason"
+        );
+    }
+
+    /// A hostile server's reason is bounded by the header check and shown without its
+    /// control characters; an unknown code still reads.
+    #[test]
+    fn an_end_reason_is_sanitized_and_bounded() {
+        let mut bytes = Frame::End(End {
+            code: EndCode::Other,
+            reason: "a\x1b[2Jb\nc".into(),
+        })
+        .encode();
+        bytes[HEADER_LEN] = 77;
+        let (Frame::End(end), _) = Frame::decode(&bytes).unwrap() else {
+            panic!("not an end frame")
+        };
+        assert_eq!(end.code, EndCode::Other);
+        assert_eq!(end.reason, "a\u{fffd}[2Jb\u{fffd}c");
+        assert!(end.describe().contains("does not know: a"));
+        let mut long = Frame::End(End {
+            code: EndCode::Bug,
+            reason: String::new(),
+        })
+        .encode();
+        long[8..12].copy_from_slice(&((END_FIXED + MAX_REASON + 1) as u32).to_le_bytes());
+        assert!(matches!(
+            decode_header(long[..HEADER_LEN].try_into().unwrap()),
+            Err(WireError::TooLong { kind: "end", .. })
+        ));
+        let mut bad = Frame::End(End {
+            code: EndCode::Bug,
+            reason: "x".into(),
+        })
+        .encode();
+        *bad.last_mut().unwrap() = 0xff;
+        let (Frame::End(end), _) = Frame::decode(&bad).unwrap() else {
+            panic!("not an end frame")
+        };
+        assert_eq!(
+            end.reason, "\u{fffd}",
+            "invalid UTF-8 is replaced, not refused"
+        );
     }
 
     #[test]

@@ -140,6 +140,17 @@ pub fn pool_role(role: Role, workload: Workload, direction: Direction) -> Role {
     }
 }
 
+/// The error a client's run ends with when the server's end notice (see `wire`) arrived
+/// in place of a message: the server's reason, or what was wrong with the notice.
+fn server_ended(bytes: &[u8]) -> Error {
+    match crate::wire::End::from_notice(bytes) {
+        Ok(end) => Error::ServerEnded(end.describe()),
+        Err(e) => Error::Peer(format!(
+            "server sent a frame in place of a message, and not a valid end notice: {e}"
+        )),
+    }
+}
+
 /// One connection's workload state on one side.
 pub struct Flow {
     spec: FlowSpec,
@@ -169,6 +180,8 @@ pub struct Flow {
     /// wrong with them.
     rx_seen: usize,
     rx_bad: Option<Mismatch>,
+    /// A client's zero-copy receive: the server's end notice, as its bytes are seen.
+    rx_notice: Option<Vec<u8>>,
     started: Option<Instant>,
     /// When the flow began: a schedule's (`--rate`) time zero, kept through the warm-up.
     origin: Option<Instant>,
@@ -228,6 +241,7 @@ impl Flow {
             },
             rx_seen: 0,
             rx_bad: None,
+            rx_notice: None,
             started: None,
             origin: None,
             first_rx: None,
@@ -679,6 +693,14 @@ impl Flow {
     /// buffer), are bytes `at..` of the message now arriving; checked here, before the
     /// backend lets the mapping go.
     pub fn rx_seen(&mut self, at: usize, bytes: &[u8]) {
+        if self.spec.role == Role::Client
+            && (self.rx_notice.is_some() || at == 0 && crate::wire::opens_frame(bytes))
+        {
+            // The server's end notice (see [`Flow::received_in_fields`]), kept until whole.
+            let notice = self.rx_notice.get_or_insert_with(Vec::new);
+            let room = self.template.layout().size() - notice.len();
+            notice.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        }
         if self.rx_bad.is_none() {
             let seq = self.expect_seq;
             if let Err(m) = verify_span(self.spec.verify, seq, at, bytes, &self.template) {
@@ -695,6 +717,10 @@ impl Flow {
     /// the pattern and nothing wrote into it.
     fn received_elsewhere(&mut self, mut msg: Box<Message>, now: Instant) -> Result<(), Error> {
         let (seen, bad) = (std::mem::take(&mut self.rx_seen), self.rx_bad.take());
+        if let Some(notice) = self.rx_notice.take() {
+            self.pool.put(msg);
+            return Err(server_ended(&notice));
+        }
         if self.spec.role == Role::Client && self.sent_at.is_empty() {
             self.pool.put(msg);
             return Err(Error::Peer(
@@ -737,6 +763,14 @@ impl Flow {
     /// where the backend did the copy out with [`Message::deserialize_from`]).
     pub fn received_in_fields(&mut self, mut msg: Box<Message>, now: Instant) -> Result<(), Error> {
         let (workload, role) = (self.spec.workload, self.spec.role);
+        if role == Role::Client && crate::wire::opens_frame(msg.field(0)) {
+            // The server's end notice in place of a message: it ended the run.
+            let bytes: Vec<u8> = (0..crate::message::FIELDS)
+                .flat_map(|k| msg.field(k).iter().copied())
+                .collect();
+            self.pool.put(msg);
+            return Err(server_ended(&bytes));
+        }
         if role == Role::Client && self.spec.receives_stream() {
             if self.end_seen {
                 self.pool.put(msg);
@@ -1068,6 +1102,78 @@ mod tests {
         assert_eq!(c.send_at(), Some(t_end));
         assert!(c.next_tx(t_end).is_none());
         assert!(c.is_done());
+    }
+
+    /// Issue 16: a client reading messages (an echo's, a reverse stream's) takes the
+    /// server's end notice in place of one for what it is, in either layout, and under a
+    /// zero-copy receive too; a frame that is not a valid notice is a peer error.
+    #[test]
+    fn a_client_takes_the_end_notice_for_the_servers_reason() {
+        let end = crate::wire::End {
+            code: crate::wire::EndCode::ShuttingDown,
+            reason: "SIGINT or SIGTERM".into(),
+        };
+        let notice = end.notice(256);
+        let cases = [
+            (Workload::Echo, Direction::Forward, Mode::TwoCopy),
+            (Workload::Echo, Direction::Forward, Mode::OneCopy),
+            (Workload::Stream, Direction::Reverse, Mode::OneCopy),
+        ];
+        for (workload, direction, mode) in cases {
+            let mut c = directed(Role::Client, workload, mode, 1, direction);
+            c.begin(Instant::now());
+            if let Some(m) = c.next_tx(Instant::now()) {
+                c.sent(&m);
+                c.release(m);
+            }
+            let mut rx = c.rx_buffer().unwrap();
+            if mode == Mode::TwoCopy {
+                rx.wire_mut().copy_from_slice(&notice);
+            } else {
+                let layout = Layout::new(256);
+                for k in 0..8 {
+                    rx.field_mut(k).copy_from_slice(&notice[layout.field(k)]);
+                }
+            }
+            match c.received(rx, Instant::now()) {
+                Err(Error::ServerEnded(why)) => assert_eq!(
+                    why, "the server is shutting down: SIGINT or SIGTERM",
+                    "{workload} {direction} {mode}"
+                ),
+                other => panic!("{workload} {direction} {mode}: {other:?}"),
+            }
+        }
+        // A zero-copy receive sees the notice in spans, where the kernel left them.
+        let mut c = flow(Role::Client, Workload::Echo, Mode::OneCopy, 1);
+        c.spec.rx = RxMode::Zerocopy;
+        c.begin(Instant::now());
+        let m = c.next_tx(Instant::now()).unwrap();
+        c.sent(&m);
+        c.release(m);
+        let rx = c.rx_buffer().unwrap();
+        c.rx_seen(0, &notice[..100]);
+        c.rx_seen(100, &notice[100..]);
+        assert!(
+            matches!(c.received(rx, Instant::now()), Err(Error::ServerEnded(_))),
+            "zero-copy receive"
+        );
+        // A frame that is not an end notice (a stats frame's header) is the server's error.
+        let mut c = flow(Role::Client, Workload::Echo, Mode::OneCopy, 1);
+        c.begin(Instant::now());
+        let m = c.next_tx(Instant::now()).unwrap();
+        c.sent(&m);
+        c.release(m);
+        let mut rx = c.rx_buffer().unwrap();
+        let mut bogus = notice.clone();
+        bogus[6] = 4;
+        let layout = Layout::new(256);
+        for k in 0..8 {
+            rx.field_mut(k).copy_from_slice(&bogus[layout.field(k)]);
+        }
+        match c.received(rx, Instant::now()) {
+            Err(Error::Peer(why)) => assert!(why.contains("not a valid end notice"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     /// Carries a message from one flow to another as the wire would.

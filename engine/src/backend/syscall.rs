@@ -33,7 +33,7 @@ use crate::message::Message;
 use crate::path::rx::SysRx;
 use crate::path::{path, SysForm};
 use crate::proof::RECEIPTS;
-use crate::vocab::Mode;
+use crate::vocab::{Mode, Role};
 use crate::workload::Flow;
 
 /// setsockopt with a value of type `T`.
@@ -102,25 +102,58 @@ pub(crate) fn run(
     flow.begin(Instant::now());
     // SAFETY: the orchestrator keeps the socket open until the report is back.
     let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let result = drive(borrowed, &mut flow, timeout, stop, &mut warmed);
+    let (result, at_boundary) = drive(borrowed, &mut flow, timeout, stop, &mut warmed);
     flow.finish(Instant::now());
     Ok(ConnReport {
         flow,
         error: result.err(),
+        at_boundary,
     })
 }
 
 /// Runs `flow` on the connected socket `fd` until it is done and every buffer is home.
 /// The caller has called `flow.begin` and calls `flow.finish` afterwards. `stop`, once
 /// set, ends the flow's sending early (the user interrupted the run). The socket's
-/// timeouts are armed here, call by call.
+/// timeouts are armed here, call by call. Also says whether the socket's byte stream
+/// ends at a message boundary of this side's ([`ConnReport::at_boundary`]). A bug
+/// (panic) while running ends this connection with an internal error; zero-copy buffers
+/// the kernel may still hold then are leaked, never freed under it.
 fn drive(
     fd: BorrowedFd<'_>,
     flow: &mut Flow,
     timeout: Duration,
     stop: &AtomicBool,
     warmed: &mut dyn FnMut(),
-) -> Result<(), Error> {
+) -> (Result<(), Error>, bool) {
+    match setup(fd, flow, timeout, stop) {
+        Ok(mut conn) => {
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| conn.run(flow, warmed)))
+                    .unwrap_or_else(|panic| {
+                        if let Some(ledger) = conn.ledger.as_mut().filter(|l| l.outstanding() > 0) {
+                            ledger.abandon();
+                            flow.leaked = true;
+                        }
+                        Err(Error::from_panic(&*panic))
+                    });
+            if let Some(ledger) = &conn.ledger {
+                flow.stats.zc += ledger.stats;
+            }
+            flow.close_by_ref(true);
+            let at_boundary = conn.tx.as_ref().map_or(true, |t| t.1 == 0);
+            (result, at_boundary)
+        }
+        Err(e) => (Err(e), true),
+    }
+}
+
+/// The connection's state for [`drive`].
+fn setup<'s>(
+    fd: BorrowedFd<'_>,
+    flow: &mut Flow,
+    timeout: Duration,
+    stop: &'s AtomicBool,
+) -> Result<Conn<'s>, Error> {
     let copy = path(flow.spec().mode);
     let sys = copy.syscall.as_ref().ok_or_else(|| {
         Error::Internal(format!(
@@ -133,7 +166,7 @@ fn drive(
     } else {
         SysRx::Copy
     };
-    let mut conn = Conn {
+    Ok(Conn {
         fd: fd.as_raw_fd(),
         sys,
         receiver,
@@ -149,13 +182,8 @@ fn drive(
         watching: false,
         moved_at: Instant::now(),
         receipts_by: None,
-    };
-    let result = conn.run(flow, warmed);
-    if let Some(ledger) = &conn.ledger {
-        flow.stats.zc += ledger.stats;
-    }
-    flow.close_by_ref(true);
-    result
+        server_stopping: false,
+    })
 }
 
 /// The longest one blocking call waits before the stop flag is looked at again.
@@ -193,6 +221,9 @@ struct Conn<'s> {
     moved_at: Instant,
     /// By when the read receipts a stream sender waits for must arrive (sendfile, splice).
     receipts_by: Option<Instant>,
+    /// A server that was asked to stop: it ends the connection at its next message
+    /// boundary.
+    server_stopping: bool,
 }
 
 impl Conn<'_> {
@@ -221,11 +252,20 @@ impl Conn<'_> {
                 // grace rather than the whole timeout.
                 stopped = true;
                 flow.stop();
+                self.server_stopping = flow.spec().role == Role::Server;
                 let by = Instant::now() + STOP_GRACE;
                 self.timeout = self.timeout.min(STOP_GRACE);
                 for m in [&mut self.tx, &mut self.rx].into_iter().flatten() {
                     m.2 = m.2.min(by);
                 }
+            }
+            if self.server_stopping && self.tx.as_ref().map_or(true, |t| t.1 == 0) {
+                // A stopping server ends the connection where its next message would
+                // start: its end notice goes there (see `server::serving`).
+                if let Some((m, _, _)) = self.tx.take() {
+                    flow.release(m);
+                }
+                return Err(Error::Peer("server stopping".into()));
             }
             if self.tx.is_none() {
                 let now = Instant::now();

@@ -385,68 +385,164 @@ pub(super) fn refuse(shared: &Shared<'_>, stream: &mut TcpStream, code: RefuseCo
     }
     let _ = stream.shutdown(Shutdown::Write);
     if let Ok(copy) = stream.try_clone() {
-        let deadline = Instant::now() + REFUSAL_LINGER;
         let _ = shared
             .lingering
             .lock()
             .expect("lingering lock")
-            .send((copy, deadline));
+            .send(Lingering::new(copy, Vec::new(), 0));
     }
+}
+
+/// A socket the server is done with, held open until its client closes or
+/// [`REFUSAL_LINGER`] passes: what is left of the last bytes owed to it (an end notice:
+/// `out`, then `pad` zero bytes) goes out, and what the client still sends is read and
+/// dropped meanwhile. The sending side is not shut after a notice: a socket whose
+/// receiving side is shut already (a uring connection ended at a message boundary) would
+/// answer the client's next bytes with a reset once both were, and a reset can destroy
+/// the notice before the client reads it.
+pub(super) struct Lingering {
+    stream: TcpStream,
+    deadline: Instant,
+    out: Vec<u8>,
+    pad: usize,
+    /// Reads return nothing but the client is still there: our receiving side is shut.
+    read_shut: bool,
+}
+
+impl Lingering {
+    /// `out` and `pad` still to send; with none, the sending side is already shut.
+    pub(super) fn new(stream: TcpStream, out: Vec<u8>, pad: usize) -> Lingering {
+        Lingering {
+            stream,
+            deadline: Instant::now() + REFUSAL_LINGER,
+            out,
+            pad,
+            read_shut: false,
+        }
+    }
+
+    fn owes(&self) -> bool {
+        !self.out.is_empty() || self.pad > 0
+    }
+
+    /// Sends what the socket takes now; false once the socket is broken.
+    fn send_some(&mut self) -> bool {
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        while self.owes() {
+            let chunk = if self.out.is_empty() {
+                &ZEROS[..self.pad.min(ZEROS.len())]
+            } else {
+                &self.out[..]
+            };
+            match self.stream.write(chunk) {
+                Ok(0) => return false,
+                Ok(n) if self.out.is_empty() => self.pad -= n,
+                Ok(n) => {
+                    self.out.drain(..n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    /// Reads and drops what the client sent; false once it has closed (or the socket
+    /// broke) and nothing is owed to it.
+    fn drain(&mut self, sink: &mut [u8]) -> bool {
+        loop {
+            match self.stream.read(sink) {
+                Ok(0) if peer_still_there(&self.stream) => {
+                    self.read_shut = true;
+                    return true;
+                }
+                Ok(0) => return self.owes(),
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// Whether the peer has not closed its side yet although a read returned nothing: the
+/// connection is in a state where only our receiving side can be shut.
+fn peer_still_there(stream: &TcpStream) -> bool {
+    // The kernel's TCP states (include/net/tcp_states.h): established, fin-wait-1 and 2.
+    const OPEN: [u8; 3] = [1, 4, 5];
+    crate::tcpinfo::TcpInfo::state(stream.as_raw_fd()).is_some_and(|s| OPEN.contains(&s))
 }
 
 /// How often the lingering thread looks at its deadlines while it holds sockets.
 const LINGER_TICK_MS: libc::c_int = 10;
 
-/// Holds refused sockets open until their clients close or [`REFUSAL_LINGER`] passes,
-/// reading and dropping whatever they still send; at most [`REFUSAL_BACKLOG`] at once.
-pub(super) fn linger(inbox: Receiver<(TcpStream, Instant)>, stop: &AtomicBool) {
-    let mut held: Vec<(TcpStream, Instant)> = Vec::new();
+/// Holds sockets the server is done with ([`Lingering`]), at most [`REFUSAL_BACKLOG`] at
+/// once. Once the server stops it goes on while connections are open (each may still end
+/// with its end notice, handed over before it leaves `open`) and what it holds is not
+/// done.
+pub(super) fn linger(
+    inbox: Receiver<Lingering>,
+    stop: &AtomicBool,
+    open: &Mutex<HashMap<u64, RawFd>>,
+) {
+    let mut held: Vec<Lingering> = Vec::new();
     let mut sink = [0u8; 4096];
-    while !stop.load(Ordering::Relaxed) {
+    let take = |mut s: Lingering, held: &mut Vec<Lingering>| {
+        if held.len() < REFUSAL_BACKLOG {
+            let _ = s.stream.set_nonblocking(true);
+            if s.send_some() {
+                held.push(s);
+            }
+        } // else dropped: closed unanswered beyond the documented backlog
+    };
+    loop {
+        if stop.load(Ordering::Relaxed)
+            && held.is_empty()
+            && open.lock().expect("registry lock").is_empty()
+        {
+            match inbox.try_recv() {
+                Ok(s) => take(s, &mut held),
+                Err(_) => return,
+            }
+        }
         // With nothing held, sleep on the inbox (waking each tick to see the stop flag)
         // rather than polling an empty set.
         if held.is_empty() {
             match inbox.recv_timeout(ACCEPT_TICK) {
-                Ok(s) => {
-                    let _ = s.0.set_nonblocking(true);
-                    held.push(s);
-                }
+                Ok(s) => take(s, &mut held),
                 Err(_) => continue,
             }
         }
         while let Ok(s) = inbox.try_recv() {
-            if held.len() < REFUSAL_BACKLOG {
-                let _ = s.0.set_nonblocking(true);
-                held.push(s);
-            } // else dropped: closed unanswered beyond the documented backlog
+            take(s, &mut held);
         }
         let now = Instant::now();
-        held.retain(|(_, deadline)| *deadline > now);
+        held.retain(|s| s.deadline > now);
         let mut fds: Vec<libc::pollfd> = held
             .iter()
-            .map(|(s, _)| libc::pollfd {
-                fd: s.as_raw_fd(),
-                events: libc::POLLIN,
+            .map(|s| libc::pollfd {
+                fd: s.stream.as_raw_fd(),
+                // A socket whose receiving side is shut is always readable: it is looked
+                // at every tick instead.
+                events: if s.read_shut { 0 } else { libc::POLLIN }
+                    | if s.owes() { libc::POLLOUT } else { 0 },
                 revents: 0,
             })
             .collect();
         // SAFETY: `fds` is a live array of pollfds of sockets `held` keeps open.
         unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, LINGER_TICK_MS) };
         let mut i = 0;
-        held.retain_mut(|(s, _)| {
+        held.retain_mut(|s| {
             let revents = fds[i].revents;
             i += 1;
-            if revents == 0 {
+            if revents == 0 && !s.read_shut {
                 return true;
             }
-            loop {
-                match s.read(&mut sink) {
-                    Ok(0) => return false,
-                    Ok(_) => continue,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
-                    Err(_) => return false,
-                }
+            if s.owes() && !s.send_some() {
+                return false;
             }
+            s.drain(&mut sink)
         });
     }
 }

@@ -38,7 +38,7 @@ use crate::config::{
     auto_nodelay, check_pool, format_size, Backend, Mode, ServerConfig, UringRecv, Valid, Workload,
     MIN_SIZE,
 };
-use crate::conn::{ConnReport, ConnSpec};
+use crate::conn::{ConnReport, ConnSpec, STOP_GRACE};
 use crate::counters::{CounterSet, Metering, RawCounts, CORE_KEY};
 use crate::cputime::ThreadClock;
 use crate::error::Error;
@@ -206,7 +206,7 @@ impl Server {
             hosts: Mutex::new(Vec::new()),
         };
         std::thread::scope(|scope| {
-            scope.spawn(|| linger(linger_rx, stop));
+            scope.spawn(|| linger(linger_rx, stop, &shared.open));
             match self.config.backend {
                 Backend::Syscall => {
                     self.accept_loop(stop, &shared, &|accepted| serve_syscall(&shared, accepted))
@@ -283,8 +283,16 @@ impl Server {
                     }
                 });
             }
+            let active = shared.open.lock().expect("registry lock").len();
+            (shared.on_event)(ServerEvent::Stopping { active });
+            // Connections end themselves at a message boundary, each with its end notice
+            // (both engines look at the stop flag at least every 100 ms); whatever is
+            // still open after STOP_GRACE is shut down.
+            let by = Instant::now() + STOP_GRACE;
+            while Instant::now() < by && !shared.open.lock().expect("registry lock").is_empty() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             let open = shared.open.lock().expect("registry lock");
-            (shared.on_event)(ServerEvent::Stopping { active: open.len() });
             for &fd in open.values() {
                 // SAFETY: the fd is open: a Slot removes it under this lock before its
                 // socket closes. shutdown only wakes whoever waits on it.
@@ -407,8 +415,9 @@ pub(crate) struct Shared<'a> {
     open: Mutex<HashMap<u64, RawFd>>,
     /// What the connections' buffers may take, all together.
     budget: Budget,
-    /// Refused sockets, handed to the thread that lets their clients read the reason.
-    lingering: Mutex<Sender<(TcpStream, Instant)>>,
+    /// Sockets the server is done with (refused, or ended with an end notice), handed to
+    /// the thread that lets their clients read why.
+    lingering: Mutex<Sender<Lingering>>,
     /// A uring server's registered-buffer room (zc-fixed).
     fixed: Option<FixedRoom>,
     /// A descriptor kept spare, to answer a client even when all others are taken.

@@ -124,6 +124,61 @@ pub(super) fn finish_connection(
     }
 }
 
+/// Ends a connection the server could not run to its end, and tells the client why where
+/// it can: an end notice (see `wire`) in place of the next message, when this side's byte
+/// stream ends at a message boundary (`at_boundary`) and carries nothing else the client
+/// parses (read receipts, which a sendfile or splice stream's receiver sends, do not keep
+/// to message boundaries). The notice goes out from the lingering thread, never blocking
+/// the caller, after which the socket closes; with no notice it closes at once, and the
+/// client reports what it saw.
+pub(super) fn end_abnormally(
+    shared: &Shared<'_>,
+    stream: &TcpStream,
+    hello: &Hello,
+    at_boundary: bool,
+    error: &Error,
+) {
+    let spec = server_flow_spec(hello);
+    let receipts = path(hello.mode).file && spec.receives_stream();
+    if !at_boundary || receipts {
+        return;
+    }
+    let end = if shared.stop.load(Ordering::Relaxed) {
+        wire::End {
+            code: wire::EndCode::ShuttingDown,
+            reason: "SIGINT or SIGTERM".into(),
+        }
+    } else {
+        match error {
+            Error::Internal(what) => wire::End {
+                code: wire::EndCode::Bug,
+                reason: what.clone(),
+            },
+            Error::Peer(what) if what == WORKER_STOPPED => wire::End {
+                code: wire::EndCode::WorkerStopped,
+                reason: String::new(),
+            },
+            e => wire::End {
+                code: wire::EndCode::Failed,
+                reason: e.to_string(),
+            },
+        }
+    };
+    let size = hello.size as usize;
+    let notice = end.notice(size.min(wire::HEADER_LEN + 2 + wire::MAX_REASON));
+    let pad = size.saturating_sub(notice.len());
+    if let Ok(copy) = stream.try_clone() {
+        let _ = shared
+            .lingering
+            .lock()
+            .expect("lingering lock")
+            .send(Lingering::new(copy, notice, pad));
+    }
+}
+
+/// The error of a connection whose uring worker stopped before it could take it.
+const WORKER_STOPPED: &str = "its uring worker has stopped";
+
 /// The socket options a connection's hello calls for, on either engine, and the server's
 /// own `--busy-poll` on the syscall engine (uring's is on its rings): what the kernel
 /// granted.
@@ -200,11 +255,14 @@ pub(super) fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
                 .into_inner()
                 .map_or_else(Vec::new, |mut m| m.finish(shared, None));
             match conn.error {
-                Some(e) => ServerEvent::Failed {
-                    id,
-                    peer,
-                    error: e.to_string(),
-                },
+                Some(e) => {
+                    end_abnormally(shared, &stream, &hello, conn.at_boundary, &e);
+                    ServerEvent::Failed {
+                        id,
+                        peer,
+                        error: e.to_string(),
+                    }
+                }
                 None => {
                     let placement = Placement { thread, cpu };
                     let report = peer_report(
@@ -226,11 +284,15 @@ pub(super) fn serve_syscall(shared: &Shared<'_>, accepted: Accepted<'_>) {
                 }
             }
         }
-        Err(e) => ServerEvent::Failed {
-            id,
-            peer,
-            error: e.to_string(),
-        },
+        Err(e) => {
+            // Nothing of the run was sent: the connection failed before it.
+            end_abnormally(shared, &stream, &hello, true, &e);
+            ServerEvent::Failed {
+                id,
+                peer,
+                error: e.to_string(),
+            }
+        }
     };
     drop(slot);
     (shared.on_event)(event);
@@ -259,6 +321,7 @@ pub(super) fn hand_to_worker<'s>(
 ) {
     let Accepted { spec, client } = accepted;
     if let Err(e) = prepare_socket(&client.stream, &client.hello, Backend::Uring, None) {
+        end_abnormally(shared, &client.stream, &client.hello, true, &e);
         let (id, peer) = (client.id, client.peer);
         drop(client);
         (shared.on_event)(ServerEvent::Failed {
@@ -280,12 +343,15 @@ pub(super) fn hand_to_worker<'s>(
         },
     };
     if let Err(back) = dispatch(incoming) {
-        let (id, peer) = (back.conn.client.id, back.conn.client.peer);
+        let client = &back.conn.client;
+        let error = Error::Peer(WORKER_STOPPED.into());
+        end_abnormally(shared, &client.stream, &client.hello, true, &error);
+        let (id, peer) = (client.id, client.peer);
         drop(back);
         (shared.on_event)(ServerEvent::Failed {
             id,
             peer,
-            error: "its uring worker has stopped".into(),
+            error: error.to_string(),
         });
     }
 }
@@ -356,11 +422,14 @@ impl<'s> ServeHost for Shared<'s> {
             client.slot.forfeit_budget();
         }
         let event = match report.error {
-            Some(e) => ServerEvent::Failed {
-                id,
-                peer,
-                error: e.to_string(),
-            },
+            Some(e) => {
+                end_abnormally(self, &client.stream, &client.hello, report.at_boundary, &e);
+                ServerEvent::Failed {
+                    id,
+                    peer,
+                    error: e.to_string(),
+                }
+            }
             None => {
                 let running = Running {
                     io: ring,

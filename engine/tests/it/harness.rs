@@ -53,6 +53,11 @@ impl TestServer {
     }
 
     /// Every event so far, one line each.
+    /// Asks the server to stop, as SIGTERM does; dropping it waits for the stop.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
     pub fn events(&self) -> Vec<String> {
         self.events.lock().unwrap().clone()
     }

@@ -6,7 +6,7 @@ use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use engine::wire::{self, Frame, Hello, RefuseCode, HEADER_LEN, MAGIC, VERSION};
+use engine::wire::{self, End, EndCode, Frame, Hello, RefuseCode, HEADER_LEN, MAGIC, VERSION};
 use engine::{run_client, Backend, Error, Mode, RxMode, ServerConfig, Verify, Workload};
 
 use crate::harness::{assert_clean_run, workers, TestServer};
@@ -252,11 +252,106 @@ fn truncated_message_is_reported_and_dropped(backend: Backend) {
         line.contains("closed mid-message: 1000 of 4096 bytes"),
         "{line}"
     );
-    // No stats frame for a broken run: the server just closes.
+    // No stats frame for a broken run: the server's end notice says why (issue 16), one
+    // message's size, and nothing follows it.
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
-    assert!(rest.is_empty(), "got {} bytes", rest.len());
+    assert_eq!(rest.len(), 4096, "the end notice fills one message");
+    let end = End::from_notice(&rest).expect("an end notice");
+    assert_eq!(end.code, EndCode::Failed);
+    assert!(
+        end.reason
+            .contains("closed mid-message: 1000 of 4096 bytes"),
+        "{}",
+        end.reason
+    );
     still_serves(&server);
+}
+
+/// Issue 16: an echo server that fails a connection mid-run, with every echo it owed sent,
+/// puts its end notice where the next echo would start, so a client reading messages
+/// finds it at a message boundary.
+fn a_failed_echo_ends_with_the_notice_where_the_next_echo_starts(backend: Backend) {
+    let server = TestServer::with_backend(backend);
+    let mut s = connect(&server);
+    let h = Hello {
+        workload: Workload::Echo,
+        ..hello(4096)
+    };
+    wire::write_frame(&mut s, &Frame::Hello(h)).unwrap();
+    assert!(matches!(
+        wire::read_frame(&mut s, WAIT).unwrap(),
+        Frame::Accept(_)
+    ));
+    s.write_all(&[0u8; 4096]).unwrap();
+    let mut echo = vec![0u8; 4096];
+    s.read_exact(&mut echo).unwrap();
+    assert!(!wire::opens_frame(&echo), "the echo is a message");
+    s.write_all(&[0u8; 1000]).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert_eq!(rest.len(), 4096, "the end notice fills one message");
+    let end = End::from_notice(&rest).expect("an end notice");
+    assert_eq!(end.code, EndCode::Failed);
+    assert!(end.reason.contains("closed mid-message"), "{}", end.reason);
+    server.wait_for("failed 0", WAIT);
+    still_serves(&server);
+}
+
+/// Issue 16: a server that stops (SIGTERM) mid-run tells every client why, whatever it
+/// was reading: an echo client and a reverse stream's read the notice in place of a
+/// message, a forward stream's (which reads nothing until the end) when its run fails.
+/// Clients of the same engine as the server, so that both engines' clients are shown.
+fn a_stopped_server_tells_each_client_why(backend: Backend) {
+    let server = TestServer::start(ServerConfig {
+        backend,
+        workers: workers(backend, 2),
+        max_clients: 8,
+        idle_timeout: Duration::from_secs(5),
+        ..Default::default()
+    });
+    let cases = [
+        (Workload::Echo, engine::Direction::Forward),
+        (Workload::Stream, engine::Direction::Forward),
+        (Workload::Stream, engine::Direction::Reverse),
+        (Workload::Stream, engine::Direction::Bidir),
+    ];
+    let clients: Vec<_> = cases
+        .iter()
+        .map(|&(workload, direction)| {
+            let mut config = server.client(backend, Mode::OneCopy, workload);
+            config.direction = direction;
+            config.duration = Duration::from_secs(20);
+            std::thread::spawn(move || run_client(&config, &|_| {}))
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + WAIT;
+    while server
+        .events()
+        .iter()
+        .filter(|e| e.starts_with("connected"))
+        .count()
+        < cases.len()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:#?}",
+            server.events()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    server.stop();
+    for (c, case) in clients.into_iter().zip(cases) {
+        match c.join().unwrap() {
+            Err(Error::ServerEnded(why)) => assert_eq!(
+                why, "the server is shutting down: SIGINT or SIGTERM",
+                "{case:?}"
+            ),
+            other => panic!("{case:?}: {other:?}"),
+        }
+    }
 }
 
 fn garbage_payload_is_counted_as_verify_errors(backend: Backend) {
@@ -430,13 +525,18 @@ fn a_panic_serving_one_connection_costs_only_that_connection(backend: Backend) {
         idle_timeout: Duration::from_secs(5),
         ..Default::default()
     });
-    for _ in 0..4 {
-        let mut config = server.client(Backend::Syscall, Mode::TwoCopy, Workload::Echo);
+    for i in 0..4 {
+        // Either client engine reads the server's end notice in place of the echo.
+        let client = [Backend::Syscall, Backend::Uring][i % 2];
+        let mut config = server.client(client, Mode::TwoCopy, Workload::Echo);
         config.size = FAULTY;
-        assert!(
-            run_client(&config, &|_| {}).is_err(),
-            "the faulty connection fails"
-        );
+        match run_client(&config, &|_| {}) {
+            Err(Error::ServerEnded(why)) => assert!(
+                why.starts_with("the server caught a bug: injected fault"),
+                "{why}"
+            ),
+            other => panic!("the faulty connection fails with the server's reason: {other:?}"),
+        }
     }
     let line = server.wait_for("internal error", WAIT);
     assert!(line.contains("only this connection"), "{line}");
@@ -983,6 +1083,8 @@ against_both!(
     oversize_frame_length_is_refused_before_reading,
     silent_client_times_out,
     truncated_message_is_reported_and_dropped,
+    a_failed_echo_ends_with_the_notice_where_the_next_echo_starts,
+    a_stopped_server_tells_each_client_why,
     garbage_payload_is_counted_as_verify_errors,
     reset_mid_run_is_dropped_and_others_are_undisturbed,
     clients_beyond_max_are_refused_with_the_reason,

@@ -80,7 +80,11 @@ pub(crate) fn run_ring(
         .map(|mut c| {
             let error = c.take_error();
             let (flow, ()) = c.into_parts();
-            ConnReport { flow, error }
+            ConnReport {
+                flow,
+                error,
+                at_boundary: false,
+            }
         })
         .collect();
     if let (Err(e), Some(first)) = (run, conns.first_mut()) {

@@ -31,7 +31,7 @@ use crate::error::Error;
 use crate::message::Message;
 use crate::path::{on_target, path, rx, CopyPath, MsgArgs, Target, POLL_FIRST};
 use crate::proof::RECEIPTS;
-use crate::vocab::{RxMode, Workload};
+use crate::vocab::{Role, RxMode, Workload};
 use crate::workload::Flow;
 
 const OP_SEND: u64 = 1;
@@ -121,6 +121,12 @@ pub(crate) struct UConn<X> {
     /// When the first error was recorded.
     failed_at: Option<Instant>,
     shut: bool,
+    /// Asked to end at its next message boundary ([`UConn::stop_at_boundary`]).
+    stopping: bool,
+    /// A send failed or went out short: part of a message may be on the wire.
+    tx_cut: bool,
+    /// Set when the socket is shut: see [`UConn::at_boundary`].
+    at_boundary: bool,
     /// The last time a whole message moved (sent, received, or its zero-copy completion).
     last_progress: Instant,
     /// Given up on: buffers the kernel never returned were leaked. Its ring index must not
@@ -180,6 +186,9 @@ impl<X> UConn<X> {
             error: None,
             failed_at: None,
             shut: false,
+            stopping: false,
+            tx_cut: false,
+            at_boundary: false,
             last_progress: Instant::now(),
             abandoned: false,
             done_at: None,
@@ -193,7 +202,7 @@ impl<X> UConn<X> {
     /// Issues whatever the flow wants now: a chain of sends when none is in flight, a
     /// receive when none is in flight and one is due.
     pub fn pump(&mut self, ring: &mut Ring<'_>, index: u32, now: Instant) -> Result<(), Error> {
-        if self.error.is_some() {
+        if self.error.is_some() || self.stopping {
             return Ok(());
         }
         if self.tx_inflight == 0 {
@@ -666,6 +675,10 @@ impl<X> UConn<X> {
             }
         };
         self.tx_inflight -= 1;
+        if cqe.res < 0 || cqe.res as usize != self.size || silent_failed {
+            // Some of a message, or of the chain behind it, may have gone out.
+            self.tx_cut = true;
+        }
         let more = cqueue::more(cqe.flags);
         if more {
             self.flow.stats.zc.sends += 1;
@@ -753,6 +766,15 @@ impl<X> UConn<X> {
         self.shut_down();
     }
 
+    /// Ends the connection at its next message boundary: nothing new is submitted, and
+    /// once no send is in flight it fails with `e` (a server that stops).
+    pub fn stop_at_boundary(&mut self, e: Error) {
+        self.stopping = true;
+        if self.tx_inflight == 0 {
+            self.fail(e);
+        }
+    }
+
     /// A bug caught in this connection's handling: that is what its log line says, over
     /// whatever failed before.
     pub fn fail_internal(&mut self, e: Error) {
@@ -761,12 +783,29 @@ impl<X> UConn<X> {
         self.shut_down();
     }
 
+    /// Shuts the socket so that what is in flight completes. A server with no send in
+    /// flight and none cut short shuts only the receiving side: its byte stream ends at a
+    /// message boundary, where its end notice may still go (see `server::serving`); a
+    /// failed connection submits nothing more (see [`UConn::pump`]).
     fn shut_down(&mut self) {
         if !self.shut {
             self.shut = true;
+            self.at_boundary =
+                self.flow.spec().role == Role::Server && self.tx_inflight == 0 && !self.tx_cut;
+            let how = if self.at_boundary {
+                libc::SHUT_RD
+            } else {
+                libc::SHUT_RDWR
+            };
             // SAFETY: the fd stays open for as long as this connection exists.
-            unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
+            unsafe { libc::shutdown(self.fd, how) };
         }
+    }
+
+    /// Whether the byte stream ended at a message boundary of this side's when the
+    /// connection failed ([`crate::conn::ConnReport::at_boundary`]).
+    pub fn at_boundary(&self) -> bool {
+        self.at_boundary
     }
 
     /// Operations of this connection the kernel still has, buffers or not.

@@ -304,7 +304,18 @@ impl<H: ServeHost> Worker<'_, H> {
             }
             if stopping() {
                 let since = *stop_seen.get_or_insert(now);
-                self.fail_all("server stopping".into());
+                // Each connection ends once its sends in flight are in (so that its end
+                // notice starts where a message would; see `UConn::stop_at_boundary`);
+                // one whose sends do not come in within half the grace ends as it is.
+                if now - since > STOP_GRACE.min(timeout) / 2 {
+                    self.fail_all("server stopping".into());
+                } else {
+                    for c in self.conns.iter_mut().flatten() {
+                        if !c.has_error() && c.done_at.is_none() {
+                            c.stop_at_boundary(Error::Peer("server stopping".into()));
+                        }
+                    }
+                }
                 if now - since > STOP_GRACE.min(timeout) {
                     self.conns.iter_mut().flatten().for_each(UConn::abandon);
                 }
@@ -316,6 +327,7 @@ impl<H: ServeHost> Worker<'_, H> {
                     let report = ConnReport {
                         flow: incoming.spec.flow,
                         error: Some(Error::Peer("server stopping".into())),
+                        at_boundary: true,
                     };
                     let (io, setup) = (ring.io, ring.setup.clone());
                     self.host
@@ -369,6 +381,7 @@ impl<H: ServeHost> Worker<'_, H> {
                     let report = ConnReport {
                         flow: spec.flow,
                         error: Some(e),
+                        at_boundary: true,
                     };
                     let (io, setup) = (ring.io, ring.setup.clone());
                     self.host.retired(&mut self.state, conn, report, io, &setup);
@@ -418,8 +431,13 @@ impl<H: ServeHost> Worker<'_, H> {
                 ring.remove_buffers(first, n);
             }
             let error = c.take_error();
+            let at_boundary = c.at_boundary();
             let (flow, conn) = c.into_parts();
-            let report = ConnReport { flow, error };
+            let report = ConnReport {
+                flow,
+                error,
+                at_boundary,
+            };
             let (io, setup) = (ring.io, ring.setup.clone());
             let (host, state) = (self.host, &mut self.state);
             // A bug in what the host does with one connection costs that connection.
