@@ -38,7 +38,9 @@ The matrix (comma-separated lists):
   --rx LIST             copy (also: discard, zerocopy)
   --uring-opts LIST     plain (also: sqpoll, busy-poll)
   --workload W          echo (or stream)
-  --depth N             1
+  --depth N             1 (with --rates: 64)
+  --rates LIST          open loop at each rate, msgs/s in all (5k,20k,1.5M): latency
+                        timed from due times, drawn against the load (echo only)
 Runs:
   -d, --duration SECS   2 per run (--quick: 1)
   --repeats N           3 rounds, each the whole matrix in a fresh shuffled order

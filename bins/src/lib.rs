@@ -215,6 +215,27 @@ pub fn rate_arg(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Parses one rate of the sweep's `--rates`: as [`rate_arg`], a whole number of messages
+/// a second (a point's rate is an integer, so that points compare exactly) up to
+/// [`engine::config::MAX_RATE`].
+pub fn sweep_rate_arg(s: &str) -> Result<u64, String> {
+    let v = rate_arg(s)?;
+    if v > engine::config::MAX_RATE {
+        return Err(format!(
+            "{s}: at most {:.0} messages a second",
+            engine::config::MAX_RATE
+        ));
+    }
+    // `1.1k` is 1100.0000000000002 in binary: whole within rounding.
+    let whole = v.round();
+    if whole < 1.0 || (v - whole).abs() > 1e-9 * v {
+        return Err(format!(
+            "{s}: a sweep's rates are whole messages a second ({v} is not)"
+        ));
+    }
+    Ok(whole as u64)
+}
+
 /// The flags the server and the client share.
 #[derive(Debug, clap::Args)]
 pub struct SideFlags {
@@ -431,5 +452,35 @@ mod tests {
         assert_eq!(edits("one-cpy", "one-copy"), 1);
         assert_eq!(edits("uring", "urign"), 2);
         assert_eq!(edits("", "echo"), 4);
+    }
+
+    #[test]
+    fn sweep_rates_are_whole_messages_a_second_with_k_and_m() {
+        assert_eq!(sweep_rate_arg("5k"), Ok(5000));
+        assert_eq!(sweep_rate_arg("1.1k"), Ok(1100), "whole within rounding");
+        assert_eq!(sweep_rate_arg("1.5M"), Ok(1_500_000));
+        assert_eq!(sweep_rate_arg("250"), Ok(250));
+        assert_eq!(
+            sweep_rate_arg("2.5"),
+            Err("2.5: a sweep's rates are whole messages a second (2.5 is not)".into())
+        );
+        assert!(sweep_rate_arg("0").unwrap_err().contains("more than 0"));
+        assert!(sweep_rate_arg("fast")
+            .unwrap_err()
+            .contains("such as 20000"));
+        assert!(sweep_rate_arg("200M")
+            .unwrap_err()
+            .contains("at most 100000000"));
+        let cmd = clap::Command::new("t").arg(
+            clap::Arg::new("rates")
+                .long("rates")
+                .value_delimiter(',')
+                .value_parser(sweep_rate_arg),
+        );
+        let m = cmd
+            .try_get_matches_from(["t", "--rates", "5k,10k,20000"])
+            .unwrap();
+        let rates: Vec<u64> = m.get_many("rates").unwrap().copied().collect();
+        assert_eq!(rates, [5000, 10_000, 20_000]);
     }
 }

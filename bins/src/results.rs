@@ -34,6 +34,10 @@ pub struct Matrix {
     /// from before them (plain).
     #[serde(default)]
     pub polling: Vec<PollOpt>,
+    /// Open-loop rates (`--rates`), messages a second in all, each a dimension of the
+    /// matrix (echo only); empty for a closed-loop sweep, and in folders from before them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rates: Vec<u64>,
 }
 
 /// One point of the matrix.
@@ -50,6 +54,10 @@ pub struct Point {
     pub rx: RxMode,
     /// What both sides added to avoid syscalls and wake-ups (`--uring-opts`).
     pub polling: PollOpt,
+    /// The open-loop rate (`--rate`), messages a second over all the point's client hosts;
+    /// `None`: closed loop (and every point of a folder from before rates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<u64>,
 }
 
 impl Point {
@@ -63,8 +71,52 @@ impl Point {
             placement: Some(PlacementPolicy::Split),
             rx: RxMode::Copy,
             polling: PollOpt::Plain,
+            rate: None,
         }
     }
+}
+
+/// A rate as the reports and the progress lines write it: `5k`, `1.5M`, `2500` (messages
+/// a second), the way `--rate` and `--rates` take it.
+pub fn rate_name(r: u64) -> String {
+    if r >= 1_000_000 && r % 100_000 == 0 {
+        format!("{}M", trimmed(r as f64 / 1e6))
+    } else if r >= 1000 && r % 100 == 0 {
+        format!("{}k", trimmed(r as f64 / 1e3))
+    } else {
+        r.to_string()
+    }
+}
+
+/// A measured rate (messages a second) to three significant digits: `4.99k`, `1.02M`, `850`.
+pub fn rate_figure(v: f64) -> String {
+    let (x, unit) = if v >= 1e6 {
+        (v / 1e6, "M")
+    } else if v >= 1e3 {
+        (v / 1e3, "k")
+    } else {
+        (v, "")
+    };
+    let digits = if x >= 100.0 {
+        0
+    } else if x >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let text = format!("{x:.digits$}");
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
+    };
+    format!("{text}{unit}")
+}
+
+/// `1.5` for 1.5, `2` for 2.0.
+fn trimmed(x: f64) -> String {
+    let text = format!("{x:.1}");
+    text.strip_suffix(".0").map_or(text.clone(), str::to_owned)
 }
 
 /// A placement as reports name it: the policy, or `auto/list` for none.
@@ -89,6 +141,9 @@ impl std::fmt::Display for Point {
         if self.polling != PollOpt::Plain {
             write!(f, " {}", self.polling)?;
         }
+        if let Some(r) = self.rate {
+            write!(f, " at {}/s", rate_name(r))?;
+        }
         Ok(())
     }
 }
@@ -112,9 +167,19 @@ impl Matrix {
         }
     }
 
+    /// The rates the points run: each of `rates` (echo only), or closed loop (`None`)
+    /// where none was asked.
+    pub fn rate_points(&self) -> Vec<Option<u64>> {
+        if self.rates.is_empty() || self.workload != Workload::Echo {
+            vec![None]
+        } else {
+            self.rates.iter().copied().map(Some).collect()
+        }
+    }
+
     /// The points, size by size, thread count by thread count, placement by placement,
-    /// receive path by receive path. Modes an engine lacks (zc-fixed on syscall) are left
-    /// out. The sweep runs them in a new shuffled order every round.
+    /// receive path by receive path, rate by rate. Modes an engine lacks (zc-fixed on
+    /// syscall) are left out. The sweep runs them in a new shuffled order every round.
     pub fn points(&self) -> Vec<Point> {
         let mut v = Vec::new();
         for &size in &self.sizes {
@@ -122,21 +187,25 @@ impl Matrix {
                 for &placement in &self.placements {
                     for rx in self.rx_paths() {
                         for polling in self.polling_opts() {
-                            for &engine in &self.engines {
-                                for &mode in &self.modes {
-                                    // SQPOLL is io_uring's: no syscall point has it.
-                                    let runs = mode.supported_on(engine)
-                                        && (polling != PollOpt::Sqpoll || engine == Backend::Uring);
-                                    if runs {
-                                        v.push(Point {
-                                            engine,
-                                            mode,
-                                            size,
-                                            threads,
-                                            placement: Some(placement),
-                                            rx,
-                                            polling,
-                                        });
+                            for rate in self.rate_points() {
+                                for &engine in &self.engines {
+                                    for &mode in &self.modes {
+                                        // SQPOLL is io_uring's: no syscall point has it.
+                                        let runs = mode.supported_on(engine)
+                                            && (polling != PollOpt::Sqpoll
+                                                || engine == Backend::Uring);
+                                        if runs {
+                                            v.push(Point {
+                                                engine,
+                                                mode,
+                                                size,
+                                                threads,
+                                                placement: Some(placement),
+                                                rx,
+                                                polling,
+                                                rate,
+                                            });
+                                        }
                                     }
                                 }
                             }
@@ -159,7 +228,18 @@ pub fn point_of(r: &Record) -> Point {
         placement: r.config.cpus.policy(),
         rx: r.config.rx,
         polling: poll_opt_of(&r.config),
+        rate: rate_of(r),
     }
+}
+
+/// The open-loop rate a record ran at, messages a second over all its client hosts: its
+/// rate section's request (a merged record's is the hosts' sum), else its configuration's.
+pub fn rate_of(r: &Record) -> Option<u64> {
+    r.rate
+        .as_ref()
+        .map(|x| x.requested_per_s)
+        .or(r.config.rate)
+        .map(|x| x.round() as u64)
 }
 
 /// `, rx discard, sqpoll`: what a receive path and polling option add to a label, each
@@ -202,6 +282,9 @@ pub struct Skipped {
     pub rx: Option<RxMode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub polling: Option<PollOpt>,
+    /// The open-loop rate, messages a second (absent: closed loop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<u64>,
     pub reason: String,
 }
 
@@ -216,6 +299,7 @@ impl Skipped {
             placement: p.placement,
             rx: (p.rx != RxMode::Copy).then_some(p.rx),
             polling: (p.polling != PollOpt::Plain).then_some(p.polling),
+            rate: p.rate,
             reason,
         }
     }
@@ -225,8 +309,11 @@ impl Skipped {
         let placement = self.placement.map_or(String::new(), |p| format!(" {p}"));
         let rx = self.rx.map_or(String::new(), |r| format!(" rx {r}"));
         let polling = self.polling.map_or(String::new(), |p| format!(" {p}"));
+        let rate = self
+            .rate
+            .map_or(String::new(), |r| format!(" at {}/s", rate_name(r)));
         format!(
-            "{} {} {} ×{}{placement}{rx}{polling}",
+            "{} {} {} ×{}{placement}{rx}{polling}{rate}",
             self.engine,
             self.mode,
             format_size(self.size),
@@ -360,6 +447,7 @@ mod tests {
             skipped: Some(vec![Skipped {
                 rx: None,
                 polling: None,
+                rate: None,
                 engine: Backend::Syscall,
                 mode: Mode::ZcFixed,
                 size: 65536,
@@ -378,5 +466,104 @@ mod tests {
         assert_eq!(back, m);
         assert_eq!(back.skipped.unwrap()[0].point(), "syscall zc-fixed 64K ×2");
         assert_eq!(back.failed.unwrap()[0].point(), "uring zc 4K x1 (repeat 2)");
+    }
+
+    fn matrix(workload: Workload, rates: Vec<u64>) -> Matrix {
+        Matrix {
+            engines: vec![Backend::Syscall, Backend::Uring],
+            modes: vec![Mode::TwoCopy, Mode::ZcFixed],
+            sizes: vec![1024],
+            threads: vec![1, 2],
+            workload,
+            depth: 64,
+            duration_s: 1.0,
+            repeats: 3,
+            placements: vec![PlacementPolicy::Split],
+            rx: Vec::new(),
+            polling: Vec::new(),
+            rates,
+        }
+    }
+
+    #[test]
+    fn each_rate_is_a_dimension_of_an_echo_matrix() {
+        // Per thread count: syscall two-copy, uring two-copy and zc-fixed.
+        let closed = matrix(Workload::Echo, Vec::new()).points();
+        assert_eq!(closed.len(), 2 * 3);
+        assert!(closed.iter().all(|p| p.rate.is_none()));
+        let open = matrix(Workload::Echo, vec![5000, 20_000]).points();
+        assert_eq!(open.len(), 2 * 3 * 2);
+        for rate in [5000, 20_000] {
+            assert_eq!(open.iter().filter(|p| p.rate == Some(rate)).count(), 6);
+        }
+        assert!(
+            open.iter().all(|p| p.rate.is_some()),
+            "no closed-loop point"
+        );
+        let stream = matrix(Workload::Stream, vec![5000]).points();
+        assert!(
+            stream.iter().all(|p| p.rate.is_none()),
+            "stream has no rate"
+        );
+        let p = open.iter().find(|p| p.rate == Some(20_000)).unwrap();
+        assert!(p.to_string().ends_with(" at 20k/s"), "{p}");
+        let skipped = Skipped::new(p, "why".into());
+        assert!(
+            skipped.point().ends_with(" at 20k/s"),
+            "{}",
+            skipped.point()
+        );
+    }
+
+    #[test]
+    fn rates_are_named_as_the_flags_take_them() {
+        assert_eq!(rate_name(5000), "5k");
+        assert_eq!(rate_name(2500), "2.5k");
+        assert_eq!(rate_name(1_500_000), "1.5M");
+        assert_eq!(rate_name(1234), "1234");
+        assert_eq!(rate_name(999), "999");
+        assert_eq!(rate_figure(4987.6), "4.99k");
+        assert_eq!(rate_figure(20_000.0), "20k");
+        assert_eq!(rate_figure(1_020_000.0), "1.02M");
+        assert_eq!(rate_figure(850.0), "850");
+    }
+
+    #[test]
+    fn a_folder_from_before_rates_reads_as_closed_loop() {
+        // A version-2 folder's matrix, point and skipped entry: no rate fields.
+        let m: Matrix = serde_json::from_str(
+            r#"{"engines": ["syscall"], "modes": ["two-copy"], "sizes": [1024],
+                "threads": [1], "workload": "echo", "depth": 1, "duration_s": 2.0,
+                "repeats": 3, "placements": ["split"]}"#,
+        )
+        .unwrap();
+        assert!(m.rates.is_empty());
+        assert!(m.points().iter().all(|p| p.rate.is_none()));
+        let p: Point = serde_json::from_str(
+            r#"{"engine": "uring", "mode": "zc", "size": 4096, "threads": 2,
+                "placement": "split", "rx": "copy", "polling": "plain"}"#,
+        )
+        .unwrap();
+        assert_eq!(p, Point::new(Backend::Uring, Mode::Zc, 4096, 2));
+        // And a closed-loop sweep writes what it wrote before: no rates field.
+        let text = serde_json::to_string(&matrix(Workload::Echo, Vec::new())).unwrap();
+        assert!(!text.contains("rates"), "{text}");
+        let text = serde_json::to_string(&Point::new(Backend::Uring, Mode::Zc, 4096, 2)).unwrap();
+        assert!(!text.contains("rate"), "{text}");
+        let open = matrix(Workload::Echo, vec![5000]);
+        let back: Matrix = serde_json::from_str(&serde_json::to_string(&open).unwrap()).unwrap();
+        assert_eq!(back, open, "the rate list is recorded");
+    }
+
+    #[test]
+    fn a_records_rate_is_its_total_request() {
+        let mut r = crate::testing::record(Backend::Syscall, Mode::TwoCopy, 1024, 1, 1.0);
+        assert_eq!(point_of(&r).rate, None);
+        // A fan-in part ran its host's share; the merged record's request is the total.
+        r.config.rate = Some(2500.0);
+        assert_eq!(rate_of(&r), Some(2500));
+        let mut merged = crate::testing::at_rate(r, 5000, 4990.0, 10.0, 20.0);
+        merged.config.rate = Some(2500.0);
+        assert_eq!(point_of(&merged).rate, Some(5000));
     }
 }

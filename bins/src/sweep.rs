@@ -517,8 +517,16 @@ fn point_config(config: &SweepConfig, p: Point) -> ClientConfig {
         rx: p.rx,
         sqpoll: (p.polling == PollOpt::Sqpoll).then_some(SqPoll { cpu: None }),
         busy_poll_us: (p.polling == PollOpt::BusyPoll).then_some(BUSY_POLL_US),
+        rate: p.rate.map(|r| host_rate(r, config.network.clients.len())),
         ..ClientConfig::default()
     }
+}
+
+/// Each client host's share of a point's rate: the point's rate is the total the server
+/// sees, so `hosts` client hosts (fan-in) run a `1/hosts` share each, and their merged
+/// record's request adds back up to it.
+pub fn host_rate(rate: u64, hosts: usize) -> f64 {
+    rate as f64 / hosts.max(1) as f64
 }
 
 /// The busy-poll budget both sides get under `--uring-opts busy-poll`, µs: what the
@@ -743,6 +751,13 @@ pub struct Aggregate {
     pub warned: usize,
     /// The kinds of warning over all repeats, each once, in the order first seen.
     pub warnings: Vec<WarningKind>,
+    /// Open loop (`--rate`): messages a second sent (median), the lowest share of the
+    /// request any repeat achieved, messages held back (median) and the send lag's p99
+    /// (median); `None` in a closed loop.
+    pub rate_achieved: Option<f64>,
+    pub rate_fraction_min: Option<f64>,
+    pub held_back: Option<f64>,
+    pub send_lag_p99_us: Option<f64>,
 }
 
 /// Median of what `f` gives over `records`, skipping missing values.
@@ -835,6 +850,15 @@ pub fn aggregate(records: &[Record]) -> Vec<Aggregate> {
                 system: system_agg(&rs),
                 warned: rs.iter().filter(|r| !r.warnings.is_empty()).count(),
                 warnings: kinds(&rs),
+                rate_achieved: med(&rs, |r| r.rate.as_ref().map(|x| x.achieved_per_s)),
+                rate_fraction_min: rs
+                    .iter()
+                    .filter_map(|r| r.rate.as_ref().map(|x| x.achieved_fraction))
+                    .reduce(f64::min),
+                held_back: med(&rs, |r| r.rate.as_ref().map(|x| x.held_back as f64)),
+                send_lag_p99_us: med(&rs, |r| {
+                    r.rate.as_ref()?.send_lag.as_ref().map(|l| l.p99_us)
+                }),
             }
         })
         .collect();
@@ -845,6 +869,7 @@ pub fn aggregate(records: &[Record]) -> Vec<Aggregate> {
             a.point.placement,
             a.point.engine,
             a.point.mode,
+            a.point.rate,
         )
     });
     aggs
@@ -865,7 +890,7 @@ pub fn kinds_cell(kinds: &[WarningKind]) -> String {
 }
 
 /// results.csv columns (README.md documents each).
-pub const RESULTS_COLUMNS: [&str; 28] = [
+pub const RESULTS_COLUMNS: [&str; 33] = [
     "Engine",
     "Implementation",
     "MessageSize",
@@ -895,12 +920,17 @@ pub const RESULTS_COLUMNS: [&str; 28] = [
     "Client_Retransmits",
     "Server_Retransmits",
     "Client_Srtt_Us",
+    "Rate_Requested",
+    "Rate_Achieved",
+    "Rate_Achieved_Fraction_Min",
+    "Held_Back",
+    "Send_Lag_P99_us",
 ];
 
 /// perfstats.csv columns (README.md documents each). A side's row fills the columns up to
 /// `Kernel_Calls_per_Msg`; the point's `system` row only the point and the machine's
 /// columns after them ([`MACHINE_COLUMNS`]).
-pub const PERFSTATS_COLUMNS: [&str; 29] = [
+pub const PERFSTATS_COLUMNS: [&str; 30] = [
     "Engine",
     "Implementation",
     "MessageSize",
@@ -931,6 +961,7 @@ pub const PERFSTATS_COLUMNS: [&str; 29] = [
     "Placement",
     "Rx",
     "Polling",
+    "Rate_Requested",
 ];
 
 /// The machine's columns in [`PERFSTATS_COLUMNS`], just before `Placement`: `Busy_ms` to
@@ -989,6 +1020,11 @@ fn results_rows(aggs: &[&Aggregate]) -> String {
                 num(a.client_retransmits, 0),
                 num(a.server_retransmits, 0),
                 num(a.client_srtt_us, 1),
+                a.point.rate.map_or(String::new(), |r| r.to_string()),
+                num(a.rate_achieved, 1),
+                num(a.rate_fraction_min, 4),
+                num(a.held_back, 0),
+                num(a.send_lag_p99_us, 2),
             ],
         );
     }
@@ -1002,7 +1038,7 @@ pub fn perfstats_csv(aggs: &[Aggregate]) -> String {
     csv_line(&mut s, &PERFSTATS_COLUMNS.map(String::from));
     let count = |v: Option<f64>| num(v, 0);
     let ms = |v: Option<f64>| num(v.map(|ns| ns / 1e6), 3);
-    let width = PERFSTATS_COLUMNS.len() - 3; // before Placement, Rx and Polling
+    let width = PERFSTATS_COLUMNS.len() - 4; // before Placement, Rx, Polling and Rate
     for a in aggs {
         let point = [
             a.point.engine.to_string(),
@@ -1015,6 +1051,7 @@ pub fn perfstats_csv(aggs: &[Aggregate]) -> String {
             placement,
             a.point.rx.to_string(),
             a.point.polling.to_string(),
+            a.point.rate.map_or(String::new(), |r| r.to_string()),
         ];
         // A side's row: the machine's cells are empty.
         for (side, x) in [("client", &a.client), ("server", &a.server)] {
@@ -1083,11 +1120,23 @@ pub fn point_line(
     if point.polling != PollOpt::Plain {
         let _ = write!(s, "{:<10}", point.polling.as_str());
     }
+    if let Some(rate) = point.rate {
+        let _ = write!(s, "{:<9}", format!("{}/s", crate::results::rate_name(rate)));
+    }
     match outcome {
         Ok(r) => {
             let _ = write!(s, "{:8.3} Gbit/s", r.summary.throughput_gbps);
             if let Some(l) = r.latency {
                 let _ = write!(s, ", {:8.1} µs mean", l.mean_us);
+                if r.rate.is_some() {
+                    let _ = write!(s, ", {:.1} µs p99", l.p99_us);
+                }
+            }
+            if let Some(x) = &r.rate {
+                let _ = write!(s, ", {:.1}% of rate", x.achieved_fraction * 100.0);
+                if x.held_back > 0 {
+                    let _ = write!(s, " ({} held back)", x.held_back);
+                }
             }
             if let Some(c) = r.client.cpu_ns_per_byte {
                 let _ = write!(s, ", {c:.2} CPU-ns/B");
@@ -1139,6 +1188,7 @@ mod tests {
             placements: vec![PlacementPolicy::Split],
             rx: Vec::new(),
             polling: Vec::new(),
+            rates: Vec::new(),
         }
     }
 
@@ -1282,12 +1332,12 @@ mod tests {
         let mut rd = csv::Reader::from_reader(text.as_bytes());
         let cols = rd.headers().unwrap().clone();
         assert_eq!(
-            cols[cols.len() - 3 - MACHINE_COLUMNS].to_string(),
+            cols[cols.len() - 4 - MACHINE_COLUMNS].to_string(),
             "Busy_ms"
         );
         assert_eq!(
-            cols.iter().rev().take(3).collect::<Vec<_>>(),
-            ["Polling", "Rx", "Placement"],
+            cols.iter().rev().take(4).collect::<Vec<_>>(),
+            ["Rate_Requested", "Polling", "Rx", "Placement"],
             "every row ends with what sets its point apart"
         );
         assert!(
@@ -1422,6 +1472,143 @@ mod tests {
             "interrupted+stall"
         );
         assert_eq!(kinds_cell(&[]), "");
+    }
+
+    #[test]
+    fn rate_points_show_their_rate_and_fill_the_rate_columns_at_the_end() {
+        use crate::testing::at_rate;
+        let rs = vec![
+            at_rate(
+                record(Backend::Uring, Mode::Zc, 4096, 2, 1.5),
+                20_000,
+                19_800.0,
+                10.0,
+                30.0,
+            ),
+            at_rate(
+                record(Backend::Uring, Mode::Zc, 4096, 2, 1.5),
+                20_000,
+                20_000.0,
+                11.0,
+                31.0,
+            ),
+            at_rate(
+                record(Backend::Uring, Mode::Zc, 4096, 2, 1.5),
+                20_000,
+                19_000.0,
+                12.0,
+                32.0,
+            ),
+            at_rate(
+                record(Backend::Uring, Mode::Zc, 4096, 2, 1.5),
+                5000,
+                5000.0,
+                9.0,
+                20.0,
+            ),
+            record(Backend::Uring, Mode::Zc, 4096, 2, 1.5),
+        ];
+        let aggs = aggregate(&rs);
+        assert_eq!(aggs.len(), 3, "closed loop and two rates apart");
+        let text = results_csv(&aggs);
+        let mut rd = csv::Reader::from_reader(text.as_bytes());
+        let cols = rd.headers().unwrap().clone();
+        // Every earlier column keeps its place: the rate's come after Client_Srtt_Us.
+        assert_eq!(cols.iter().position(|c| c == "Client_Srtt_Us"), Some(27));
+        assert_eq!(
+            cols.iter().skip(28).collect::<Vec<_>>(),
+            [
+                "Rate_Requested",
+                "Rate_Achieved",
+                "Rate_Achieved_Fraction_Min",
+                "Held_Back",
+                "Send_Lag_P99_us"
+            ]
+        );
+        let rows: Vec<_> = rd.records().map(Result::unwrap).collect();
+        let at = |row: usize, name: &str| {
+            rows[row][cols.iter().position(|c| c == name).unwrap()].to_string()
+        };
+        // Closed loop first, then the rates ascending; empty cells where no rate ran.
+        for c in [
+            "Rate_Requested",
+            "Rate_Achieved",
+            "Held_Back",
+            "Send_Lag_P99_us",
+        ] {
+            assert_eq!(at(0, c), "", "{c}");
+        }
+        assert_eq!(at(1, "Rate_Requested"), "5000");
+        assert_eq!(at(2, "Rate_Requested"), "20000");
+        assert_eq!(at(2, "Repeats"), "3");
+        assert_eq!(at(2, "Rate_Achieved"), "19800.0", "the median");
+        assert_eq!(at(2, "Rate_Achieved_Fraction_Min"), "0.9500", "the lowest");
+        assert_eq!(at(2, "Held_Back"), "0");
+        assert_eq!(at(2, "Send_Lag_P99_us"), "2.00");
+        assert_eq!(at(2, "Latency_P99_us"), "31.00");
+        let perf = perfstats_csv(&aggs);
+        let mut rd = csv::Reader::from_reader(perf.as_bytes());
+        let last = rd.headers().unwrap().len() - 1;
+        let rates: Vec<String> = rd.records().map(|r| r.unwrap()[last].to_string()).collect();
+        assert_eq!(
+            rates,
+            ["", "", "", "5000", "5000", "5000", "20000", "20000", "20000"]
+        );
+
+        let line = point_line(1, 9, &point_of(&rs[0]), &Ok(&rs[0]), None);
+        assert!(
+            line.starts_with("[1/9] uring   zc         4K x2  split    20k/s       1.500 Gbit/s"),
+            "{line}"
+        );
+        assert!(line.contains("30.0 µs p99, 99.0% of rate"), "{line}");
+        let closed = point_line(1, 9, &point_of(&rs[4]), &Ok(&rs[4]), None);
+        assert!(
+            !closed.contains("k/s") && !closed.contains("of rate"),
+            "{closed}"
+        );
+    }
+
+    #[test]
+    fn a_point_runs_its_rate_as_the_total_of_its_client_hosts() {
+        let mut m = matrix();
+        m.rates = vec![6000];
+        m.depth = engine::config::RATE_DEPTH;
+        let mut config = SweepConfig {
+            matrix: m.clone(),
+            network: Network {
+                server: HostSpec::Local,
+                clients: vec![HostSpec::Local],
+                data_addr: "127.0.0.1".into(),
+                detail: "loopback".into(),
+            },
+            reach: Reach::default(),
+            counters: CounterScope::Thread,
+            port: 0,
+            seed: 7,
+            dir: PathBuf::from("unused"),
+            command_line: "test".into(),
+        };
+        let p = m.points()[0];
+        assert_eq!(p.rate, Some(6000));
+        let c = point_config(&config, p);
+        assert_eq!((c.rate, c.depth), (Some(6000.0), 64));
+        c.validate().expect("an open-loop echo point is valid");
+        // Fan-in: three hosts, a third each, so the server sees the point's rate.
+        config.network.clients = vec![
+            HostSpec::Local,
+            HostSpec::Netns("a".into()),
+            HostSpec::Netns("b".into()),
+        ];
+        assert_eq!(point_config(&config, p).rate, Some(2000.0));
+        // What travels to every kind of host: the configuration as JSON, rate in it.
+        let json = serde_json::to_string(&point_config(&config, p)).unwrap();
+        let back: ClientConfig = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.rate, Some(2000.0));
+        let closed = point_config(
+            &config,
+            Point::new(Backend::Syscall, Mode::TwoCopy, 1024, 1),
+        );
+        assert_eq!(closed.rate, None);
     }
 
     #[test]

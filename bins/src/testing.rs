@@ -18,6 +18,9 @@ pub fn record(engine: Backend, mode: Mode, size: usize, threads: usize, gbps: f6
     r.config.rx = engine::RxMode::Copy;
     r.config.sqpoll = None;
     r.config.busy_poll_us = None;
+    // And runs a closed loop: `rate` makes an open-loop test point.
+    r.config.rate = None;
+    r.rate = None;
     r.summary.threads = threads;
     r.summary.throughput_gbps = gbps;
     r.summary.one_way_gbps = Some(gbps / 2.0);
@@ -39,5 +42,26 @@ pub fn warn(mut r: Record, kind: WarningKind, text: &str) -> Record {
         kind,
         text: text.into(),
     });
+    r
+}
+
+/// `r` run open loop at `rate` messages a second, of which it sent `achieved` a second,
+/// with `held_back` messages held back and round trips of `p50` and `p99` µs.
+pub fn at_rate(mut r: Record, rate: u64, achieved: f64, p50: f64, p99: f64) -> Record {
+    r.config.rate = Some(rate as f64);
+    r.config.depth = engine::config::RATE_DEPTH;
+    let mut lag = engine::Latency::default();
+    lag.record(std::time::Duration::from_micros(2));
+    r.rate = Some(engine::RateReport::new(
+        rate as f64,
+        r.config.total_connections(),
+        achieved,
+        0,
+        &lag,
+    ));
+    if let Some(l) = r.latency.as_mut() {
+        l.p50_us = p50;
+        l.p99_us = p99;
+    }
     r
 }

@@ -276,6 +276,85 @@ fn an_interrupted_sweep_keeps_its_finished_points_and_cleans_up() {
 
 /// Issue 16: a value out of range says what range is taken, and is a bad flag (exit 2,
 /// as `sweep --help` says), not a failure.
+/// Issue 16: `--rates` makes each rate a dimension of an echo matrix; every point runs
+/// open loop at its rate (depth 64 by default), the rate columns are filled, meta.json
+/// records the list, and the report draws latency against the load achieved.
+#[test]
+fn a_rate_sweep_runs_each_point_open_loop_and_reports_latency_under_load() {
+    let out = scratch("sweep-rates");
+    let port = free_port();
+    let child = start(
+        &out,
+        port,
+        &[
+            "--duration",
+            "0.3",
+            "--engines",
+            "syscall,uring",
+            "--modes",
+            "two-copy",
+            "--sizes",
+            "1K",
+            "--threads",
+            "1",
+            "--rates",
+            "2k,8k",
+            "--repeats",
+            "1",
+        ],
+    );
+    let pid = child.id();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("open loop at 2k, 8k msg/s in all (depth 64"),
+        "{err}"
+    );
+    assert!(err.contains("8k/s"), "the point lines show the rate: {err}");
+    let dir = folder(&out);
+    // 2 engines × 2 rates, one round.
+    assert_eq!(rows(&dir.join("results.csv"), &RESULTS_COLUMNS), 4);
+    let text = read(&dir.join("results.csv"));
+    let mut rd = csv::Reader::from_reader(text.as_bytes());
+    let cols = rd.headers().unwrap().clone();
+    let at = |name: &str| cols.iter().position(|c| c == name).unwrap();
+    let mut rates: Vec<String> = Vec::new();
+    for row in rd.records().map(Result::unwrap) {
+        rates.push(row[at("Rate_Requested")].to_string());
+        assert_eq!(&row[at("Depth")], "64");
+        let achieved: f64 = row[at("Rate_Achieved")].parse().expect("an achieved rate");
+        assert!(achieved > 0.0, "{achieved}");
+        assert!(!row[at("Held_Back")].is_empty());
+    }
+    rates.sort();
+    assert_eq!(rates, ["2000", "2000", "8000", "8000"]);
+    let records: Vec<engine::Record> = read(&dir.join("records.jsonl"))
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a record per line"))
+        .collect();
+    assert_eq!(records.len(), 4);
+    for r in &records {
+        let rate = r.rate.as_ref().expect("an open-loop record");
+        assert_eq!(Some(rate.requested_per_s), r.config.rate);
+        assert_eq!(r.config.depth, engine::config::RATE_DEPTH);
+        assert!(r.summary.verify_errors == 0 && r.summary.messages > 0);
+    }
+    let meta: Meta = serde_json::from_str(&read(&dir.join("meta.json"))).unwrap();
+    let matrix = meta.matrix.expect("the matrix");
+    assert_eq!((matrix.rates, matrix.depth), (vec![2000, 8000], 64));
+    let report = read(&dir.join("report.md"));
+    assert!(report.contains("## Latency under load"), "{report}");
+    assert!(
+        report.contains("](plots/latency_under_load.svg)"),
+        "{report}"
+    );
+    let svg = read(&dir.join("plots").join("latency_under_load.svg"));
+    assert!(svg.starts_with("<svg"));
+    assert_nothing_left(pid);
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
 #[test]
 fn out_of_range_values_exit_2_and_state_the_range() {
     let out = scratch("sweep-ranges");
@@ -291,6 +370,10 @@ fn out_of_range_values_exit_2_and_state_the_range() {
         (
             &["--repeats", "0"],
             "error: --repeats is 0: it must be at least 1",
+        ),
+        (
+            &["--workload", "stream", "--rates", "5k"],
+            "error: --rates applies to the echo workload (a schedule of requests, each timed to its echo); a stream sweep sends as fast as the path takes it: leave --rates out",
         ),
     ] {
         let o = Command::new(env!("CARGO_BIN_EXE_sweep"))

@@ -46,9 +46,17 @@ struct Args {
     /// Workload for every point.
     #[arg(long, default_value = "echo", value_parser = Workload::parser())]
     workload: Workload,
-    /// Messages in flight per connection.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    depth: usize,
+    /// Messages in flight per connection [default: 1; with --rates, 64: the most echoes
+    /// outstanding a connection allows while it keeps its schedule].
+    #[arg(long, value_name = "N")]
+    depth: Option<usize>,
+    /// Open-loop rates, comma-separated, messages a second in all (k/M suffixes: 5k,
+    /// 20k, 1.5M): each is a dimension of the matrix, every echo point runs at each on a
+    /// fixed schedule with latency timed from each message's due time (the client's
+    /// --rate), and the report draws latency against the load achieved. With several
+    /// client hosts the rate is the total: each host runs its share. Echo only.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = cli::sweep_rate_arg)]
+    rates: Vec<u64>,
     /// Seconds per point [default: 2; --quick: 1].
     #[arg(short = 'd', long, value_name = "SECONDS")]
     duration: Option<f64>,
@@ -188,18 +196,35 @@ fn config(args: Args) -> Result<SweepConfig> {
             vec![1, 2, 4, 8],
         )
     };
+    if !args.rates.is_empty() && args.workload != Workload::Echo {
+        usage!(
+            "--rates applies to the echo workload (a schedule of requests, each timed to its \
+             echo); a {} sweep sends as fast as the path takes it: leave --rates out",
+            args.workload
+        );
+    }
+    let mut rates = cli::unique(args.rates);
+    rates.sort_unstable();
+    // An open-loop point needs room for the echoes outstanding while it keeps its
+    // schedule: the client's own default under --rate, unless --depth says otherwise.
+    let depth = args.depth.unwrap_or(if rates.is_empty() {
+        1
+    } else {
+        engine::config::RATE_DEPTH
+    });
     let matrix = Matrix {
         engines: args.engines,
         modes: args.modes,
         sizes: args.sizes.unwrap_or(sizes),
         threads: args.threads.unwrap_or(threads),
         workload: args.workload,
-        depth: args.depth,
+        depth,
         duration_s: args.duration.unwrap_or(dur),
         repeats: args.repeats.unwrap_or(repeats),
         placements: cli::unique(args.placement),
         rx: cli::unique(args.rx),
         polling: cli::unique(args.uring_opts),
+        rates,
     };
     if matrix.engines.is_empty()
         || matrix.modes.is_empty()
@@ -317,6 +342,19 @@ fn run(args: Args) -> Result<ExitCode> {
         config.matrix.duration_s,
         config.seed
     );
+    if !config.matrix.rates.is_empty() {
+        eprintln!(
+            "open loop at {} msg/s in all (depth {}; latency from each message's due time)",
+            config
+                .matrix
+                .rates
+                .iter()
+                .map(|&r| cli::results::rate_name(r))
+                .collect::<Vec<_>>()
+                .join(", "),
+            config.matrix.depth
+        );
+    }
     let bar = std::io::stderr().is_terminal().then(|| {
         let b = ProgressBar::new(0);
         b.set_style(

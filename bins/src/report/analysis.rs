@@ -1300,8 +1300,8 @@ pub fn which_path_answer(sets: &[Dataset]) -> Option<Vec<String>> {
     for d in sets {
         match groups.iter_mut().find(|g| {
             let f = g[0];
-            (f.workload, f.depth, f.placement, &f.cpus)
-                == (d.workload, d.depth, d.placement, &d.cpus)
+            (f.workload, f.depth, f.placement, &f.cpus, f.rate)
+                == (d.workload, d.depth, d.placement, &d.cpus, d.rate)
         }) {
             Some(g) => g.push(d),
             None => groups.push(vec![d]),
@@ -1323,8 +1323,11 @@ pub fn which_path_answer(sets: &[Dataset]) -> Option<Vec<String>> {
             lines.push(String::new());
         }
         let placement = crate::results::placement_name(first.placement);
+        let rate = first.rate.map_or(String::new(), |r| {
+            format!(", at {} msg/s", crate::results::rate_name(r))
+        });
         lines.push(format!(
-            "**{}, depth {}, {placement} placement**: the highest one-way throughput at each size and thread count, over every engine, mode, receive path and polling option measured, against the runner-up.",
+            "**{}, depth {}, {placement} placement{rate}**: the highest one-way throughput at each size and thread count, over every engine, mode, receive path and polling option measured, against the runner-up.",
             first.workload, first.depth
         ));
         lines.push(String::new());
@@ -1408,7 +1411,9 @@ pub fn placement_answer(sets: &[Dataset]) -> Option<Vec<String>> {
     let mut lines = Vec::new();
     for (i, a) in sets.iter().enumerate() {
         for b in &sets[i + 1..] {
-            if (a.workload, a.depth) != (b.workload, b.depth) || a.placement == b.placement {
+            if (a.workload, a.depth, a.rate) != (b.workload, b.depth, b.rate)
+                || a.placement == b.placement
+            {
                 continue;
             }
             let (na, nb) = (

@@ -92,6 +92,9 @@ pub enum XAxis {
     Size,
     /// Client threads.
     Threads,
+    /// Messages a second achieved (open loop), ticked 1-2-5 per decade: the measured
+    /// values differ from series to series, and a tick at each would crowd the axis.
+    Rate,
 }
 
 impl XAxis {
@@ -99,6 +102,7 @@ impl XAxis {
         match self {
             XAxis::Size => "message size (bytes, log2 scale)",
             XAxis::Threads => "client threads (log2 scale)",
+            XAxis::Rate => "messages a second achieved (log2 scale)",
         }
     }
 
@@ -107,6 +111,7 @@ impl XAxis {
         match self {
             XAxis::Size => engine::config::format_size(v),
             XAxis::Threads => v.to_string(),
+            XAxis::Rate => crate::results::rate_figure(v as f64),
         }
     }
 }
@@ -328,6 +333,9 @@ impl XFrame {
         keys.sort_by(f64::total_cmp);
         keys.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
         let (first, last) = (*keys.first()?, *keys.last()?);
+        if panels().any(|p| p.x == XAxis::Rate) {
+            keys = round_keys(first, last);
+        }
         let gap = keys.windows(2).map(|w| w[1] - w[0]).fold(2.0, f64::min);
         let bars = panels()
             .filter(|p| p.bars.is_some())
@@ -351,6 +359,27 @@ impl XFrame {
     /// Half the width of a bar's end cap, in log2 units.
     fn cap(&self) -> f64 {
         (self.hi - self.lo) * 0.009
+    }
+}
+
+/// log2 of the values 1, 2 and 5 times a power of ten from 2^`first` to 2^`last` (a
+/// little beyond either end), or the two ends where none falls between them.
+fn round_keys(first: f64, last: f64) -> Vec<f64> {
+    let (lo, hi) = (first - 0.4, last + 0.4);
+    let (d0, d1) = (
+        (lo.exp2().log10().floor()) as i32,
+        (hi.exp2().log10().ceil()) as i32,
+    );
+    let keys: Vec<f64> = (d0..=d1)
+        .flat_map(|d| [1.0, 2.0, 5.0].map(|m| (m * 10f64.powi(d)).log2()))
+        .filter(|k| (lo..=hi).contains(k))
+        .collect();
+    if keys.len() >= 2 {
+        keys
+    } else if first < last {
+        vec![first, last]
+    } else {
+        vec![first]
     }
 }
 
@@ -870,6 +899,16 @@ mod tests {
         assert_eq!(tick(0.0123, 0.05), "0.0123");
         assert_eq!(XAxis::Size.label(16.0), "64K");
         assert_eq!(XAxis::Threads.label(2.0), "4");
+        assert_eq!(XAxis::Rate.label(20_000f64.log2()), "20k");
+        let keys: Vec<f64> = round_keys(4000f64.log2(), 40_000f64.log2())
+            .into_iter()
+            .map(|k| k.exp2().round())
+            .collect();
+        assert_eq!(
+            keys,
+            [5000.0, 10_000.0, 20_000.0, 50_000.0],
+            "within the axis's ends"
+        );
     }
 
     fn line(points: &[(f64, f64)], spreads: &[(f64, f64, f64)]) -> Series {

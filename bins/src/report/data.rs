@@ -74,6 +74,12 @@ pub enum Metric {
     BusyPercent,
     /// Client zero-copy completions the kernel marked copied, 0..1.
     ZcCopied,
+    /// Open loop (`--rate`): messages a second sent over the measured interval.
+    RateAchieved,
+    /// Open loop: what was sent as a share of the request, 0..1 (a little over 1 at most).
+    RateFraction,
+    /// Open loop: messages that waited for a place among `depth`.
+    HeldBack,
 }
 
 impl Metric {
@@ -110,13 +116,19 @@ impl Metric {
                 .filter(|s| s.capacity_ns > 0)
                 .map(|s| 100.0 * s.total.busy_ns as f64 / s.capacity_ns as f64),
             Metric::ZcCopied => c.zc_copied_fraction,
+            Metric::RateAchieved => r.rate.as_ref().map(|x| x.achieved_per_s),
+            Metric::RateFraction => r.rate.as_ref().map(|x| x.achieved_fraction),
+            Metric::HeldBack => r.rate.as_ref().map(|x| x.held_back as f64),
         }
         .filter(|x| x.is_finite())
     }
 
     /// Whether more is better (throughput) or worse (latency, cost per byte).
     pub fn higher_is_better(self) -> bool {
-        matches!(self, Metric::Throughput | Metric::OneWay)
+        matches!(
+            self,
+            Metric::Throughput | Metric::OneWay | Metric::RateAchieved | Metric::RateFraction
+        )
     }
 }
 
@@ -260,6 +272,10 @@ pub struct Dataset {
     /// What both sides added to avoid syscalls and wake-ups (`--uring-opts`): like the
     /// receive path, compared only in "Which path wins where".
     pub polling: PollOpt,
+    /// The open-loop rate (`--rate`), messages a second in all; `None`: closed loop. Each
+    /// rate is a dataset of its own, as each placement is: only "Latency under load"
+    /// puts rates side by side.
+    pub rate: Option<u64>,
     records: Vec<Record>,
     points: BTreeMap<Point, Vec<usize>>,
 }
@@ -288,6 +304,7 @@ impl Dataset {
             polling: records
                 .first()
                 .map_or(PollOpt::Plain, |r| crate::results::poll_opt_of(&r.config)),
+            rate: records.first().and_then(crate::results::rate_of),
             records,
             points,
         }
@@ -306,6 +323,7 @@ impl Dataset {
             String,
             RxMode,
             PollOpt,
+            Option<u64>,
         );
         let mut groups: Vec<(Key, Vec<Record>)> = Vec::new();
         for r in records {
@@ -316,6 +334,7 @@ impl Dataset {
                 r.config.cpus.to_string(),
                 r.config.rx,
                 crate::results::poll_opt_of(&r.config),
+                crate::results::rate_of(&r),
             );
             match groups.iter_mut().find(|(g, _)| *g == k) {
                 Some((_, v)) => v.push(r),
@@ -341,7 +360,7 @@ impl Dataset {
             Some(PlacementPolicy::Unpinned) => 2,
             None => 3,
         };
-        groups.sort_by_cached_key(|((w, d, p, c, rx, polling), _)| {
+        groups.sort_by_cached_key(|((w, d, p, c, rx, polling, rate), _)| {
             (
                 std::cmp::Reverse(runs_of(*w, *d)),
                 Some((*w, *d)) != prefer,
@@ -351,6 +370,7 @@ impl Dataset {
                 c.clone(),
                 *rx,
                 *polling,
+                *rate,
             )
         });
         groups
@@ -362,6 +382,14 @@ impl Dataset {
     /// `echo, depth 1, split placement`: what sets this dataset apart from the others of a
     /// folder (`CPUs 0,1` or `auto placement` where it ran under no policy).
     pub fn label(&self) -> String {
+        let rate = self.rate.map_or(String::new(), |r| {
+            format!(", at {} msg/s", crate::results::rate_name(r))
+        });
+        format!("{}{rate}", self.label_without_rate())
+    }
+
+    /// [`Dataset::label`] less the rate: what the datasets of one rate sweep share.
+    pub fn label_without_rate(&self) -> String {
         let placement = match self.placement {
             Some(p) => format!("{p} placement"),
             None if self.cpus == "auto" => "auto placement".into(),
@@ -385,6 +413,7 @@ impl Dataset {
             placement: self.placement,
             rx: self.rx,
             polling: self.polling,
+            rate: self.rate,
         }
     }
 

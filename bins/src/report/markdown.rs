@@ -40,6 +40,8 @@ pub struct Inputs<'a> {
     /// The records split by workload and depth, the one the plots and answers cover first.
     pub datasets: &'a [Dataset],
     pub figures: &'a [Figure],
+    /// Latency under load, where the folder has rate points ([`super::plots::latency_under_load`]).
+    pub load: Option<&'a Figure>,
 }
 
 /// The whole `report.md`.
@@ -78,8 +80,87 @@ pub fn render(inp: &Inputs) -> String {
     plots(o, inp.figures);
     answers(o, inp);
     which_path(o, inp.datasets);
+    load(o, inp.datasets, inp.load);
     placement(o, inp.datasets);
     out
+}
+
+/// `## Latency under load`: the open-loop points (`--rates`), where the folder has them —
+/// the figure, the lowest p99 at each requested rate, the highest rate each path kept, and
+/// every point's figures.
+fn load(o: &mut String, sets: &[Dataset], figure: Option<&Figure>) {
+    use super::load::{groups, kept_line, lowest_p99, KEEP};
+    let groups = groups(sets);
+    if groups.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "## Latency under load
+
+The open-loop points (`--rates`): each connection sent on a fixed schedule, whether or not its echoes were back, and each round trip is timed from its message's **due time**, so a send that went out late counts its wait (no coordinated omission). The rate is the run's total over its connections (and its client hosts). At most `depth` echoes were outstanding per connection; a message that fell due with that many out waited, and is counted as held back. \"Achieved\" is what a run sent a second over its measured interval: a path achieving less than it was asked is past its knee, and its latency is at a lower load than the others'. {RULE}\n"
+    );
+    if let Some(f) = figure {
+        let _ = writeln!(o, "![{}](plots/{})\n", f.title, f.file);
+    }
+    let many = groups.len() > 1;
+    for g in &groups {
+        if many {
+            let _ = writeln!(o, "### {}\n", g.label);
+        } else {
+            let _ = writeln!(o, "All of them {}.\n", g.label);
+        }
+        let p99 = lowest_p99(g);
+        if !p99.is_empty() {
+            let _ = writeln!(
+                o,
+                "**Lowest p99 at each requested rate**, against the runner-up (a path marked short achieved under {:.0}% of the request in some run, its lowest share given; ? doubtful):\n\n{}\n",
+                KEEP * 100.0,
+                p99.join("\n")
+            );
+        }
+        let kept: Vec<String> = g
+            .cells()
+            .into_iter()
+            .filter_map(|(s, t)| kept_line(g, s, t))
+            .collect();
+        if !kept.is_empty() {
+            let _ = writeln!(
+                o,
+                "**The highest rate each path kept**: a rate is kept where every run achieved at least {:.0}% of it, and every lower rate was kept too. A path carries more than another only where, at the first rate the other fell short of, the ranges of their achieved shares are apart.\n\n{}\n",
+                KEEP * 100.0,
+                kept.join("\n")
+            );
+        }
+        let _ = writeln!(
+            o,
+            "| size | threads | path | requested | achieved msg/s | lowest share | held back | p50 µs | p99 µs | not used because |\n|---|---|---|---|---|---|---|---|---|---|"
+        );
+        for (s, t) in g.cells() {
+            for (e, m) in g.paths(s, t) {
+                for at in g.runs(e, m, s, t) {
+                    let (d, p) = (at.set, &at.point);
+                    let lowest = d
+                        .values(p, Metric::RateFraction)
+                        .into_iter()
+                        .reduce(f64::min)
+                        .map_or("–".to_owned(), |f| format!("{:.1}%", f * 100.0));
+                    let _ = writeln!(
+                        o,
+                        "| {} | {t} | {e} {m} | {} | {} | {lowest} | {} | {} | {} | {} |",
+                        size(s),
+                        crate::results::rate_name(at.rate),
+                        cell(d, p, Metric::RateAchieved, 0, true),
+                        cell(d, p, Metric::HeldBack, 0, false),
+                        cell(d, p, Metric::LatencyP50, 1, true),
+                        cell(d, p, Metric::LatencyP99, 1, true),
+                        doubt_cell(d, p)
+                    );
+                }
+            }
+        }
+        let _ = writeln!(o);
+    }
 }
 
 const UNKNOWN: &str = "unknown (not in meta.json)";
@@ -682,7 +763,16 @@ fn matrix(o: &mut String, inp: &Inputs) {
                     },
                 ),
             ];
-            for (k, v) in rows {
+            let rates = (!x.rates.is_empty()).then(|| {
+                (
+                    "open-loop rates",
+                    format!(
+                        "{} msg/s in all (each a dimension of the matrix; latency timed from due times)",
+                        list(&x.rates, |&r| crate::results::rate_name(r))
+                    ),
+                )
+            });
+            for (k, v) in rows.into_iter().chain(rates) {
                 let _ = writeln!(o, "| {k} | {v} |");
             }
             let _ = writeln!(o);
@@ -703,22 +793,28 @@ fn matrix(o: &mut String, inp: &Inputs) {
     let _ = writeln!(o, "Measured: {total} runs in {points} points{reps}.");
     if let Some((first, rest)) = inp.datasets.split_first() {
         if !rest.is_empty() {
+            // A rate sweep's datasets differ by rate: name each by its label.
+            let rated = inp.datasets.iter().any(|d| d.rate.is_some());
+            let name = |d: &Dataset| {
+                if rated {
+                    d.label()
+                } else {
+                    format!("{} at depth {}", d.workload, d.depth)
+                }
+            };
             let others: Vec<String> = rest
                 .iter()
-                .map(|d| {
-                    format!(
-                        "{} at depth {} ({} runs)",
-                        d.workload,
-                        d.depth,
-                        d.records().len()
-                    )
-                })
+                .map(|d| format!("{} ({} runs)", name(d), d.records().len()))
                 .collect();
+            let what = if rated {
+                "open-loop rates (each a dataset of its own; \"Latency under load\" puts them side by side)"
+            } else {
+                "workloads or depths"
+            };
             let _ = writeln!(
                 o,
-                "\nThis folder mixes workloads or depths. The plots and answers cover {} at depth {} ({} runs); the tables also cover {}.",
-                first.workload,
-                first.depth,
+                "\nThis folder mixes {what}. The plots and answers cover {} ({} runs); the tables also cover {}.",
+                name(first),
                 first.records().len(),
                 list(&others)
             );
@@ -839,6 +935,7 @@ fn tables(o: &mut String, sets: &[Dataset]) {
     }
 }
 
+/// `## Plots`: the figures of the first dataset (latency under load has its own section).
 fn plots(o: &mut String, figures: &[Figure]) {
     let _ = writeln!(o, "## Plots\n");
     for f in figures {
@@ -1158,6 +1255,7 @@ mod tests {
             unchecked: 0,
             datasets: &sets,
             figures: &[],
+            load: None,
         });
         assert!(
             md.contains("## Doubtful points\n\nNone of the 2 runs"),
@@ -1184,6 +1282,7 @@ mod tests {
             unchecked: 0,
             datasets: &sets,
             figures: &[],
+            load: None,
         });
         assert!(
             md.contains("> **Warning: 1 of the 2 runs carried warnings**"),

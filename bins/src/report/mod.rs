@@ -9,6 +9,7 @@ pub mod analysis;
 pub mod chart;
 pub mod cpu;
 pub mod data;
+pub mod load;
 pub mod markdown;
 pub mod plots;
 
@@ -25,7 +26,8 @@ pub use data::{Dataset, Metric, Point};
 /// What [`write_report`] wrote.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportOutput {
-    /// Every file written: `DIR/plots/*.svg` in report order, then `DIR/report.md`.
+    /// Every file written: `DIR/plots/*.svg` in report order (latency under load last,
+    /// where the folder has rate points), then `DIR/report.md`.
     pub files: Vec<PathBuf>,
     /// `DIR/report.md`.
     pub report: PathBuf,
@@ -102,8 +104,10 @@ pub fn build_report(
         ));
     }
     let figures = plots::figures(&datasets[0]);
+    let load = plots::latency_under_load(&datasets);
     let svgs = figures
         .iter()
+        .chain(&load)
         .map(|f| {
             Ok((
                 f.file,
@@ -118,6 +122,7 @@ pub fn build_report(
         unchecked,
         datasets: &datasets,
         figures: &figures,
+        load: load.as_ref(),
     });
     Ok(Report {
         markdown,
@@ -299,6 +304,75 @@ mod tests {
         assert!(md.contains(
             "two points differ only where the [min–max] ranges of their runs do not overlap"
         ));
+        // A closed-loop folder: no section, no plot for rates.
+        assert!(!md.contains("Latency under load"), "{md}");
+        assert!(!dir.0.join("plots").join(plots::LOAD_FILE).exists());
+    }
+
+    #[test]
+    fn rate_points_get_a_latency_under_load_section_and_plot() {
+        use crate::testing::at_rate;
+        let dir = TempDir::new("rates");
+        let mut records = Vec::new();
+        for rep in [0.9f64, 1.0, 1.1] {
+            // syscall falls to 70% of 20k; uring keeps 99% of it.
+            for (e, p99, short) in [(Backend::Syscall, 40.0, 0.7), (Backend::Uring, 20.0, 0.99)] {
+                for (rate, share) in [(5000, 1.0), (20_000, short)] {
+                    let r = record(e, Mode::TwoCopy, 1024, 1, 1.0);
+                    let achieved = rate as f64 * share;
+                    records.push(at_rate(r, rate, achieved, p99 / 2.0 * rep, p99 * rep));
+                }
+            }
+        }
+        let lines: Vec<String> = records
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .collect();
+        fs::write(dir.0.join("records.jsonl"), lines.join("\n")).unwrap();
+        let meta = META.replace(r#""depth": 1,"#, r#""depth": 64, "rates": [5000, 20000],"#);
+        fs::write(dir.0.join("meta.json"), &meta).unwrap();
+        let out = write_report(&dir.0).unwrap();
+        assert!(out.warnings.is_empty(), "{:?}", out.warnings);
+        assert_eq!(
+            out.files.len(),
+            plots::FILES.len() + 2,
+            "the six and the load plot"
+        );
+        let svg = fs::read_to_string(dir.0.join("plots").join(plots::LOAD_FILE)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("p99, 1K, 1 thread"));
+        let md = fs::read_to_string(&out.report).unwrap();
+        assert!(md.contains("## Latency under load"), "{md}");
+        assert!(
+            md.contains(
+                "| open-loop rates | 5k, 20k msg/s in all (each a dimension of the matrix;"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("This folder mixes open-loop rates (each a dataset of its own; \"Latency under load\" puts them side by side). The plots and answers cover echo, depth 64, split placement, at 5k msg/s (6 runs)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("![Latency under load (echo, depth 64, split placement)](plots/latency_under_load.svg)"),
+            "{md}"
+        );
+        // uring's p99 runs (18–22) are all below syscall's (36–44).
+        assert!(
+            md.contains("| 1K | 1 | 5k msg/s | uring two-copy | 20.0 [18.0–22.0] | < syscall two-copy (40.0): lower beyond noise, ×2.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 1K | 1 | 20k msg/s | uring two-copy | 20.0 [18.0–22.0] | < syscall two-copy (short: 70.0%) (40.0): lower beyond noise, ×2.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("- **1K, 1 thread**: syscall two-copy up to 5k msg/s (at 20k msg/s its runs achieved [70.0%–70.0%]); uring two-copy up to 20k msg/s (every rate it ran). The highest kept, 20k msg/s, by uring two-copy: ahead of syscall two-copy beyond noise."),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 1K | 1 | uring two-copy | 20k | 19800 [19800–19800] | 99.0% | 0 | 10.0 [9.0–11.0] | 20.0 [18.0–22.0] |  |"),
+            "{md}"
+        );
     }
 
     #[test]

@@ -67,9 +67,87 @@ pub const FILES: [&str; 6] = [
 
 const NO_RECORDS: &str = "no records in this folder";
 
+/// The file of [`latency_under_load`], drawn only where the folder has rate points.
+pub const LOAD_FILE: &str = "latency_under_load.svg";
+
+/// Latency under load: for every group of open-loop datasets ([`super::load::groups`])
+/// and every size and thread count, a row of two panels, p50 and p99 round trips (timed
+/// from each message's due time) against the messages a second achieved, a line per
+/// engine × mode, each marker the medians over the runs at one requested rate with the
+/// min–max of the latency as its bar. `None` where the folder has no rate point.
+pub fn latency_under_load(sets: &[Dataset]) -> Option<Figure> {
+    let groups = super::load::groups(sets);
+    if groups.is_empty() {
+        return None;
+    }
+    let many = groups.len() > 1;
+    let y_label = "round trip from due time (µs)";
+    let mut rows = Vec::new();
+    for g in &groups {
+        for (s, t) in g.cells() {
+            let within = if many {
+                format!(" ({})", g.label)
+            } else {
+                String::new()
+            };
+            let row = [(Metric::LatencyP50, "p50"), (Metric::LatencyP99, "p99")]
+                .into_iter()
+                .map(|(m, name)| {
+                    let mut p = Panel::new(
+                        format!("{name}, {}, {}{within}", size(s), threads(t)),
+                        XAxis::Rate,
+                        y_label,
+                    );
+                    p.series = g
+                        .paths(s, t)
+                        .into_iter()
+                        .map(|(e, mode)| {
+                            let mut line = Series::of(e, mode, format!("{e} {mode}"), Vec::new());
+                            for at in g.runs(e, mode, s, t) {
+                                let x = at.set.median(&at.point, Metric::RateAchieved);
+                                let Some((x, y)) = x.zip(at.set.median(&at.point, m)) else {
+                                    continue;
+                                };
+                                line.points.push((x, y));
+                                if at.set.values(&at.point, m).len() >= 2 {
+                                    if let Some((min, max)) = at.set.range(&at.point, m) {
+                                        line.spreads.push(Spread { x, min, max });
+                                    }
+                                }
+                            }
+                            line
+                        })
+                        .collect();
+                    p.no_data =
+                        format!("no rate point with latency at {}, {}", size(s), threads(t));
+                    p
+                })
+                .collect();
+            rows.push(row);
+        }
+    }
+    let title = match groups.as_slice() {
+        [one] => format!("Latency under load ({})", one.label),
+        _ => "Latency under load".to_owned(),
+    };
+    Some(Figure {
+        file: LOAD_FILE,
+        caption: "Latency under load",
+        title,
+        note: Some(
+            "x: the messages a second the run sent (median over its runs) at each requested rate; y: round trips timed from each message's due time, so a late send counts"
+                .into(),
+        ),
+        rows,
+    })
+}
+
 /// `echo, depth 1`: what every panel of a figure shares.
 fn fixed(d: &Dataset) -> String {
-    format!("{}, depth {}", d.workload, d.depth)
+    let rate = d.rate.map_or(String::new(), |r| {
+        format!(", at {} msg/s", crate::results::rate_name(r))
+    });
+    format!("{}, depth {}{rate}", d.workload, d.depth)
 }
 
 fn figure(
