@@ -1568,12 +1568,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_point_runs_its_rate_as_the_total_of_its_client_hosts() {
-        let mut m = matrix();
-        m.rates = vec![6000];
-        m.depth = engine::config::RATE_DEPTH;
-        let mut config = SweepConfig {
+    /// A sweep of `m` on this host, writing into `dir`.
+    fn loopback_config(m: &Matrix, dir: PathBuf) -> SweepConfig {
+        SweepConfig {
             matrix: m.clone(),
             network: Network {
                 server: HostSpec::Local,
@@ -1585,9 +1582,17 @@ mod tests {
             counters: CounterScope::Thread,
             port: 0,
             seed: 7,
-            dir: PathBuf::from("unused"),
+            dir,
             command_line: "test".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_point_runs_its_rate_as_the_total_of_its_client_hosts() {
+        let mut m = matrix();
+        m.rates = vec![6000];
+        m.depth = engine::config::RATE_DEPTH;
+        let mut config = loopback_config(&m, PathBuf::from("unused"));
         let p = m.points()[0];
         assert_eq!(p.rate, Some(6000));
         let c = point_config(&config, p);
@@ -1628,21 +1633,7 @@ mod tests {
         let mut m = matrix();
         m.sizes = vec![1024];
         m.threads = vec![1, 2];
-        let config = SweepConfig {
-            matrix: m.clone(),
-            network: Network {
-                server: HostSpec::Local,
-                clients: vec![HostSpec::Local],
-                data_addr: "127.0.0.1".into(),
-                detail: "loopback".into(),
-            },
-            reach: Reach::default(),
-            counters: CounterScope::Thread,
-            port: 0,
-            seed: 7,
-            dir: dir.clone(),
-            command_line: "test".into(),
-        };
+        let config = loopback_config(&m, dir.clone());
         let meta = new_meta(&config, 2);
         let rs = vec![record(Backend::Syscall, Mode::TwoCopy, 1024, 1, 1.0)];
         write_all(&dir, &meta, &rs, &m).unwrap();
