@@ -190,6 +190,13 @@ fn setup<'s>(
 const SLICE: Duration = Duration::from_millis(100);
 /// How often a server that only sends looks for the client's end of file.
 const EOF_WATCH: Duration = Duration::from_millis(1);
+/// Sends in a row, each taken whole at once, after which a flow that also receives
+/// (bidir, a pipelined echo) looks at its receiving side without waiting. A peer that
+/// takes everything at once (a stopping server's lingering socket drains what a client
+/// sends into nothing) would otherwise keep the loop sending and never reading: what is
+/// due back, the server's end notice too, would wait unread until the peer gave up and
+/// closed, and a close answers the sender with a reset.
+const SENDS_BEFORE_A_LOOK: u32 = 16;
 
 /// A message part-way through the kernel, how many of its bytes have moved, and by when
 /// the rest must have.
@@ -232,6 +239,7 @@ impl Conn<'_> {
         // sends", so the pool rarely runs dry.
         let reap_at = (flow.send_buffers_free() / 2).max(1);
         let mut stopped = false;
+        let mut sends_in_row = 0u32;
         loop {
             if flow.take_warmed() {
                 // The flow's counts start afresh at the warm-up's end; so do the zero-copy
@@ -315,13 +323,23 @@ impl Conn<'_> {
             self.watching = watch;
             let nothing_to_send = self.tx.is_none();
 
+            // A look at the receiving side after a run of sends, which must not block.
+            let mut glance = false;
             if self.tx.is_some() {
                 match self.send(flow, wants_rx && !watch)? {
-                    Step::Done if !watch => continue,
+                    Step::Done if !watch => {
+                        sends_in_row += 1;
+                        if !wants_rx || sends_in_row < SENDS_BEFORE_A_LOOK {
+                            continue;
+                        }
+                        glance = true;
+                        progress = true;
+                    }
                     Step::Done | Step::Partial => progress = true,
                     Step::WouldBlock => events |= libc::POLLOUT,
                 }
             }
+            sends_in_row = 0;
             let look = !watch || nothing_to_send || Instant::now() >= self.next_watch;
             if wants_rx && look {
                 if watch {
@@ -337,7 +355,7 @@ impl Conn<'_> {
                     rx.2 = self.moved_at + self.timeout;
                 }
                 if self.rx.is_some() {
-                    match self.recv(flow, !watch && pace.is_none())? {
+                    match self.recv(flow, !watch && pace.is_none() && !glance)? {
                         Step::Done | Step::Partial => progress = true,
                         Step::WouldBlock => events |= libc::POLLIN,
                     }
