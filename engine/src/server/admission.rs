@@ -394,15 +394,25 @@ pub(super) fn refuse(shared: &Shared<'_>, stream: &mut TcpStream, code: RefuseCo
 }
 
 /// A socket the server is done with, held open until its client closes or
-/// [`REFUSAL_LINGER`] passes: what is left of the last bytes owed to it (an end notice:
-/// `out`, then `pad` zero bytes) goes out, and what the client still sends is read and
-/// dropped meanwhile. The sending side is not shut after a notice: a socket whose
+/// [`REFUSAL_LINGER`] passes with the client taking nothing more of what was sent to it
+/// (never past [`LINGER_MAX`] in all): what is left of the last bytes owed to it (an end
+/// notice: `out`, then `pad` zero bytes) goes out, and what the client still sends is read
+/// and dropped meanwhile. The deadline moves while the client is still taking the data
+/// queued ahead of those last bytes (a bidir client that reads the server's stream slowly
+/// can have megabytes of it before the notice): closing a socket that the client still
+/// sends to answers it with a reset, and a reset discards whatever the server had not
+/// delivered yet, the notice too. The sending side is not shut after a notice: a socket whose
 /// receiving side is shut already (a uring connection ended at a message boundary) would
 /// answer the client's next bytes with a reset once both were, and a reset can destroy
 /// the notice before the client reads it.
 pub(super) struct Lingering {
     stream: TcpStream,
+    /// [`REFUSAL_LINGER`] past the last time the client took some of what it was sent.
     deadline: Instant,
+    /// [`LINGER_MAX`] past the handover.
+    cap: Instant,
+    /// What the client had not acknowledged at the last look (`TIOCOUTQ`).
+    unacked: usize,
     out: Vec<u8>,
     pad: usize,
     /// Reads return nothing but the client is still there: our receiving side is shut.
@@ -412,13 +422,27 @@ pub(super) struct Lingering {
 impl Lingering {
     /// `out` and `pad` still to send; with none, the sending side is already shut.
     pub(super) fn new(stream: TcpStream, out: Vec<u8>, pad: usize) -> Lingering {
+        let now = Instant::now();
         Lingering {
+            unacked: unacked(&stream),
             stream,
-            deadline: Instant::now() + REFUSAL_LINGER,
+            deadline: now + REFUSAL_LINGER,
+            cap: now + LINGER_MAX,
             out,
             pad,
             read_shut: false,
         }
+    }
+
+    /// Whether the socket is still worth holding at `now`; the deadline moves on when the
+    /// client has acknowledged more of what was sent to it since the last look.
+    fn keep(&mut self, now: Instant) -> bool {
+        let unacked = unacked(&self.stream);
+        if unacked < self.unacked {
+            self.deadline = now + REFUSAL_LINGER;
+        }
+        self.unacked = unacked;
+        now < self.deadline.min(self.cap)
     }
 
     fn owes(&self) -> bool {
@@ -463,6 +487,19 @@ impl Lingering {
                 Err(_) => return false,
             }
         }
+    }
+}
+
+/// The bytes written to `stream` that its peer has not acknowledged yet (sent or not);
+/// 0 where the kernel does not say.
+fn unacked(stream: &TcpStream) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ) writes one int; the socket is open.
+    let r = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    if r == 0 {
+        n.max(0) as usize
+    } else {
+        0
     }
 }
 
@@ -518,7 +555,7 @@ pub(super) fn linger(
             take(s, &mut held);
         }
         let now = Instant::now();
-        held.retain(|s| s.deadline > now);
+        held.retain_mut(|s| s.keep(now));
         let mut fds: Vec<libc::pollfd> = held
             .iter()
             .map(|s| libc::pollfd {

@@ -58,6 +58,10 @@ use serving::*;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a refused client gets to read the refusal before the socket closes.
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+/// The longest the server holds a socket it is done with (a refused one, or one ended with
+/// an end notice) while its client is still taking what was queued for it: a bound on
+/// what a client that reads a byte now and then can make a stopping server wait.
+const LINGER_MAX: Duration = Duration::from_secs(10);
 /// Refused connections lingering at once while their clients read the reason; past this
 /// a connection is closed unanswered (documented in README, "Server").
 pub const REFUSAL_BACKLOG: usize = 256;

@@ -354,6 +354,76 @@ fn a_stopped_server_tells_each_client_why(backend: Backend) {
     }
 }
 
+/// Issue 16: a bidir client that reads the server's stream slowly has megabytes of it
+/// queued ahead of the end notice when the server stops, and keeps sending meanwhile. The
+/// server holds the socket while the client goes on taking what was queued (closing it
+/// would answer the client's sends with a reset, which discards the notice not yet
+/// delivered), so the client still finds the notice where the next message would start.
+/// On the syscall server only: a uring server ends a connection whose sends in flight do
+/// not come in within half its stop grace without a notice (README, "Server"), which is
+/// what a reader this slow makes of them; the holding itself is the same code for both.
+#[test]
+fn a_slow_bidir_reader_still_gets_the_notice_from_a_syscall_server() {
+    let server = TestServer::start(ServerConfig {
+        backend: Backend::Syscall,
+        idle_timeout: Duration::from_secs(5),
+        ..Default::default()
+    });
+    const SIZE: usize = 64 << 10;
+    let mut s = connect(&server);
+    let h = Hello {
+        direction: engine::Direction::Bidir,
+        size: SIZE as u32,
+        duration_ms: 20_000,
+        ..hello(0)
+    };
+    wire::write_frame(&mut s, &Frame::Hello(h)).unwrap();
+    assert!(matches!(
+        wire::read_frame(&mut s, WAIT).unwrap(),
+        Frame::Accept(_)
+    ));
+    // The client's own stream, whole messages (of zeros: verify errors, no failure), until
+    // the socket breaks or is shut below.
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        let zeros = vec![0u8; SIZE];
+        while w.write_all(&zeros).is_ok() {}
+    });
+    // The client reads a message each 40 ms throughout, slower than the server sends: its
+    // stream fills both sides' buffers ahead of whatever comes last.
+    let mut msg = vec![0u8; SIZE];
+    let mut messages = 0;
+    let mut stopped: Option<std::time::Instant> = None;
+    let started = std::time::Instant::now();
+    let end = loop {
+        if stopped.is_none() && started.elapsed() > Duration::from_millis(500) {
+            server.stop();
+            stopped = Some(std::time::Instant::now());
+        }
+        s.read_exact(&mut msg).unwrap_or_else(|e| {
+            panic!(
+                "after {messages} messages, {:?} after the stop: {e}",
+                stopped.map(|t| t.elapsed())
+            )
+        });
+        if wire::opens_frame(&msg) {
+            break End::from_notice(&msg).expect("an end notice");
+        }
+        messages += 1;
+        std::thread::sleep(Duration::from_millis(40));
+    };
+    assert_eq!(end.code, EndCode::ShuttingDown, "{end:?}");
+    let _ = s.shutdown(Shutdown::Both);
+    writer.join().unwrap();
+    // The case this guards: the notice came more than REFUSAL_LINGER (1 s) after the
+    // stop, behind what was queued ahead of it.
+    let after = stopped.expect("stopped").elapsed();
+    assert!(
+        after > Duration::from_secs(1),
+        "{after:?}: nothing was queued"
+    );
+}
+
 fn garbage_payload_is_counted_as_verify_errors(backend: Backend) {
     let server = TestServer::with_backend(backend);
     let mut s = handshaken(&server, 4096);
