@@ -1338,7 +1338,9 @@ fn human_intervals_print_a_line_per_thread_and_a_sum() {
     let sums = out.lines().filter(|l| l.starts_with("[SUM]")).count();
     assert!((1..=3).contains(&sums), "{out}");
     assert!(out.lines().any(|l| l.starts_with("[  1]")), "{out}");
-    assert!(out.contains("  0.00-0.50"), "{out}");
+    // The first interval starts at the start; it ends where the reporter looked, at
+    // 0.50 s or, on a loaded machine, after (0.51 was seen).
+    assert!(out.contains("  0.00-0."), "{out}");
     // Retr, Cwnd and srtt read from TCP_INFO: numbers, not `-`.
     for line in out.lines().filter(|l| l.starts_with("[SUM]")) {
         let cols: Vec<&str> = line.split_whitespace().rev().take(4).collect();

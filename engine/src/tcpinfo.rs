@@ -148,6 +148,28 @@ pub struct TcpInfo {
     pub pmtu: Option<u64>,
 }
 
+/// `fd`'s `TCP_INFO` as the kernel wrote it, and how many of its bytes it wrote (an older
+/// kernel writes fewer: the fields past them are not there).
+fn read_raw(fd: RawFd) -> std::io::Result<(RawTcpInfo, usize)> {
+    let mut raw = RawTcpInfo::default();
+    let mut len = size_of::<RawTcpInfo>() as libc::socklen_t;
+    // SAFETY: `raw` is a plain repr(C) struct of `len` bytes that outlives the call; the
+    // kernel writes at most `len` bytes and stores how many in `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut raw as *mut RawTcpInfo).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((raw, len as usize))
+}
+
 impl TcpInfo {
     /// The fields of `raw` that lie within the `len` bytes the kernel filled.
     pub fn from_raw(raw: &RawTcpInfo, len: usize) -> TcpInfo {
@@ -178,23 +200,8 @@ impl TcpInfo {
 
     /// Reads `fd`'s `TCP_INFO`.
     pub fn read(fd: RawFd) -> std::io::Result<TcpInfo> {
-        let mut raw = RawTcpInfo::default();
-        let mut len = size_of::<RawTcpInfo>() as libc::socklen_t;
-        // SAFETY: `raw` is a plain repr(C) struct of `len` bytes that outlives the call;
-        // the kernel writes at most `len` bytes and stores how many in `len`.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_INFO,
-                (&mut raw as *mut RawTcpInfo).cast(),
-                &mut len,
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(TcpInfo::from_raw(&raw, len as usize))
+        let (raw, len) = read_raw(fd)?;
+        Ok(TcpInfo::from_raw(&raw, len))
     }
 
     /// A reading with every field present, for tests and for the CSV columns.
@@ -225,19 +232,8 @@ impl TcpInfo {
     /// `fd`'s TCP state (`tcpi_state`, numbered as in the kernel's `tcp_states.h`), `None`
     /// where the kernel refused.
     pub fn state(fd: RawFd) -> Option<u8> {
-        let mut raw = RawTcpInfo::default();
-        let mut len = std::mem::size_of::<RawTcpInfo>() as libc::socklen_t;
-        // SAFETY: `raw` is a plain struct of `len` bytes the kernel fills at most.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_INFO,
-                (&mut raw as *mut RawTcpInfo).cast(),
-                &mut len,
-            )
-        };
-        (rc == 0 && len >= 1).then_some(raw.state)
+        let (raw, len) = read_raw(fd).ok()?;
+        (len >= 1).then_some(raw.state)
     }
 
     /// Reads `fd`'s `TCP_INFO`; `None` where the kernel refused (then nothing is known).

@@ -62,24 +62,14 @@ impl ConnMeter {
     /// Starts metering again from now (the flow left its warm-up, `--omit`): the serving
     /// thread's counters, calls and CPU time, and the server's CPUs, are read afresh.
     pub fn restart(&mut self, shared: &Shared<'_>, running: Option<Running<'_>>) {
-        self.start = match running {
-            Some(r) => Totals {
-                io: r.io,
-                counters: r.set.map(|s| s.read()),
-                cpu: ThreadClock::now(),
-            },
-            None => Totals {
-                io: IoStats::default(),
-                counters: self.own.as_mut().map(|s| s.read()),
-                cpu: ThreadClock::now(),
-            },
-        };
+        self.start = self.reading(running, false);
         self.core_start = shared.metering.core_reading();
     }
 
-    /// Ends metering and returns the samples for the connection's report.
-    pub fn finish(&mut self, shared: &Shared<'_>, running: Option<Running<'_>>) -> Vec<Sample> {
-        let end = match running {
+    /// The serving thread's figures now: the shared thread's (`running`), or this
+    /// connection's own set's, which stops counting first when `last`.
+    fn reading(&mut self, running: Option<Running<'_>>, last: bool) -> Totals {
+        match running {
             Some(r) => Totals {
                 io: r.io,
                 counters: r.set.map(|s| s.read()),
@@ -88,12 +78,19 @@ impl ConnMeter {
             None => Totals {
                 io: IoStats::default(),
                 counters: self.own.as_mut().map(|s| {
-                    s.disable();
+                    if last {
+                        s.disable();
+                    }
                     s.read()
                 }),
                 cpu: ThreadClock::now(),
             },
-        };
+        }
+    }
+
+    /// Ends metering and returns the samples for the connection's report.
+    pub fn finish(&mut self, shared: &Shared<'_>, running: Option<Running<'_>>) -> Vec<Sample> {
+        let end = self.reading(running, true);
         let start = std::mem::take(&mut self.start);
         let mut samples = Vec::new();
         if start.counters.is_some() || start.cpu.is_some() || start.io != end.io {
