@@ -3,6 +3,7 @@
 //! namespace or a process behind; the scripts' help builds and installs nothing.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,7 +26,20 @@ fn free_port() -> u16 {
 }
 
 fn start(out: &Path, port: u16, extra: &[&str]) -> Child {
-    Command::new("bash")
+    let mut command = Command::new("bash");
+    // A shell that starts with SIGINT ignored cannot trap it, and a test run in the
+    // background of a non-interactive shell (`cargo test &`, a CI step) hands its children
+    // SIGINT ignored: the script would never see the Ctrl-C the interrupt test sends. A
+    // user's Ctrl-C reaches a shell that starts with the default, as this one now does.
+    // SAFETY: between fork and exec this only calls signal(2), which is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            libc::signal(libc::SIGTERM, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    command
         .arg(script())
         .arg("--bin-dir")
         .arg(bin_dir())
