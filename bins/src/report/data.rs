@@ -280,7 +280,43 @@ pub struct Dataset {
     points: BTreeMap<Point, Vec<usize>>,
 }
 
+/// What a dataset's points share apart from their rate: workload, depth, placement (the
+/// policy and `--cpus` as given), receive path and polling option.
+pub type Family = (
+    Workload,
+    usize,
+    Option<PlacementPolicy>,
+    String,
+    RxMode,
+    PollOpt,
+);
+
+/// A record's [`Family`].
+fn family_of(r: &Record) -> Family {
+    (
+        r.config.workload,
+        r.config.depth,
+        r.config.cpus.policy(),
+        r.config.cpus.to_string(),
+        r.config.rx,
+        crate::results::poll_opt_of(&r.config),
+    )
+}
+
 impl Dataset {
+    /// What its points share apart from their rate: the datasets of one family differ
+    /// only in it ("Latency under load" puts them side by side).
+    pub fn family(&self) -> Family {
+        (
+            self.workload,
+            self.depth,
+            self.placement,
+            self.cpus.clone(),
+            self.rx,
+            self.polling,
+        )
+    }
+
     /// Records that all share `workload`, `depth` and `--cpus` (taken from the first; see
     /// [`Dataset::split`], which guarantees it).
     pub fn new(workload: Workload, depth: usize, records: Vec<Record>) -> Dataset {
@@ -316,26 +352,11 @@ impl Dataset {
     /// the old `auto` last). Points of different placements never share a dataset, so no
     /// comparison inside one mixes them.
     pub fn split(records: Vec<Record>, prefer: Option<(Workload, usize)>) -> Vec<Dataset> {
-        type Key = (
-            Workload,
-            usize,
-            Option<PlacementPolicy>,
-            String,
-            RxMode,
-            PollOpt,
-            Option<u64>,
-        );
+        // A dataset per family and rate.
+        type Key = (Family, Option<u64>);
         let mut groups: Vec<(Key, Vec<Record>)> = Vec::new();
         for r in records {
-            let k = (
-                r.config.workload,
-                r.config.depth,
-                r.config.cpus.policy(),
-                r.config.cpus.to_string(),
-                r.config.rx,
-                crate::results::poll_opt_of(&r.config),
-                crate::results::rate_of(&r),
-            );
+            let k = (family_of(&r), crate::results::rate_of(&r));
             match groups.iter_mut().find(|(g, _)| *g == k) {
                 Some((_, v)) => v.push(r),
                 None => groups.push((k, vec![r])),
@@ -343,7 +364,7 @@ impl Dataset {
         }
         // Runs per workload and depth, over all their placements: the largest goes first.
         let mut runs: Vec<((Workload, usize), usize)> = Vec::new();
-        for ((w, d, ..), v) in &groups {
+        for (((w, d, ..), _), v) in &groups {
             match runs.iter_mut().find(|(k, _)| *k == (*w, *d)) {
                 Some((_, n)) => *n += v.len(),
                 None => runs.push(((*w, *d), v.len())),
@@ -360,7 +381,7 @@ impl Dataset {
             Some(PlacementPolicy::Unpinned) => 2,
             None => 3,
         };
-        groups.sort_by_cached_key(|((w, d, p, c, rx, polling, rate), _)| {
+        groups.sort_by_cached_key(|(((w, d, p, c, rx, polling), rate), _)| {
             (
                 std::cmp::Reverse(runs_of(*w, *d)),
                 Some((*w, *d)) != prefer,
@@ -375,7 +396,7 @@ impl Dataset {
         });
         groups
             .into_iter()
-            .map(|((w, d, ..), v)| Dataset::new(w, d, v))
+            .map(|(((w, d, ..), _), v)| Dataset::new(w, d, v))
             .collect()
     }
 

@@ -8,11 +8,10 @@
 //! said to carry more than another only where, at the first rate the other fell short of,
 //! the achieved shares' ranges are apart; otherwise "no difference beyond noise".
 
-use engine::placement::PlacementPolicy;
-use engine::{Backend, Mode, PollOpt, RxMode, Workload};
+use engine::{Backend, Mode};
 
 use super::analysis::{list, size, threads};
-use super::data::{compare, Dataset, Doubt, Measured, Metric, Point, Verdict};
+use super::data::{compare, Dataset, Doubt, Family, Measured, Metric, Point, Verdict};
 use crate::results::rate_name;
 
 /// The share of its request a run must achieve for its rate to count as kept.
@@ -29,24 +28,9 @@ pub struct Group<'a> {
 
 /// The open-loop datasets of `sets`, grouped: empty where the folder has no rate point.
 pub fn groups(sets: &[Dataset]) -> Vec<Group<'_>> {
-    type Key = (
-        Workload,
-        usize,
-        Option<PlacementPolicy>,
-        String,
-        RxMode,
-        PollOpt,
-    );
-    let mut out: Vec<(Key, Group)> = Vec::new();
+    let mut out: Vec<(Family, Group)> = Vec::new();
     for d in sets.iter().filter(|d| d.rate.is_some() && !d.is_empty()) {
-        let key = (
-            d.workload,
-            d.depth,
-            d.placement,
-            d.cpus.clone(),
-            d.rx,
-            d.polling,
-        );
+        let key = d.family();
         match out.iter_mut().find(|(k, _)| *k == key) {
             Some((_, g)) => g.sets.push(d),
             None => out.push((
