@@ -330,6 +330,8 @@ impl Flow {
     /// it — or its deadline, if that comes first. `None` in closed loop, or when a
     /// completion (an echo, a freed buffer) is what the flow waits for.
     pub fn send_at(&self) -> Option<Instant> {
+        // Closed loop (every flow but an open-loop client's): nothing to look at.
+        self.spec.schedule?;
         if self.stopping || self.sent_at.len() >= self.spec.depth || self.pool.available_tx() == 0 {
             return None;
         }
