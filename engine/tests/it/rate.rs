@@ -3,14 +3,41 @@
 
 use std::time::Duration;
 
-use engine::{run_client, Backend, Mode, Workload};
+use engine::{Backend, Mode, Workload};
 
 use crate::harness::TestServer;
 
 /// 2000 messages a second over two connections (two syscall threads, or two connections
 /// on one uring ring) for a second.
+///
+/// Keeping a schedule is a matter of timing, which a loaded machine can take from any
+/// client: one starved of CPU for a quarter of its second (send lag p50 120 ms was seen
+/// beside a second test suite) falls short of it however it is written. So the run is
+/// tried up to three times, each run checked in full, and a shortfall fails the test
+/// only if every try had one. Running ahead of the schedule fails at once: no load
+/// explains that.
 fn keeps_its_schedule(backend: Backend) {
     let server = TestServer::with_backend(backend);
+    let mut shortfalls = Vec::new();
+    for attempt in 1..=3 {
+        let case = format!("{backend} --rate, try {attempt}");
+        let report = one_scheduled_run(&server, backend, &case);
+        assert!(
+            report.achieved_fraction <= 1.02,
+            "{case}: ahead of the schedule: {report:?}"
+        );
+        // Close to it, with a generous bound: a late send still goes out (late) rather
+        // than being skipped.
+        if report.achieved_fraction >= 0.75 {
+            return;
+        }
+        shortfalls.push(report);
+    }
+    panic!("{backend}: under 0.75 of the schedule in every try: {shortfalls:#?}");
+}
+
+/// One run of [`keeps_its_schedule`], checked for everything but how close it came.
+fn one_scheduled_run(server: &TestServer, backend: Backend, case: &str) -> engine::RateReport {
     let mut config = server.client(backend, Mode::TwoCopy, Workload::Echo);
     let rate = 2000.0;
     config.rate = Some(rate);
@@ -20,9 +47,9 @@ fn keeps_its_schedule(backend: Backend) {
         Backend::Syscall => config.threads = 2,
         Backend::Uring => config.conns = 2,
     }
-    let r = run_client(&config, &|_| {}).unwrap_or_else(|e| panic!("{backend}: {e}"));
-    crate::harness::assert_clean_run(&r, &format!("{backend} --rate"));
-    let report = r.rate.as_ref().expect("a rate report");
+    let r = server.run(&config, case);
+    crate::harness::assert_clean_run(&r, case);
+    let report = r.rate.clone().expect("a rate report");
     assert_eq!(report.requested_per_s, rate);
     assert_eq!(report.per_connection_per_s, rate / 2.0);
     // Never ahead: each connection sends at most one message per period of the planned
@@ -30,17 +57,11 @@ fn keeps_its_schedule(backend: Backend) {
     let planned = rate * config.duration.as_secs_f64();
     assert!(
         r.summary.messages as f64 <= planned + 2.0,
-        "{backend}: {} messages in a {planned}-message schedule",
+        "{case}: {} messages in a {planned}-message schedule",
         r.summary.messages
     );
-    // And close to it, with a generous bound for a loaded machine: a late send still goes
-    // out (late) rather than being skipped.
-    assert!(
-        (0.75..=1.02).contains(&report.achieved_fraction),
-        "{backend}: achieved {report:?}"
-    );
     let lag = report.send_lag.expect("send lags recorded");
-    assert_eq!(lag.count, r.summary.messages, "{backend}: one lag per send");
+    assert_eq!(lag.count, r.summary.messages, "{case}: one lag per send");
     // The record says it in JSON and reads back whole.
     let back: engine::Record = serde_json::from_str(&engine::export::json(&r)).unwrap();
     let back_rate = back.rate.expect("the rate report reads back");
@@ -48,6 +69,7 @@ fn keeps_its_schedule(backend: Backend) {
     assert_eq!(back_rate.send_lag_histogram, report.send_lag_histogram);
     assert!((back_rate.achieved_per_s - report.achieved_per_s).abs() < 1e-6);
     assert_eq!(back.config.rate, Some(rate));
+    report
 }
 
 #[test]
