@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use engine::{run_client, Backend, Direction, Mode, Record, WarningKind, Workload};
+use engine::{Backend, Direction, Mode, Record, WarningKind, Workload};
 
 use crate::harness::{assert_clean_run, TestServer};
 
@@ -27,7 +27,7 @@ fn counted(
     config.duration = Duration::from_secs(120);
     set(&mut config);
     let case = format!("{backend} {mode} {workload} {:?}", config.message_count());
-    run_client(&config, &|_| {}).unwrap_or_else(|e| panic!("{case}: {e}"))
+    srv.run(&config, &case)
 }
 
 /// What every run that reached its count shows.

@@ -23,7 +23,7 @@ fn run_pair(
     config.depth = 4;
     config.threads = 2;
     config.size = 16 * 1024 + 8; // uneven: the last field takes the remainder
-    let r = run_client(&config, &|_| {}).unwrap_or_else(|e| panic!("{case}: {e}"));
+    let r = srv.run(&config, &case);
     assert_directed_run(&r, &case);
     let text = export::human(&r);
     assert!(

@@ -42,14 +42,21 @@ impl TestServer {
         }
     }
 
-    /// A server on `backend` (uring: 2 workers) with a short idle timeout.
+    /// A server on `backend` (uring: 2 workers) with the default idle timeout (10 s): a
+    /// test client starved of CPU for seconds on a loaded machine is slow, not idle.
     pub fn with_backend(backend: Backend) -> TestServer {
         Self::start(ServerConfig {
             backend,
             workers: workers(backend, 2),
-            idle_timeout: Duration::from_secs(2),
             ..Default::default()
         })
+    }
+
+    /// Runs `config` against this server; a failed run panics with `case`, the error and
+    /// every server event so far, which say which side ended it and why.
+    pub fn run(&self, config: &ClientConfig, case: &str) -> engine::Record {
+        engine::run_client(config, &|_| {})
+            .unwrap_or_else(|e| panic!("{case}: {e}\nserver events: {:#?}", self.events()))
     }
 
     /// Every event so far, one line each.

@@ -235,7 +235,13 @@ fn garbage_under_non_copying_receives(backend: Backend) {
 }
 
 fn silent_client_times_out(backend: Backend) {
-    let server = TestServer::with_backend(backend); // idle timeout 2 s bounds the hello wait
+    // An idle timeout of 2 s bounds the hello wait, well inside `WAIT`.
+    let server = TestServer::start(ServerConfig {
+        backend,
+        workers: workers(backend, 2),
+        idle_timeout: Duration::from_secs(2),
+        ..Default::default()
+    });
     let _silent = connect(&server);
     let line = server.wait_for("failed 0", WAIT);
     assert!(line.contains("sent nothing"), "{line}");

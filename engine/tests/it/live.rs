@@ -30,7 +30,7 @@ fn intervals_read_tcp_info(backend: Backend, workload: Workload) {
     config.conns = if backend == Backend::Uring { 2 } else { 1 };
     config.duration = Duration::from_millis(400);
     config.interval = Duration::from_millis(100);
-    let r = run_client(&config, &|_| {}).unwrap_or_else(|e| panic!("{case}: {e}"));
+    let r = srv.run(&config, &case);
     assert!(r.intervals.len() >= 2, "{case}: {:?}", r.intervals);
     for i in &r.intervals {
         for f in i.threads.iter().chain([&i.sum]) {

@@ -3,7 +3,7 @@
 //! reads from the very pages sent, so a region written before the peer read it shows up
 //! as a verification error: these runs are the proof of the region-reuse rule.
 
-use engine::{run_client, Backend, Mode, Workload};
+use engine::{Backend, Mode, Workload};
 
 use crate::harness::{assert_clean_run, TestServer};
 
@@ -19,7 +19,7 @@ fn run_case(backend: Backend, mode: Mode, workload: Workload, depth: usize, size
     // Long enough for small messages to wrap their ring of regions several times even on
     // a loaded machine (the receipt counts below hold whatever the rate).
     config.duration = std::time::Duration::from_secs(1);
-    let record = run_client(&config, &|_| {}).unwrap_or_else(|e| panic!("{case}: {e}"));
+    let record = server.run(&config, &case);
     assert_clean_run(&record, &case);
     let (c, s) = (&record.client.stats, &record.server.as_ref().unwrap().stats);
     assert_eq!(c.zc.sends, 0, "{case}: no MSG_ZEROCOPY involved");
@@ -118,7 +118,7 @@ fn engines_interoperate() {
                 let mut config = srv.client(client, mode, workload);
                 config.depth = 4;
                 config.size = 4096;
-                let record = run_client(&config, &|_| {}).unwrap_or_else(|e| panic!("{case}: {e}"));
+                let record = srv.run(&config, &case);
                 assert_clean_run(&record, &case);
             }
         }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use engine::{run_client, Backend, Mode, Verify, Workload};
+use engine::{Backend, Mode, Verify, Workload};
 
 use crate::harness::{assert_clean_run, TestServer};
 
@@ -53,7 +53,7 @@ fn walk(backend: Backend) {
             config.depth = depth;
             config.verify = verify;
             config.duration = Duration::from_millis(20);
-            let record = run_client(&config, &|_| {}).unwrap_or_else(|e| panic!("{case}: {e}"));
+            let record = server.run(&config, &case);
             assert_clean_run(&record, &case);
         }
     }
