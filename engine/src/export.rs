@@ -305,6 +305,9 @@ fn side_lines(s: &mut String, who: &str, side: &SideReport) {
     polling_lines(s, who, side);
     counter_lines(s, who, side);
     rx_line(s, who, side);
+    if let Some(flags) = &side.send_flags {
+        let _ = writeln!(s, "{who} Send flags: {flags}");
+    }
     let zc = &side.stats.zc;
     if zc.sends > 0 {
         let _ = writeln!(
@@ -905,6 +908,8 @@ mod tests {
             "server_rx_mapped_fraction",
             "server_rx_content_checked",
             "client_stats_rx_mapped",
+            "client_send_flags",
+            "server_send_flags",
         ] {
             assert!(cols.iter().any(|x| x == c), "no column {c} in {cols:?}");
         }

@@ -442,6 +442,7 @@ fn merge_sides(sides: &[(&str, &SideReport)], hosts: Hosts) -> SideReport {
         rx: first.rx,
         rx_content_checked: first.rx_content_checked,
         rx_mapped_fraction: None,
+        send_flags: first.send_flags.clone(),
         busy_poll: first.busy_poll.clone(),
         // Each part's connections are its own: counters add, gauges merge weighted by
         // connections; null unless every part has one.

@@ -444,6 +444,12 @@ pub struct SideReport {
     /// (`stats.rx.mapped` over mapped + copied), 0..1; null under the other paths.
     #[serde(default)]
     pub rx_mapped_fraction: Option<f64>,
+    /// The flags this side's message sends carried, `|`-joined (`MSG_NOSIGNAL|MSG_ZEROCOPY|
+    /// MSG_EOR`): settings copyperf chose, recorded so that a reader can see them. Null
+    /// where the side sent no messages or sent by sendfile or splice, and in records (or
+    /// from servers) from before it was recorded.
+    #[serde(default)]
+    pub send_flags: Option<String>,
     /// Busy polling on this side (`--busy-poll`): SO_BUSY_POLL on its sockets (syscall) or
     /// NAPI on its rings (uring), as the kernel granted it, with the socket's NAPI id after
     /// the run; null without.
@@ -504,6 +510,7 @@ impl SideReport {
             rx: None,
             rx_content_checked: None,
             rx_mapped_fraction: None,
+            send_flags: None,
             busy_poll: None,
             tcp_info: None,
             stats,
@@ -683,9 +690,14 @@ impl Record {
         let client_receives = config.workload == Workload::Echo
             || (config.workload == Workload::Stream && config.direction.server_sends());
         client.set_rx(client_receives.then_some(config.rx), config.verify);
+        let client_sends = config.workload == Workload::Echo || config.direction.client_sends();
+        client.send_flags = client_sends
+            .then(|| config.mode.send_flags(config.backend))
+            .flatten();
         let mut server = server;
         if let Some(side) = server.as_mut() {
             side.set_rx(reports.iter().find_map(|p| p.rx), config.verify);
+            side.send_flags = reports.iter().find_map(|p| p.send_flags.clone());
         }
         client.busy_poll = threads.iter().find_map(|t| t.busy_poll.clone());
         let client_tcp: Vec<TcpInfo> = threads.iter().flat_map(|t| t.tcp_info.clone()).collect();
@@ -870,6 +882,7 @@ impl Record {
                 placement: Some(placement("worker 0")),
                 cpus_available: Some(2),
                 rx: Some(RxMode::Zerocopy),
+                send_flags: Some("MSG_NOSIGNAL".into()),
                 busy_poll: Some(example_busy_poll()),
                 tcp_info: Some(TcpInfo::example()),
                 ..Default::default()

@@ -617,6 +617,10 @@ pub struct PeerReport {
     /// How the server received (`--rx`, from the hello); absent from older servers.
     #[serde(default)]
     pub rx: Option<RxMode>,
+    /// The flags the server's message sends carried ([`crate::Mode::send_flags`]); null
+    /// where it sent none, or sent by sendfile or splice; absent from older servers.
+    #[serde(default)]
+    pub send_flags: Option<String>,
     /// Busy polling as the server's kernel granted it on this connection's socket or ring
     /// (`--busy-poll`), with the socket's NAPI id at the end; absent without.
     #[serde(default)]
@@ -642,6 +646,7 @@ impl Default for PeerReport {
             cpus_available: None,
             host: None,
             rx: None,
+            send_flags: None,
             busy_poll: None,
             tcp_info: None,
         }

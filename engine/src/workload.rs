@@ -117,6 +117,12 @@ impl FlowSpec {
         self.workload == Workload::Echo || self.receives_stream()
     }
 
+    /// Whether this side sends messages: in echo both do (the server its echoes); in a
+    /// stream, whoever the direction makes a sender.
+    pub fn sends(&self) -> bool {
+        self.workload == Workload::Echo || self.sends_stream()
+    }
+
     /// This side originates a stream.
     pub fn sends_stream(&self) -> bool {
         self.workload == Workload::Stream && self.direction.sends(self.role)

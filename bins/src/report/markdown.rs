@@ -394,6 +394,7 @@ fn choices(o: &mut String, sets: &[Dataset]) {
             "Socket buffers",
             "SO_SNDBUF and SO_RCVBUF are not set: the kernel's autotuning sizes them".into(),
         ),
+        ("Send flags (message sends, as recorded)", send_flags(&records)),
         (
             "Verification",
             distinct(&|r: &Record| r.config.verify.to_string()),
@@ -411,10 +412,59 @@ fn choices(o: &mut String, sets: &[Dataset]) {
             distinct(&|r: &Record| r.config.depth.to_string()),
         ),
     ];
+    let rows = rows
+        .into_iter()
+        .chain(records.iter().any(|r| r.config.rate.is_some()).then(|| {
+            (
+                "Timer slack under `--rate`",
+                "1 ns on the client's worker threads (PR_SET_TIMERSLACK), so a wait for \
+                     the next due time ends on time; the default 50 µs would be in every \
+                     send's lag"
+                    .into(),
+            )
+        }));
     for (k, v) in rows {
         let _ = writeln!(o, "- **{k}:** {v}");
     }
     let _ = writeln!(o);
+}
+
+/// The flags each side's message sends carried, per mode and engine, as the records give
+/// them, with why copyperf chose the ones beyond the engine's own.
+fn send_flags(records: &[&Record]) -> String {
+    let mut seen = Vec::new();
+    let mut unrecorded = 0;
+    for r in records {
+        for side in std::iter::once(&r.client).chain(r.server.as_ref()) {
+            match &side.send_flags {
+                Some(f) => seen.push(format!("{} on {}: {f}", r.config.mode, side.backend)),
+                // Page-cache modes pass none; a side that sent nothing has none to pass.
+                None if side.stats.msgs_sent > 0
+                    && r.config.mode.page_cache_path(side.backend).is_none() =>
+                {
+                    unrecorded += 1
+                }
+                None => {}
+            }
+        }
+    }
+    let mut parts = crate::unique(seen);
+    if parts.is_empty() && unrecorded == 0 {
+        return "none: every send was by sendfile or splice".into();
+    }
+    if unrecorded > 0 {
+        parts.push(format!(
+            "not recorded for {unrecorded} side(s) (records from before copyperf kept them)"
+        ));
+    }
+    format!(
+        "{}. Beyond the engine's own (MSG_NOSIGNAL; uring MSG_WAITALL): zc ends each \
+         message with MSG_EOR, so the kernel never joins two queued zc messages in one skb \
+         (joined, they outgrew the window zc's page fragments shrink, and open-loop echo \
+         waited 200 ms for a zero-window probe); zc-fixed passes MSG_MORE within a linked \
+         chain of sends, so that small sends share a segment",
+        parts.join("; ")
+    )
 }
 
 /// `## CPU per side`: each side's own CPU and the machine's, per dataset.
@@ -1318,6 +1368,26 @@ mod tests {
         choices(&mut o, &sets);
         assert!(o.contains("As used: on in all 3 runs"), "{o}");
         assert!(o.contains("- **Placement (both sides):** split"), "{o}");
+        // The flags come from the records (the fixture's), each mode and engine once.
+        assert!(
+            o.contains("- **Send flags (message sends, as recorded):** zc on uring: MSG_NOSIGNAL; zc on syscall: MSG_NOSIGNAL. Beyond"),
+            "{o}"
+        );
+        let mut old = recs[0].clone();
+        old.client.send_flags = None;
+        old.server.as_mut().unwrap().send_flags = None;
+        let mut o = String::new();
+        choices(&mut o, &[Dataset::new(Workload::Echo, 1, vec![old])]);
+        assert!(
+            o.contains("not recorded for 2 side(s) (records from before copyperf kept them)"),
+            "{o}"
+        );
+        assert!(!o.contains("Timer slack"), "closed loop sets none: {o}");
+        let mut open_loop = recs[0].clone();
+        open_loop.config.rate = Some(2000.0);
+        let mut o = String::new();
+        choices(&mut o, &[Dataset::new(Workload::Echo, 1, vec![open_loop])]);
+        assert!(o.contains("- **Timer slack under `--rate`:** 1 ns"), "{o}");
         let sets = Dataset::split(vec![recs[0].clone(), stream], None);
         let mut o = String::new();
         choices(&mut o, &sets);

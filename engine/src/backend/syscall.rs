@@ -415,7 +415,7 @@ impl Conn<'_> {
 
     fn send(&mut self, flow: &mut Flow, wants_rx: bool) -> Result<Step, Error> {
         // Blocking is safe only when nothing is due back that the peer may be blocked on.
-        let mut flags = libc::MSG_NOSIGNAL | self.sys.send_flags;
+        let mut flags = crate::path::SYSCALL_SEND_FLAGS | self.sys.send_flags;
         if wants_rx {
             flags |= libc::MSG_DONTWAIT;
         } else {

@@ -63,6 +63,12 @@ pub(crate) struct SysForm {
 pub(crate) struct UringForm {
     /// The opcodes it needs beyond [`COMMON_OPS`].
     pub ops: &'static [OpInfo],
+    /// The flags its message sends carry (0 for the page-cache modes, whose splices take
+    /// none of the MSG_* ones); what [`Mode::send_flags`] records.
+    pub send_flags: libc::c_int,
+    /// Sends followed at once by another of their linked chain add MSG_MORE
+    /// ([`zc_send_flags`]).
+    pub more_in_chain: bool,
     /// The SQE that sends a whole message (MSG_WAITALL). `more`: another send of the same
     /// linked chain follows at once; zc-fixed then passes MSG_MORE, so small sends share a
     /// segment instead of each becoming one ([`zc_send_flags`]; copying sends and zc ignore
@@ -113,6 +119,32 @@ impl Mode {
 }
 
 impl Mode {
+    /// The flags this mode's message sends carry on `backend`, `|`-joined as the kernel's
+    /// headers name them, for the record: a setting copyperf chose for the user, which a
+    /// reader must be able to see. `None` for the page-cache modes, which send by
+    /// sendfile(2) or splice(2) and pass none of them. The syscall engine also adds
+    /// MSG_DONTWAIT to a send while the flow waits to receive (how it avoids blocking; it
+    /// does not change what the kernel sends).
+    pub fn send_flags(self, backend: Backend) -> Option<String> {
+        let path = path(self);
+        if path.file || !path.runs_on(backend) {
+            return None;
+        }
+        let (flags, more) = match (backend, &path.syscall) {
+            (Backend::Syscall, Some(sys)) => (SYSCALL_SEND_FLAGS | sys.send_flags, false),
+            _ => (path.uring.send_flags, path.uring.more_in_chain),
+        };
+        let mut names: Vec<&str> = SEND_FLAG_NAMES
+            .iter()
+            .filter(|(bit, _)| flags & bit != 0)
+            .map(|&(_, name)| name)
+            .collect();
+        if more {
+            names.push("MSG_MORE within a linked chain");
+        }
+        Some(names.join("|"))
+    }
+
     /// How a page-cache mode (sendfile, splice) sends on `backend`, in words for reports;
     /// `None` for the other modes.
     pub fn page_cache_path(self, backend: Backend) -> Option<&'static str> {
@@ -196,6 +228,19 @@ pub(crate) const POLL_FIRST: u16 = crate::backend::sys::IORING_RECVSEND_POLL_FIR
 
 /// Flags every io_uring send carries: the whole message or an error, no SIGPIPE.
 pub(crate) const URING_SEND_FLAGS: libc::c_int = libc::MSG_WAITALL | libc::MSG_NOSIGNAL;
+
+/// Flags every syscall-engine send carries, on top of its mode's [`SysForm::send_flags`]:
+/// no SIGPIPE (a closed peer is an error, not a signal).
+pub(crate) const SYSCALL_SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+
+/// The send flags copyperf passes, by the names the kernel's headers give them.
+const SEND_FLAG_NAMES: &[(libc::c_int, &str)] = &[
+    (libc::MSG_WAITALL, "MSG_WAITALL"),
+    (libc::MSG_NOSIGNAL, "MSG_NOSIGNAL"),
+    (libc::MSG_ZEROCOPY, "MSG_ZEROCOPY"),
+    (libc::MSG_EOR, "MSG_EOR"),
+    (libc::MSG_MORE, "MSG_MORE"),
+];
 
 /// A zc-fixed send's flags; `more`: the next send of its chain follows at once (MSG_MORE).
 /// TCP_NODELAY is on for zero-copy sends (see [`crate::config::auto_nodelay`]), so without
@@ -352,5 +397,43 @@ mod tests {
         }
         assert!(!path(Mode::ZcFixed).runs_on(Backend::Syscall));
         assert!(path(Mode::Zc).zero_copy && path(Mode::ZcFixed).zero_copy);
+    }
+
+    #[test]
+    fn send_flags_are_named_as_each_engine_passes_them() {
+        use Backend::{Syscall, Uring};
+        let flags = |mode: Mode, backend| mode.send_flags(backend);
+        assert_eq!(
+            flags(Mode::Zc, Syscall).as_deref(),
+            Some("MSG_NOSIGNAL|MSG_ZEROCOPY|MSG_EOR")
+        );
+        assert_eq!(
+            flags(Mode::Zc, Uring).as_deref(),
+            Some("MSG_WAITALL|MSG_NOSIGNAL|MSG_EOR")
+        );
+        assert_eq!(
+            flags(Mode::ZcFixed, Uring).as_deref(),
+            Some("MSG_WAITALL|MSG_NOSIGNAL|MSG_MORE within a linked chain")
+        );
+        assert_eq!(flags(Mode::ZcFixed, Syscall), None, "no syscall form");
+        for mode in [Mode::TwoCopy, Mode::OneCopy] {
+            assert_eq!(flags(mode, Syscall).as_deref(), Some("MSG_NOSIGNAL"));
+            assert_eq!(
+                flags(mode, Uring).as_deref(),
+                Some("MSG_WAITALL|MSG_NOSIGNAL")
+            );
+        }
+        for mode in [Mode::Sendfile, Mode::Splice] {
+            assert_eq!((flags(mode, Syscall), flags(mode, Uring)), (None, None));
+        }
+        // Every bit a path passes has a name: none is left out of the record.
+        let named = SEND_FLAG_NAMES.iter().fold(0, |all, (bit, _)| all | bit);
+        for &mode in Mode::ALL {
+            let p = path(mode);
+            let sys = p.syscall.as_ref().map_or(0, |s| s.send_flags);
+            for f in [SYSCALL_SEND_FLAGS | sys, p.uring.send_flags] {
+                assert_eq!(f & !named, 0, "{mode}: {f:#x}");
+            }
+        }
     }
 }

@@ -22,6 +22,8 @@ pub(crate) static PATH: CopyPath = CopyPath {
     }),
     uring: UringForm {
         ops: &[],
+        send_flags: URING_SEND_FLAGS,
+        more_in_chain: false,
         send: |target, msg, args, _| {
             // `args` and the message stay put until the completion (see `MsgArgs::fill`).
             let hdr = args.fill(msg, 0);

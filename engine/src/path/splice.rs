@@ -46,6 +46,8 @@ pub(super) const URING_SPLICE: UringForm = UringForm {
         name: "IORING_OP_SPLICE",
         since: "5.7",
     }],
+    send_flags: 0,
+    more_in_chain: false,
     send: uring_splice_out,
     recv: uring_recv_fields,
     prep: Some(uring_splice_in),

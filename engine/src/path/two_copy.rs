@@ -23,6 +23,8 @@ pub(crate) static PATH: CopyPath = CopyPath {
     }),
     uring: UringForm {
         ops: &[],
+        send_flags: URING_SEND_FLAGS,
+        more_in_chain: false,
         send: |target, msg, _, _| {
             // The wire buffer stays valid until the completion: the message waits in the
             // connection's in-kernel table, boxed.

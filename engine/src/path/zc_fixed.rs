@@ -4,7 +4,9 @@
 
 use io_uring::opcode;
 
-use super::{on_target, uring_recv_fields, zc_send_flags, CopyPath, OpInfo, UringForm};
+use super::{
+    on_target, uring_recv_fields, zc_send_flags, CopyPath, OpInfo, UringForm, URING_SEND_FLAGS,
+};
 use crate::backend::sys::IORING_SEND_ZC_REPORT_USAGE;
 use crate::vocab::Mode;
 
@@ -20,6 +22,8 @@ pub(crate) static PATH: CopyPath = CopyPath {
             name: "IORING_OP_SEND_ZC",
             since: "6.0",
         }],
+        send_flags: URING_SEND_FLAGS,
+        more_in_chain: true,
         send: |target, msg, _, more| {
             // The span lies in the registered region, which stays mapped and registered
             // until the connection's buffers are unregistered, after every completion.

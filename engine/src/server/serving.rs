@@ -98,6 +98,11 @@ pub(super) fn peer_report(
         placement: Some(placement),
         cpus_available: Some(available_cpus().len()).filter(|&n| n > 0),
         rx: flow.spec().receives().then_some(flow.spec().rx),
+        send_flags: flow
+            .spec()
+            .sends()
+            .then(|| flow.spec().mode.send_flags(backend))
+            .flatten(),
     }
 }
 

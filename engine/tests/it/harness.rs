@@ -182,6 +182,21 @@ pub fn assert_clean_run(r: &engine::Record, case: &str) {
         }
     }
     assert!(r.summary.throughput_gbps > 0.0, "{case}");
+    // Each side records the flags its message sends carried, the server's coming over
+    // the wire in its report.
+    let echo = r.config.workload == Workload::Echo;
+    let (mode, direction) = (r.config.mode, r.config.direction);
+    for (side, sends) in [
+        (&r.client, echo || direction.client_sends()),
+        (server, echo || direction.server_sends()),
+    ] {
+        let expected = sends.then(|| mode.send_flags(side.backend)).flatten();
+        assert_eq!(
+            side.send_flags, expected,
+            "{case}: {} send flags",
+            side.backend
+        );
+    }
 }
 
 /// Zero-copy accounting on loopback: every send completes, and the kernel copies every
