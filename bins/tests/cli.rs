@@ -1314,7 +1314,7 @@ fn intervals_stream_as_json_lines_and_add_up_to_the_record() {
             assert!(i
                 .threads
                 .iter()
-                .all(|t| t.cwnd.is_some() && t.srtt_us.is_some()));
+                .all(|t| t.cwnd.is_some() && t.cwnd_bytes.is_some() && t.srtt_us.is_some()));
             if workload == "echo" && i.sum.msgs_received > 0 {
                 assert!(i.sum.p50_us.unwrap() <= i.sum.p99_us.unwrap(), "{what}");
             }
@@ -1343,9 +1343,15 @@ fn human_intervals_print_a_line_per_thread_and_a_sum() {
     assert!(out.contains("  0.00-0."), "{out}");
     // Retr, Cwnd and srtt read from TCP_INFO: numbers, not `-`.
     for line in out.lines().filter(|l| l.starts_with("[SUM]")) {
-        let cols: Vec<&str> = line.split_whitespace().rev().take(4).collect();
+        // From the end: "us", srtt, the window's unit (iperf3's), its size, retransmits.
+        let cols: Vec<&str> = line.split_whitespace().rev().take(5).collect();
         assert_eq!(cols[0], "us", "{line}");
-        assert!(cols[1..].iter().all(|c| c.parse::<u64>().is_ok()), "{line}");
+        assert!(cols[2].ends_with("Bytes"), "{line}");
+        assert!(cols[3].parse::<f64>().is_ok(), "{line}");
+        assert!(
+            [cols[1], cols[4]].iter().all(|c| c.parse::<u64>().is_ok()),
+            "{line}"
+        );
     }
     assert!(out.contains("SUMMARY"), "the summary follows: {out}");
 }

@@ -128,14 +128,15 @@ pub fn client_banner(config: &ClientConfig, server: &str) -> String {
 /// The heading over the live interval lines (`--interval`).
 pub fn interval_header() -> String {
     format!(
-        "[ ID] {:<17} {:>15} {:>13} {:>10} {:>10} {:>10} {:>5} {:>5} {:>10}",
+        "[ ID] {:<17} {:>15} {:>13} {:>10} {:>10} {:>10} {:>5} {:>12} {:>10}",
         "Interval", "Sent", "Received", "Messages", "p50", "p99", "Retr", "Cwnd", "srtt"
     )
 }
 
 /// One interval as iperf3 prints it: a line per thread, then `[SUM]`; lines inside the
-/// warm-up (`--omit`) end in `(omitted)`. Retransmits, the congestion window (segments)
-/// and the smoothed RTT come from TCP_INFO; `-` where the kernel did not give them.
+/// warm-up (`--omit`) end in `(omitted)`. Retransmits, the congestion window (in bytes,
+/// with iperf3's units) and the smoothed RTT come from TCP_INFO; `-` where the kernel did
+/// not give them.
 pub fn interval_lines(i: &Interval) -> String {
     let mut s = String::new();
     for f in i.threads.iter().chain(std::iter::once(&i.sum)) {
@@ -144,7 +145,7 @@ pub fn interval_lines(i: &Interval) -> String {
         let n = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
         let _ = writeln!(
             s,
-            "[{id}] {:>6.2}-{:<6.2} sec {:>8.2} Gbit/s {:>6.2} Gbit/s {:>10} {:>10} {:>10} {:>5} {:>5} {:>10}{}",
+            "[{id}] {:>6.2}-{:<6.2} sec {:>8.2} Gbit/s {:>6.2} Gbit/s {:>10} {:>10} {:>10} {:>5} {:>12} {:>10}{}",
             i.start_s,
             i.end_s,
             f.sent_gbps,
@@ -153,13 +154,31 @@ pub fn interval_lines(i: &Interval) -> String {
             us(f.p50_us),
             us(f.p99_us),
             n(f.retransmits),
-            n(f.cwnd),
+            f.cwnd_bytes.map_or("-".to_string(), iperf_bytes),
             f.srtt_us.map_or("-".to_string(), |v| format!("{v} us")),
             if i.omitted { "  (omitted)" } else { "" }
         );
     }
     s.pop();
     s
+}
+
+/// A byte count as iperf3 prints its Cwnd column: in Bytes, KBytes, MBytes or GBytes
+/// (powers of 1024), with 3 significant digits or the whole number above 100.
+fn iperf_bytes(bytes: u64) -> String {
+    let units = ["Bytes", "KBytes", "MBytes", "GBytes"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let digits = match value {
+        v if v >= 99.95 => 0,
+        v if v >= 9.995 => 1,
+        _ => 2,
+    };
+    format!("{value:.digits$} {}", units[unit])
 }
 
 /// `[Client N] Completed. …` — one thread's line.
@@ -756,15 +775,16 @@ mod tests {
             "{text}"
         );
         assert!(
-            lines[2].trim_end().ends_with("-     -          -"),
+            lines[2].trim_end().ends_with("-            -          -"),
             "no TCP_INFO read: {text}"
         );
         i.sum.retransmits = Some(3);
         i.sum.cwnd = Some(10);
+        i.sum.cwnd_bytes = Some(10 * 65483);
         i.sum.srtt_us = Some(35);
         let text = interval_lines(&i);
         let sum = text.lines().last().unwrap();
-        assert!(sum.ends_with("    3    10      35 us"), "{text}");
+        assert!(sum.ends_with("    3   639 KBytes      35 us"), "{text}");
         let header = interval_header();
         assert_eq!(
             header.find("srtt").map(|at| at + 4),
@@ -774,6 +794,20 @@ mod tests {
         i.omitted = true;
         assert!(interval_lines(&i).lines().all(|l| l.ends_with("(omitted)")));
         assert!(interval_header().starts_with("[ ID] Interval"));
+    }
+
+    #[test]
+    fn a_window_is_printed_in_iperf3s_units() {
+        for (bytes, text) in [
+            (0, "0.00 Bytes"),
+            (1000, "1000 Bytes"),
+            (14_480, "14.1 KBytes"),
+            (654_830, "639 KBytes"),
+            (3_334_000, "3.18 MBytes"),
+            (5 << 30, "5.00 GBytes"),
+        ] {
+            assert_eq!(iperf_bytes(bytes), text, "{bytes}");
+        }
     }
 
     #[test]

@@ -136,6 +136,11 @@ pub struct IntervalFigures {
     /// connections (or all of them); `None` unless every one gave it.
     #[serde(default)]
     pub cwnd: Option<u64>,
+    /// The same window in bytes, as iperf3 gives it (`snd_cwnd`): each connection's
+    /// `tcpi_snd_cwnd × tcpi_snd_mss`, the mean over them; `None` unless every one gave
+    /// both.
+    #[serde(default)]
+    pub cwnd_bytes: Option<u64>,
     /// Smoothed round-trip time at the interval's end, µs, likewise.
     #[serde(default)]
     pub srtt_us: Option<u64>,
@@ -163,6 +168,7 @@ impl IntervalFigures {
             p99_us: l.as_ref().map(|l| l.p99_us),
             retransmits: None,
             cwnd: None,
+            cwnd_bytes: None,
             srtt_us: None,
         }
     }
@@ -172,6 +178,7 @@ impl IntervalFigures {
         IntervalFigures {
             retransmits,
             cwnd: mean(conns.iter().map(|t| t.cwnd)),
+            cwnd_bytes: mean(conns.iter().map(|t| Some(t.cwnd? * t.snd_mss?))),
             srtt_us: mean(conns.iter().map(|t| t.srtt_us)),
             ..self
         }
@@ -343,12 +350,14 @@ mod tests {
             // An idle loopback connection: nothing retransmitted, but every gauge read.
             assert_eq!(f.retransmits, Some(0), "{f:?}");
             assert!(f.cwnd.is_some_and(|c| c > 0), "{f:?}");
+            assert!(f.cwnd_bytes > f.cwnd, "a segment is bytes: {f:?}");
             assert!(f.srtt_us.is_some(), "{f:?}");
         }
         // Thread 1 has read its end-of-run figures: later looks take them, not the socket.
         let end = TcpInfo {
             total_retrans: a.threads[1].retransmits.map(|_| 7),
             cwnd: Some(20),
+            snd_mss: Some(1000),
             srtt_us: Some(100),
             ..Default::default()
         };
@@ -360,8 +369,12 @@ mod tests {
             "7 more on each connection"
         );
         assert_eq!(
-            (b.threads[1].cwnd, b.threads[1].srtt_us),
-            (Some(20), Some(100))
+            (
+                b.threads[1].cwnd,
+                b.threads[1].cwnd_bytes,
+                b.threads[1].srtt_us
+            ),
+            (Some(20), Some(20_000), Some(100))
         );
         assert_eq!(b.sum.retransmits, Some(14));
         let c0 = b.threads[0].cwnd.unwrap();
@@ -379,6 +392,7 @@ mod tests {
             (c.threads[1].cwnd, c.sum.cwnd, c.sum.retransmits),
             (None, None, None)
         );
+        assert_eq!((c.threads[1].cwnd_bytes, c.sum.cwnd_bytes), (None, None));
         assert_eq!(c.threads[0].retransmits, Some(0));
     }
 

@@ -36,6 +36,7 @@ fn intervals_read_tcp_info(backend: Backend, workload: Workload) {
         for f in i.threads.iter().chain([&i.sum]) {
             assert!(f.retransmits.is_some(), "{case}: {f:?}");
             assert!(f.cwnd.is_some_and(|c| c > 0), "{case}: {f:?}");
+            assert!(f.cwnd_bytes > f.cwnd, "{case}: a segment is bytes: {f:?}");
             assert!(f.srtt_us.is_some(), "{case}: {f:?}");
         }
         let threads: u64 = i.threads.iter().map(|f| f.retransmits.unwrap()).sum();
@@ -43,9 +44,12 @@ fn intervals_read_tcp_info(backend: Backend, workload: Workload) {
         // Human: the Retr, Cwnd and srtt columns hold numbers, not `-`.
         let text = engine::export::interval_lines(i);
         for line in text.lines() {
-            let cols: Vec<&str> = line.split_whitespace().rev().take(4).collect();
+            // From the end: "us", srtt, the window's unit, its size, retransmits.
+            let cols: Vec<&str> = line.split_whitespace().rev().take(5).collect();
             assert_eq!(cols[0], "us", "{case}: {line}");
-            for (col, what) in cols[1..].iter().zip(["srtt", "cwnd", "retransmits"]) {
+            assert!(cols[2].ends_with("Bytes"), "{case}: cwnd unit in {line}");
+            assert!(cols[3].parse::<f64>().is_ok(), "{case}: cwnd in {line}");
+            for (col, what) in [(cols[1], "srtt"), (cols[4], "retransmits")] {
                 assert!(col.parse::<u64>().is_ok(), "{case}: {what} in {line}");
             }
         }
