@@ -195,7 +195,9 @@ const EOF_WATCH: Duration = Duration::from_millis(1);
 /// takes everything at once (a stopping server's lingering socket drains what a client
 /// sends into nothing) would otherwise keep the loop sending and never reading: what is
 /// due back, the server's end notice too, would wait unread until the peer gave up and
-/// closed, and a close answers the sender with a reset.
+/// closed, and a close answers the sender with a reset. Its cost: none beyond noise
+/// against a build without it (bidir and depth-8 echo, 4K and 64K, 6 interleaved rounds;
+/// README, "Reverse and bidir").
 const SENDS_BEFORE_A_LOOK: u32 = 16;
 
 /// A message part-way through the kernel, how many of its bytes have moved, and by when
