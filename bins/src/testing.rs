@@ -32,6 +32,8 @@ pub fn record(engine: Backend, mode: Mode, size: usize, threads: usize, gbps: f6
         if let Some(own) = side.own_cpu.as_mut() {
             own.threads = threads;
         }
+        // Both sides send in the example's echo, each the mode's flags on its engine.
+        side.send_flags = mode.send_flags(side.backend);
     }
     r
 }

@@ -325,7 +325,14 @@ fn side_lines(s: &mut String, who: &str, side: &SideReport) {
     counter_lines(s, who, side);
     rx_line(s, who, side);
     if let Some(flags) = &side.send_flags {
-        let _ = writeln!(s, "{who} Send flags: {flags}");
+        let more = match side.stats.io.more_sends {
+            0 => String::new(),
+            n => format!(
+                "; MSG_MORE on {n} of {} (within linked chains)",
+                side.stats.msgs_sent
+            ),
+        };
+        let _ = writeln!(s, "{who} Send flags: {flags}{more}");
     }
     let zc = &side.stats.zc;
     if zc.sends > 0 {

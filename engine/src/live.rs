@@ -345,12 +345,14 @@ mod tests {
             vec![client.try_clone().unwrap(), client.try_clone().unwrap()],
         ];
         let mut s = Sampler::new(2, Duration::ZERO, sockets);
+        let mss = TcpInfo::read(client.as_raw_fd()).unwrap().snd_mss.unwrap();
         let a = s.take(&live, 0.5, false);
         for f in a.threads.iter().chain([&a.sum]) {
-            // An idle loopback connection: nothing retransmitted, but every gauge read.
+            // An idle loopback connection: nothing retransmitted, but every gauge read,
+            // the window in bytes a whole number of segments of its one MSS.
             assert_eq!(f.retransmits, Some(0), "{f:?}");
             assert!(f.cwnd.is_some_and(|c| c > 0), "{f:?}");
-            assert!(f.cwnd_bytes > f.cwnd, "a segment is bytes: {f:?}");
+            assert_eq!(f.cwnd_bytes, f.cwnd.map(|c| c * mss), "{f:?}");
             assert!(f.srtt_us.is_some(), "{f:?}");
         }
         // Thread 1 has read its end-of-run figures: later looks take them, not the socket.

@@ -442,7 +442,8 @@ fn merge_sides(sides: &[(&str, &SideReport)], hosts: Hosts) -> SideReport {
         rx: first.rx,
         rx_content_checked: first.rx_content_checked,
         rx_mapped_fraction: None,
-        send_flags: first.send_flags.clone(),
+        send_flags: crate::record::agreed(sides.iter().map(|(_, s)| s.send_flags.as_ref()))
+            .cloned(),
         busy_poll: first.busy_poll.clone(),
         // Each part's connections are its own: counters add, gauges merge weighted by
         // connections; null unless every part has one.
@@ -759,6 +760,32 @@ mod tests {
         let own = m.server.as_ref().unwrap().own_cpu.unwrap();
         let single = one.own_cpu.unwrap();
         assert_eq!(own.user_ns, 2 * single.user_ns, "two workers: {own:?}");
+    }
+
+    #[test]
+    fn send_flags_survive_a_merge_only_where_every_part_agrees() {
+        let mut parts = two();
+        let flags = |m: &Record| {
+            (
+                m.client.send_flags.clone(),
+                m.server.as_ref().unwrap().send_flags.clone(),
+            )
+        };
+        let nosignal = Some("MSG_NOSIGNAL".to_string());
+        let m = Record::merge(&parts).unwrap();
+        assert_eq!(flags(&m), (nosignal.clone(), nosignal.clone()));
+        // A part from a host that did not record them: unknown for the whole.
+        parts[1].1.client.send_flags = None;
+        parts[1].1.server_reports[0].send_flags = None;
+        assert_eq!(flags(&Record::merge(&parts).unwrap()), (None, None));
+        // Without the reports the server sides merge the same way.
+        for (_, r) in &mut parts {
+            r.server_reports.clear();
+        }
+        parts[1].1.server.as_mut().unwrap().send_flags = Some("MSG_EOR".into());
+        assert_eq!(flags(&Record::merge(&parts).unwrap()).1, None, "disagree");
+        parts[1].1.server.as_mut().unwrap().send_flags = nosignal.clone();
+        assert_eq!(flags(&Record::merge(&parts).unwrap()).1, nosignal);
     }
 
     #[test]

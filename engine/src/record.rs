@@ -444,10 +444,13 @@ pub struct SideReport {
     /// (`stats.rx.mapped` over mapped + copied), 0..1; null under the other paths.
     #[serde(default)]
     pub rx_mapped_fraction: Option<f64>,
-    /// The flags this side's message sends carried, `|`-joined (`MSG_NOSIGNAL|MSG_ZEROCOPY|
-    /// MSG_EOR`): settings copyperf chose, recorded so that a reader can see them. Null
-    /// where the side sent no messages or sent by sendfile or splice, and in records (or
-    /// from servers) from before it was recorded.
+    /// The flags every message send of this side carried, `|`-joined
+    /// (`MSG_NOSIGNAL|MSG_ZEROCOPY|MSG_EOR`): settings copyperf chose, recorded so that a
+    /// reader can see them (zc-fixed's MSG_MORE on some sends is counted in
+    /// `stats.io.more_sends`). Null where the side's role sends no messages (a forward
+    /// stream's server, a reverse stream's client), where it sends by sendfile or splice,
+    /// in records from before it was recorded and for servers that predate it, and in a
+    /// merged record whose parts disagree.
     #[serde(default)]
     pub send_flags: Option<String>,
     /// Busy polling on this side (`--busy-poll`): SO_BUSY_POLL on its sockets (syscall) or
@@ -697,7 +700,6 @@ impl Record {
         let mut server = server;
         if let Some(side) = server.as_mut() {
             side.set_rx(reports.iter().find_map(|p| p.rx), config.verify);
-            side.send_flags = reports.iter().find_map(|p| p.send_flags.clone());
         }
         client.busy_poll = threads.iter().find_map(|t| t.busy_poll.clone());
         let client_tcp: Vec<TcpInfo> = threads.iter().flat_map(|t| t.tcp_info.clone()).collect();
@@ -1047,6 +1049,7 @@ pub(crate) fn server_side(reports: &[&PeerReport]) -> Option<SideReport> {
     );
     side.host = reports.iter().find_map(|p| p.host.clone());
     side.busy_poll = reports.iter().find_map(|p| p.busy_poll.clone());
+    side.send_flags = agreed(reports.iter().map(|p| p.send_flags.as_ref())).cloned();
     // Null unless every connection's report carries one: a summary of some would pass
     // for all.
     side.tcp_info = reports
@@ -1055,6 +1058,15 @@ pub(crate) fn server_side(reports: &[&PeerReport]) -> Option<SideReport> {
         .collect::<Option<Vec<TcpInfo>>>()
         .and_then(|all| TcpSummary::of(&all));
     Some(side)
+}
+
+/// The one value every item gives; `None` if any gives none or two disagree (a value some
+/// gave would pass for all).
+pub(crate) fn agreed<T: PartialEq + Clone>(
+    mut items: impl Iterator<Item = Option<T>>,
+) -> Option<T> {
+    let first = items.next()??;
+    items.all(|x| x.as_ref() == Some(&first)).then_some(first)
 }
 
 /// Formats a time as RFC 3339 UTC, to the second.
@@ -1082,6 +1094,15 @@ pub fn rfc3339(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_is_agreed_only_when_every_item_gives_it() {
+        assert_eq!(agreed([Some(1), Some(1)].into_iter()), Some(1));
+        assert_eq!(agreed([Some(1), Some(2)].into_iter()), None);
+        assert_eq!(agreed([Some(1), None].into_iter()), None);
+        assert_eq!(agreed([None, Some(1)].into_iter()), None);
+        assert_eq!(agreed(std::iter::empty::<Option<u8>>()), None);
+    }
 
     #[test]
     fn rfc3339_formats_known_instants() {

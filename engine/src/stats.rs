@@ -85,6 +85,10 @@ pub struct IoStats {
     /// `--sqpoll`), or were made only for that.
     #[serde(default)]
     pub sq_wakeups: u64,
+    /// Message sends that also carried MSG_MORE: zc-fixed's within a linked chain of
+    /// messages smaller than a segment (uring); 0 elsewhere.
+    #[serde(default)]
+    pub more_sends: u64,
 }
 
 impl IoStats {
@@ -109,6 +113,7 @@ impl IoStats {
             cqes: self.cqes.saturating_sub(earlier.cqes),
             reaps: self.reaps.saturating_sub(earlier.reaps),
             sq_wakeups: self.sq_wakeups.saturating_sub(earlier.sq_wakeups),
+            more_sends: self.more_sends.saturating_sub(earlier.more_sends),
         }
     }
 }
@@ -121,6 +126,7 @@ impl AddAssign for IoStats {
         self.cqes += o.cqes;
         self.reaps += o.reaps;
         self.sq_wakeups += o.sq_wakeups;
+        self.more_sends += o.more_sends;
     }
 }
 
@@ -533,6 +539,7 @@ impl Totals {
                 cqes: f(a.cqes, b.cqes),
                 reaps: f(a.reaps, b.reaps),
                 sq_wakeups: f(a.sq_wakeups, b.sq_wakeups),
+                more_sends: f(a.more_sends, b.more_sends),
             },
             counters: match (&self.counters, &o.counters) {
                 (Some(x), Some(y)) => Some(x.zip_with(y, f)),

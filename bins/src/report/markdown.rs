@@ -430,10 +430,12 @@ fn choices(o: &mut String, sets: &[Dataset]) {
 }
 
 /// The flags each side's message sends carried, per mode and engine, as the records give
-/// them, with why copyperf chose the ones beyond the engine's own.
+/// them, with why copyperf chose those beyond the engine's own where the records show
+/// them.
 fn send_flags(records: &[&Record]) -> String {
     let mut seen = Vec::new();
     let mut unrecorded = 0;
+    let (mut more, mut more_of) = (0, 0);
     for r in records {
         for side in std::iter::once(&r.client).chain(r.server.as_ref()) {
             match &side.send_flags {
@@ -446,9 +448,13 @@ fn send_flags(records: &[&Record]) -> String {
                 }
                 None => {}
             }
+            if side.stats.io.more_sends > 0 {
+                more += side.stats.io.more_sends;
+                more_of += side.stats.msgs_sent;
+            }
         }
     }
-    let mut parts = crate::unique(seen);
+    let mut parts = crate::unique(seen.iter().cloned());
     if parts.is_empty() && unrecorded == 0 {
         return "none: every send was by sendfile or splice".into();
     }
@@ -457,14 +463,30 @@ fn send_flags(records: &[&Record]) -> String {
             "not recorded for {unrecorded} side(s) (records from before copyperf kept them)"
         ));
     }
-    format!(
-        "{}. Beyond the engine's own (MSG_NOSIGNAL; uring MSG_WAITALL): zc ends each \
-         message with MSG_EOR, so the kernel never joins two queued zc messages in one skb \
-         (joined, they outgrew the window zc's page fragments shrink, and open-loop echo \
-         waited 200 ms for a zero-window probe); zc-fixed passes MSG_MORE within a linked \
-         chain of sends, so that small sends share a segment",
-        parts.join("; ")
-    )
+    let mut why = Vec::new();
+    if seen.iter().any(|f| f.contains("MSG_EOR")) {
+        why.push(
+            "MSG_EOR ends each zc message, so the kernel never joins two queued zc \
+             messages in one skb (joined, they outgrew the window zc's page fragments \
+             shrink, and open-loop echo waited 200 ms for a zero-window probe)"
+                .to_string(),
+        );
+    }
+    if more > 0 {
+        why.push(format!(
+            "MSG_MORE went on {more} of {more_of} zc-fixed sends, each followed at once by \
+             another of its linked chain of messages smaller than a segment, so that they \
+             share one"
+        ));
+    }
+    let mut text = parts.join("; ");
+    if !why.is_empty() {
+        text.push_str(&format!(
+            ". Beyond the engine's own (MSG_NOSIGNAL; uring MSG_WAITALL): {}",
+            why.join("; ")
+        ));
+    }
+    text
 }
 
 /// `## CPU per side`: each side's own CPU and the machine's, per dataset.
@@ -1368,20 +1390,49 @@ mod tests {
         choices(&mut o, &sets);
         assert!(o.contains("As used: on in all 3 runs"), "{o}");
         assert!(o.contains("- **Placement (both sides):** split"), "{o}");
-        // The flags come from the records (the fixture's), each mode and engine once.
+        // The flags come from the records, each mode and engine once (a uring client,
+        // the example's syscall server), and why MSG_EOR is among them.
         assert!(
-            o.contains("- **Send flags (message sends, as recorded):** zc on uring: MSG_NOSIGNAL; zc on syscall: MSG_NOSIGNAL. Beyond"),
+            o.contains(
+                "- **Send flags (message sends, as recorded):** zc on uring: \
+                 MSG_WAITALL|MSG_NOSIGNAL|MSG_EOR; zc on syscall: \
+                 MSG_NOSIGNAL|MSG_ZEROCOPY|MSG_EOR. Beyond the engine's own \
+                 (MSG_NOSIGNAL; uring MSG_WAITALL): MSG_EOR ends each zc message"
+            ),
             "{o}"
         );
+        assert!(!o.contains("MSG_MORE went"), "no zc-fixed run: {o}");
+        // Records from before: said so, and no reason given for flags they may not have had.
         let mut old = recs[0].clone();
         old.client.send_flags = None;
         old.server.as_mut().unwrap().send_flags = None;
         let mut o = String::new();
         choices(&mut o, &[Dataset::new(Workload::Echo, 1, vec![old])]);
         assert!(
-            o.contains("not recorded for 2 side(s) (records from before copyperf kept them)"),
+            o.contains(
+                "- **Send flags (message sends, as recorded):** not recorded for 2 side(s) \
+                 (records from before copyperf kept them)\n"
+            ),
             "{o}"
         );
+        // zc-fixed's MSG_MORE, as counted.
+        let mut fixed = record(Backend::Uring, Mode::ZcFixed, 1024, 1, 1.0);
+        fixed.client.stats.msgs_sent = 800;
+        fixed.client.stats.io.more_sends = 700;
+        let server = fixed.server.as_mut().unwrap();
+        server.backend = Backend::Uring; // zc-fixed needs a uring server
+        server.send_flags = Mode::ZcFixed.send_flags(Backend::Uring);
+        let mut o = String::new();
+        choices(&mut o, &[Dataset::new(Workload::Echo, 1, vec![fixed])]);
+        assert!(
+            o.contains("as recorded):** zc-fixed on uring: MSG_WAITALL|MSG_NOSIGNAL. Beyond"),
+            "{o}"
+        );
+        assert!(
+            o.contains("MSG_MORE went on 700 of 800 zc-fixed sends"),
+            "{o}"
+        );
+        assert!(!o.contains("not recorded") && !o.contains("MSG_EOR"), "{o}");
         assert!(!o.contains("Timer slack"), "closed loop sets none: {o}");
         let mut open_loop = recs[0].clone();
         open_loop.config.rate = Some(2000.0);

@@ -63,11 +63,14 @@ pub(crate) struct SysForm {
 pub(crate) struct UringForm {
     /// The opcodes it needs beyond [`COMMON_OPS`].
     pub ops: &'static [OpInfo],
-    /// The flags its message sends carry (0 for the page-cache modes, whose splices take
-    /// none of the MSG_* ones); what [`Mode::send_flags`] records.
+    /// The flags every one of its message sends carries (0 for the page-cache modes, whose
+    /// splices take none of the MSG_* ones): what `send` passes and [`Mode::send_flags`]
+    /// records. zc-fixed adds MSG_MORE to some ([`zc_send_flags`]), which the engine
+    /// counts (`IoStats::more_sends`).
     pub send_flags: libc::c_int,
-    /// Sends followed at once by another of their linked chain add MSG_MORE
-    /// ([`zc_send_flags`]).
+    /// `send` adds MSG_MORE when told that another send of its chain follows at once
+    /// (zc-fixed); the connection tells it so only while a message is smaller than a
+    /// segment, and counts each such send.
     pub more_in_chain: bool,
     /// The SQE that sends a whole message (MSG_WAITALL). `more`: another send of the same
     /// linked chain follows at once; zc-fixed then passes MSG_MORE, so small sends share a
@@ -119,29 +122,28 @@ impl Mode {
 }
 
 impl Mode {
-    /// The flags this mode's message sends carry on `backend`, `|`-joined as the kernel's
-    /// headers name them, for the record: a setting copyperf chose for the user, which a
-    /// reader must be able to see. `None` for the page-cache modes, which send by
-    /// sendfile(2) or splice(2) and pass none of them. The syscall engine also adds
-    /// MSG_DONTWAIT to a send while the flow waits to receive (how it avoids blocking; it
+    /// The flags every message send of this mode carries on `backend`, `|`-joined as the
+    /// kernel's headers name them, for the record: settings copyperf chose for the user,
+    /// which a reader must be able to see. `None` for the page-cache modes, which send by
+    /// sendfile(2) or splice(2) and pass none of them. Two flags some sends add are not
+    /// here: zc-fixed's MSG_MORE within a linked chain of messages smaller than a segment,
+    /// which the uring engine counts (`IoStats::more_sends`), and the syscall engine's
+    /// MSG_DONTWAIT on a send while the flow waits to receive (how it avoids blocking; it
     /// does not change what the kernel sends).
     pub fn send_flags(self, backend: Backend) -> Option<String> {
         let path = path(self);
         if path.file || !path.runs_on(backend) {
             return None;
         }
-        let (flags, more) = match (backend, &path.syscall) {
-            (Backend::Syscall, Some(sys)) => (SYSCALL_SEND_FLAGS | sys.send_flags, false),
-            _ => (path.uring.send_flags, path.uring.more_in_chain),
+        let flags = match (backend, &path.syscall) {
+            (Backend::Syscall, Some(sys)) => SYSCALL_SEND_FLAGS | sys.send_flags,
+            _ => path.uring.send_flags,
         };
-        let mut names: Vec<&str> = SEND_FLAG_NAMES
+        let names: Vec<&str> = SEND_FLAG_NAMES
             .iter()
             .filter(|(bit, _)| flags & bit != 0)
             .map(|&(_, name)| name)
             .collect();
-        if more {
-            names.push("MSG_MORE within a linked chain");
-        }
         Some(names.join("|"))
     }
 
@@ -242,7 +244,8 @@ const SEND_FLAG_NAMES: &[(libc::c_int, &str)] = &[
     (libc::MSG_MORE, "MSG_MORE"),
 ];
 
-/// A zc-fixed send's flags; `more`: the next send of its chain follows at once (MSG_MORE).
+/// A zc-fixed send's flags: its form's `flags`, and MSG_MORE where `more`, the next send
+/// of its chain following at once.
 /// TCP_NODELAY is on for zero-copy sends (see [`crate::config::auto_nodelay`]), so without
 /// MSG_MORE every send went out as a segment of its own, however small — a zero-copy send
 /// cannot be copied into the segment before it — and each segment costs a pass through
@@ -251,11 +254,11 @@ const SEND_FLAG_NAMES: &[(libc::c_int, &str)] = &[
 /// without it and pushes whatever is held. Measured (uring stream, depth 8, 3 interleaved
 /// runs of 2 s on a loaded 2-core VM, medians): 1K 0.69 Gbit/s against 0.38 without, 4K
 /// 2.29 against 1.89, 16K 3.28 against 2.31.
-pub(crate) fn zc_send_flags(more: bool) -> libc::c_int {
+pub(crate) fn zc_send_flags(flags: libc::c_int, more: bool) -> libc::c_int {
     if more {
-        URING_SEND_FLAGS | libc::MSG_MORE
+        flags | libc::MSG_MORE
     } else {
-        URING_SEND_FLAGS
+        flags
     }
 }
 
@@ -413,7 +416,8 @@ mod tests {
         );
         assert_eq!(
             flags(Mode::ZcFixed, Uring).as_deref(),
-            Some("MSG_WAITALL|MSG_NOSIGNAL|MSG_MORE within a linked chain")
+            Some("MSG_WAITALL|MSG_NOSIGNAL"),
+            "MSG_MORE on some sends only, counted apart"
         );
         assert_eq!(flags(Mode::ZcFixed, Syscall), None, "no syscall form");
         for mode in [Mode::TwoCopy, Mode::OneCopy] {

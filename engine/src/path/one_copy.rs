@@ -28,7 +28,7 @@ pub(crate) static PATH: CopyPath = CopyPath {
             // `args` and the message stay put until the completion (see `MsgArgs::fill`).
             let hdr = args.fill(msg, 0);
             on_target!(target, |fd| opcode::SendMsg::new(fd, hdr)
-                .flags(URING_SEND_FLAGS as u32)
+                .flags(PATH.uring.send_flags as u32)
                 .build())
         },
         recv: uring_recv_fields,

@@ -31,7 +31,7 @@ pub(crate) static PATH: CopyPath = CopyPath {
             let buf = msg.wire().as_ptr();
             let len = msg.size() as u32;
             on_target!(target, |fd| opcode::Send::new(fd, buf, len)
-                .flags(URING_SEND_FLAGS)
+                .flags(PATH.uring.send_flags)
                 .build())
         },
         recv: uring_recv_wire,

@@ -66,7 +66,7 @@ pub(crate) static PATH: CopyPath = CopyPath {
             // `args` and the message stay put until the notification (see `MsgArgs::fill`).
             let hdr = args.fill(msg, 0);
             on_target!(target, |fd| opcode::SendMsgZc::new(fd, hdr)
-                .flags(URING_FLAGS as u32)
+                .flags(PATH.uring.send_flags as u32)
                 .ioprio(IORING_SEND_ZC_REPORT_USAGE)
                 .build())
         },

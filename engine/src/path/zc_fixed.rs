@@ -34,7 +34,7 @@ pub(crate) static PATH: CopyPath = CopyPath {
             let len = msg.size() as u32;
             on_target!(target, |fd| opcode::SendZc::new(fd, buf, len)
                 .buf_index(Some(index))
-                .flags(zc_send_flags(more))
+                .flags(zc_send_flags(PATH.uring.send_flags, more))
                 .zc_flags(IORING_SEND_ZC_REPORT_USAGE)
                 .build())
         },

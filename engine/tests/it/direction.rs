@@ -74,6 +74,7 @@ fn assert_directed_run(r: &Record, case: &str) {
         }
         Direction::Forward => panic!("{case}: not a directed run"),
     }
+    crate::harness::assert_send_flags(r, case);
     assert!(r.latency.is_none(), "{case}: stream has no round trip");
     let secs = r.summary.duration_s;
     let gbps = |b: u64| b as f64 * 8.0 / secs / 1e9;

@@ -59,12 +59,12 @@ impl TestServer {
             .unwrap_or_else(|e| panic!("{case}: {e}\nserver events: {:#?}", self.events()))
     }
 
-    /// Every event so far, one line each.
     /// Asks the server to stop, as SIGTERM does; dropping it waits for the stop.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
     }
 
+    /// Every event so far, one line each.
     pub fn events(&self) -> Vec<String> {
         self.events.lock().unwrap().clone()
     }
@@ -182,10 +182,16 @@ pub fn assert_clean_run(r: &engine::Record, case: &str) {
         }
     }
     assert!(r.summary.throughput_gbps > 0.0, "{case}");
-    // Each side records the flags its message sends carried, the server's coming over
-    // the wire in its report.
+    assert_send_flags(r, case);
+}
+
+/// Each side that sends records the flags its mode's sends carry on its engine, the
+/// server's coming over the wire in its report; a side that sends nothing records none.
+/// MSG_MORE is counted apart, on zc-fixed's sends only, and never on a chain's last.
+pub fn assert_send_flags(r: &engine::Record, case: &str) {
     let echo = r.config.workload == Workload::Echo;
     let (mode, direction) = (r.config.mode, r.config.direction);
+    let server = r.server.as_ref().expect("a server report");
     for (side, sends) in [
         (&r.client, echo || direction.client_sends()),
         (server, echo || direction.server_sends()),
@@ -196,6 +202,15 @@ pub fn assert_clean_run(r: &engine::Record, case: &str) {
             "{case}: {} send flags",
             side.backend
         );
+        let (more, sent) = (side.stats.io.more_sends, side.stats.msgs_sent);
+        if mode == Mode::ZcFixed {
+            assert!(
+                more < sent.max(1),
+                "{case}: {more} MSG_MORE of {sent} sends"
+            );
+        } else {
+            assert_eq!(more, 0, "{case}: only zc-fixed takes MSG_MORE");
+        }
     }
 }
 

@@ -66,6 +66,14 @@ fn run_pair(client: Backend, server: Backend, mode: Mode, workload: Workload, de
                 }
             }
             assert!(!setup.flags.0.is_empty(), "{case}");
+            // zc-fixed's chains of messages under a segment share segments (MSG_MORE);
+            // a chain of one has nothing to share with.
+            if mode == Mode::ZcFixed && depth > 1 && workload == Workload::Stream {
+                assert!(io.more_sends > 0, "{case}: {io:?}");
+            }
+            if depth == 1 && workload == Workload::Stream {
+                assert_eq!(io.more_sends, 0, "{case}: {io:?}");
+            }
             assert_eq!(setup.fixed_buffers, mode == Mode::ZcFixed, "{case}");
         }
     }
