@@ -1644,3 +1644,23 @@ fn a_server_that_ends_the_run_says_why() {
         assert!(server.stop().success());
     }
 }
+
+/// iperf3's short flags where copyperf has the same thing: -P parallel streams (threads),
+/// -R reverse, -O omit, -J JSON; each does what its long form does.
+#[test]
+fn iperf3s_short_flags_do_what_they_do_there() {
+    let server = ServerProc::start(&[]);
+    let o = server.client(&["--workload", "stream", "-P", "2", "-R", "-O", "0.2", "-J"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let (out, _) = text(&o);
+    let r: engine::Record = serde_json::from_str(&out).expect("one JSON record, as -J asks");
+    assert_eq!(r.config.threads, 2);
+    assert_eq!(r.config.direction, engine::Direction::Reverse);
+    assert_eq!(r.config.omit, Duration::from_millis(200));
+    // -J is --format json: asking for both is a contradiction, refused before any banner.
+    let o = run(CLIENT, &["-J", "--format", "csv"]);
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    let (out, err) = text(&o);
+    assert!(out.is_empty(), "{out}");
+    assert!(err.contains("--json") && err.contains("--format"), "{err}");
+}

@@ -37,8 +37,15 @@ struct Args {
     /// fields of at least their 8-byte tag) to 16M.
     #[arg(short = 's', long, value_name = "BYTES", default_value = "4K", value_parser = cli::size_arg)]
     size: usize,
-    /// Worker threads (syscall: one connection each; uring: one ring each).
-    #[arg(short = 't', long, value_name = "N", default_value_t = 1)]
+    /// Worker threads (syscall: one connection each; uring: one ring each). `-P` is
+    /// iperf3's name for parallel streams.
+    #[arg(
+        short = 't',
+        visible_short_alias = 'P',
+        long,
+        value_name = "N",
+        default_value_t = 1
+    )]
     threads: usize,
     /// Measured interval in seconds (fractions allowed).
     #[arg(short = 'd', long, value_name = "SECONDS", default_value = "3", value_parser = cli::seconds_arg)]
@@ -79,6 +86,9 @@ struct Args {
     /// Output: the seed's summary (human), one JSON record, or CSV header + row.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
+    /// The same as --format json (iperf3's -J).
+    #[arg(short = 'J', long, conflicts_with = "format")]
+    json: bool,
     /// Seconds allowed for connecting and the handshake.
     #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = cli::seconds_arg)]
     connect_timeout: Duration,
@@ -92,8 +102,8 @@ struct Args {
     #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = cli::nodelay_arg)]
     nodelay: cli::Nodelay,
     /// Stream only: the server sends (with --mode, on its own engine) and the client
-    /// receives and checks; the client still decides when the run ends.
-    #[arg(long, conflicts_with = "bidir")]
+    /// receives and checks; the client still decides when the run ends (iperf3's -R).
+    #[arg(short = 'R', long, conflicts_with = "bidir")]
     reverse: bool,
     /// Stream only: both sides send and receive at once on every connection.
     #[arg(long)]
@@ -116,7 +126,7 @@ struct Args {
     /// A warm-up of SECONDS first, run but not counted (iperf3's -O): the measured
     /// interval (-d) starts after it. The server is told of it and leaves it out too,
     /// from its own first message.
-    #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = cli::seconds_arg)]
+    #[arg(short = 'O', long, value_name = "SECONDS", default_value = "0", value_parser = cli::seconds_arg)]
     omit: Duration,
     /// Echo, open loop: send MSGS_PER_S messages a second in all (shared evenly by the
     /// connections, k and M allowed: 20k) on a fixed schedule, whether or not echoes have
@@ -171,7 +181,7 @@ enum Format {
 fn main() -> ExitCode {
     let args = Args::parse();
     cli::install_signal_handlers();
-    let format = args.format;
+    let format = if args.json { Format::Json } else { args.format };
     let interval = args.interval;
     let mut config = match &args.spec {
         Some(json) => match cli::parse_spec::<ClientConfig>(json, "client") {
