@@ -1322,8 +1322,16 @@ fn intervals_stream_as_json_lines_and_add_up_to_the_record() {
                 assert_eq!(i.sum.p50_us, None, "{what}: no round trips");
             }
         }
-        let mid = &intervals[1].sum;
-        assert!(mid.msgs_sent > 0 && mid.sent_gbps > 0.0, "{what}: {mid:?}");
+        // Progress is reported while the run goes, not only in the stretch after the last
+        // look. Not from one given interval: a client starved for a quarter of a second
+        // beside a second test suite had an empty second interval.
+        let (_, before_end) = intervals.split_last().unwrap();
+        assert!(
+            before_end
+                .iter()
+                .any(|i| i.sum.msgs_sent > 0 && i.sum.sent_gbps > 0.0),
+            "{what}: nothing before the end: {intervals:?}"
+        );
     }
 }
 

@@ -23,7 +23,6 @@ fn server(backend: Backend, counters: CounterScope, cpus: CpuSpec) -> TestServer
         workers: workers(backend, 2),
         counters,
         cpus,
-        idle_timeout: std::time::Duration::from_secs(2),
         ..Default::default()
     })
 }

@@ -12,7 +12,6 @@ fn server(backend: Backend) -> TestServer {
         backend,
         workers: workers(backend, 2),
         counters: CounterScope::Thread,
-        idle_timeout: Duration::from_secs(2),
         ..Default::default()
     })
 }
