@@ -177,8 +177,9 @@ fn depth_one_streams_both_ways_on_uring() {
         let mut config = srv.client(Backend::Uring, Mode::OneCopy, Workload::Stream);
         config.direction = direction;
         config.depth = 1;
-        let r = run_client(&config, &|_| {}).unwrap_or_else(|e| panic!("{direction}: {e}"));
-        assert_directed_run(&r, &format!("uring depth 1 {direction}"));
+        let case = format!("uring depth 1 {direction}");
+        let r = srv.run(&config, &case);
+        assert_directed_run(&r, &case);
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use engine::{run_client, Backend, CounterScope, Interval, Mode, Record, ServerConfig, Workload};
+use engine::{Backend, CounterScope, Interval, Mode, Record, ServerConfig, Workload};
 
 use crate::harness::{workers, TestServer};
 
@@ -102,7 +102,7 @@ fn run_with_omit(srv: &TestServer, backend: Backend, workload: Workload) -> Reco
     config.duration = DURATION;
     config.interval = Duration::from_millis(250);
     config.counters = CounterScope::Thread;
-    run_client(&config, &|_| {}).unwrap_or_else(|e| panic!("{backend} {workload}: {e}"))
+    srv.run(&config, &format!("{backend} {workload}"))
 }
 
 /// The hello tells the server of the warm-up: it counts from its first message plus

@@ -19,7 +19,7 @@ fn run_pair(client: Backend, server: Backend, mode: Mode, workload: Workload, de
     config.threads = 2;
     config.size = 16 * 1024 + 8; // uneven: the last field takes the remainder
     let started = std::time::Instant::now();
-    let record = run_client(&config, &|_| {}).unwrap_or_else(|e| panic!("{case}: {e}"));
+    let record = server.run(&config, &case);
     // A ring waits in 100 ms ticks: an idle tick wakes it empty, as many as the run took
     // tenths of a second, which a starved run on a loaded machine stretches.
     let ticks = (started.elapsed().as_secs_f64() * 10.0).ceil() as u64;
@@ -184,8 +184,9 @@ fn deep_echo_of_large_messages_does_not_deadlock() {
         let mut config = server.client(backend, mode, Workload::Echo);
         config.size = 1 << 20;
         config.depth = 16;
-        let record = run_client(&config, &|_| {}).unwrap_or_else(|e| panic!("{mode}: {e}"));
-        assert_clean_run(&record, &format!("{mode} 1M depth 16"));
+        let case = format!("{mode} 1M depth 16");
+        let record = server.run(&config, &case);
+        assert_clean_run(&record, &case);
     }
 }
 
@@ -216,7 +217,7 @@ fn two_copy_multishot_receive() {
                 config.depth = depth;
                 config.size = size;
                 config.threads = 2;
-                let record = run_client(&config, &|_| {}).unwrap_or_else(|e| panic!("{case}: {e}"));
+                let record = server.run(&config, &case);
                 assert_clean_run(&record, &case);
                 assert_eq!(
                     record.client.uring.as_ref().unwrap().recv,

@@ -133,7 +133,7 @@ fn one_flipped_byte(backend: Backend, mode: Mode, workload: Workload, upstream: 
     // count's cap.
     config.messages = Some(40);
     config.duration = Duration::from_secs(30);
-    let r = run_client(&config, &|_| {}).unwrap_or_else(|e| panic!("{case}: {e}"));
+    let r = server.run(&config, &case);
     drop(relay);
     let server_side = r.server.as_ref().expect("server figures");
     assert!(

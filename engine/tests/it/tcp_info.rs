@@ -1,7 +1,7 @@
 //! TCP_INFO at the end of the run: read by every connection on both sides, on both
 //! engines, and carried through the wire into the record.
 
-use engine::{run_client, Backend, Direction, Mode, Workload};
+use engine::{Backend, Direction, Mode, Workload};
 
 use crate::harness::TestServer;
 
@@ -12,7 +12,7 @@ fn check(client: Backend, server: Backend, workload: Workload) {
     let mut config = srv.client(client, Mode::TwoCopy, workload);
     config.direction = Direction::Forward;
     config.threads = 2;
-    let r = run_client(&config, &|_| {}).unwrap_or_else(|e| panic!("{case}: {e}"));
+    let r = srv.run(&config, &case);
     let server_side = r.server.as_ref().expect("a server side");
     let c = r
         .client
