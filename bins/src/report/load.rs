@@ -400,26 +400,20 @@ mod tests {
     use super::*;
     use crate::testing::{at_rate, record};
 
-    /// `runs` records of `engine`/`mode` at 1K, one thread, at `rate`, each achieving the
-    /// next of `shares` and a p99 of the next of `p99s`.
-    fn point(
-        engine: Backend,
-        mode: Mode,
-        rate: u64,
-        shares: &[f64],
-        p99s: &[f64],
-    ) -> Vec<engine::Record> {
-        shares
-            .iter()
-            .zip(p99s)
-            .map(|(&f, &p99)| {
-                at_rate(
-                    record(engine, mode, 1024, 1, 1.0),
-                    rate,
-                    rate as f64 * f,
-                    p99 / 2.0,
-                    p99,
-                )
+    /// Two-copy records at 1K, one thread: for each row `(engine, rate, shares, p99s)`,
+    /// one run per share at `rate`, achieving that share of it with the next of `p99s`.
+    fn two_copy(rows: &[(Backend, u64, &[f64], &[f64])]) -> Vec<engine::Record> {
+        rows.iter()
+            .flat_map(|&(engine, rate, shares, p99s)| {
+                shares.iter().zip(p99s).map(move |(&f, &p99)| {
+                    at_rate(
+                        record(engine, Mode::TwoCopy, 1024, 1, 1.0),
+                        rate,
+                        rate as f64 * f,
+                        p99 / 2.0,
+                        p99,
+                    )
+                })
             })
             .collect()
     }
@@ -430,20 +424,10 @@ mod tests {
 
     #[test]
     fn each_rate_is_a_dataset_and_the_group_holds_them_in_order() {
-        let mut rs = point(
-            Backend::Syscall,
-            Mode::TwoCopy,
-            20_000,
-            &[1.0; 3],
-            &[10.0; 3],
-        );
-        rs.extend(point(
-            Backend::Syscall,
-            Mode::TwoCopy,
-            5000,
-            &[1.0; 3],
-            &[9.0; 3],
-        ));
+        let mut rs = two_copy(&[
+            (Backend::Syscall, 20_000, &[1.0; 3], &[10.0; 3]),
+            (Backend::Syscall, 5000, &[1.0; 3], &[9.0; 3]),
+        ]);
         rs.push(record(Backend::Syscall, Mode::TwoCopy, 1024, 1, 1.0));
         let sets = split(rs);
         assert_eq!(sets.len(), 3, "closed loop and two rates");
@@ -462,36 +446,13 @@ mod tests {
 
     #[test]
     fn the_kept_rate_needs_every_run_within_the_share_and_a_lead_must_survive_the_spread() {
-        let mut rs = Vec::new();
         // syscall keeps 5k and 20k; uring keeps 5k, falls short at 20k well apart.
-        rs.extend(point(
-            Backend::Syscall,
-            Mode::TwoCopy,
-            5000,
-            &[1.0, 0.99, 1.0],
-            &[9.0; 3],
-        ));
-        rs.extend(point(
-            Backend::Syscall,
-            Mode::TwoCopy,
-            20_000,
-            &[0.99, 0.98, 0.97],
-            &[10.0; 3],
-        ));
-        rs.extend(point(
-            Backend::Uring,
-            Mode::TwoCopy,
-            5000,
-            &[1.0, 1.0, 1.0],
-            &[8.0; 3],
-        ));
-        rs.extend(point(
-            Backend::Uring,
-            Mode::TwoCopy,
-            20_000,
-            &[0.6, 0.62, 0.61],
-            &[900.0; 3],
-        ));
+        let rs = two_copy(&[
+            (Backend::Syscall, 5000, &[1.0, 0.99, 1.0], &[9.0; 3]),
+            (Backend::Syscall, 20_000, &[0.99, 0.98, 0.97], &[10.0; 3]),
+            (Backend::Uring, 5000, &[1.0, 1.0, 1.0], &[8.0; 3]),
+            (Backend::Uring, 20_000, &[0.6, 0.62, 0.61], &[900.0; 3]),
+        ]);
         let sets = split(rs);
         let g = &groups(&sets)[0];
         let k = kept(g, Backend::Uring, Mode::TwoCopy, 1024, 1).unwrap();
@@ -506,35 +467,12 @@ mod tests {
 
         // One run of syscall's at 20k is short, its range touching uring's: kept only to
         // 5k like uring, so neither is ahead.
-        let mut rs = Vec::new();
-        rs.extend(point(
-            Backend::Syscall,
-            Mode::TwoCopy,
-            5000,
-            &[1.0; 3],
-            &[9.0; 3],
-        ));
-        rs.extend(point(
-            Backend::Syscall,
-            Mode::TwoCopy,
-            20_000,
-            &[0.99, 0.94, 0.97],
-            &[10.0; 3],
-        ));
-        rs.extend(point(
-            Backend::Uring,
-            Mode::TwoCopy,
-            5000,
-            &[1.0; 3],
-            &[8.0; 3],
-        ));
-        rs.extend(point(
-            Backend::Uring,
-            Mode::TwoCopy,
-            20_000,
-            &[0.93, 0.94, 0.96],
-            &[12.0; 3],
-        ));
+        let rs = two_copy(&[
+            (Backend::Syscall, 5000, &[1.0; 3], &[9.0; 3]),
+            (Backend::Syscall, 20_000, &[0.99, 0.94, 0.97], &[10.0; 3]),
+            (Backend::Uring, 5000, &[1.0; 3], &[8.0; 3]),
+            (Backend::Uring, 20_000, &[0.93, 0.94, 0.96], &[12.0; 3]),
+        ]);
         let sets = split(rs);
         let line = kept_line(&groups(&sets)[0], 1024, 1).unwrap();
         assert!(
@@ -543,41 +481,18 @@ mod tests {
         );
 
         // uring keeps 5k only, syscall 20k, but at 20k their shares overlap: no lead.
-        let mut rs = Vec::new();
-        rs.extend(point(
-            Backend::Syscall,
-            Mode::TwoCopy,
-            5000,
-            &[1.0; 3],
-            &[9.0; 3],
-        ));
-        rs.extend(point(
-            Backend::Syscall,
-            Mode::TwoCopy,
-            20_000,
-            &[0.95, 0.96, 0.99],
-            &[10.0; 3],
-        ));
-        rs.extend(point(
-            Backend::Uring,
-            Mode::TwoCopy,
-            5000,
-            &[1.0; 3],
-            &[8.0; 3],
-        ));
-        rs.extend(point(
-            Backend::Uring,
-            Mode::TwoCopy,
-            20_000,
-            &[0.94, 0.97, 0.98],
-            &[12.0; 3],
-        ));
+        let rs = two_copy(&[
+            (Backend::Syscall, 5000, &[1.0; 3], &[9.0; 3]),
+            (Backend::Syscall, 20_000, &[0.95, 0.96, 0.99], &[10.0; 3]),
+            (Backend::Uring, 5000, &[1.0; 3], &[8.0; 3]),
+            (Backend::Uring, 20_000, &[0.94, 0.97, 0.98], &[12.0; 3]),
+        ]);
         let sets = split(rs);
         let line = kept_line(&groups(&sets)[0], 1024, 1).unwrap();
         assert!(line.contains("no difference beyond noise with uring two-copy (at 20k msg/s it achieved [94.0%–98.0%] against [95.0%–99.0%])"), "{line}");
 
         // Two runs: not judged.
-        let rs = point(Backend::Syscall, Mode::TwoCopy, 5000, &[1.0; 2], &[9.0; 2]);
+        let rs = two_copy(&[(Backend::Syscall, 5000, &[1.0; 2], &[9.0; 2])]);
         let sets = split(rs);
         let line = kept_line(&groups(&sets)[0], 1024, 1).unwrap();
         assert!(line.contains("syscall two-copy none of its rates (not judged from 5k msg/s on: 2 runs, fewer than 3)"), "{line}");
@@ -589,35 +504,17 @@ mod tests {
 
     #[test]
     fn the_lowest_p99_is_named_only_beyond_noise() {
-        let mut rs = Vec::new();
-        rs.extend(point(
-            Backend::Syscall,
-            Mode::TwoCopy,
-            5000,
-            &[1.0; 3],
-            &[20.0, 21.0, 22.0],
-        ));
-        rs.extend(point(
-            Backend::Uring,
-            Mode::TwoCopy,
-            5000,
-            &[1.0; 3],
-            &[10.0, 11.0, 12.0],
-        ));
-        rs.extend(point(
-            Backend::Syscall,
-            Mode::TwoCopy,
-            20_000,
-            &[1.0; 3],
-            &[20.0, 21.0, 22.0],
-        ));
-        rs.extend(point(
-            Backend::Uring,
-            Mode::TwoCopy,
-            20_000,
-            &[0.5, 0.5, 0.5],
-            &[15.0, 21.5, 23.0],
-        ));
+        let rs = two_copy(&[
+            (Backend::Syscall, 5000, &[1.0; 3], &[20.0, 21.0, 22.0]),
+            (Backend::Uring, 5000, &[1.0; 3], &[10.0, 11.0, 12.0]),
+            (Backend::Syscall, 20_000, &[1.0; 3], &[20.0, 21.0, 22.0]),
+            (
+                Backend::Uring,
+                20_000,
+                &[0.5, 0.5, 0.5],
+                &[15.0, 21.5, 23.0],
+            ),
+        ]);
         let sets = split(rs);
         let lines = lowest_p99(&groups(&sets)[0]);
         assert_eq!(lines.len(), 4, "{lines:?}");
