@@ -288,8 +288,6 @@ fn an_interrupted_sweep_keeps_its_finished_points_and_cleans_up() {
     std::fs::remove_dir_all(&out).unwrap();
 }
 
-/// Issue 16: a value out of range says what range is taken, and is a bad flag (exit 2,
-/// as `sweep --help` says), not a failure.
 /// Issue 16: `--rates` makes each rate a dimension of an echo matrix; every point runs
 /// open loop at its rate (depth 64 by default), the rate columns are filled, meta.json
 /// records the list, and the report draws latency against the load achieved.
@@ -369,6 +367,8 @@ fn a_rate_sweep_runs_each_point_open_loop_and_reports_latency_under_load() {
     std::fs::remove_dir_all(&out).unwrap();
 }
 
+/// Issue 16: a value out of range says what range is taken, and is a bad flag (exit 2,
+/// as `sweep --help` says), not a failure.
 #[test]
 fn out_of_range_values_exit_2_and_state_the_range() {
     let out = scratch("sweep-ranges");

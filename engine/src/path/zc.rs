@@ -14,9 +14,6 @@ use crate::backend::sys::{IORING_SEND_ZC_REPORT_USAGE, SO_ZEROCOPY};
 use crate::error::{kernel_release, Error};
 use crate::vocab::Mode;
 
-/// What every uring zc send carries: the engine's flags, and MSG_EOR (see [`PATH`]).
-const URING_FLAGS: libc::c_int = URING_SEND_FLAGS | libc::MSG_EOR;
-
 /// Every zc send ends its message with MSG_EOR, so that the kernel never appends the next
 /// message to the same skb: a message is an skb of its own (or several, if it is larger
 /// than one). The kernel otherwise joins consecutive zero-copy sends that wait in the
@@ -55,7 +52,8 @@ pub(crate) static PATH: CopyPath = CopyPath {
             name: "IORING_OP_SENDMSG_ZC",
             since: "6.1",
         }],
-        send_flags: URING_FLAGS,
+        // The engine's own flags, and MSG_EOR (see above).
+        send_flags: URING_SEND_FLAGS | libc::MSG_EOR,
         more_in_chain: false,
         // No MSG_MORE (see `zc_send_flags`): the 8 fields are 8 heap allocations, so a
         // message takes 8 of a segment's 17 page fragments and at most two share one; held
