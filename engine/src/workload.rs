@@ -1138,10 +1138,7 @@ mod tests {
             if mode == Mode::TwoCopy {
                 rx.wire_mut().copy_from_slice(&notice);
             } else {
-                let layout = Layout::new(256);
-                for k in 0..8 {
-                    rx.field_mut(k).copy_from_slice(&notice[layout.field(k)]);
-                }
+                fill_fields(&mut rx, &notice);
             }
             match c.received(rx, Instant::now()) {
                 Err(Error::ServerEnded(why)) => assert_eq!(
@@ -1174,13 +1171,18 @@ mod tests {
         let mut rx = c.rx_buffer().unwrap();
         let mut bogus = notice.clone();
         bogus[6] = 4;
-        let layout = Layout::new(256);
-        for k in 0..8 {
-            rx.field_mut(k).copy_from_slice(&bogus[layout.field(k)]);
-        }
+        fill_fields(&mut rx, &bogus);
         match c.received(rx, Instant::now()) {
             Err(Error::Peer(why)) => assert!(why.contains("not a valid end notice"), "{why}"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// Lays `bytes` (one message's worth) into `rx`'s fields, as a fields receive would.
+    fn fill_fields(rx: &mut Message, bytes: &[u8]) {
+        let layout = Layout::new(bytes.len());
+        for k in 0..crate::message::FIELDS {
+            rx.field_mut(k).copy_from_slice(&bytes[layout.field(k)]);
         }
     }
 
