@@ -746,10 +746,7 @@ fn run_thread(ctx: ThreadContext<'_>, conns: Vec<Connection>) -> Result<ThreadRe
     let fds: Vec<_> = conns.iter().map(|c| c.stream.as_raw_fd()).collect();
     result.tcp_info = match &ctx.live {
         Some(live) => live.read_tcp_at_end(&fds),
-        None => fds
-            .iter()
-            .map(|&fd| TcpInfo::read(fd).unwrap_or_default())
-            .collect(),
+        None => TcpInfo::read_each(fds),
     };
     for conn in &conns {
         match server_report(conn, wait, half_close) {

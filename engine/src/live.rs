@@ -64,7 +64,7 @@ impl LiveCounters {
     /// that no look reads the sockets after them and then goes back to them.
     pub(crate) fn read_tcp_at_end(&self, fds: &[RawFd]) -> Vec<TcpInfo> {
         let mut end = self.tcp_end.lock().unwrap_or_else(|p| p.into_inner());
-        let readings = read_all(fds.iter().copied());
+        let readings = TcpInfo::read_each(fds.iter().copied());
         *end = Some(readings.clone());
         readings
     }
@@ -75,7 +75,7 @@ impl LiveCounters {
         let end = self.tcp_end.lock().unwrap_or_else(|p| p.into_inner());
         match &*end {
             Some(readings) => readings.clone(),
-            None => read_all(sockets.iter().map(AsRawFd::as_raw_fd)),
+            None => TcpInfo::read_each(sockets.iter().map(AsRawFd::as_raw_fd)),
         }
     }
 
@@ -185,12 +185,6 @@ impl IntervalFigures {
     }
 }
 
-/// Every connection's `TCP_INFO`, all fields missing where the kernel refused.
-fn read_all(fds: impl Iterator<Item = RawFd>) -> Vec<TcpInfo> {
-    fds.map(|fd| TcpInfo::read(fd).unwrap_or_default())
-        .collect()
-}
-
 /// The sum of a field over connections; `None` unless every one has it (and there is one).
 fn total(values: impl Iterator<Item = Option<u64>>) -> Option<u64> {
     let all: Vec<u64> = values.collect::<Option<_>>()?;
@@ -239,7 +233,7 @@ impl Sampler {
         let tcp = sockets
             .into_iter()
             .map(|conns| {
-                let start = read_all(conns.iter().map(AsRawFd::as_raw_fd));
+                let start = TcpInfo::read_each(conns.iter().map(AsRawFd::as_raw_fd));
                 let retrans = total(start.iter().map(|t| t.total_retrans));
                 (conns, retrans)
             })

@@ -240,6 +240,14 @@ impl TcpInfo {
     pub fn read_or_none(fd: RawFd) -> Option<TcpInfo> {
         TcpInfo::read(fd).ok()
     }
+
+    /// Every connection's `TCP_INFO`, in order, all fields missing where the kernel
+    /// refused.
+    pub fn read_each(fds: impl IntoIterator<Item = RawFd>) -> Vec<TcpInfo> {
+        fds.into_iter()
+            .map(|fd| TcpInfo::read(fd).unwrap_or_default())
+            .collect()
+    }
 }
 
 /// A gauge over a side's connections: its mean, smallest and largest value.
